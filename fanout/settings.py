@@ -1,0 +1,113 @@
+"""All configuration in one typed object, read once from the environment (FANOUT_*).
+
+Every setting is a field below; its env name is FANOUT_<FIELD NAME IN UPPER CASE>. Explicit keyword
+arguments to `Settings.load` override the environment, so tests and the benchmark build settings the
+same way the processes do, with other values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "FANOUT_"
+
+
+def _env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- where the local stack keeps things -------------------------------------------------------
+    state_dir: Path = field(default=Path(".fanout/state"), metadata={"doc": "configs, data, logs, pids"})
+    cache_dir: Path = field(default=Path(".fanout/cache"), metadata={"doc": "Maven repository and jar lists"})
+    host: str = field(default="127.0.0.1", metadata={"doc": "address every server and service binds"})
+
+    # --- Kafka ------------------------------------------------------------------------------------
+    kafka_version: str = field(default="3.9.1", metadata={"doc": "org.apache.kafka:kafka_2.13 version"})
+    kafka_port: int = field(default=9092, metadata={"doc": "broker listener"})
+    kafka_controller_port: int = field(default=9093, metadata={"doc": "KRaft controller listener"})
+    kafka_heap: str = field(default="512m", metadata={"doc": "-Xms/-Xmx of the broker"})
+    kafka_partitions: int = field(default=4, metadata={"doc": "partitions of the author event topic"})
+
+    # --- Cassandra --------------------------------------------------------------------------------
+    cassandra_version: str = field(default="5.0.8", metadata={"doc": "org.apache.cassandra:cassandra-all version"})
+    cassandra_port: int = field(default=9042, metadata={"doc": "CQL native transport"})
+    cassandra_storage_port: int = field(default=7000, metadata={"doc": "inter-node storage port"})
+    cassandra_heap: str = field(default="1G", metadata={"doc": "-Xms/-Xmx of the node (pinned)"})
+    keyspace: str = field(default="fanout", metadata={"doc": "Cassandra keyspace of every table"})
+    replication: str = field(
+        default="{'class': 'SimpleStrategy', 'replication_factor': 1}",
+        metadata={"doc": "keyspace replication map, CQL syntax"},
+    )
+
+    # --- Prometheus -------------------------------------------------------------------------------
+    prometheus_port: int = field(default=9090, metadata={"doc": "Prometheus web/API port"})
+    prometheus_bin: str = field(default="/usr/bin/prometheus", metadata={"doc": "Debian's binary"})
+    scrape_interval: str = field(default="2s", metadata={"doc": "Prometheus scrape interval"})
+
+    # --- the project's processes ------------------------------------------------------------------
+    read_api_port: int = field(default=8080, metadata={"doc": "read service HTTP port"})
+    ingest_api_port: int = field(default=8081, metadata={"doc": "ingest service HTTP port"})
+    worker_metrics_port: int = field(default=6066, metadata={"doc": "worker web/metrics port"})
+
+    # --- topics -----------------------------------------------------------------------------------
+    events_topic: str = field(default="fanout.author-events", metadata={"doc": "author-keyed events"})
+    chunks_topic: str = field(default="fanout.fanout-chunks", metadata={"doc": "fan-out chunk tasks"})
+    dead_letter_topic: str = field(default="fanout.dead-letter", metadata={"doc": "rejected events"})
+    app_id: str = field(default="fanout", metadata={"doc": "Faust app id / consumer group"})
+
+    # --- fan-out policy and write path ------------------------------------------------------------
+    celebrity_threshold: int = field(default=10_000, metadata={"doc": "followers at which an author is pulled"})
+    chunk_size: int = field(default=1_000, metadata={"doc": "followers per fan-out chunk task"})
+    write_window: int = field(default=64, metadata={"doc": "concurrent Cassandra requests per fan-out"})
+    inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
+    max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
+    max_celebrities_read: int = field(default=200, metadata={"doc": "celebrity timelines merged per read"})
+
+    # --- retries ----------------------------------------------------------------------------------
+    retry_attempts: int = field(default=8, metadata={"doc": "tries of a failed Cassandra write"})
+    retry_base_delay: float = field(default=0.05, metadata={"doc": "first backoff, seconds (doubles)"})
+
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `env` (default: os.environ), with explicit keyword overrides on top."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(_env_name(f.name))
+            if raw is not None:
+                values[f.name] = _parse(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Every FANOUT_* name with its documentation (for the README and the compose check)."""
+        return {_env_name(f.name): f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def inbox_ttl_seconds(self) -> int:
+        return self.inbox_ttl_days * 86_400
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise ValueError(f"{_env_name(f.name)}={raw!r} is not a valid {kind}") from exc
+    return raw
