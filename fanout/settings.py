@@ -33,12 +33,14 @@ class Settings:
     kafka_controller_port: int = field(default=9093, metadata={"doc": "KRaft controller listener"})
     kafka_heap: str = field(default="512m", metadata={"doc": "-Xms/-Xmx of the broker"})
     kafka_partitions: int = field(default=4, metadata={"doc": "partitions of the author event topic"})
+    kafka_bootstrap_servers: str = field(default="", metadata={"doc": "bootstrap list; empty: host:port"})
 
     # --- Cassandra --------------------------------------------------------------------------------
     cassandra_version: str = field(default="5.0.8", metadata={"doc": "org.apache.cassandra:cassandra-all version"})
     cassandra_port: int = field(default=9042, metadata={"doc": "CQL native transport"})
     cassandra_storage_port: int = field(default=7000, metadata={"doc": "inter-node storage port"})
     cassandra_heap: str = field(default="1G", metadata={"doc": "-Xms/-Xmx of the node (pinned)"})
+    cassandra_hosts: str = field(default="", metadata={"doc": "comma-separated contact points; empty: host"})
     keyspace: str = field(default="fanout", metadata={"doc": "Cassandra keyspace of every table"})
     replication: str = field(
         default="{'class': 'SimpleStrategy', 'replication_factor': 1}",
@@ -53,18 +55,22 @@ class Settings:
     # --- the project's processes ------------------------------------------------------------------
     read_api_port: int = field(default=8080, metadata={"doc": "read service HTTP port"})
     ingest_api_port: int = field(default=8081, metadata={"doc": "ingest service HTTP port"})
+    node_id: int = field(default=0, metadata={"doc": "post id node bits (0-1023), unique per ingest process"})
     worker_metrics_port: int = field(default=6066, metadata={"doc": "worker web/metrics port"})
 
     # --- topics -----------------------------------------------------------------------------------
     events_topic: str = field(default="fanout.author-events", metadata={"doc": "author-keyed events"})
     chunks_topic: str = field(default="fanout.fanout-chunks", metadata={"doc": "fan-out chunk tasks"})
     dead_letter_topic: str = field(default="fanout.dead-letter", metadata={"doc": "rejected events"})
+    publish_timeout_ms: int = field(default=15_000, metadata={"doc": "producer gives up (HTTP 503) after this"})
     app_id: str = field(default="fanout", metadata={"doc": "Faust app id / consumer group"})
 
     # --- fan-out policy and write path ------------------------------------------------------------
     celebrity_threshold: int = field(default=10_000, metadata={"doc": "followers at which an author is pulled"})
+    celebrity_demote_ratio: float = field(default=0.8, metadata={"doc": "demoted below ratio x threshold"})
     chunk_size: int = field(default=1_000, metadata={"doc": "followers per fan-out chunk task"})
     write_window: int = field(default=64, metadata={"doc": "concurrent Cassandra requests per fan-out"})
+    inbox_batch_size: int = field(default=1, metadata={"doc": "inbox rows per request (>1: unlogged batches)"})
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
     max_celebrities_read: int = field(default=200, metadata={"doc": "celebrity timelines merged per read"})
@@ -90,9 +96,22 @@ class Settings:
         """Every FANOUT_* name with its documentation (for the README and the compose check)."""
         return {_env_name(f.name): f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as FANOUT_* variables, to hand to a child process."""
+        return {_env_name(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        return self.kafka_bootstrap_servers or f"{self.client_host}:{self.kafka_port}"
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()] or [self.client_host]
+
+    @property
+    def client_host(self) -> str:
+        """Where clients connect when no explicit server list is set (a wildcard bind is not an address)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
 
     @property
     def inbox_ttl_seconds(self) -> int:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from deploy import stack
+from fanout.events import Event
+from fanout.producer import EventProducer, PublishError
 from fanout.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hybrid feed fan-out pipeline.")
@@ -30,7 +33,12 @@ def stack_up() -> None:
     t0 = time.monotonic()
     try:
         with console.status("starting the stack") as spinner:
-            statuses = stack.up(s, say=lambda msg: spinner.update(msg) or console.log(msg))
+
+            def say(message: str) -> None:
+                spinner.update(message)
+                console.log(message)
+
+            statuses = stack.up(s, say=say)
     except (stack.StackError, KeyboardInterrupt) as exc:
         _fail(exc if isinstance(exc, stack.StackError) else stack.StackError("interrupted; stopped what started"))
         return
@@ -71,12 +79,94 @@ def stack_logs(
 
 
 def _print_status(statuses: list[stack.Status]) -> None:
-    table = Table("server", "state", "pid", "listens on", "memory", "log")
+    table = Table("server", "state", "pid", "listens on", "memory")
     for st in statuses:
         state = "[green]up[/]" if st.ready else ("[yellow]starting[/]" if st.pid else "[red]down[/]")
         mem = f"{stack.resident_memory_mb(st.pid):.0f} MiB" if st.pid else "-"
-        table.add_row(st.name, state, str(st.pid or "-"), st.address, mem, str(st.log))
+        table.add_row(st.name, state, str(st.pid or "-"), st.address, mem)
     Console().print(table)
+    # Plain lines, not a table column: a path must never be cut to the terminal width.
+    for st in statuses:
+        typer.echo(f"{st.name} log: {st.log}")
+
+
+@app.command()
+def migrate() -> None:
+    """Create the Kafka topics and the Cassandra keyspace and tables (idempotent)."""
+    from fanout.cassandra import migrate as migrate_cassandra
+    from fanout.producer import ensure_topics
+
+    s = Settings.load()
+    created = ensure_topics(s)
+    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters)")
+    statements = migrate_cassandra(s)
+    console.print(f"cassandra keyspace {s.keyspace}: {len(statements)} statements applied")
+
+
+@app.command()
+def worker(loglevel: str = typer.Option("info", help="Faust log level")) -> None:
+    """Run the stream processor (Faust worker) with metrics on FANOUT_WORKER_METRICS_PORT."""
+    from services import worker as worker_process
+
+    worker_process.run(Settings.load(), loglevel)
+
+
+@app.command("read-api")
+def read_api() -> None:
+    """Serve the merged feed over HTTP on FANOUT_READ_API_PORT."""
+    from services import serve
+
+    serve.read_api(Settings.load())
+
+
+@app.command("ingest-api")
+def ingest_api() -> None:
+    """Accept events over HTTP on FANOUT_INGEST_API_PORT and publish them to Kafka."""
+    from services import serve
+
+    serve.ingest_api(Settings.load())
+
+
+publish_app = typer.Typer(no_args_is_help=True, help="Publish one event to Kafka (waits for the broker's ack).")
+app.add_typer(publish_app, name="publish")
+
+
+@publish_app.command("post")
+def publish_post(author_id: int, body: str) -> None:
+    """Publish a new post by AUTHOR_ID."""
+    _publish(lambda p: p.publish_post(author_id, body))
+
+
+@publish_app.command("delete")
+def publish_delete(author_id: int, post_id: int) -> None:
+    """Delete POST_ID of AUTHOR_ID."""
+    _publish(lambda p: p.delete_post(author_id, post_id))
+
+
+@publish_app.command("follow")
+def publish_follow(follower_id: int, followee_id: int) -> None:
+    """FOLLOWER_ID starts following FOLLOWEE_ID."""
+    _publish(lambda p: p.follow(follower_id, followee_id))
+
+
+@publish_app.command("unfollow")
+def publish_unfollow(follower_id: int, followee_id: int) -> None:
+    """FOLLOWER_ID stops following FOLLOWEE_ID."""
+    _publish(lambda p: p.unfollow(follower_id, followee_id))
+
+
+def _publish(action: Callable[[EventProducer], Event]) -> None:
+    from fanout.events import encode
+
+    producer = EventProducer(Settings.load())
+    try:
+        event = action(producer)
+    except PublishError as exc:
+        _fail(exc)
+        return
+    finally:
+        producer.close()
+    typer.echo(encode(event).decode())
 
 
 def main() -> None:

@@ -1,0 +1,62 @@
+# Fanout: `make demo` and `make test` work from a fresh clone (Python 3.11+, Java 17, Maven, kcat and
+# Prometheus installed; .ci/run installs the Debian ones). The servers are real processes on 127.0.0.1,
+# managed by `fanout stack up|down|status` (deploy/stack.py).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+FANOUT := $(VENV)/bin/fanout
+PYTEST := $(VENV)/bin/pytest
+TESTS ?= tests/unit tests/e2e
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test down lint clean
+
+help:
+	@echo "make demo   start the stack (Kafka, Cassandra, Prometheus) and run the demo; the stack stays up"
+	@echo "make test   unit + e2e tests on the real stack (started if needed, stopped after if it was down)"
+	@echo "make down   stop the stack"
+	@echo "make lint   ruff and mypy"
+	@echo "make clean  remove the venv and caches (keeps the jar cache in .fanout/cache)"
+
+venv: $(STAMP)
+
+# The venv is rebuilt when the project's dependencies change.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(FANOUT) stack up
+	$(FANOUT) demo
+	@echo
+	@echo "The stack (Kafka, Cassandra, Prometheus) stays running: 'make down' stops it."
+
+# Leaves the stack as it found it: stopped after the tests only if it was not fully up before.
+# pytest's exit code is the recipe's, so 5 (no tests collected) fails the build too.
+test: $(STAMP)
+	@was_up=0; \
+	if $(FANOUT) stack status >/dev/null 2>&1; then was_up=1; fi; \
+	if [ "$$was_up" = 0 ]; then trap '$(FANOUT) stack down' EXIT; fi; \
+	$(FANOUT) stack up; \
+	rc=0; $(PYTEST) -ra $(PYTEST_ARGS) $(TESTS) || rc=$$?; \
+	if [ "$$rc" = 5 ]; then echo "make test: pytest collected no tests (exit 5); that is a failure" >&2; fi; \
+	if [ "$$was_up" = 1 ]; then echo "make test: the stack was up before, so it stays up"; fi; \
+	exit "$$rc"
+
+down: $(STAMP)
+	$(FANOUT) stack down
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -path ./.git -prune -o -path ./.fanout -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

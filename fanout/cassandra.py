@@ -1,0 +1,157 @@
+"""cassandra-driver on asyncio: connection, the awaitable bridge, retries with backoff, migrations.
+
+`session.execute` blocks; every request made from an event loop goes through `Cassandra.run`, which
+uses `execute_async` and resolves an asyncio future from the driver's callback thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cassandra import (
+    CoordinationFailure,
+    OperationTimedOut,
+    ReadTimeout,
+    Unavailable,
+    WriteTimeout,
+)
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
+from cassandra.query import PreparedStatement
+
+from fanout.metrics import Metrics
+from fanout.settings import Settings
+
+log = logging.getLogger(__name__)
+CQL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "cql"
+TRANSIENT = (WriteTimeout, ReadTimeout, Unavailable, OperationTimedOut, NoHostAvailable, CoordinationFailure,
+             ConnectionError)
+T = TypeVar("T")
+
+
+def connect(settings: Settings, keyspace: str | None = None) -> tuple[Cluster, Session]:
+    """A cluster on protocol v4 that reconnects every second (the default backoff grows to 600 s)."""
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0)
+    cluster = Cluster(
+        settings.cassandra_contact_points,
+        port=settings.cassandra_port,
+        protocol_version=4,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None),
+        connect_timeout=10,
+    )
+    session = cluster.connect(keyspace)
+    return cluster, session
+
+
+class Cassandra:
+    """A session plus the asyncio bridge and the retry policy every async request goes through."""
+
+    def __init__(self, session: Session, settings: Settings, metrics: Metrics) -> None:
+        self.session = session
+        self.settings = settings
+        self.metrics = metrics
+
+    def prepare(self, cql: str) -> PreparedStatement:
+        stmt = self.session.prepare(cql.format(keyspace=self.settings.keyspace))
+        stmt.is_idempotent = True  # every statement of ours is: same key, same values (or LWW by time)
+        return stmt
+
+    def execute_async(self, stmt: Any, params: Sequence[Any] | None = None) -> asyncio.Future[list[Any]]:
+        """One request, as an asyncio future of all rows of its first page."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        response = self.session.execute_async(stmt, params)
+
+        def done(rows: Any) -> None:
+            if not future.done():
+                future.set_result(list(rows) if rows is not None else [])
+
+        def failed(exc: BaseException) -> None:
+            if not future.done():
+                future.set_exception(exc)
+
+        response.add_callbacks(
+            callback=lambda rows: loop.call_soon_threadsafe(done, rows),
+            errback=lambda exc: loop.call_soon_threadsafe(failed, exc),
+        )
+        return future
+
+    async def run(self, stmt: Any, params: Sequence[Any] | None = None) -> list[Any]:
+        """One request with retries on transient errors; raises after the last attempt."""
+        return await self.retrying(lambda: self.execute_async(stmt, params))
+
+    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        delay = self.settings.retry_base_delay
+        for n in range(1, self.settings.retry_attempts + 1):
+            try:
+                return await attempt()
+            except TRANSIENT as exc:
+                self.metrics.cassandra_errors.labels(type(exc).__name__).inc()
+                if n == self.settings.retry_attempts:
+                    raise
+                self.metrics.cassandra_retries.inc()
+                log.warning("cassandra request failed (%s), retry %d in %.2fs", type(exc).__name__, n, delay)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    async def run_window(self, requests: Iterable[tuple[Any, Sequence[Any] | None]], window: int) -> int:
+        """Run every (statement, parameters) request, at most `window` in flight; returns how many ran.
+
+        A sliding window: a new request starts as soon as one finishes. After a failure (retries
+        exhausted) no new request starts; the ones in flight settle, then the first error is raised.
+        """
+        slots = asyncio.Semaphore(window)
+        pending: set[asyncio.Future[list[Any]]] = set()
+        errors: list[BaseException] = []
+        count = 0
+
+        def settled(task: asyncio.Future[list[Any]]) -> None:
+            pending.discard(task)
+            slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                errors.append(task.exception())  # type: ignore[arg-type]
+
+        for stmt, params in requests:
+            await slots.acquire()
+            if errors:
+                slots.release()
+                break
+            task = asyncio.ensure_future(self.run(stmt, params))
+            pending.add(task)
+            task.add_done_callback(settled)
+            count += 1
+        if pending:
+            await asyncio.wait(set(pending))
+        if errors:
+            raise errors[0]
+        return count
+
+
+def migrate(settings: Settings) -> list[str]:
+    """Create the keyspace and every table (idempotent). Returns the statements applied."""
+    cluster, session = connect(settings)
+    try:
+        applied = [
+            f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = {settings.replication}"
+        ]
+        session.execute(applied[0])
+        for path in sorted(CQL_DIR.glob("*.cql")):
+            for stmt in _statements(path.read_text()):
+                cql = stmt.format(keyspace=settings.keyspace)
+                session.execute(cql, timeout=60)
+                applied.append(cql)
+        return applied
+    finally:
+        cluster.shutdown()
+
+
+def _statements(text: str) -> list[str]:
+    lines = [line for line in text.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

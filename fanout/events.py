@@ -1,0 +1,183 @@
+"""Typed event models and their JSON codec (orjson), validated against the schemas in schemas/events/.
+
+The schema files are the contract; these dataclasses mirror them. `decode` validates before it builds a
+model, so anything that reaches the core has passed the schema. Every author-scoped event exposes
+`key`: the author's id (the followee's for follow events) as decimal ASCII bytes, the Kafka key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import fastjsonschema
+import orjson
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "events"
+SCHEMA_VERSION = 1
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be processed; `reason` is a short machine-readable cause."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    TYPE: ClassVar[str] = ""
+    event_time: int
+
+    @property
+    def key(self) -> bytes:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class PostCreated(Event):
+    TYPE: ClassVar[str] = "PostCreated"
+    post_id: int
+    author_id: int
+    body: str
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.author_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PostDeleted(Event):
+    TYPE: ClassVar[str] = "PostDeleted"
+    post_id: int
+    author_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.author_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Followed(Event):
+    TYPE: ClassVar[str] = "Followed"
+    follower_id: int
+    followee_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.followee_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Unfollowed(Event):
+    TYPE: ClassVar[str] = "Unfollowed"
+    follower_id: int
+    followee_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.followee_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxChunk(Event):
+    """Internal task: push `post_id` into the inboxes of `follower_ids` (one slice of a big fan-out)."""
+
+    TYPE: ClassVar[str] = "InboxChunk"
+    post_id: int
+    author_id: int
+    follower_ids: tuple[int, ...]
+    chunk: int
+    chunks: int
+
+    @property
+    def key(self) -> bytes:
+        # Spread the chunks of one post over partitions, so several workers share a big fan-out.
+        return f"{self.post_id}:{self.chunk}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class CelebrityChunk(Event):
+    """Internal task: `author_id` became a celebrity; add it to these followers' celebrity sets."""
+
+    TYPE: ClassVar[str] = "CelebrityChunk"
+    author_id: int
+    follower_ids: tuple[int, ...]
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.author_id}:{self.follower_ids[0]}".encode()
+
+
+AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed
+ChunkTask = InboxChunk | CelebrityChunk
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls for cls in (PostCreated, PostDeleted, Followed, Unfollowed, InboxChunk, CelebrityChunk)
+}
+
+
+def author_key(author_id: int) -> bytes:
+    return str(author_id).encode()
+
+
+@cache
+def validator(type_name: str) -> Any:
+    schema = orjson.loads((SCHEMA_DIR / f"{type_name}.v{SCHEMA_VERSION}.json").read_bytes())
+    return fastjsonschema.compile(schema)
+
+
+def encode(event: Event) -> bytes:
+    doc: dict[str, Any] = {"type": event.TYPE, "version": SCHEMA_VERSION}
+    for f in dataclasses.fields(event):
+        doc[f.name] = getattr(event, f.name)
+    return orjson.dumps(doc)
+
+
+def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
+    """Bytes from Kafka to a validated model, or InvalidEvent with the reason."""
+    if raw is None:
+        raise InvalidEvent("empty", "message has no value")
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise InvalidEvent("oversized", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("bad_json", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise InvalidEvent("schema", "event is not a JSON object")
+    type_name = doc.get("type")
+    cls = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        raise InvalidEvent("unknown_type", f"type {type_name!r} is not one of {sorted(EVENT_TYPES)}")
+    try:
+        validator(cls.TYPE)(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidEvent("schema", f"{cls.TYPE}: {exc.message}") from None
+    doc.pop("type")
+    doc.pop("version")
+    if "follower_ids" in doc:
+        doc["follower_ids"] = tuple(doc["follower_ids"])
+    return cls(**doc)
+
+
+def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> AuthorEvent:
+    """Decode an event of the author topic and check it sits under its author's key."""
+    event = decode(raw, max_bytes)
+    if not isinstance(event, PostCreated | PostDeleted | Followed | Unfollowed):
+        raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the author event topic")
+    if key != event.key:
+        raise InvalidEvent("wrong_key", f"key {key!r} is not the author key {event.key!r}")
+    return event
+
+
+def decode_chunk_task(raw: bytes | None, max_bytes: int) -> ChunkTask:
+    """Decode a task of the chunks topic."""
+    event = decode(raw, max_bytes)
+    if not isinstance(event, InboxChunk | CelebrityChunk):
+        raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the chunks topic")
+    return event

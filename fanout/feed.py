@@ -1,0 +1,84 @@
+"""The read side: a user's inbox merged with the timelines of the celebrities they follow.
+
+`merge_newest_first` and the cursor functions are pure; `read_feed` runs them over the store. One read
+costs O(limit + celebrities followed) requests: the inbox head, one timeline head per followed
+celebrity (bounded by a setting), and the posts of the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from fanout.ids import MAX_ID
+from fanout.store import Post
+
+MAX_ROUNDS = 8  # extra rounds only happen when deleted posts fill a page
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """A cursor is the post id of the last item of the previous page (keyset: ids below it)."""
+    if cursor is None or cursor == "":
+        return None
+    if not cursor.isdigit() or not 0 < int(cursor) <= MAX_ID:
+        raise InvalidCursor(f"cursor must be a post id (a positive 64-bit integer), got {cursor[:40]!r}")
+    return int(cursor)
+
+
+def merge_newest_first(sources: Iterable[Sequence[int]], limit: int) -> list[int]:
+    """k-way merge of id lists each sorted newest first, without duplicates, at most `limit` ids."""
+    merged = heapq.merge(*sources, reverse=True)
+    out: list[int] = []
+    for pid in merged:
+        if out and out[-1] == pid:
+            continue
+        out.append(pid)
+        if len(out) == limit:
+            break
+    return out
+
+
+class FeedSource(Protocol):
+    async def celebrities(self, user_id: int, limit: int) -> list[int]: ...
+    async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]: ...
+    async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]: ...
+    async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]: ...
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    items: list[Post]
+    next_cursor: int | None
+
+
+async def read_feed(store: FeedSource, user_id: int, limit: int, cursor: int | None, max_celebrities: int) -> FeedPage:
+    celebrities = await store.celebrities(user_id, max_celebrities)
+    items: list[Post] = []
+    before = cursor
+    for _ in range(MAX_ROUNDS):
+        want = limit + 1 - len(items)  # one beyond the page tells whether there is a next page
+        heads = await asyncio.gather(
+            store.inbox_head(user_id, before, want), *(store.timeline_head(c, before, want) for c in celebrities)
+        )
+        candidates = merge_newest_first(heads, want + 1)
+        ids = candidates[:want]
+        posts = await store.posts(ids)
+        items.extend(p for p in (posts.get(pid) for pid in ids) if p is not None and not p.deleted)
+        # Exhausted only if every source came back short AND the merge cut nothing off: several short
+        # heads can still hold more ids together than this round took.
+        exhausted = all(len(h) < want for h in heads) and len(candidates) <= want
+        if len(items) > limit or exhausted:
+            break
+        before = ids[-1]
+    else:
+        # Deleted posts filled every round: page what we have; the client continues below the last id seen.
+        return FeedPage(items, before)
+    page = items[:limit]
+    return FeedPage(page, page[-1].post_id if len(items) > limit else None)

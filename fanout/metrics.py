@@ -1,0 +1,48 @@
+"""Prometheus metrics on an explicit registry: one `Metrics` per process, built in its composition root.
+
+Tests build their own `Metrics()` and read values from its registry; nothing registers globally.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        # worker
+        self.events_consumed = Counter("fanout_events_consumed", "Events consumed, by type", ["type"], registry=r)
+        self.inbox_rows_written = Counter("fanout_inbox_rows_written", "Inbox rows written by fan-out", registry=r)
+        self.posts_by_tier = Counter("fanout_posts", "Posts stored, by fan-out tier (push or pull)", ["tier"],
+                                     registry=r)
+        self.fanout_chunks = Counter("fanout_chunks_processed", "Fan-out chunk tasks processed", registry=r)
+        self.fanout_duration = Histogram("fanout_fanout_duration_seconds",
+                                         "Time to push one post (or one chunk) into follower inboxes",
+                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.end_to_end_lag = Histogram("fanout_end_to_end_lag_seconds",
+                                        "Event time of a post to its last inbox write (per post or chunk)",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.dead_lettered = Counter("fanout_dead_lettered_events", "Events sent to the dead-letter topic",
+                                     ["reason"], registry=r)
+        self.cassandra_errors = Counter("fanout_cassandra_errors", "Failed Cassandra requests, by error class",
+                                        ["error"], registry=r)
+        self.cassandra_retries = Counter("fanout_cassandra_retries", "Cassandra requests retried", registry=r)
+        # read service
+        self.read_latency = Histogram("fanout_read_latency_seconds", "Feed read latency", buckets=LATENCY_BUCKETS,
+                                      registry=r)
+        self.feed_reads = Counter("fanout_feed_reads", "Feed reads, by HTTP status", ["status"], registry=r)
+        # ingest service
+        self.ingest_requests = Counter("fanout_ingest_requests", "Ingest requests, by endpoint and HTTP status",
+                                       ["endpoint", "status"], registry=r)
+        self.events_published = Counter("fanout_events_published", "Events acknowledged by Kafka, by type",
+                                        ["type"], registry=r)
+
+
+def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    """The current value of one sample (e.g. 'fanout_inbox_rows_written_total'), 0 if absent."""
+    value = metrics.registry.get_sample_value(name, labels or {})
+    return float(value or 0.0)

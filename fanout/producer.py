@@ -1,0 +1,139 @@
+"""Publishing author events with confluent-kafka: idempotent, acks=all, Java-compatible partitioning.
+
+`send` returns a concurrent future resolved when Kafka acknowledged the event (or failed it), so the
+ingest service answers 202 only after the broker has the event. A background thread serves the
+delivery callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, encode
+from fanout.ids import PostIdGenerator, millis_of
+from fanout.settings import Settings
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,  # off by default in librdkafka
+        "acks": "all",
+        # librdkafka's default partitioner is CRC32-based; Faust/aiokafka and Java use murmur2.
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.timeout.ms": settings.publish_timeout_ms,
+        **extra,
+    }
+
+
+@dataclass(frozen=True)
+class Delivered:
+    topic: str
+    partition: int
+    offset: int
+
+
+class PublishError(RuntimeError):
+    """Kafka did not take the event (unreachable, timed out, queue full)."""
+
+
+class EventProducer:
+    def __init__(self, settings: Settings, node_id: int = 0, **config: Any) -> None:
+        self.settings = settings
+        self.topic = settings.events_topic
+        self.ids = PostIdGenerator(node_id)
+        self._producer = Producer(producer_config(settings, **config))
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def send(self, event: Event, topic: str | None = None) -> concurrent.futures.Future[Delivered]:
+        future: concurrent.futures.Future[Delivered] = concurrent.futures.Future()
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                future.set_exception(PublishError(f"Kafka did not take {event.TYPE}: {err.str()}"))
+            else:
+                future.set_result(Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
+
+        try:
+            self._producer.produce(topic or self.topic, key=event.key, value=encode(event), on_delivery=delivered)
+        except (BufferError, KafkaException) as exc:
+            future.set_exception(PublishError(f"Kafka did not take {event.TYPE}: {exc}"))
+        return future
+
+    async def send_async(self, event: Event) -> Delivered:
+        return await asyncio.wrap_future(self.send(event))
+
+    # --- the Python API ----------------------------------------------------------------------------
+
+    def new_post(self, author_id: int, body: str) -> PostCreated:
+        post_id = self.ids.next_id()
+        return PostCreated(event_time=millis_of(post_id), post_id=post_id, author_id=author_id, body=body)
+
+    def publish_post(self, author_id: int, body: str, timeout: float = 30.0) -> PostCreated:
+        event = self.new_post(author_id, body)
+        self.send(event).result(timeout)
+        return event
+
+    def delete_post(self, author_id: int, post_id: int, timeout: float = 30.0) -> PostDeleted:
+        event = PostDeleted(event_time=now_ms(), post_id=post_id, author_id=author_id)
+        self.send(event).result(timeout)
+        return event
+
+    def follow(self, follower_id: int, followee_id: int, timeout: float = 30.0) -> Followed:
+        event = Followed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id)
+        self.send(event).result(timeout)
+        return event
+
+    def unfollow(self, follower_id: int, followee_id: int, timeout: float = 30.0) -> Unfollowed:
+        event = Unfollowed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id)
+        self.send(event).result(timeout)
+        return event
+
+    def flush(self, timeout: float = 60.0) -> int:
+        """Wait until every queued event is acknowledged; returns how many are still queued."""
+        return int(self._producer.flush(timeout))
+
+    def close(self) -> None:
+        self.flush()
+        self._stop.set()
+        self._poller.join(timeout=5)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the pipeline's topics with the configured partition counts (existing ones are kept)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    wanted = [
+        NewTopic(settings.events_topic, settings.kafka_partitions, 1),
+        NewTopic(settings.chunks_topic, settings.kafka_partitions, 1),
+        NewTopic(settings.dead_letter_topic, 1, 1),
+    ]
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [t for t in wanted if t.topic not in existing]
+    if missing:
+        for fut in admin.create_topics(missing, operation_timeout=timeout).values():
+            try:
+                fut.result(timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    return [t.topic for t in missing]

@@ -1,0 +1,177 @@
+"""The Cassandra store: every query of the pipeline, as statements prepared once.
+
+Writes of posts and follow state carry USING TIMESTAMP = event time (microseconds), so a replayed or
+late event resolves last-writer-wins by event time; inbox rows are plain idempotent upserts with a TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cassandra.query import BatchStatement, BatchType
+
+from fanout.cassandra import Cassandra
+from fanout.ids import MAX_ID, millis_of
+
+
+@dataclass(frozen=True)
+class AuthorStats:
+    follower_count: int
+    is_celebrity: bool
+
+
+@dataclass(frozen=True)
+class Edge:
+    following: bool
+    changed_at: int  # event time (ms) of the follow/unfollow that set it
+
+
+@dataclass(frozen=True)
+class Post:
+    post_id: int
+    author_id: int
+    body: str
+    deleted: bool
+
+    @property
+    def created_at(self) -> int:
+        return millis_of(self.post_id)
+
+
+def micros(ms: int) -> int:
+    return ms * 1000
+
+
+class Store:
+    def __init__(self, db: Cassandra, inbox_batch_size: int = 1) -> None:
+        self.db = db
+        self.inbox_batch_size = inbox_batch_size
+        p = db.prepare
+        self._post_tier = p("SELECT tier FROM {keyspace}.posts WHERE post_id = ?")
+        self._insert_post = p("INSERT INTO {keyspace}.posts (post_id, author_id, body, tier, deleted) "
+                              "VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?")
+        self._insert_timeline = p("INSERT INTO {keyspace}.author_timeline (author_id, post_id) VALUES (?, ?)")
+        self._delete_post = p("UPDATE {keyspace}.posts USING TIMESTAMP ? SET deleted = true, author_id = ? "
+                              "WHERE post_id = ?")
+        self._get_post = p("SELECT post_id, author_id, body, deleted FROM {keyspace}.posts WHERE post_id = ?")
+        self._author_stats = p("SELECT follower_count, is_celebrity FROM {keyspace}.followers_by_author "
+                               "WHERE author_id = ? LIMIT 1")
+        self._edge = p("SELECT following, changed_at FROM {keyspace}.followers_by_author "
+                       "WHERE author_id = ? AND follower_id = ?")
+        self._set_edge = p("UPDATE {keyspace}.followers_by_author USING TIMESTAMP ? "
+                           "SET following = ?, changed_at = ? WHERE author_id = ? AND follower_id = ?")
+        self._set_stats = p("UPDATE {keyspace}.followers_by_author SET follower_count = ?, is_celebrity = ? "
+                            "WHERE author_id = ?")
+        self._followers_page = p("SELECT follower_id, following FROM {keyspace}.followers_by_author "
+                                 "WHERE author_id = ? AND follower_id > ? LIMIT ?")
+        self._set_following = p("UPDATE {keyspace}.following_by_user USING TIMESTAMP ? SET following = ? "
+                                "WHERE user_id = ? AND followee_id = ?")
+        self._add_celebrity = p("INSERT INTO {keyspace}.celebrities_by_user (user_id, celebrity_id) "
+                                "VALUES (?, ?) USING TIMESTAMP ?")
+        self._remove_celebrity = p("DELETE FROM {keyspace}.celebrities_by_user USING TIMESTAMP ? "
+                                   "WHERE user_id = ? AND celebrity_id = ?")
+        self._celebrities = p("SELECT celebrity_id FROM {keyspace}.celebrities_by_user WHERE user_id = ? LIMIT ?")
+        self._push = p("INSERT INTO {keyspace}.inbox (user_id, post_id, author_id) VALUES (?, ?, ?) USING TTL ?")
+        self._inbox_head = p("SELECT post_id FROM {keyspace}.inbox WHERE user_id = ? AND post_id < ? LIMIT ?")
+        self._timeline_head = p("SELECT post_id FROM {keyspace}.author_timeline "
+                                "WHERE author_id = ? AND post_id < ? LIMIT ?")
+
+    # --- posts -----------------------------------------------------------------------------------
+
+    async def stored_tier(self, post_id: int) -> str | None:
+        rows = await self.db.run(self._post_tier, (post_id,))
+        return rows[0].tier if rows and rows[0].tier else None
+
+    async def save_post(self, post_id: int, author_id: int, body: str, tier: str) -> None:
+        """The post row and its author timeline entry: one write each, whatever the tier."""
+        await self.db.run(self._insert_post, (post_id, author_id, body, tier, micros(millis_of(post_id))))
+        await self.db.run(self._insert_timeline, (author_id, post_id))
+
+    async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
+        # A delete always wins over its own post's create, even if the clocks disagree.
+        ts = micros(max(event_time, millis_of(post_id) + 1))
+        await self.db.run(self._delete_post, (ts, author_id, post_id))
+
+    async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
+        rows = await _gather(self.db.run(self._get_post, (pid,)) for pid in post_ids)
+        found = {}
+        for result in rows:
+            for r in result:
+                found[r.post_id] = Post(r.post_id, r.author_id, r.body or "", bool(r.deleted))
+        return found
+
+    # --- follow graph ----------------------------------------------------------------------------
+
+    async def author_stats(self, author_id: int) -> AuthorStats:
+        rows = await self.db.run(self._author_stats, (author_id,))
+        if not rows:
+            return AuthorStats(0, False)
+        return AuthorStats(rows[0].follower_count or 0, bool(rows[0].is_celebrity))
+
+    async def edge(self, author_id: int, follower_id: int) -> Edge | None:
+        rows = await self.db.run(self._edge, (author_id, follower_id))
+        if not rows or rows[0].changed_at is None:
+            return None
+        return Edge(bool(rows[0].following), rows[0].changed_at)
+
+    async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats) -> None:
+        """The edge and the author's count/tier in one atomic single-partition batch."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        batch.add(self._set_edge, (micros(edge.changed_at), edge.following, edge.changed_at, author_id, follower_id))
+        batch.add(self._set_stats, (stats.follower_count, stats.is_celebrity, author_id))
+        batch.is_idempotent = True
+        await self.db.run(batch)
+
+    async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None:
+        await self.db.run(self._set_following, (micros(event_time), following, user_id, followee_id))
+
+    async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, event_time: int, window: int) -> int:
+        requests = ((self._add_celebrity, (u, celebrity_id, micros(event_time))) for u in user_ids)
+        return await self.db.run_window(requests, window)
+
+    async def remove_celebrity(self, user_id: int, celebrity_id: int, event_time: int) -> None:
+        await self.db.run(self._remove_celebrity, (micros(event_time), user_id, celebrity_id))
+
+    async def followers_page(self, author_id: int, after: int, limit: int) -> tuple[list[int], int | None]:
+        """Active followers with id > after, and the id to continue after (None at the end)."""
+        rows = await self.db.run(self._followers_page, (author_id, after, limit))
+        active = [r.follower_id for r in rows if r.following]
+        return active, (rows[-1].follower_id if len(rows) == limit else None)
+
+    async def celebrities(self, user_id: int, limit: int) -> list[int]:
+        rows = await self.db.run(self._celebrities, (user_id, limit))
+        return [r.celebrity_id for r in rows]
+
+    # --- inbox and timelines ---------------------------------------------------------------------
+
+    async def push(self, post_id: int, author_id: int, user_ids: Sequence[int], ttl: int, window: int) -> int:
+        """Write the post into each user's inbox, `window` requests in flight; returns rows written."""
+        if self.inbox_batch_size <= 1:
+            await self.db.run_window(((self._push, (u, post_id, author_id, ttl)) for u in user_ids), window)
+            return len(user_ids)
+
+        def batches() -> Iterable[tuple[BatchStatement, None]]:
+            for i in range(0, len(user_ids), self.inbox_batch_size):
+                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for u in user_ids[i : i + self.inbox_batch_size]:
+                    batch.add(self._push, (u, post_id, author_id, ttl))
+                batch.is_idempotent = True
+                yield batch, None
+
+        await self.db.run_window(batches(), window)
+        return len(user_ids)
+
+    async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]:
+        rows = await self.db.run(self._inbox_head, (user_id, before or MAX_ID, limit))
+        return [r.post_id for r in rows]
+
+    async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
+        rows = await self.db.run(self._timeline_head, (author_id, before or MAX_ID, limit))
+        return [r.post_id for r in rows]
+
+
+async def _gather(aws: Iterable[Awaitable[list[Any]]]) -> list[list[Any]]:
+    return list(await asyncio.gather(*aws))

@@ -1,0 +1,108 @@
+"""Start the project's own processes (worker, read service, ingest service) as children, wait until
+they serve, and stop them by pid. Used by `fanout demo`, the benchmarks and the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fanout.settings import Settings
+
+PROCESSES = {
+    "worker": ("worker", "worker_metrics_port", "/metrics"),
+    "read-api": ("read-api", "read_api_port", "/healthz"),
+    "ingest-api": ("ingest-api", "ingest_api_port", "/healthz"),
+}
+
+
+@dataclass
+class ProcessGroup:
+    settings: Settings
+    log_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        port = getattr(self.settings, PROCESSES[name][1])
+        return f"http://{self.settings.client_host}:{port}"
+
+    def start(self, *names: str, timeout: float = 60.0) -> ProcessGroup:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.settings.to_env()}
+        for name in names:
+            log = (self.log_dir / f"{name}.log").open("ab")
+            cmd = [sys.executable, "-m", "services.cli", PROCESSES[name][0]]
+            self.procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL)
+            log.close()
+        try:
+            for name in names:
+                self._wait_serving(name, timeout)
+            if "worker" in names:
+                self._wait_worker_assigned(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_serving(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = self.url(name) + PROCESSES[name][2]
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}:\n{self.log_tail(name)}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{name} did not serve {url} within {timeout:.0f}s:\n{self.log_tail(name)}")
+
+    def _wait_worker_assigned(self, timeout: float) -> None:
+        """The worker is useful once Faust has its partitions ("Worker ready" in its log)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "[^Worker]: Ready" in self.log("worker"):
+                return
+            if self.procs["worker"].poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log_tail('worker')}")
+            time.sleep(0.3)
+        raise TimeoutError(f"worker not ready within {timeout:.0f}s:\n{self.log_tail('worker')}")
+
+    def check_alive(self) -> None:
+        """Raise if a process of the group has exited (e.g. a crashed worker would stall a drain)."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        return "\n".join(self.log(name).splitlines()[-lines:])
+
+    def stop(self, *names: str, timeout: float = 30.0) -> None:
+        for name in names or list(self.procs):
+            proc = self.procs.pop(name, None)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

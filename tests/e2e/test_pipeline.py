@@ -1,0 +1,309 @@
+"""The hybrid pipeline end to end on the real stack: events -> Kafka -> worker -> Cassandra -> read API.
+
+One module-scoped workload on a generated power-law graph with celebrities, processed by real `fanout`
+processes; each test checks one property of the result against the oracle computed from the events.
+The threshold and chunk size are small so that a graph of a few hundred users has celebrities and
+chunked fan-outs.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from cassandra.cluster import Cluster
+from confluent_kafka import Consumer, Producer, TopicPartition
+from dashboard_queries import dashboard_queries
+
+from fanout.cassandra import connect, migrate
+from fanout.events import author_key, encode
+from fanout.lag import wait_until_drained
+from fanout.producer import EventProducer, ensure_topics
+from fanout.settings import Settings
+from services.processes import ProcessGroup
+from services.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
+
+pytestmark = pytest.mark.e2e
+
+THRESHOLD = 40
+CHUNK = 16
+PAGE = 7
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    processes: ProcessGroup
+    producer: EventProducer
+    cluster: Cluster
+    workload: Workload
+
+    def publish(self, events: list) -> None:  # type: ignore[type-arg]
+        futures = [self.producer.send(e) for e in events]
+        for f in futures:
+            f.result(60)
+
+    def drain(self) -> None:
+        wait_until_drained(self.settings, timeout=240, on_lag=lambda _: self.processes.check_alive())
+
+    def feed(self, user: int, page: int = PAGE) -> list[int]:
+        """The user's whole feed, read page by page over HTTP."""
+        ids: list[int] = []
+        cursor = None
+        with httpx.Client(base_url=self.processes.url("read-api"), timeout=30) as http:
+            while True:
+                params: dict[str, str | int] = {"limit": page}
+                if cursor:
+                    params["cursor"] = cursor
+                body = http.get(f"/v1/users/{user}/feed", params=params).raise_for_status().json()
+                ids.extend(item["post_id"] for item in body["items"])
+                cursor = body["next_cursor"]
+                if cursor is None:
+                    return ids
+                assert len(body["items"]) == page
+
+    def explain(self, user: int, got: list[int], want: list[int]) -> dict[str, object]:
+        """What differs in one user's feed, with the facts needed to tell why."""
+        session = self.cluster.connect(self.settings.keyspace)
+        authors = {p.post_id: p.author_id for p in self.workload.posts}
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        celebs = {r.celebrity_id
+                  for r in session.execute("SELECT celebrity_id FROM celebrities_by_user WHERE user_id=%s", (user,))}
+        facts = {}
+        for pid in missing + extra:
+            a = authors.get(pid)
+            stats = session.execute("SELECT follower_count, is_celebrity FROM followers_by_author "
+                                    "WHERE author_id=%s LIMIT 1", (a,)).one()
+            inbox = session.execute("SELECT post_id FROM inbox WHERE user_id=%s AND post_id=%s", (user, pid)).one()
+            post = session.execute("SELECT tier, deleted FROM posts WHERE post_id=%s", (pid,)).one()
+            facts[pid] = {"author": a, "stats": tuple(stats) if stats else None, "in_inbox": inbox is not None,
+                          "post": tuple(post) if post else None, "author_in_user_celebs": a in celebs,
+                          "oracle_celebrity": a in celebrities(self.workload)}
+        return {"missing": missing, "extra": extra, "order_only": not missing and not extra, "facts": facts}
+
+    def worker_metric(self, name: str) -> float:
+        with urllib.request.urlopen(self.processes.url("worker") + "/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def inbox_rows(self) -> list[tuple[int, int, int]]:
+        session = self.cluster.connect(self.settings.keyspace)
+        rows = session.execute("SELECT user_id, post_id, author_id FROM inbox")
+        return [(r.user_id, r.post_id, r.author_id) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def deployment(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    suffix = str(int(time.time() * 1000))[-9:]
+    s = Settings.load(
+        state_dir=stack.state_dir, cache_dir=stack.cache_dir,
+        keyspace=f"e2e_{suffix}", events_topic=f"e2e-{suffix}.events", chunks_topic=f"e2e-{suffix}.chunks",
+        dead_letter_topic=f"e2e-{suffix}.dead-letter", app_id=f"e2e-{suffix}",
+        celebrity_threshold=THRESHOLD, chunk_size=CHUNK,
+    )
+    ensure_topics(s)
+    migrate(s)
+    graph = power_law_graph(300, seed=7, min_followers=2, celebrities=3, celebrity_followers=120)
+    workload = build_workload(graph, n_posts=400, seed=7, delete_share=0.05, unfollow_share=0.05)
+    processes = ProcessGroup(s, tmp_path_factory.mktemp("logs")).start("worker", "read-api", "ingest-api")
+    producer = EventProducer(s)
+    cluster, _ = connect(s)
+    d = Deployment(s, processes, producer, cluster, workload)
+    try:
+        # Follows first (so every author's tier is settled), then posts and deletes.
+        d.publish(workload.follows)
+        d.drain()
+        d.publish([*workload.posts, *workload.deletes])
+        d.drain()
+        yield d
+    finally:
+        processes.stop()
+        producer.close()
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
+        cluster.shutdown()
+
+
+def celebrities(workload: Workload) -> set[int]:
+    return expected_celebrities(workload, THRESHOLD, 0.8)
+
+
+def test_the_graph_has_celebrities_and_chunked_fanouts(deployment: Deployment) -> None:
+    graph = deployment.workload.graph
+    assert len(celebrities(deployment.workload)) >= 3
+    posting = {p.author_id for p in deployment.workload.posts}
+    assert any(CHUNK < graph.follower_count(a) < THRESHOLD for a in posting), "no post needs chunk tasks"
+    assert deployment.worker_metric("fanout_chunks_processed_total") > 0
+
+
+def test_every_feed_paged_over_http_equals_the_oracle(deployment: Deployment) -> None:
+    expected = expected_feeds(deployment.workload)
+    assert sum(len(v) for v in expected.values()) > 1000
+    got = {u: deployment.feed(u) for u in expected}
+    mismatches = {u: deployment.explain(u, got[u], want) for u, want in expected.items() if got[u] != want}
+    assert not mismatches, f"{len(mismatches)} feeds differ from the oracle: {dict(list(mismatches.items())[:3])}"
+
+
+def test_celebrity_posts_are_never_in_inboxes(deployment: Deployment) -> None:
+    celebs = celebrities(deployment.workload)
+    rows = deployment.inbox_rows()
+    assert rows
+    assert not [r for r in rows if r[2] in celebs]
+
+
+def test_inbox_rows_written_equal_normal_authors_follower_counts(deployment: Deployment) -> None:
+    graph = deployment.workload.graph
+    celebs = celebrities(deployment.workload)
+    expected = sum(graph.follower_count(p.author_id) for p in deployment.workload.posts if p.author_id not in celebs)
+    assert deployment.worker_metric("fanout_inbox_rows_written_total") == expected
+    assert len(deployment.inbox_rows()) == expected
+
+
+def test_feed_api_rejects_bad_requests_with_messages(deployment: Deployment) -> None:
+    with httpx.Client(base_url=deployment.processes.url("read-api"), timeout=10) as http:
+        for params, needle in [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"limit": "x"}, "limit"),
+                               ({"cursor": "abc"}, "cursor"), ({"cursor": "-5"}, "cursor")]:
+            response = http.get("/v1/users/1/feed", params=params)
+            assert response.status_code == 422, params
+            assert needle in response.json()["error"]
+        assert http.get("/v1/users/0/feed").status_code == 422
+        assert http.get("/v1/users/abc/feed").status_code == 422
+        assert http.get("/openapi.json").json()["paths"]["/v1/users/{user_id}/feed"]
+        assert http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_cursor_is_stable_while_new_posts_arrive(deployment: Deployment) -> None:
+    graph = deployment.workload.graph
+    reader = max(graph.users, key=lambda u: len(expected_feeds(deployment.workload)[u]))
+    before = expected_feeds(deployment.workload)[reader]
+    author = next(iter(graph.following()[reader]))
+    with httpx.Client(base_url=deployment.processes.url("read-api"), timeout=30) as http:
+        first = http.get(f"/v1/users/{reader}/feed", params={"limit": 5}).json()
+        new = deployment.producer.publish_post(author, "arrives between two pages")
+        deployment.drain()
+        rest: list[int] = [i["post_id"] for i in first["items"]]
+        cursor = first["next_cursor"]
+        while cursor:
+            page = http.get(f"/v1/users/{reader}/feed", params={"limit": 5, "cursor": cursor}).json()
+            rest.extend(i["post_id"] for i in page["items"])
+            cursor = page["next_cursor"]
+        head = http.get(f"/v1/users/{reader}/feed", params={"limit": 1}).json()["items"][0]["post_id"]
+    assert rest == before  # paging from the old cursor neither repeats nor skips
+    assert head == new.post_id  # while a fresh read shows the new post first
+    deployment.workload.posts.append(new)
+
+
+def test_ingest_api_accepts_only_after_kafka_and_rejects_invalid_input(deployment: Deployment) -> None:
+    graph = deployment.workload.graph
+    author = max((a for a in graph.users if a not in celebrities(deployment.workload)), key=graph.follower_count)
+    follower = next(iter(graph.followers[author]))
+    with httpx.Client(base_url=deployment.processes.url("ingest-api"), timeout=30) as http:
+        accepted = http.post("/v1/posts", json={"author_id": author, "body": "via HTTP"})
+        assert accepted.status_code == 202
+        post_id = accepted.json()["post_id"]
+        for bad in [{"author_id": author}, {"author_id": -1, "body": "x"}, {"author_id": author, "body": ""},
+                    {"author_id": author, "body": "x" * 5001}, {"follower_id": 1}]:
+            response = http.post("/v1/posts", json=bad)
+            assert response.status_code == 422 and response.json()["error"], bad
+        bad_json = http.post("/v1/posts", content=b"{not json", headers={"content-type": "application/json"})
+        assert bad_json.status_code == 422 and bad_json.json()["error"]
+        assert http.post("/v1/follows", json={"follower_id": 5, "followee_id": 5}).status_code == 422
+        deployment.drain()
+        assert deployment.feed(follower)[0] == post_id
+        assert http.delete(f"/v1/posts/{post_id}", params={"author_id": author}).status_code == 202
+        deployment.drain()
+        assert post_id not in deployment.feed(follower)
+
+
+def test_ingest_api_answers_503_when_kafka_cannot_take_the_event(deployment: Deployment, tmp_path: Path) -> None:
+    s = Settings.load(**{**_fields(deployment.settings), "kafka_port": _free_port(), "publish_timeout_ms": 1500,
+                         "ingest_api_port": _free_port()})
+    with ProcessGroup(s, tmp_path).start("ingest-api") as group:
+        response = httpx.post(group.url("ingest-api") + "/v1/posts", json={"author_id": 1, "body": "x"}, timeout=30)
+    assert response.status_code == 503
+    assert "retry" in response.json()["error"]
+
+
+def test_malformed_events_are_dead_lettered_and_the_next_event_is_processed(deployment: Deployment) -> None:
+    s = deployment.settings
+    graph = deployment.workload.graph
+    author = min((a for a in graph.users if a not in celebrities(deployment.workload) and graph.followers[a]),
+                 key=graph.follower_count)
+    follower = next(iter(graph.followers[author]))
+    valid = deployment.producer.new_post(author, "after the bad ones")
+    raw = Producer({"bootstrap.servers": s.kafka_bootstrap, "partitioner": "murmur2_random"})
+    key = author_key(author)
+    bad = [
+        (b"{not json", "bad_json"),
+        (orjson.dumps({"type": "PostCreated", "version": 1, "event_time": 1, "post_id": 1}), "schema"),
+        (orjson.dumps({"type": "Liked", "version": 1}), "unknown_type"),
+        (b'{"type": "PostCreated", "body": "' + b"x" * (s.max_event_bytes + 1) + b'"}', "oversized"),
+        (encode(deployment.producer.new_post(author + 1, "under someone else's key")), "wrong_key"),
+    ]
+    for value, _ in bad:
+        raw.produce(s.events_topic, key=key, value=value)
+    raw.produce(s.events_topic, key=key, value=encode(valid))
+    assert raw.flush(30) == 0
+    deployment.drain()
+    assert deployment.feed(follower)[0] == valid.post_id
+    deployment.workload.posts.append(valid)
+
+    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"{s.app_id}-dlq-check",
+                         "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(s.dead_letter_topic, 0, 0)])
+    reasons = []
+    deadline = time.monotonic() + 30
+    while len(reasons) < len(bad) and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            reasons.append(dict(msg.headers() or [])["reason"].decode())
+    consumer.close()
+    assert reasons == [reason for _, reason in bad]
+
+
+def test_replaying_every_event_changes_no_feed(deployment: Deployment) -> None:
+    expected = {u: deployment.feed(u) for u in deployment.workload.graph.users}
+    rows = len(deployment.inbox_rows())
+    deployment.publish(deployment.workload.events)
+    deployment.drain()
+    assert {u: deployment.feed(u) for u in deployment.workload.graph.users} == expected
+    assert len(deployment.inbox_rows()) == rows
+
+
+def test_every_dashboard_query_returns_data_from_prometheus(deployment: Deployment) -> None:
+    # The processes run on the ports the local Prometheus scrapes; give it a few scrapes.
+    prometheus = f"http://{deployment.settings.client_host}:{deployment.settings.prometheus_port}"
+    for user in deployment.workload.graph.users[:20]:
+        deployment.feed(user)
+    empty: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for user in deployment.workload.graph.users[:5]:
+            deployment.feed(user)
+        empty = [q for q in dashboard_queries()
+                 if not httpx.get(f"{prometheus}/api/v1/query", params={"query": q}).json()["data"]["result"]]
+        if not empty:
+            break
+        time.sleep(2)
+    assert not empty, f"dashboard queries without data: {empty}"
+
+
+def _fields(s: Settings) -> dict[str, object]:
+    import dataclasses
+
+    return {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

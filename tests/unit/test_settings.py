@@ -1,0 +1,67 @@
+"""Settings: one typed object, read from FANOUT_* env, explicit arguments on top. No servers."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fanout.settings import Settings
+
+
+def test_defaults_without_env() -> None:
+    s = Settings.load(env={})
+    assert s == Settings()
+    assert s.kafka_port == 9092
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+
+
+def test_env_values_are_parsed_to_the_field_type() -> None:
+    s = Settings.load(env={
+        "FANOUT_KAFKA_PORT": "1234",
+        "FANOUT_RETRY_BASE_DELAY": "0.5",
+        "FANOUT_STATE_DIR": "/tmp/somewhere",
+        "FANOUT_KEYSPACE": "other",
+    })
+    assert s.kafka_port == 1234 and isinstance(s.kafka_port, int)
+    assert s.retry_base_delay == 0.5 and isinstance(s.retry_base_delay, float)
+    assert s.state_dir == Path("/tmp/somewhere") and isinstance(s.state_dir, Path)
+    assert s.keyspace == "other"
+    assert s.kafka_bootstrap == "127.0.0.1:1234"
+
+
+def test_env_defaults_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FANOUT_CHUNK_SIZE", "77")
+    assert Settings.load().chunk_size == 77
+
+
+def test_unknown_fanout_names_are_ignored() -> None:
+    assert Settings.load(env={"FANOUT_NO_SUCH_SETTING": "x"}) == Settings()
+
+
+def test_explicit_overrides_win_over_env() -> None:
+    s = Settings.load(env={"FANOUT_KAFKA_PORT": "1234", "FANOUT_KEYSPACE": "from_env"}, kafka_port=4321)
+    assert s.kafka_port == 4321
+    assert s.keyspace == "from_env"
+
+
+@pytest.mark.parametrize(("name", "raw"), [("FANOUT_KAFKA_PORT", "ninety"), ("FANOUT_RETRY_BASE_DELAY", "soon")])
+def test_bad_number_names_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(ValueError, match=name) as info:
+        Settings.load(env={name: raw})
+    assert repr(raw) in str(info.value)
+
+
+def test_env_names_cover_every_field_with_docs() -> None:
+    names = Settings.env_names()
+    fields = [f.name for f in dataclasses.fields(Settings)]
+    assert sorted(names) == sorted(f"FANOUT_{f.upper()}" for f in fields)
+    assert all(doc for doc in names.values()), [n for n, doc in names.items() if not doc]
+
+
+def test_every_field_can_be_set_from_its_env_name() -> None:
+    # Round trip: the default of each field, written as env text, parses back to the same value.
+    env = {f"FANOUT_{f.name.upper()}": str(getattr(Settings(), f.name)) for f in dataclasses.fields(Settings)}
+    assert Settings.load(env=env) == Settings()
+
