@@ -1,287 +1,108 @@
 """The local stack: real Kafka (KRaft), Cassandra and Prometheus as local processes on loopback.
 
 Kafka and Cassandra come as jars from Maven Central (resolved by `mvn` into a git-ignored cache) and
-run as `java -cp <jars> MainClass`; Prometheus is Debian's binary. Each server started here has a pid
-file in the state directory; `down` stops only those pids, after checking that the pid still runs a
-command line of ours (pids get reused).
+run as `java -cp <jars> MainClass`; Prometheus is Debian's binary (see `deploy.servers`). Each server
+started here has a pid file in the state directory; `down` stops only those pids, after checking that
+the pid still runs a command line of ours (pids get reused).
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from string import Template
 
+from deploy.servers import (
+    COMMANDS,
+    PROJECT_ROOT,
+    Server,
+    StackError,
+    is_ready,
+    port_open,
+    project_path,
+    server_by_name,
+    servers,
+)
 from fanout.settings import Settings
 
-DEPLOY_DIR = Path(__file__).resolve().parent
-TEMPLATES = DEPLOY_DIR / "templates"
-
-# Upstream conf/jvm17-server.options: Cassandra needs these module flags on Java 17.
-CASSANDRA_JAVA17_FLAGS = [
-    *(
-        f"--add-exports={m}=ALL-UNNAMED"
-        for m in (
-            "java.base/jdk.internal.misc",
-            "java.management.rmi/com.sun.jmx.remote.internal.rmi",
-            "java.management/com.sun.jmx.remote.security",
-            "java.rmi/sun.rmi.registry",
-            "java.rmi/sun.rmi.server",
-            "java.sql/java.sql",
-            "java.base/java.lang.ref",
-            "jdk.unsupported/sun.misc",
-        )
-    ),
-    *(
-        f"--add-opens={m}=ALL-UNNAMED"
-        for m in (
-            "java.base/java.lang.module",
-            "java.base/jdk.internal.loader",
-            "java.base/jdk.internal.ref",
-            "java.base/jdk.internal.reflect",
-            "java.base/jdk.internal.math",
-            "java.base/jdk.internal.module",
-            "java.base/jdk.internal.util.jar",
-            "jdk.management/com.sun.management.internal",
-            "java.base/sun.nio.ch",
-            "java.base/java.io",
-            "java.base/java.lang.reflect",
-            "java.base/java.lang",
-            "java.base/java.util",
-            "java.base/java.nio",
-        )
-    ),
+__all__ = [
+    "COMMANDS", "PROJECT_ROOT", "Server", "StackError", "Status", "down", "follow_log", "is_ready", "log_tail",
+    "port_open", "project_path", "resident_memory_mb", "running_pid", "server_by_name", "servers", "start",
+    "status", "stop_pid", "up",
 ]
 
-
-class StackError(RuntimeError):
-    """A failure with a message meant for the person at the terminal."""
-
-
-@dataclass
-class Server:
-    name: str
-    ports: tuple[int, ...]
-    ready_timeout: float
-    settings: Settings
-
-    @property
-    def run_dir(self) -> Path:
-        return self.settings.state_dir.resolve() / self.name
-
-    @property
-    def pid_file(self) -> Path:
-        return self.run_dir / "pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.settings.state_dir.resolve() / "logs" / f"{self.name}.log"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.run_dir / "data"
-
-    @property
-    def address(self) -> str:
-        return f"{self.settings.host}:{self.ports[0]}"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Jars from Maven Central
-
-
-def resolve_classpath(s: Settings, name: str, version: str, say: Callable[[str], None]) -> list[str]:
-    """The server's runtime classpath, resolved with mvn on first use and cached by version."""
-    cache = s.cache_dir.resolve()
-    cp_file = cache / "classpath" / f"{name}-{version}.txt"
-    if cp_file.exists():
-        jars = cp_file.read_text().strip().split(os.pathsep)
-        if jars and all(Path(j).exists() for j in jars):
-            return jars
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise StackError("Maven (mvn) is not installed; it resolves the Kafka and Cassandra jars. "
-                         "Install it (Debian: apt-get install maven).")
-    say(f"resolving {name} {version} jars from Maven Central (first run only; cached in {cache})")
-    cp_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cp_file.with_suffix(".partial")
-    cmd = [
-        mvn, "-B", "-q", "-f", str(DEPLOY_DIR / "maven" / name / "pom.xml"),
-        f"-D{name}.version={version}", f"-Dmaven.repo.local={cache / 'maven'}",
-        "dependency:build-classpath", "-DincludeScope=runtime", f"-Dmdep.outputFile={tmp}",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not tmp.exists():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise StackError(f"resolving {name} {version} with Maven failed (exit {proc.returncode}):\n{tail}")
-    tmp.replace(cp_file)
-    return cp_file.read_text().strip().split(os.pathsep)
-
-
-def java_binary() -> str:
-    java = shutil.which("java")
-    if java is None:
-        raise StackError("Java is not installed; Kafka and Cassandra need OpenJDK 17 "
-                         "(Debian: apt-get install openjdk-17-jre-headless).")
-    return java
-
-
-# ---------------------------------------------------------------------------------------------------
-# Server definitions: config files, command line, readiness
-
-
-def _render(template: str, dest: Path, **values: object) -> Path:
-    text = Template((TEMPLATES / template).read_text()).substitute(**{k: str(v) for k, v in values.items()})
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text)
-    return dest
-
-
-def servers(s: Settings) -> list[Server]:
-    return [
-        Server("kafka", (s.kafka_port, s.kafka_controller_port), 120.0, s),
-        Server("cassandra", (s.cassandra_port, s.cassandra_storage_port), 240.0, s),
-        Server("prometheus", (s.prometheus_port,), 60.0, s),
-    ]
-
-
-def server_by_name(s: Settings, name: str) -> Server:
-    for srv in servers(s):
-        if srv.name == name:
-            return srv
-    raise StackError(f"unknown server {name!r}; one of: kafka, cassandra, prometheus")
-
-
-def _kafka_command(srv: Server, say: Callable[[str], None]) -> list[str]:
-    s = srv.settings
-    java = java_binary()
-    cp = os.pathsep.join(resolve_classpath(s, "kafka", s.kafka_version, say))
-    props = _render("kafka-server.properties", srv.run_dir / "server.properties", host=s.host,
-                    port=s.kafka_port, controller_port=s.kafka_controller_port, data_dir=srv.data_dir)
-    log4j = _render("kafka-log4j.properties", srv.run_dir / "log4j.properties")
-    jvm = [java, f"-Xms{s.kafka_heap}", f"-Xmx{s.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-           "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}",
-           f"-Dkafka.logs.dir={srv.log_file.parent}", "-cp", cp]
-    if not (srv.data_dir / "meta.properties").exists():
-        # KRaft storage must be formatted once with a cluster id: 16 random bytes, base64url.
-        cluster_id = "A" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")[1:]
-        fmt = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                              "--config", str(props), "--ignore-formatted"], capture_output=True, text=True)
-        if fmt.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
-    return [*jvm, "kafka.Kafka", str(props)]
-
-
-def _cassandra_command(srv: Server, say: Callable[[str], None]) -> list[str]:
-    s = srv.settings
-    java = java_binary()
-    jars = resolve_classpath(s, "cassandra", s.cassandra_version, say)
-    yaml = _render("cassandra.yaml", srv.run_dir / "cassandra.yaml", host=s.host,
-                   port=s.cassandra_port, storage_port=s.cassandra_storage_port)
-    logback = _render("cassandra-logback.xml", srv.run_dir / "logback.xml")
-    jamm = [j for j in jars if Path(j).name.startswith("jamm-")]
-    return [
-        java, f"-Xms{s.cassandra_heap}", f"-Xmx{s.cassandra_heap}", "-XX:+UseG1GC", "-Xss256k",
-        *CASSANDRA_JAVA17_FLAGS,
-        *([f"-javaagent:{jamm[0]}"] if jamm else []),
-        "-Djdk.attach.allowAttachSelf=true", "-Djava.net.preferIPv4Stack=true",
-        f"-Dcassandra.config=file://{yaml}", "-Dcassandra-foreground=yes",
-        f"-Dcassandra.storagedir={srv.data_dir}", f"-Dcassandra.logdir={srv.log_file.parent}",
-        f"-Dlogback.configurationFile={logback}", "-Dcassandra.skip_wait_for_gossip_to_settle=0",
-        # Local stack only: skips fsync of system tables, which makes a cold start much faster.
-        "-Dcassandra.unsafesystem=true",
-        f"-Djna.tmpdir={srv.run_dir / 'tmp'}",
-        "-cp", os.pathsep.join(jars), "org.apache.cassandra.service.CassandraDaemon",
-    ]
-
-
-def _prometheus_command(srv: Server, say: Callable[[str], None]) -> list[str]:
-    s = srv.settings
-    binary = shutil.which(s.prometheus_bin) or (s.prometheus_bin if Path(s.prometheus_bin).exists() else None)
-    if binary is None:
-        raise StackError(f"Prometheus ({s.prometheus_bin}) is not installed "
-                         "(Debian: apt-get install prometheus; .ci/run installs it).")
-    cfg = _render("prometheus.yml", srv.run_dir / "prometheus.yml", host=s.host,
-                  scrape_interval=s.scrape_interval, prometheus_port=s.prometheus_port,
-                  worker_metrics_port=s.worker_metrics_port, read_api_port=s.read_api_port,
-                  ingest_api_port=s.ingest_api_port)
-    return [binary, f"--config.file={cfg}", f"--storage.tsdb.path={srv.data_dir}",
-            f"--web.listen-address={s.host}:{s.prometheus_port}", "--storage.tsdb.retention.time=2d"]
-
-
-COMMANDS: dict[str, Callable[[Server, Callable[[str], None]], list[str]]] = {
-    "kafka": _kafka_command, "cassandra": _cassandra_command, "prometheus": _prometheus_command,
-}
-
-
-def is_ready(srv: Server) -> bool:
-    """Real readiness: a Kafka metadata answer, a CQL query answer, Prometheus /-/ready."""
-    s = srv.settings
-    if not port_open(s.host, srv.ports[0]):
-        return False
-    try:
-        if srv.name == "kafka":
-            from confluent_kafka.admin import AdminClient
-
-            AdminClient({"bootstrap.servers": s.kafka_bootstrap}).list_topics(timeout=3)
-            return True
-        if srv.name == "cassandra":
-            from cassandra.cluster import Cluster
-
-            cluster = Cluster([s.host], port=s.cassandra_port, protocol_version=4, connect_timeout=3)
-            try:
-                row = cluster.connect().execute("SELECT release_version FROM system.local").one()
-                return row is not None
-            finally:
-                cluster.shutdown()
-        with urllib.request.urlopen(f"http://{s.host}:{s.prometheus_port}/-/ready", timeout=3) as r:
-            return bool(r.status == 200)
-    except Exception:
-        return False
+EXEC_GRACE = 1.0  # seconds a live process may show an empty cmdline (it is inside execve) before we give up
+GONE = (None, "Z", "X")  # process states of a pid that runs nothing any more
 
 
 # ---------------------------------------------------------------------------------------------------
 # Processes
 
 
-def port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
 def running_pid(srv: Server) -> int | None:
-    """The pid from the pid file if that process is alive and is ours; a stale file is removed."""
+    """The pid from the pid file if that process is alive and is ours.
+
+    The file is removed when it is garbage or stale: the process is gone (or a zombie), or its command
+    line does not mention our run dir (the pid was reused). Right after Popen the child can still be in
+    execve with an empty command line, so an empty one is re-read for up to EXEC_GRACE seconds; if it
+    stays empty the pid is not claimed, but the file is kept.
+    """
     try:
-        pid = int(srv.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        text = srv.pid_file.read_text()
+    except FileNotFoundError:
         return None
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        cmdline = ""
-    stat = _proc_state(pid)
-    if str(srv.run_dir) in cmdline and stat not in ("Z", "X", None):
-        return pid
-    srv.pid_file.unlink(missing_ok=True)  # stale: the process is gone or the pid was reused
+        pid = int(text.strip())
+    except ValueError:
+        pid = 0
+    if pid <= 0:
+        srv.pid_file.unlink(missing_ok=True)  # garbage
+        return None
+    deadline = time.monotonic() + EXEC_GRACE
+    while True:
+        cmdline = _cmdline(pid)
+        if _proc_state(pid) in GONE or _is_kernel_thread(pid):
+            break  # the process is gone, or the pid now belongs to a kernel thread
+        if cmdline:
+            if str(srv.run_dir) in cmdline:
+                return pid
+            break  # the pid was reused by a process that is not ours
+        if time.monotonic() >= deadline:
+            return None  # still empty: not provably ours, not provably stale either
+        time.sleep(0.05)
+    srv.pid_file.unlink(missing_ok=True)
     return None
 
 
-def _proc_state(pid: int) -> str | None:
+def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").strip("\0")
+    except OSError:
+        return ""
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from the state field on (the command name before it may contain spaces)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _proc_state(pid: int) -> str | None:
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def _is_kernel_thread(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and len(fields) > 6 and int(fields[6]) & 0x00200000 != 0  # PF_KTHREAD
 
 
 def log_tail(srv: Server, lines: int = 25) -> str:
@@ -292,42 +113,45 @@ def log_tail(srv: Server, lines: int = 25) -> str:
 
 
 def start(srv: Server, say: Callable[[str], None]) -> subprocess.Popen[bytes]:
-    for port in srv.ports:
-        if port_open(srv.settings.host, port):
-            raise StackError(f"port {srv.settings.host}:{port} for {srv.name} is already in use by a process "
-                             f"this stack did not start. Stop it, or move {srv.name} with FANOUT_* settings.")
     cmd = COMMANDS[srv.name](srv, say)
     srv.run_dir.mkdir(parents=True, exist_ok=True)
     (srv.run_dir / "tmp").mkdir(exist_ok=True)
     srv.log_file.parent.mkdir(parents=True, exist_ok=True)
-    log = srv.log_file.open("ab")
-    log.write(f"\n===== fanout stack: starting {srv.name} at {time.ctime()} =====\n".encode())
-    log.flush()
-    # A session of its own: Ctrl-C in the terminal does not reach the server; `down` stops it.
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=srv.run_dir, start_new_session=True)
-    log.close()
+    with srv.log_file.open("ab") as log:
+        log.write(f"\n===== fanout stack: starting {srv.name} at {time.ctime()} =====\n".encode())
+        log.flush()
+        # A session of its own: Ctrl-C in the terminal does not reach the server; `down` stops it.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=srv.run_dir, start_new_session=True)
     srv.pid_file.write_text(str(proc.pid))
     return proc
 
 
 def stop_pid(srv: Server, pid: int, timeout: float = 60.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; the pid file is removed either way."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         srv.pid_file.unlink(missing_ok=True)
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if _proc_state(pid) in (None, "Z", "X"):
-            break
-        time.sleep(0.2)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
-        _reap(pid)
+    if not _wait_gone(pid, timeout):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it exited during the last wait
+        _wait_gone(pid, 10.0)
     srv.pid_file.unlink(missing_ok=True)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap(pid)
+        if _proc_state(pid) in GONE:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 def _reap(pid: int) -> None:
@@ -350,49 +174,76 @@ class Status:
     log: Path
 
 
+Started = list[tuple[Server, subprocess.Popen[bytes]]]
+
+
 def up(s: Settings, say: Callable[[str], None] = print) -> list[Status]:
     """Start every server not already running, wait until all are ready, or stop what we started."""
-    started: list[tuple[Server, subprocess.Popen[bytes]]] = []
+    every = servers(s)
+    to_start = []
+    for srv in every:
+        pid = running_pid(srv)
+        if pid is None:
+            to_start.append(srv)
+        else:
+            say(f"{srv.name}: already running (pid {pid})")
+    _check_ports_free(to_start)  # all of them before anything starts
+    started: Started = []
     try:
-        for srv in servers(s):
-            if running_pid(srv) is not None:
-                say(f"{srv.name}: already running (pid {running_pid(srv)})")
-                continue
+        for srv in to_start:
             proc = start(srv, say)
             started.append((srv, proc))
             say(f"{srv.name}: started (pid {proc.pid}), waiting until ready")
-        for srv, proc in started:
-            _wait_ready(srv, proc)
-            say(f"{srv.name}: ready on {srv.address}")
-        _wait_all_ready(s)
-    except BaseException:
-        for srv, proc in reversed(started):
-            stop_pid(srv, proc.pid, timeout=20)
+        for srv in every:
+            _wait_ready(srv, started)
+            if srv in to_start:
+                say(f"{srv.name}: ready on {srv.address}")
+    except BaseException as exc:
+        _stop_started(started, exc, say)
         raise
     return status(s)
 
 
-def _wait_ready(srv: Server, proc: subprocess.Popen[bytes]) -> None:
+def _check_ports_free(srvs: list[Server]) -> None:
+    busy = [(srv, port) for srv in srvs for port in srv.ports if port_open(srv.settings.client_host, port)]
+    if not busy:
+        return
+    taken = ", ".join(f"{srv.settings.client_host}:{port} for {srv.name}" for srv, port in busy)
+    names = ", ".join(dict.fromkeys(srv.name for srv, _ in busy))
+    ports, are = ("port", "is") if len(busy) == 1 else ("ports", "are")
+    raise StackError(f"{ports} {taken} {are} already in use by a process this stack did not start; nothing "
+                     f"was started. Stop that process, or move {names} with FANOUT_* settings.")
+
+
+def _stop_started(started: Started, error: BaseException, say: Callable[[str], None]) -> None:
+    """Stop what this `up` started, each on its own: one failing stop does not leave the others running."""
+    for srv, proc in reversed(started):
+        try:
+            stop_pid(srv, proc.pid, timeout=20)
+        except Exception as exc:  # its pid file stays, so `fanout stack down` can still stop it
+            note = f"while stopping {srv.name} (pid {proc.pid}) after that: {type(exc).__name__}: {exc}"
+            error.add_note(note)
+            say(f"{srv.name}: {note}")
+
+
+def _wait_ready(srv: Server, started: Started) -> None:
+    """Wait until `srv` is ready, failing at once when any server started by this `up` dies."""
+    ours = any(other is srv for other, _ in started)
     deadline = time.monotonic() + srv.ready_timeout
-    while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            raise StackError(f"{srv.name} died during start (exit {code}). Last lines of {srv.log_file}:\n"
-                             f"{log_tail(srv)}")
+    while True:
+        for other, proc in started:
+            code = proc.poll()
+            if code is not None:
+                raise StackError(f"{other.name} died during start (exit {code}). Last lines of {other.log_file}:\n"
+                                 f"{log_tail(other)}")
         if is_ready(srv):
             return
+        if time.monotonic() > deadline:
+            if ours:
+                raise StackError(f"{srv.name} was not ready after {srv.ready_timeout:.0f}s. "
+                                 f"Last lines of {srv.log_file}:\n{log_tail(srv)}")
+            raise StackError(f"{srv.name} is running but not ready; see {srv.log_file}")
         time.sleep(1.0)
-    raise StackError(f"{srv.name} was not ready after {srv.ready_timeout:.0f}s. Last lines of {srv.log_file}:\n"
-                     f"{log_tail(srv)}")
-
-
-def _wait_all_ready(s: Settings) -> None:
-    for srv in servers(s):
-        deadline = time.monotonic() + srv.ready_timeout
-        while not is_ready(srv):
-            if time.monotonic() > deadline:
-                raise StackError(f"{srv.name} is running but not ready; see {srv.log_file}")
-            time.sleep(1.0)
 
 
 def down(s: Settings, wipe: bool = False, say: Callable[[str], None] = print) -> None:

@@ -158,6 +158,11 @@ def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
         validator(cls.TYPE)(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise InvalidEvent("schema", f"{cls.TYPE}: {exc.message}") from None
+    # JSON Schema's "integer" accepts 7.0; ids and times must be exact integers (a float key is a bug).
+    for name, value in doc.items():
+        values = value if isinstance(value, list) else [value]
+        if name not in ("type", "body") and any(type(v) is not int for v in values):
+            raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
     doc.pop("version")
     if "follower_ids" in doc:

@@ -27,13 +27,15 @@ def parse_cursor(cursor: str | None) -> int | None:
     """A cursor is the post id of the last item of the previous page (keyset: ids below it)."""
     if cursor is None or cursor == "":
         return None
-    if not cursor.isdigit() or not 0 < int(cursor) <= MAX_ID:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or not 0 < int(cursor) <= MAX_ID:
         raise InvalidCursor(f"cursor must be a post id (a positive 64-bit integer), got {cursor[:40]!r}")
     return int(cursor)
 
 
 def merge_newest_first(sources: Iterable[Sequence[int]], limit: int) -> list[int]:
     """k-way merge of id lists each sorted newest first, without duplicates, at most `limit` ids."""
+    if limit <= 0:
+        return []
     merged = heapq.merge(*sources, reverse=True)
     out: list[int] = []
     for pid in merged:

@@ -117,11 +117,14 @@ class Pipeline:
                                            self.settings.celebrity_demote_ratio)
         # The follower's side first; these writes are last-writer-wins by event time, so redoing them on
         # a replay is harmless and a stale event cannot override a newer one.
-        await self.store.set_following(follower_id, author_id, following, event_time)
+        follower_side: list[Awaitable[object]] = [
+            self.store.set_following(follower_id, author_id, following, event_time)
+        ]
         if not following:
-            await self.store.remove_celebrity(follower_id, author_id, event_time)
+            follower_side.append(self.store.remove_celebrity(follower_id, author_id, event_time))
         elif celebrity:
-            await self.store.add_celebrity([follower_id], author_id, event_time, 1)
+            follower_side.append(self.store.add_celebrity([follower_id], author_id, event_time, 1))
+        await asyncio.gather(*follower_side)
         if not fresh:
             return
         if celebrity and not stats.is_celebrity:

@@ -169,6 +169,20 @@ def _publish(action: Callable[[EventProducer], Event]) -> None:
     typer.echo(encode(event).decode())
 
 
+@app.command()
+def demo(
+    users: int = typer.Option(2000, help="users in the generated graph"),
+    posts: int = typer.Option(1500, help="posts to publish"),
+    threshold: int = typer.Option(200, help="celebrity threshold for the demo graph"),
+    seed: int = typer.Option(42),
+) -> None:
+    """Run the pipeline on a generated power-law graph against the running stack, and show the feeds."""
+    from services import demo as demo_run
+
+    s = Settings.load()
+    demo_run.run(s, users, posts, threshold, seed, s.state_dir / "demo-logs")
+
+
 def main() -> None:
     app()
 

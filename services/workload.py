@@ -78,7 +78,11 @@ def build_workload(graph: Graph, n_posts: int, seed: int, delete_share: float = 
         for f in rng.sample(non_followers, int(len(non_followers) * unfollow_share)):
             w.follows.append(Followed(event_time=next(clock), follower_id=f, followee_id=author))
             w.follows.append(Unfollowed(event_time=next(clock), follower_id=f, followee_id=author))
-    heavy = rng.sample(graph.users, max(1, len(graph.users) // 10))
+    # Heavy posters: the most-followed 1% (accounts people follow are the ones that post) plus a random
+    # sample, 10% of users in all.
+    top = sorted(graph.users, key=graph.follower_count, reverse=True)[: max(1, len(graph.users) // 100)]
+    rest = [u for u in graph.users if u not in set(top)]
+    heavy = top + rng.sample(rest, max(0, len(graph.users) // 10 - len(top)))
     sequence = 0
     for _ in range(n_posts):
         author = rng.choice(heavy) if rng.random() < 0.8 else rng.choice(graph.users)

@@ -1,0 +1,305 @@
+"""Event models and their codec (fanout/events.py), and the schema files they mirror."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fanout.events import (
+    EVENT_TYPES,
+    SCHEMA_DIR,
+    SCHEMA_VERSION,
+    CelebrityChunk,
+    Event,
+    Followed,
+    InboxChunk,
+    InvalidEvent,
+    PostCreated,
+    PostDeleted,
+    Unfollowed,
+    decode,
+    decode_author_event,
+    decode_chunk_task,
+    encode,
+)
+from fanout.ids import MAX_ID
+
+T = 1_700_000_000_000
+MAX_BYTES = 64 * 1024
+EXAMPLES: list[Event] = [
+    PostCreated(event_time=T, post_id=123, author_id=7, body="hello, world ✓"),
+    PostDeleted(event_time=T, post_id=123, author_id=7),
+    Followed(event_time=T, follower_id=3, followee_id=7),
+    Unfollowed(event_time=T, follower_id=3, followee_id=7),
+    InboxChunk(event_time=T, post_id=123, author_id=7, follower_ids=(1, 2, 3), chunk=0, chunks=2),
+    CelebrityChunk(event_time=T, author_id=7, follower_ids=(4, 5)),
+]
+AUTHOR_EVENTS = [e for e in EXAMPLES if not isinstance(e, InboxChunk | CelebrityChunk)]
+CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, InboxChunk | CelebrityChunk)]
+ID_FIELDS = ("post_id", "author_id", "follower_id", "followee_id")
+
+
+def ids(events: list[Event]) -> list[str]:
+    return [e.TYPE for e in events]
+
+
+def doc_of(event: Event) -> dict[str, Any]:
+    return dict(orjson.loads(encode(event)))
+
+
+def reason(raw: bytes | None, max_bytes: int | None = MAX_BYTES) -> str:
+    with pytest.raises(InvalidEvent) as info:
+        decode(raw, max_bytes)
+    return info.value.reason
+
+
+# --- round trips -----------------------------------------------------------------------------------
+
+
+def test_every_event_type_has_an_example() -> None:
+    assert sorted(ids(EXAMPLES)) == sorted(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=ids(EXAMPLES))
+def test_encode_then_decode_is_identity(event: Event) -> None:
+    decoded = decode(encode(event), MAX_BYTES)
+    assert decoded == event
+    assert type(decoded) is type(event)
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=ids(EXAMPLES))
+def test_encoded_event_carries_type_and_version(event: Event) -> None:
+    doc = doc_of(event)
+    assert doc["type"] == event.TYPE
+    assert doc["version"] == SCHEMA_VERSION
+
+
+positive_ids = st.integers(1, MAX_ID)
+event_times = st.integers(0, 253_402_300_799_999)
+bodies = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=5000)
+follower_lists = st.lists(positive_ids, min_size=1, max_size=50).map(tuple)
+any_event = st.one_of(
+    st.builds(PostCreated, event_time=event_times, post_id=positive_ids, author_id=positive_ids, body=bodies),
+    st.builds(PostDeleted, event_time=event_times, post_id=positive_ids, author_id=positive_ids),
+    st.builds(Followed, event_time=event_times, follower_id=positive_ids, followee_id=positive_ids),
+    st.builds(Unfollowed, event_time=event_times, follower_id=positive_ids, followee_id=positive_ids),
+    st.builds(InboxChunk, event_time=event_times, post_id=positive_ids, author_id=positive_ids,
+              follower_ids=follower_lists, chunk=st.integers(0, 10**6), chunks=st.integers(1, 10**6)),
+    st.builds(CelebrityChunk, event_time=event_times, author_id=positive_ids, follower_ids=follower_lists),
+)
+
+
+@given(any_event)
+def test_any_valid_event_round_trips(event: Event) -> None:
+    assert decode(encode(event)) == event
+
+
+# --- rejections ------------------------------------------------------------------------------------
+
+
+def test_none_is_empty() -> None:
+    assert reason(None) == "empty"
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"{not json}", b"\xff\xfe", b"{'type': 'PostCreated'}", b"[1,]"])
+def test_malformed_json_is_bad_json(raw: bytes) -> None:
+    assert reason(raw) == "bad_json"
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"[1, 2]", b"42", b'"PostCreated"', b"null", b"true"])
+def test_json_that_is_not_an_object_is_schema(raw: bytes) -> None:
+    assert reason(raw) == "schema"
+
+
+@pytest.mark.parametrize("type_value", ["PostEdited", "postcreated", "", 5, None, ["PostCreated"]])
+def test_unknown_or_non_string_type_is_unknown_type(type_value: Any) -> None:
+    doc = doc_of(EXAMPLES[0]) | {"type": type_value}
+    assert reason(orjson.dumps(doc)) == "unknown_type"
+
+
+def test_missing_type_is_unknown_type() -> None:
+    doc = doc_of(EXAMPLES[0])
+    del doc["type"]
+    assert reason(orjson.dumps(doc)) == "unknown_type"
+
+
+def test_larger_than_max_bytes_is_oversized() -> None:
+    raw = encode(EXAMPLES[0])
+    assert decode(raw, len(raw)) == EXAMPLES[0]
+    assert reason(raw, len(raw) - 1) == "oversized"
+    assert reason(b"x" * (MAX_BYTES + 1)) == "oversized"  # checked before parsing
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [(e, f) for e in EXAMPLES for f in ["version", *(f.name for f in dataclasses.fields(e))]],
+    ids=lambda v: v if isinstance(v, str) else v.TYPE,
+)
+def test_missing_field_is_schema(event: Event, field: str) -> None:
+    doc = doc_of(event)
+    del doc[field]
+    assert reason(orjson.dumps(doc)) == "schema"
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=ids(EXAMPLES))
+def test_extra_field_is_schema(event: Event) -> None:
+    assert reason(orjson.dumps(doc_of(event) | {"extra": 1})) == "schema"
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "value"),
+    [
+        (EXAMPLES[0], "post_id", "123"),
+        (EXAMPLES[0], "post_id", 1.5),
+        (EXAMPLES[0], "post_id", True),
+        (EXAMPLES[0], "post_id", None),
+        (EXAMPLES[0], "body", 5),
+        (EXAMPLES[0], "body", ["hello"]),
+        (EXAMPLES[0], "event_time", "2024-01-01"),
+        (EXAMPLES[0], "version", 2),
+        (EXAMPLES[0], "version", "1"),
+        (EXAMPLES[2], "follower_id", "3"),
+        (EXAMPLES[4], "follower_ids", "1,2,3"),
+        (EXAMPLES[4], "follower_ids", [1, "2"]),
+        (EXAMPLES[4], "chunk", -1),
+        (EXAMPLES[4], "chunks", 0),
+        (EXAMPLES[5], "follower_ids", {"1": 1}),
+    ],
+    ids=lambda v: v.TYPE if isinstance(v, Event) else repr(v),
+)
+def test_wrong_type_or_value_is_schema(event: Event, field: str, value: Any) -> None:
+    assert reason(orjson.dumps(doc_of(event) | {field: value})) == "schema"
+
+
+ID_CASES = [(e, f) for e in EXAMPLES for f in ID_FIELDS if f in doc_of(e)]
+
+
+@pytest.mark.parametrize("bad_id", [0, -1, -(2**63), MAX_ID + 1])
+@pytest.mark.parametrize(("event", "field"), ID_CASES, ids=lambda v: v if isinstance(v, str) else v.TYPE)
+def test_id_outside_1_to_max_id_is_schema(event: Event, field: str, bad_id: int) -> None:
+    assert reason(orjson.dumps(doc_of(event) | {field: bad_id})) == "schema"
+
+
+@pytest.mark.parametrize("bad_id", [0, -1])
+@pytest.mark.parametrize("event", CHUNK_TASKS, ids=ids(CHUNK_TASKS))
+def test_follower_id_in_a_chunk_outside_range_is_schema(event: Event, bad_id: int) -> None:
+    assert reason(orjson.dumps(doc_of(event) | {"follower_ids": [1, bad_id]})) == "schema"
+
+
+@pytest.mark.parametrize("event", CHUNK_TASKS, ids=ids(CHUNK_TASKS))
+def test_chunk_without_followers_or_with_too_many_is_schema(event: Event) -> None:
+    assert reason(orjson.dumps(doc_of(event) | {"follower_ids": []})) == "schema"
+    assert reason(orjson.dumps(doc_of(event) | {"follower_ids": list(range(1, 10_002))}), None) == "schema"
+
+
+@pytest.mark.parametrize(("body", "expected"), [("", "schema"), ("x" * 5001, "schema")])
+def test_empty_or_too_long_body_is_schema(body: str, expected: str) -> None:
+    assert reason(orjson.dumps(doc_of(EXAMPLES[0]) | {"body": body})) == expected
+
+
+def test_body_at_max_length_is_accepted() -> None:
+    event = dataclasses.replace(EXAMPLES[0], body="x" * 5000)
+    assert decode(encode(event), MAX_BYTES) == event
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "value"),
+    [(EXAMPLES[0], "post_id", 123.0), (EXAMPLES[0], "author_id", 7.0), (EXAMPLES[2], "event_time", float(T)),
+     (EXAMPLES[4], "follower_ids", [1.0, 2])],
+    ids=["post_id", "author_id", "event_time", "follower_ids"],
+)
+def test_integral_float_in_an_integer_field_is_schema(event: Event, field: str, value: Any) -> None:
+    assert reason(orjson.dumps(doc_of(event) | {field: value})) == "schema"
+
+
+# --- topic-specific decoders and keys --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event", AUTHOR_EVENTS, ids=ids(AUTHOR_EVENTS))
+def test_author_event_under_its_key_is_accepted(event: Event) -> None:
+    assert decode_author_event(encode(event), event.key, MAX_BYTES) == event
+
+
+@pytest.mark.parametrize("key", [b"8", b"07", b"7 ", b"3", b"", None])
+@pytest.mark.parametrize("event", AUTHOR_EVENTS, ids=ids(AUTHOR_EVENTS))
+def test_author_event_under_another_key_is_wrong_key(event: Event, key: bytes | None) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_author_event(encode(event), key, MAX_BYTES)
+    assert info.value.reason == "wrong_key"
+
+
+@pytest.mark.parametrize("event", CHUNK_TASKS, ids=ids(CHUNK_TASKS))
+def test_chunk_task_on_the_author_topic_is_unknown_type(event: Event) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_author_event(encode(event), event.key, MAX_BYTES)
+    assert info.value.reason == "unknown_type"
+
+
+@pytest.mark.parametrize("event", CHUNK_TASKS, ids=ids(CHUNK_TASKS))
+def test_chunk_task_is_accepted_on_the_chunks_topic(event: Event) -> None:
+    assert decode_chunk_task(encode(event), MAX_BYTES) == event
+
+
+@pytest.mark.parametrize("event", AUTHOR_EVENTS, ids=ids(AUTHOR_EVENTS))
+def test_author_event_on_the_chunks_topic_is_unknown_type(event: Event) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_chunk_task(encode(event), MAX_BYTES)
+    assert info.value.reason == "unknown_type"
+
+
+def test_topic_decoders_pass_on_decode_reasons() -> None:
+    for call in (lambda raw: decode_author_event(raw, b"7", 10), lambda raw: decode_chunk_task(raw, 10)):
+        for raw, expected in [(None, "empty"), (b"x" * 11, "oversized"), (b"{", "bad_json")]:
+            with pytest.raises(InvalidEvent) as info:
+                call(raw)
+            assert info.value.reason == expected
+
+
+@pytest.mark.parametrize(
+    ("event", "key"),
+    [
+        (PostCreated(T, 123, 7, "x"), b"7"),
+        (PostDeleted(T, 123, 7), b"7"),
+        (Followed(T, follower_id=3, followee_id=7), b"7"),  # follow events live with the followee
+        (Unfollowed(T, follower_id=3, followee_id=7), b"7"),
+        (PostCreated(T, 1, MAX_ID, "x"), str(MAX_ID).encode("ascii")),
+    ],
+    ids=["PostCreated", "PostDeleted", "Followed", "Unfollowed", "max_id"],
+)
+def test_author_events_are_keyed_by_author_in_decimal_ascii(event: Event, key: bytes) -> None:
+    assert event.key == key
+
+
+# --- schema files ----------------------------------------------------------------------------------
+
+SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.json"))
+
+
+def test_every_event_type_has_exactly_one_schema_file() -> None:
+    assert sorted(p.name for p in SCHEMA_FILES) == sorted(f"{t}.v{SCHEMA_VERSION}.json" for t in EVENT_TYPES)
+
+
+@pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.name)
+def test_schema_file_is_draft_07_and_compiles(path: Path) -> None:
+    schema = orjson.loads(path.read_bytes())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    fastjsonschema.compile(schema)
+
+
+@pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.name)
+def test_schema_fields_match_the_dataclass(path: Path) -> None:
+    schema = orjson.loads(path.read_bytes())
+    cls = EVENT_TYPES[schema["title"]]
+    fields = {"type", "version", *(f.name for f in dataclasses.fields(cls))}
+    assert set(schema["required"]) == fields
+    assert set(schema["properties"]) == fields
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["type"] == {"const": cls.TYPE}
+    assert schema["properties"]["version"] == {"const": SCHEMA_VERSION}
