@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -181,6 +183,28 @@ def demo(
 
     s = Settings.load()
     demo_run.run(s, users, posts, threshold, seed, s.state_dir / "demo-logs")
+
+
+BENCH_RESULTS = Path("bench-results")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks on the real local stack (they print figures).")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    followers: int = typer.Option(10_000, help="followers of the author in the big fan-out"),
+    users: int = typer.Option(5_000, help="users of the steady-mix graph"),
+    rate: float = typer.Option(40.0, help="posts per second in the steady mix"),
+    seconds: float = typer.Option(30.0, help="length of the steady mix"),
+    concurrency: int = typer.Option(16, help="concurrent HTTP clients for the reads"),
+    requests: int = typer.Option(1600, help="feed reads per reader group"),
+    out: Annotated[Path, typer.Option(help="where the JSON report and PNG plot go")] = BENCH_RESULTS,
+) -> None:
+    """Fan-out rows/s (one big post, a steady mix), end-to-end lag, and read latency by celebrities followed."""
+    from services import bench_pipeline
+
+    command = "fanout bench pipeline " + " ".join(sys.argv[3:])
+    bench_pipeline.run(Settings.load(), followers, users, rate, seconds, concurrency, requests, out, command.strip())
 
 
 def main() -> None:

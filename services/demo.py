@@ -75,7 +75,8 @@ def worker_counter(processes: ProcessGroup, name: str) -> float:
 def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_dir: Path) -> None:
     run_id = time.strftime("%Y%m%d%H%M%S")
     s = Settings.load(
-        state_dir=base.state_dir, cache_dir=base.cache_dir, keyspace=f"demo_{run_id}", events_topic=f"demo-{run_id}.author-events",
+        state_dir=base.state_dir, cache_dir=base.cache_dir,
+        keyspace=f"demo_{run_id}", events_topic=f"demo-{run_id}.author-events",
         chunks_topic=f"demo-{run_id}.fanout-chunks", dead_letter_topic=f"demo-{run_id}.dead-letter",
         app_id=f"fanout-demo-{run_id}", celebrity_threshold=threshold, chunk_size=min(base.chunk_size, 500),
     )
