@@ -114,10 +114,51 @@ class CelebrityChunk(Event):
         return f"{self.author_id}:{self.follower_ids[0]}".encode()
 
 
-AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed
-ChunkTask = InboxChunk | CelebrityChunk
+@dataclass(frozen=True, slots=True)
+class DemotionChunk(Event):
+    """Internal task: `author_id` is no longer a celebrity; backfill its recent posts into these followers'
+    inboxes, then drop it from their celebrity sets (in that order, so no post goes missing)."""
+
+    TYPE: ClassVar[str] = "DemotionChunk"
+    author_id: int
+    follower_ids: tuple[int, ...]
+
+    @property
+    def key(self) -> bytes:
+        return f"{self.author_id}:{self.follower_ids[0]}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class UserSeen(Event):
+    """A user read their feed (debounced by the read service). Keyed by the reader."""
+
+    TYPE: ClassVar[str] = "UserSeen"
+    user_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPurge(Event):
+    """Internal task: remove `author_id`'s posts from `user_id`'s inbox after an unfollow."""
+
+    TYPE: ClassVar[str] = "InboxPurge"
+    user_id: int
+    author_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.user_id)
+
+
+AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed | UserSeen
+ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (PostCreated, PostDeleted, Followed, Unfollowed, InboxChunk, CelebrityChunk)
+    cls.TYPE: cls
+    for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
+                InboxPurge)
 }
 
 
@@ -173,7 +214,7 @@ def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
 def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> AuthorEvent:
     """Decode an event of the author topic and check it sits under its author's key."""
     event = decode(raw, max_bytes)
-    if not isinstance(event, PostCreated | PostDeleted | Followed | Unfollowed):
+    if not isinstance(event, PostCreated | PostDeleted | Followed | Unfollowed | UserSeen):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the author event topic")
     if key != event.key:
         raise InvalidEvent("wrong_key", f"key {key!r} is not the author key {event.key!r}")
@@ -183,6 +224,6 @@ def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) ->
 def decode_chunk_task(raw: bytes | None, max_bytes: int) -> ChunkTask:
     """Decode a task of the chunks topic."""
     event = decode(raw, max_bytes)
-    if not isinstance(event, InboxChunk | CelebrityChunk):
+    if not isinstance(event, InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the chunks topic")
     return event

@@ -2,7 +2,9 @@
 
 `merge_newest_first` and the cursor functions are pure; `read_feed` runs them over the store. One read
 costs O(limit + celebrities followed) requests: the inbox head, one timeline head per followed
-celebrity (bounded by a setting), and the posts of the page.
+celebrity (bounded by a setting), and the posts of the page. A returning inactive user's read pulls the
+timelines of the accounts they follow instead (bounded by FANOUT_REGEN_LIMIT) while the worker rebuilds
+their inbox.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,7 +51,6 @@ def merge_newest_first(sources: Iterable[Sequence[int]], limit: int) -> list[int
 
 
 class FeedSource(Protocol):
-    async def celebrities(self, user_id: int, limit: int) -> list[int]: ...
     async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]: ...
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]: ...
     async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]: ...
@@ -60,19 +62,23 @@ class FeedPage:
     next_cursor: int | None
 
 
-async def read_feed(store: FeedSource, user_id: int, limit: int, cursor: int | None, max_celebrities: int) -> FeedPage:
-    celebrities = await store.celebrities(user_id, max_celebrities)
+async def read_feed(store: FeedSource, user_id: int, limit: int, cursor: int | None, *, pull_authors: Sequence[int],
+                    use_inbox: bool = True, hidden: AbstractSet[int] = frozenset()) -> FeedPage:
+    """One page, newest first, below `cursor`: the user's inbox (if `use_inbox`) merged with the timelines
+    of `pull_authors`; deleted posts and posts of `hidden` authors (unfollowed) left out."""
     items: list[Post] = []
     before = cursor
     for _ in range(MAX_ROUNDS):
         want = limit + 1 - len(items)  # one beyond the page tells whether there is a next page
         heads = await asyncio.gather(
-            store.inbox_head(user_id, before, want), *(store.timeline_head(c, before, want) for c in celebrities)
+            *([store.inbox_head(user_id, before, want)] if use_inbox else []),
+            *(store.timeline_head(a, before, want) for a in pull_authors),
         )
         candidates = merge_newest_first(heads, want + 1)
         ids = candidates[:want]
         posts = await store.posts(ids)
-        items.extend(p for p in (posts.get(pid) for pid in ids) if p is not None and not p.deleted)
+        items.extend(p for p in (posts.get(pid) for pid in ids)
+                     if p is not None and not p.deleted and p.author_id not in hidden)
         # Exhausted only if every source came back short AND the merge cut nothing off: several short
         # heads can still hold more ids together than this round took.
         exhausted = all(len(h) < want for h in heads) and len(candidates) <= want

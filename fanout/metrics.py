@@ -32,6 +32,17 @@ class Metrics:
         self.cassandra_errors = Counter("fanout_cassandra_errors", "Failed Cassandra requests, by error class",
                                         ["error"], registry=r)
         self.cassandra_retries = Counter("fanout_cassandra_retries", "Cassandra requests retried", registry=r)
+        # a changing graph
+        self.backfilled_rows = Counter("fanout_backfilled_rows", "Inbox rows copied on follow, demotion or "
+                                       "regeneration", registry=r)
+        self.purged_rows = Counter("fanout_purged_rows", "Inbox rows removed after an unfollow", registry=r)
+        self.deletes_applied = Counter("fanout_deletes_applied", "Post deletions applied", registry=r)
+        self.tier_switches = Counter("fanout_tier_switches", "Authors crossing the celebrity threshold",
+                                     ["direction"], registry=r)
+        self.inactive_skipped = Counter("fanout_inactive_followers_skipped", "Followers not pushed to because "
+                                        "they have not read for FANOUT_ACTIVE_DAYS", registry=r)
+        self.regenerations = Counter("fanout_regenerations", "Inbox rebuilds of returning users, by phase",
+                                     ["phase"], registry=r)
         # read service
         self.read_latency = Histogram("fanout_read_latency_seconds", "Feed read latency", buckets=LATENCY_BUCKETS,
                                       registry=r)

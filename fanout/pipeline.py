@@ -3,6 +3,9 @@
 Every handler is idempotent (same keys, same values, or last-writer-wins by event time), so the
 at-least-once delivery of Kafka gives effectively-once results. A handler raises when a write failed
 after its retries; the caller must then not mark the event done.
+
+Time comes from the events (event_time), never from the worker's clock, except for the lag metric:
+whether a follower is active is judged against the post's time, so tests control time with event times.
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ from collections.abc import Awaitable, Callable, Sequence
 from fanout.events import (
     CelebrityChunk,
     ChunkTask,
+    DemotionChunk,
     Event,
     Followed,
     InboxChunk,
+    InboxPurge,
     PostCreated,
     PostDeleted,
     Unfollowed,
+    UserSeen,
 )
 from fanout.metrics import Metrics
 from fanout.policy import is_celebrity_after, plan_fanout
 from fanout.settings import Settings
-from fanout.store import AuthorStats, Edge, Store
+from fanout.store import Activity, AuthorStats, Edge, Store
 
 SendTask = Callable[[ChunkTask], Awaitable[None]]
+EDGE_SEEN_REFRESH_MS = 86_400_000  # edges carry last_seen to a day's precision: enough for a 7-day rule
 
 
 def wall_ms() -> int:
@@ -51,12 +58,19 @@ class Pipeline:
             self.metrics.fanout_chunks.inc()
         elif isinstance(event, PostDeleted):
             await self.store.mark_deleted(event.post_id, event.author_id, event.event_time)
+            self.metrics.deletes_applied.inc()
         elif isinstance(event, Followed | Unfollowed):
             await self.follow_changed(event.followee_id, event.follower_id, isinstance(event, Followed),
                                       event.event_time)
         elif isinstance(event, CelebrityChunk):
             await self.store.add_celebrity(event.follower_ids, event.author_id, event.event_time,
                                            self.settings.write_window)
+        elif isinstance(event, DemotionChunk):
+            await self.demoted(event)
+        elif isinstance(event, InboxPurge):
+            await self.purge(event)
+        elif isinstance(event, UserSeen):
+            await self.user_seen(event.user_id, event.event_time)
         else:  # pragma: no cover - decode() only builds the types above
             raise TypeError(f"no handler for {event.TYPE}")
 
@@ -70,14 +84,13 @@ class Pipeline:
         self.metrics.posts_by_tier.labels(plan.tier.value).inc()
         if plan.chunks == 0:
             return
-        followers = await self.active_followers(e.author_id)
+        followers = await self.active_followers(e.author_id, seen_since=e.event_time - self.settings.active_ms)
         if len(followers) <= self.settings.chunk_size:
             await self.push(e.post_id, e.author_id, followers, e.event_time)
             return
         # A big fan-out becomes chunk tasks on their own topic: they spread over workers, and a crash
         # replays one chunk, not the whole fan-out. Sent (and acknowledged) before this event is done.
-        size = self.settings.chunk_size
-        slices = [tuple(followers[i : i + size]) for i in range(0, len(followers), size)]
+        slices = self.slices(followers)
         await asyncio.gather(*(
             self.send_task(InboxChunk(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id,
                                       follower_ids=s, chunk=n, chunks=len(slices)))
@@ -94,20 +107,35 @@ class Pipeline:
         self.metrics.fanout_duration.observe(time.perf_counter() - started)
         self.metrics.end_to_end_lag.observe(max(0.0, (self.clock_ms() - event_time) / 1000))
 
-    async def active_followers(self, author_id: int) -> list[int]:
+    async def active_followers(self, author_id: int, seen_since: int | None = None) -> list[int]:
         followers: list[int] = []
         after: int | None = 0
         while after is not None:
-            page, after = await self.store.followers_page(author_id, after, self.settings.chunk_size)
+            page, skipped, after = await self.store.followers_page(author_id, after, self.settings.chunk_size,
+                                                                   seen_since)
             followers.extend(page)
+            self.metrics.inactive_skipped.inc(skipped)
         return followers
+
+    def slices(self, users: list[int]) -> list[tuple[int, ...]]:
+        size = self.settings.chunk_size
+        return [tuple(users[i : i + size]) for i in range(0, len(users), size)]
+
+    async def backfill(self, user_ids: Sequence[int], author_id: int) -> int:
+        """Copy the author's latest posts (FANOUT_FOLLOW_BACKFILL) into these users' inboxes."""
+        posts = await self.store.timeline_head(author_id, None, self.settings.follow_backfill)
+        rows = await self.store.push_rows(((u, p) for p in posts for u in user_ids), author_id,
+                                          self.settings.inbox_ttl_seconds, self.settings.write_window)
+        self.metrics.backfilled_rows.inc(rows)
+        return rows
 
     # --- follow graph ----------------------------------------------------------------------------
 
     async def follow_changed(self, author_id: int, follower_id: int, following: bool, event_time: int) -> None:
         """Apply a follow or unfollow; a stale or repeated one (not newer than the edge) changes nothing."""
-        stats, edge = await asyncio.gather(self.store.author_stats(author_id),
-                                           self.store.edge(author_id, follower_id))
+        stats, edge, activity = await asyncio.gather(self.store.author_stats(author_id),
+                                                     self.store.edge(author_id, follower_id),
+                                                     self.store.activity(follower_id))
         fresh = edge is None or event_time > edge.changed_at
         count, celebrity = stats.follower_count, stats.is_celebrity
         if fresh:
@@ -120,24 +148,72 @@ class Pipeline:
         follower_side: list[Awaitable[object]] = [
             self.store.set_following(follower_id, author_id, following, event_time)
         ]
-        if not following:
+        if following:
+            follower_side.append(self.store.unhide_author(follower_id, author_id, event_time))
+            if celebrity:
+                follower_side.append(self.store.add_celebrity([follower_id], author_id, event_time, 1))
+        else:
             follower_side.append(self.store.remove_celebrity(follower_id, author_id, event_time))
-        elif celebrity:
-            follower_side.append(self.store.add_celebrity([follower_id], author_id, event_time, 1))
+            # Hidden at read at once; the purge below removes the rows in the background.
+            follower_side.append(self.store.hide_author(follower_id, author_id, event_time,
+                                                        self.settings.inbox_ttl_seconds))
         await asyncio.gather(*follower_side)
         if not fresh:
             return
-        if celebrity and not stats.is_celebrity:
-            await self.promote(author_id, event_time)
+        if following and not celebrity:
+            await self.backfill([follower_id], author_id)
+        if not following and edge is not None and edge.following:
+            await self.send_task(InboxPurge(event_time=event_time, user_id=follower_id, author_id=author_id))
+        if celebrity != stats.is_celebrity:
+            # The event's own follower is handled above; its edge is not written yet, so leave it out.
+            await self.tier_switched(author_id, celebrity, event_time, leave_out=follower_id)
         # The commit point: the edge and the count change together, in one single-partition batch.
-        await self.store.set_edge(author_id, follower_id, Edge(following, event_time), AuthorStats(count, celebrity))
+        await self.store.set_edge(author_id, follower_id, Edge(following, event_time), AuthorStats(count, celebrity),
+                                  last_seen=activity.last_seen)
 
-    async def promote(self, author_id: int, event_time: int) -> None:
-        """The author just became a celebrity: its followers must merge its timeline from now on."""
-        followers = await self.active_followers(author_id)
-        size = self.settings.chunk_size
+    async def tier_switched(self, author_id: int, celebrity: bool, event_time: int, leave_out: int) -> None:
+        """The author crossed the threshold: its followers' celebrity sets change, in the background."""
+        self.metrics.tier_switches.labels("to_pull" if celebrity else "to_push").inc()
+        followers = [f for f in await self.active_followers(author_id) if f != leave_out]
+        chunk_type = CelebrityChunk if celebrity else DemotionChunk
         await asyncio.gather(*(
-            self.send_task(CelebrityChunk(event_time=event_time, author_id=author_id,
-                                          follower_ids=tuple(followers[i : i + size])))
-            for i in range(0, len(followers), size)
+            self.send_task(chunk_type(event_time=event_time, author_id=author_id, follower_ids=s))
+            for s in self.slices(followers)
         ))
+
+    async def demoted(self, task: DemotionChunk) -> None:
+        """Backfill first, then leave the celebrity sets: at every moment the author's recent posts are
+        reachable through the inbox or the celebrity timeline (reads dedupe)."""
+        await self.backfill(task.follower_ids, task.author_id)
+        await asyncio.gather(*(self.store.remove_celebrity(u, task.author_id, task.event_time)
+                               for u in task.follower_ids))
+
+    async def purge(self, task: InboxPurge) -> None:
+        if task.author_id not in await self.store.hidden_authors(task.user_id):
+            return  # followed again meanwhile: its backfilled rows must stay
+        rows = await self.store.purge_inbox(task.user_id, task.author_id, self.settings.write_window)
+        self.metrics.purged_rows.inc(rows)
+
+    # --- readers' activity -----------------------------------------------------------------------
+
+    async def user_seen(self, user_id: int, event_time: int) -> None:
+        """A feed read. A user back after FANOUT_ACTIVE_DAYS gets their inbox rebuilt from the timelines
+        of the accounts they follow; every user's edges carry a recent last_seen so pushes reach them."""
+        activity = await self.store.activity(user_id)
+        last = activity.last_seen
+        if last is not None and event_time - last < EDGE_SEEN_REFRESH_MS and not activity.regenerating:
+            return  # recent enough: nothing to refresh
+        returning = activity.regenerating or (last is not None and event_time - last > self.settings.active_ms)
+        if returning:
+            self.metrics.regenerations.labels("started").inc()
+            await self.store.set_activity(user_id, Activity(last, True))
+        followees = await self.store.following(user_id, limit=10**6)
+        # Pushes resume first, so nothing posted during the rebuild is missed.
+        await self.store.set_edges_seen(user_id, followees, event_time, self.settings.write_window)
+        if returning:
+            celebrities = set(await self.store.celebrities(user_id, self.settings.max_celebrities_read))
+            for author in followees[: self.settings.regen_limit]:
+                if author not in celebrities:
+                    await self.backfill([user_id], author)
+            self.metrics.regenerations.labels("finished").inc()
+        await self.store.set_activity(user_id, Activity(max(event_time, last or 0), False))

@@ -75,6 +75,12 @@ class Settings:
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
     max_celebrities_read: int = field(default=200, metadata={"doc": "celebrity timelines merged per read"})
 
+    # --- a changing graph: backfill, inactive readers, regeneration ------------------------------------
+    follow_backfill: int = field(default=200, metadata={"doc": "latest posts copied into an inbox on follow"})
+    active_days: int = field(default=7, metadata={"doc": "followers not seen for longer get no pushes"})
+    regen_limit: int = field(default=200, metadata={"doc": "followees pulled for a returning user"})
+    seen_debounce_seconds: int = field(default=3600, metadata={"doc": "read service emits UserSeen at most this often"})
+
     # --- retries ----------------------------------------------------------------------------------
     retry_attempts: int = field(default=8, metadata={"doc": "tries of a failed Cassandra write"})
     retry_base_delay: float = field(default=0.05, metadata={"doc": "first backoff, seconds (doubles)"})
@@ -116,6 +122,10 @@ class Settings:
     @property
     def inbox_ttl_seconds(self) -> int:
         return self.inbox_ttl_days * 86_400
+
+    @property
+    def active_ms(self) -> int:
+        return self.active_days * 86_400_000
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:

@@ -30,6 +30,12 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class Activity:
+    last_seen: int | None  # event time (ms) of the last recorded feed read; None: never recorded
+    regenerating: bool  # the worker is rebuilding the inbox of a returning user
+
+
+@dataclass(frozen=True)
 class Post:
     post_id: int
     author_id: int
@@ -65,8 +71,22 @@ class Store:
                            "SET following = ?, changed_at = ? WHERE author_id = ? AND follower_id = ?")
         self._set_stats = p("UPDATE {keyspace}.followers_by_author SET follower_count = ?, is_celebrity = ? "
                             "WHERE author_id = ?")
-        self._followers_page = p("SELECT follower_id, following FROM {keyspace}.followers_by_author "
+        self._followers_page = p("SELECT follower_id, following, last_seen FROM {keyspace}.followers_by_author "
                                  "WHERE author_id = ? AND follower_id > ? LIMIT ?")
+        self._set_edge_seen = p("UPDATE {keyspace}.followers_by_author SET last_seen = ? "
+                                "WHERE author_id = ? AND follower_id = ?")
+        self._following = p("SELECT followee_id, following FROM {keyspace}.following_by_user "
+                            "WHERE user_id = ? AND followee_id > ? LIMIT ?")
+        self._activity = p("SELECT last_seen, regenerating FROM {keyspace}.user_activity WHERE user_id = ?")
+        self._set_activity = p("UPDATE {keyspace}.user_activity SET last_seen = ?, regenerating = ? WHERE user_id = ?")
+        self._hide = p("INSERT INTO {keyspace}.unfollowed_by_user (user_id, author_id) VALUES (?, ?) "
+                       "USING TIMESTAMP ? AND TTL ?")
+        self._unhide = p("DELETE FROM {keyspace}.unfollowed_by_user USING TIMESTAMP ? "
+                         "WHERE user_id = ? AND author_id = ?")
+        self._hidden = p("SELECT author_id FROM {keyspace}.unfollowed_by_user WHERE user_id = ?")
+        self._inbox_page = p("SELECT post_id, author_id FROM {keyspace}.inbox "
+                             "WHERE user_id = ? AND post_id < ? LIMIT ?")
+        self._delete_inbox = p("DELETE FROM {keyspace}.inbox WHERE user_id = ? AND post_id = ?")
         self._set_following = p("UPDATE {keyspace}.following_by_user USING TIMESTAMP ? SET following = ? "
                                 "WHERE user_id = ? AND followee_id = ?")
         self._add_celebrity = p("INSERT INTO {keyspace}.celebrities_by_user (user_id, celebrity_id) "
@@ -117,10 +137,13 @@ class Store:
             return None
         return Edge(bool(rows[0].following), rows[0].changed_at)
 
-    async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats) -> None:
+    async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats,
+                       last_seen: int | None = None) -> None:
         """The edge and the author's count/tier in one atomic single-partition batch."""
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         batch.add(self._set_edge, (micros(edge.changed_at), edge.following, edge.changed_at, author_id, follower_id))
+        if edge.following and last_seen is not None:
+            batch.add(self._set_edge_seen, (last_seen, author_id, follower_id))
         batch.add(self._set_stats, (stats.follower_count, stats.is_celebrity, author_id))
         batch.is_idempotent = True
         await self.db.run(batch)
@@ -135,11 +158,63 @@ class Store:
     async def remove_celebrity(self, user_id: int, celebrity_id: int, event_time: int) -> None:
         await self.db.run(self._remove_celebrity, (micros(event_time), user_id, celebrity_id))
 
-    async def followers_page(self, author_id: int, after: int, limit: int) -> tuple[list[int], int | None]:
-        """Active followers with id > after, and the id to continue after (None at the end)."""
+    async def followers_page(self, author_id: int, after: int, limit: int,
+                             seen_since: int | None = None) -> tuple[list[int], int, int | None]:
+        """Followers with id > after that were seen at or after `seen_since` (unknown counts as seen),
+        how many followers were skipped as inactive, and the id to continue after (None at the end)."""
         rows = await self.db.run(self._followers_page, (author_id, after, limit))
-        active = [r.follower_id for r in rows if r.following]
-        return active, (rows[-1].follower_id if len(rows) == limit else None)
+        following = [r for r in rows if r.following]
+        active = [r.follower_id for r in following
+                  if seen_since is None or r.last_seen is None or r.last_seen >= seen_since]
+        return active, len(following) - len(active), (rows[-1].follower_id if len(rows) == limit else None)
+
+    async def following(self, user_id: int, limit: int) -> list[int]:
+        """Accounts the user follows, at most `limit`."""
+        followees: list[int] = []
+        after = 0
+        while len(followees) < limit:
+            rows = await self.db.run(self._following, (user_id, after, min(limit, 1000)))
+            followees.extend(r.followee_id for r in rows if r.following)
+            if len(rows) < min(limit, 1000):
+                break
+            after = rows[-1].followee_id
+        return followees[:limit]
+
+    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int, window: int) -> None:
+        requests = ((self._set_edge_seen, (last_seen, author, user_id)) for author in followees)
+        await self.db.run_window(requests, window)
+
+    async def activity(self, user_id: int) -> Activity:
+        rows = await self.db.run(self._activity, (user_id,))
+        if not rows:
+            return Activity(None, False)
+        return Activity(rows[0].last_seen, bool(rows[0].regenerating))
+
+    async def set_activity(self, user_id: int, activity: Activity) -> None:
+        await self.db.run(self._set_activity, (activity.last_seen, activity.regenerating, user_id))
+
+    async def hide_author(self, user_id: int, author_id: int, event_time: int, ttl: int) -> None:
+        await self.db.run(self._hide, (user_id, author_id, micros(event_time), ttl))
+
+    async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None:
+        await self.db.run(self._unhide, (micros(event_time), user_id, author_id))
+
+    async def hidden_authors(self, user_id: int) -> set[int]:
+        return {r.author_id for r in await self.db.run(self._hidden, (user_id,))}
+
+    async def purge_inbox(self, user_id: int, author_id: int, window: int, page: int = 1000) -> int:
+        """Delete the author's rows from the user's inbox (one tombstone per row of that author, never
+        a range); returns rows deleted."""
+        before: int | None = None
+        doomed: list[int] = []
+        while True:
+            rows = await self.db.run(self._inbox_page, (user_id, before or MAX_ID, page))
+            doomed.extend(r.post_id for r in rows if r.author_id == author_id)
+            if len(rows) < page:
+                break
+            before = rows[-1].post_id
+        await self.db.run_window(((self._delete_inbox, (user_id, pid)) for pid in doomed), window)
+        return len(doomed)
 
     async def celebrities(self, user_id: int, limit: int) -> list[int]:
         rows = await self.db.run(self._celebrities, (user_id, limit))
@@ -163,6 +238,10 @@ class Store:
 
         await self.db.run_window(batches(), window)
         return len(user_ids)
+
+    async def push_rows(self, rows: Iterable[tuple[int, int]], author_id: int, ttl: int, window: int) -> int:
+        """Write (user, post) inbox rows of one author, `window` requests in flight; returns rows written."""
+        return await self.db.run_window(((self._push, (u, p, author_id, ttl)) for u, p in rows), window)
 
     async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]:
         rows = await self.db.run(self._inbox_head, (user_id, before or MAX_ID, limit))

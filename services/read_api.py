@@ -1,18 +1,64 @@
-"""`fanout read-api`: GET /v1/users/{user_id}/feed, the merged home feed of one user."""
+"""`fanout read-api`: GET /v1/users/{user_id}/feed, the merged home feed of one user.
+
+A normal read merges the inbox with the timelines of the celebrities the user follows. A user back after
+FANOUT_ACTIVE_DAYS (or whose inbox the worker is rebuilding) gets an answer at once from the timelines of
+the accounts they follow, with "regenerating": true. Reads are recorded as debounced UserSeen events on
+Kafka, never as a database write per request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Protocol
 
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel
 
+from fanout.events import UserSeen
 from fanout.feed import FeedSource, InvalidCursor, parse_cursor, read_feed
 from fanout.ids import MAX_ID
 from fanout.metrics import Metrics
 from fanout.settings import Settings
+from fanout.store import Activity
 from services.http_common import add_common_routes
+
+log = logging.getLogger(__name__)
+
+
+class ReadStore(FeedSource, Protocol):
+    async def celebrities(self, user_id: int, limit: int) -> list[int]: ...
+    async def hidden_authors(self, user_id: int) -> set[int]: ...
+    async def activity(self, user_id: int) -> Activity: ...
+    async def following(self, user_id: int, limit: int) -> list[int]: ...
+
+
+class EventSink(Protocol):
+    def send(self, event: UserSeen) -> object: ...
+
+
+class SeenRecorder:
+    """Publishes UserSeen for a reader at most once per debounce period. The memory is only an
+    optimisation: a second replica or a restart sends a duplicate, which the worker ignores."""
+
+    def __init__(self, sink: EventSink, debounce_ms: int, max_users: int = 200_000) -> None:
+        self.sink = sink
+        self.debounce_ms = debounce_ms
+        self.max_users = max_users
+        self.last_sent: dict[int, int] = {}
+
+    def seen(self, user_id: int, now_ms: int) -> None:
+        if now_ms - self.last_sent.get(user_id, -self.debounce_ms) < self.debounce_ms:
+            return
+        if len(self.last_sent) >= self.max_users:
+            self.last_sent.clear()
+        self.last_sent[user_id] = now_ms
+        try:
+            self.sink.send(UserSeen(event_time=now_ms, user_id=user_id))
+        except Exception:  # a lost UserSeen only delays activity tracking; the read must not fail
+            log.warning("could not record that user %d read their feed", user_id, exc_info=True)
 
 
 class FeedItem(BaseModel):
@@ -25,9 +71,15 @@ class FeedItem(BaseModel):
 class FeedResponse(BaseModel):
     items: list[FeedItem]
     next_cursor: str | None  # pass back as ?cursor= for the next (older) page; null at the end
+    regenerating: bool = False  # true: answered by a read-time pull while the inbox is being rebuilt
 
 
-def create_app(store: FeedSource, settings: Settings, metrics: Metrics) -> FastAPI:
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def create_app(store: ReadStore, settings: Settings, metrics: Metrics, seen: SeenRecorder | None = None,
+               clock_ms: Callable[[], int] = wall_ms) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1")
     add_common_routes(app, metrics)
 
@@ -43,13 +95,27 @@ def create_app(store: FeedSource, settings: Settings, metrics: Metrics) -> FastA
         except InvalidCursor as exc:
             metrics.feed_reads.labels("422").inc()
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        page = await read_feed(store, user_id, limit, before, settings.max_celebrities_read)
+        now = clock_ms()
+        activity, celebrities, hidden = await asyncio.gather(
+            store.activity(user_id), store.celebrities(user_id, settings.max_celebrities_read),
+            store.hidden_authors(user_id))
+        returning = activity.regenerating or (
+            activity.last_seen is not None and now - activity.last_seen > settings.active_ms)
+        if returning:
+            followees = await store.following(user_id, settings.regen_limit)
+            page = await read_feed(store, user_id, limit, before, pull_authors=followees, use_inbox=False,
+                                   hidden=hidden)
+        else:
+            page = await read_feed(store, user_id, limit, before, pull_authors=celebrities, hidden=hidden)
+        if seen is not None:
+            seen.seen(user_id, now)
         metrics.read_latency.observe(time.perf_counter() - started)
         metrics.feed_reads.labels("200").inc()
         return FeedResponse(
             items=[FeedItem(post_id=p.post_id, author_id=p.author_id, created_at=p.created_at, body=p.body)
                    for p in page.items],
             next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
+            regenerating=returning,
         )
 
     return app

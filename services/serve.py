@@ -15,10 +15,13 @@ from services.bootstrap import open_storage
 def read_api(settings: Settings) -> None:
     metrics = Metrics()
     storage = open_storage(settings, metrics)
+    producer = EventProducer(settings)  # debounced UserSeen events
     try:
-        app = read.create_app(storage.store, settings, metrics)
+        seen = read.SeenRecorder(producer, settings.seen_debounce_seconds * 1000)
+        app = read.create_app(storage.store, settings, metrics, seen)
         uvicorn.run(app, host=settings.host, port=settings.read_api_port, log_level="warning")
     finally:
+        producer.close()
         storage.close()
 
 

@@ -9,7 +9,6 @@ chunked fan-outs.
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from cassandra.cluster import Cluster
 from confluent_kafka import Consumer, Producer, TopicPartition
 from dashboard_queries import dashboard_queries
+from live import Deployment, deploy
 
-from fanout.cassandra import connect, migrate
 from fanout.events import author_key, encode
-from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
 from services.processes import ProcessGroup
 from services.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
@@ -33,40 +29,13 @@ pytestmark = pytest.mark.e2e
 
 THRESHOLD = 40
 CHUNK = 16
-PAGE = 7
 
 
 @dataclass
-class Deployment:
-    settings: Settings
-    processes: ProcessGroup
-    producer: EventProducer
-    cluster: Cluster
+class Seeded(Deployment):
+    """The deployment after the module's workload went through it."""
+
     workload: Workload
-
-    def publish(self, events: list) -> None:  # type: ignore[type-arg]
-        futures = [self.producer.send(e) for e in events]
-        for f in futures:
-            f.result(60)
-
-    def drain(self) -> None:
-        wait_until_drained(self.settings, timeout=240, on_lag=lambda _: self.processes.check_alive())
-
-    def feed(self, user: int, page: int = PAGE) -> list[int]:
-        """The user's whole feed, read page by page over HTTP."""
-        ids: list[int] = []
-        cursor = None
-        with httpx.Client(base_url=self.processes.url("read-api"), timeout=30) as http:
-            while True:
-                params: dict[str, str | int] = {"limit": page}
-                if cursor:
-                    params["cursor"] = cursor
-                body = http.get(f"/v1/users/{user}/feed", params=params).raise_for_status().json()
-                ids.extend(item["post_id"] for item in body["items"])
-                cursor = body["next_cursor"]
-                if cursor is None:
-                    return ids
-                assert len(body["items"]) == page
 
     def explain(self, user: int, got: list[int], want: list[int]) -> dict[str, object]:
         """What differs in one user's feed, with the facts needed to tell why."""
@@ -87,55 +56,27 @@ class Deployment:
                           "oracle_celebrity": a in celebrities(self.workload)}
         return {"missing": missing, "extra": extra, "order_only": not missing and not extra, "facts": facts}
 
-    def worker_metric(self, name: str) -> float:
-        with urllib.request.urlopen(self.processes.url("worker") + "/metrics", timeout=5) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def inbox_rows(self) -> list[tuple[int, int, int]]:
-        session = self.cluster.connect(self.settings.keyspace)
-        rows = session.execute("SELECT user_id, post_id, author_id FROM inbox")
-        return [(r.user_id, r.post_id, r.author_id) for r in rows]
-
 
 @pytest.fixture(scope="module")
-def deployment(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    suffix = str(int(time.time() * 1000))[-9:]
-    s = Settings.load(
-        state_dir=stack.state_dir, cache_dir=stack.cache_dir,
-        keyspace=f"e2e_{suffix}", events_topic=f"e2e-{suffix}.events", chunks_topic=f"e2e-{suffix}.chunks",
-        dead_letter_topic=f"e2e-{suffix}.dead-letter", app_id=f"e2e-{suffix}",
-        celebrity_threshold=THRESHOLD, chunk_size=CHUNK,
-    )
-    ensure_topics(s)
-    migrate(s)
-    graph = power_law_graph(300, seed=7, min_followers=2, celebrities=3, celebrity_followers=120)
-    workload = build_workload(graph, n_posts=400, seed=7, delete_share=0.05, unfollow_share=0.05)
-    processes = ProcessGroup(s, tmp_path_factory.mktemp("logs")).start("worker", "read-api", "ingest-api")
-    producer = EventProducer(s)
-    cluster, _ = connect(s)
-    d = Deployment(s, processes, producer, cluster, workload)
-    try:
+def deployment(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    with deploy(stack, tmp_path_factory.mktemp("logs"), "pipe", celebrity_threshold=THRESHOLD,
+                chunk_size=CHUNK) as live:
+        graph = power_law_graph(300, seed=7, min_followers=2, celebrities=3, celebrity_followers=120)
+        workload = build_workload(graph, n_posts=400, seed=7, delete_share=0.05, unfollow_share=0.05)
+        d = Seeded(live.settings, live.processes, live.producer, live.cluster, workload)
         # Follows first (so every author's tier is settled), then posts and deletes.
         d.publish(workload.follows)
         d.drain()
         d.publish([*workload.posts, *workload.deletes])
         d.drain()
         yield d
-    finally:
-        processes.stop()
-        producer.close()
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
-        cluster.shutdown()
 
 
 def celebrities(workload: Workload) -> set[int]:
     return expected_celebrities(workload, THRESHOLD, 0.8)
 
 
-def test_the_graph_has_celebrities_and_chunked_fanouts(deployment: Deployment) -> None:
+def test_the_graph_has_celebrities_and_chunked_fanouts(deployment: Seeded) -> None:
     graph = deployment.workload.graph
     assert len(celebrities(deployment.workload)) >= 3
     posting = {p.author_id for p in deployment.workload.posts}
@@ -143,7 +84,7 @@ def test_the_graph_has_celebrities_and_chunked_fanouts(deployment: Deployment) -
     assert deployment.worker_metric("fanout_chunks_processed_total") > 0
 
 
-def test_every_feed_paged_over_http_equals_the_oracle(deployment: Deployment) -> None:
+def test_every_feed_paged_over_http_equals_the_oracle(deployment: Seeded) -> None:
     expected = expected_feeds(deployment.workload)
     assert sum(len(v) for v in expected.values()) > 1000
     got = {u: deployment.feed(u) for u in expected}
@@ -151,14 +92,14 @@ def test_every_feed_paged_over_http_equals_the_oracle(deployment: Deployment) ->
     assert not mismatches, f"{len(mismatches)} feeds differ from the oracle: {dict(list(mismatches.items())[:3])}"
 
 
-def test_celebrity_posts_are_never_in_inboxes(deployment: Deployment) -> None:
+def test_celebrity_posts_are_never_in_inboxes(deployment: Seeded) -> None:
     celebs = celebrities(deployment.workload)
     rows = deployment.inbox_rows()
     assert rows
     assert not [r for r in rows if r[2] in celebs]
 
 
-def test_inbox_rows_written_equal_normal_authors_follower_counts(deployment: Deployment) -> None:
+def test_inbox_rows_written_equal_normal_authors_follower_counts(deployment: Seeded) -> None:
     graph = deployment.workload.graph
     celebs = celebrities(deployment.workload)
     expected = sum(graph.follower_count(p.author_id) for p in deployment.workload.posts if p.author_id not in celebs)
@@ -166,7 +107,7 @@ def test_inbox_rows_written_equal_normal_authors_follower_counts(deployment: Dep
     assert len(deployment.inbox_rows()) == expected
 
 
-def test_feed_api_rejects_bad_requests_with_messages(deployment: Deployment) -> None:
+def test_feed_api_rejects_bad_requests_with_messages(deployment: Seeded) -> None:
     with httpx.Client(base_url=deployment.processes.url("read-api"), timeout=10) as http:
         for params, needle in [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"limit": "x"}, "limit"),
                                ({"cursor": "abc"}, "cursor"), ({"cursor": "-5"}, "cursor")]:
@@ -179,7 +120,7 @@ def test_feed_api_rejects_bad_requests_with_messages(deployment: Deployment) -> 
         assert http.get("/healthz").json() == {"status": "ok"}
 
 
-def test_cursor_is_stable_while_new_posts_arrive(deployment: Deployment) -> None:
+def test_cursor_is_stable_while_new_posts_arrive(deployment: Seeded) -> None:
     graph = deployment.workload.graph
     reader = max(graph.users, key=lambda u: len(expected_feeds(deployment.workload)[u]))
     before = expected_feeds(deployment.workload)[reader]
@@ -200,7 +141,7 @@ def test_cursor_is_stable_while_new_posts_arrive(deployment: Deployment) -> None
     deployment.workload.posts.append(new)
 
 
-def test_ingest_api_accepts_only_after_kafka_and_rejects_invalid_input(deployment: Deployment) -> None:
+def test_ingest_api_accepts_only_after_kafka_and_rejects_invalid_input(deployment: Seeded) -> None:
     graph = deployment.workload.graph
     author = max((a for a in graph.users if a not in celebrities(deployment.workload)), key=graph.follower_count)
     follower = next(iter(graph.followers[author]))
@@ -222,7 +163,7 @@ def test_ingest_api_accepts_only_after_kafka_and_rejects_invalid_input(deploymen
         assert post_id not in deployment.feed(follower)
 
 
-def test_ingest_api_answers_503_when_kafka_cannot_take_the_event(deployment: Deployment, tmp_path: Path) -> None:
+def test_ingest_api_answers_503_when_kafka_cannot_take_the_event(deployment: Seeded, tmp_path: Path) -> None:
     s = Settings.load(**{**_fields(deployment.settings), "kafka_port": _free_port(), "publish_timeout_ms": 1500,
                          "ingest_api_port": _free_port()})
     with ProcessGroup(s, tmp_path).start("ingest-api") as group:
@@ -231,7 +172,7 @@ def test_ingest_api_answers_503_when_kafka_cannot_take_the_event(deployment: Dep
     assert "retry" in response.json()["error"]
 
 
-def test_malformed_events_are_dead_lettered_and_the_next_event_is_processed(deployment: Deployment) -> None:
+def test_malformed_events_are_dead_lettered_and_the_next_event_is_processed(deployment: Seeded) -> None:
     s = deployment.settings
     graph = deployment.workload.graph
     author = min((a for a in graph.users if a not in celebrities(deployment.workload) and graph.followers[a]),
@@ -268,7 +209,7 @@ def test_malformed_events_are_dead_lettered_and_the_next_event_is_processed(depl
     assert reasons == [reason for _, reason in bad]
 
 
-def test_replaying_every_event_changes_no_feed(deployment: Deployment) -> None:
+def test_replaying_every_event_changes_no_feed(deployment: Seeded) -> None:
     expected = {u: deployment.feed(u) for u in deployment.workload.graph.users}
     rows = len(deployment.inbox_rows())
     deployment.publish(deployment.workload.events)
@@ -277,7 +218,7 @@ def test_replaying_every_event_changes_no_feed(deployment: Deployment) -> None:
     assert len(deployment.inbox_rows()) == rows
 
 
-def test_every_dashboard_query_returns_data_from_prometheus(deployment: Deployment) -> None:
+def test_every_dashboard_query_returns_data_from_prometheus(deployment: Seeded) -> None:
     # The processes run on the ports the local Prometheus scrapes; give it a few scrapes.
     prometheus = f"http://{deployment.settings.client_host}:{deployment.settings.prometheus_port}"
     for user in deployment.workload.graph.users[:20]:

@@ -17,13 +17,17 @@ from fanout.events import (
     SCHEMA_DIR,
     SCHEMA_VERSION,
     CelebrityChunk,
+    ChunkTask,
+    DemotionChunk,
     Event,
     Followed,
     InboxChunk,
+    InboxPurge,
     InvalidEvent,
     PostCreated,
     PostDeleted,
     Unfollowed,
+    UserSeen,
     decode,
     decode_author_event,
     decode_chunk_task,
@@ -40,9 +44,12 @@ EXAMPLES: list[Event] = [
     Unfollowed(event_time=T, follower_id=3, followee_id=7),
     InboxChunk(event_time=T, post_id=123, author_id=7, follower_ids=(1, 2, 3), chunk=0, chunks=2),
     CelebrityChunk(event_time=T, author_id=7, follower_ids=(4, 5)),
+    DemotionChunk(event_time=T, author_id=7, follower_ids=(4, 5)),
+    UserSeen(event_time=T, user_id=7),  # keyed by the reader; 7 like the other author-topic examples
+    InboxPurge(event_time=T, user_id=3, author_id=7),
 ]
-AUTHOR_EVENTS = [e for e in EXAMPLES if not isinstance(e, InboxChunk | CelebrityChunk)]
-CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, InboxChunk | CelebrityChunk)]
+CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
+AUTHOR_EVENTS = [e for e in EXAMPLES if not isinstance(e, ChunkTask)]
 ID_FIELDS = ("post_id", "author_id", "follower_id", "followee_id")
 
 

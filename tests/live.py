@@ -1,0 +1,104 @@
+"""A running deployment for end-to-end tests: its own keyspace and topics on the real stack, the real
+`fanout` worker / read / ingest processes, and helpers to publish, wait and read feeds."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cassandra.cluster import Cluster
+
+from fanout.cassandra import connect, migrate
+from fanout.events import Event
+from fanout.lag import wait_until_drained
+from fanout.producer import EventProducer, ensure_topics
+from fanout.settings import Settings
+from services.processes import ProcessGroup
+
+PAGE = 7
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    processes: ProcessGroup
+    producer: EventProducer
+    cluster: Cluster
+
+    def publish(self, events: Sequence[Event]) -> None:
+        futures = [self.producer.send(e) for e in events]
+        for f in futures:
+            f.result(60)
+
+    def drain(self) -> None:
+        wait_until_drained(self.settings, timeout=240, on_lag=lambda _: self.processes.check_alive())
+
+    def read(self, user: int, **params: Any) -> dict[str, Any]:
+        """One feed page over HTTP, as JSON."""
+        response = httpx.get(f"{self.processes.url('read-api')}/v1/users/{user}/feed", params=params, timeout=30)
+        result: dict[str, Any] = response.raise_for_status().json()
+        return result
+
+    def feed(self, user: int, page: int = PAGE) -> list[int]:
+        """The user's whole feed, read page by page over HTTP."""
+        ids: list[int] = []
+        cursor = None
+        while True:
+            body = self.read(user, limit=page, **({"cursor": cursor} if cursor else {}))
+            ids.extend(item["post_id"] for item in body["items"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return ids
+            assert len(body["items"]) == page
+
+    def worker_metric(self, name: str) -> float:
+        """A worker counter summed over its label sets (`name` may carry labels: 'x_total{a="b"}')."""
+        with urllib.request.urlopen(self.processes.url("worker") + "/metrics", timeout=5) as r:
+            return sum(float(line.rsplit(" ", 1)[1]) for line in r.read().decode().splitlines()
+                       if line.startswith(name + " ") or line.startswith(name + "{") or
+                       ("{" in name and line.startswith(name[:-1])))
+
+    def wait_metric(self, name: str, at_least: float, timeout: float = 30.0) -> None:
+        """Wait until a worker counter reaches `at_least` (e.g. a UserSeen sent by the read service in the
+        background has been processed), then until the group has drained."""
+        deadline = time.monotonic() + timeout
+        while self.worker_metric(name) < at_least:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} stayed below {at_least}")
+            time.sleep(0.1)
+        self.drain()
+
+    def cql(self, query: str, *params: object) -> list[Any]:
+        return list(self.cluster.connect(self.settings.keyspace).execute(query, params))
+
+    def inbox_rows(self) -> list[tuple[int, int, int]]:
+        return [(r.user_id, r.post_id, r.author_id) for r in self.cql("SELECT user_id, post_id, author_id FROM inbox")]
+
+
+@contextmanager
+def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Iterator[Deployment]:
+    """Migrate a keyspace and topics of the test's own, start worker, read and ingest processes."""
+    suffix = f"{name}{str(int(time.time() * 1000))[-8:]}"
+    s = Settings.load(
+        state_dir=stack.state_dir, cache_dir=stack.cache_dir, keyspace=f"e2e_{suffix}",
+        events_topic=f"e2e-{suffix}.events", chunks_topic=f"e2e-{suffix}.chunks",
+        dead_letter_topic=f"e2e-{suffix}.dead-letter", app_id=f"e2e-{suffix}", **overrides,
+    )
+    ensure_topics(s)
+    migrate(s)
+    processes = ProcessGroup(s, log_dir).start("worker", "read-api", "ingest-api")
+    producer = EventProducer(s)
+    cluster, _ = connect(s)
+    try:
+        yield Deployment(s, processes, producer, cluster)
+    finally:
+        processes.stop()
+        producer.close()
+        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
+        cluster.shutdown()
