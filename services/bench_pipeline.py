@@ -20,6 +20,7 @@ import random
 import statistics
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from fanout.cassandra import migrate
-from fanout.events import Event, Followed
+from fanout.events import Event, Followed, UserSeen
 from fanout.ids import millis_of
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
@@ -224,6 +225,42 @@ def reads(base: Settings, concurrency: int, requests: int, log_dir: Path) -> dic
     return results
 
 
+def regeneration(base: Settings, followees: int, posts_each: int, log_dir: Path) -> dict[str, Any]:
+    """A reader following `followees` accounts comes back after FANOUT_ACTIVE_DAYS: latency of the first
+    read (a read-time pull) and the time until the worker has rebuilt the inbox."""
+    s = scenario_settings(base, "regen")
+    ensure_topics(s)
+    migrate(s)
+    reader, authors = 5_000_000, list(range(6_000_001, 6_000_001 + followees))
+    ten_days_ago = int(time.time() * 1000) - 10 * 86_400_000
+    follows: list[Event] = [Followed(event_time=ten_days_ago + i, follower_id=reader, followee_id=a)
+                            for i, a in enumerate(authors)]
+    with ProcessGroup(s, log_dir / "regeneration").start("worker", "read-api") as processes:
+        producer = EventProducer(s)
+        seed_follows(s, processes, producer, [*follows, UserSeen(event_time=ten_days_ago + followees + 1,
+                                                                  user_id=reader)], f"{followees} follows")
+        publish(producer, [producer.new_post(a, f"post {i} by {a}") for a in authors for i in range(posts_each)])
+        wait_until_drained(s, timeout=600, on_lag=lambda _: processes.check_alive())
+        producer.close()
+        skipped = scrape(processes.url("worker")).get("fanout_inactive_followers_skipped_total", 0.0)
+        feed = processes.url("read-api") + f"/v1/users/{reader}/feed"
+        started = time.perf_counter()
+        first = httpx.get(feed, params={"limit": 20}, timeout=30).raise_for_status().json()
+        first_read = time.perf_counter() - started
+        rebuilt = None
+        while time.perf_counter() - started < 300:
+            if not httpx.get(feed, params={"limit": 20}, timeout=30).json()["regenerating"]:
+                rebuilt = time.perf_counter() - started
+                break
+            time.sleep(0.02)
+        inbox_rows = scrape(processes.url("worker")).get("fanout_backfilled_rows_total", 0.0)
+    return {"followees": followees, "posts_per_followee": posts_each, "pushes_skipped_while_inactive": int(skipped),
+            "first_read_regenerating": first["regenerating"], "first_read_items": len(first["items"]),
+            "first_read_ms": round(first_read * 1000, 1),
+            "seconds_until_inbox_rebuilt": round(rebuilt, 3) if rebuilt is not None else None,
+            "inbox_rows_rebuilt": int(inbox_rows)}
+
+
 async def _load(url: str, readers: list[int], concurrency: int, requests: int) -> list[float]:
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -250,41 +287,51 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
+SCENARIOS = ("big_fanout", "steady_mix", "reads", "regeneration")
+
+
 def run(base: Settings, followers: int, users: int, rate: float, seconds: float, concurrency: int,
-        requests: int, out_dir: Path, command: str) -> Report:
+        requests: int, out_dir: Path, command: str, scenarios: Sequence[str] = SCENARIOS) -> Report:
     out_dir.mkdir(parents=True, exist_ok=True)
     log_dir = out_dir / "logs"
     report = Report(command=command, machine={**machine(), "kafka": base.kafka_version,
                                               "cassandra": base.cassandra_version})
-    console.rule("big fan-out")
-    report.results["big_fanout"] = big_fanout(base, followers, log_dir)
-    console.print(report.results["big_fanout"])
-    console.rule("steady mix")
-    report.results["steady_mix"] = steady_mix(base, users, rate, seconds, log_dir)
-    console.print(report.results["steady_mix"])
-    console.rule("reads")
-    report.results["reads"] = reads(base, concurrency, requests, log_dir)
-    console.print(report.results["reads"])
+    runs = {
+        "big_fanout": lambda: big_fanout(base, followers, log_dir),
+        "steady_mix": lambda: steady_mix(base, users, rate, seconds, log_dir),
+        "reads": lambda: reads(base, concurrency, requests, log_dir),
+        "regeneration": lambda: regeneration(base, 200, 5, log_dir),
+    }
+    for name in scenarios:
+        console.rule(name)
+        report.results[name] = runs[name]()
+        console.print(report.results[name])
     (out_dir / "pipeline.json").write_text(json.dumps(report.__dict__, indent=2))
-    plot(report, out_dir / "pipeline-reads.png")
+    if "reads" in report.results:
+        plot(report, out_dir / "pipeline-reads.png")
     console.print(markdown(report))
-    console.print(f"written: {out_dir / 'pipeline.json'}, {out_dir / 'pipeline-reads.png'}")
+    console.print(f"written to {out_dir}")
     return report
 
 
 def markdown(report: Report) -> str:
     r = report.results
-    big, mix = r["big_fanout"], r["steady_mix"]
     lines = [f"`{report.command}` on {report.machine['cpu']} ({report.machine['cores']} cores)", "",
-             "| figure | value |", "|---|---|",
-             f"| inbox rows/s, one {big['followers']:,}-follower post | {big['inbox_rows_per_second']:,} |",
-             f"| seconds from acceptance to last inbox write | {big['seconds_from_ack_to_last_write']} |",
-             f"| inbox rows/s, steady mix ({mix['rate_posts_per_second']:.0f} posts/s, {mix['users']:,} users) | "
-             f"{mix['inbox_rows_per_second']:,} |",
-             f"| end-to-end fan-out lag p50 / p99 (steady mix) | {mix['lag_p50_ms']} ms / {mix['lag_p99_ms']} ms |"]
-    for name, v in r["reads"].items():
+             "| figure | value |", "|---|---|"]
+    if big := r.get("big_fanout"):
+        lines += [f"| inbox rows/s, one {big['followers']:,}-follower post | {big['inbox_rows_per_second']:,} |",
+                  f"| seconds from acceptance to last inbox write | {big['seconds_from_ack_to_last_write']} |"]
+    if mix := r.get("steady_mix"):
+        lines += [f"| inbox rows/s, steady mix ({mix['rate_posts_per_second']:.0f} posts/s, {mix['users']:,} users)"
+                  f" | {mix['inbox_rows_per_second']:,} |",
+                  f"| end-to-end fan-out lag p50 / p99 (steady mix) | "
+                  f"{mix['lag_p50_ms']} ms / {mix['lag_p99_ms']} ms |"]
+    for name, v in r.get("reads", {}).items():
         lines.append(f"| read p50 / p99 at {v['concurrency']} clients, {name.replace('_', ' ')} | "
                      f"{v['p50_ms']} ms / {v['p99_ms']} ms |")
+    if regen := r.get("regeneration"):
+        lines += [f"| returning user following {regen['followees']}: first read (pull) | {regen['first_read_ms']} ms |",
+                  f"| returning user: first read until inbox rebuilt | {regen['seconds_until_inbox_rebuilt']} s |"]
     return "\n".join(lines)
 
 

@@ -199,12 +199,18 @@ def bench_pipeline(
     concurrency: int = typer.Option(16, help="concurrent HTTP clients for the reads"),
     requests: int = typer.Option(1600, help="feed reads per reader group"),
     out: Annotated[Path, typer.Option(help="where the JSON report and PNG plot go")] = BENCH_RESULTS,
+    scenarios: str = typer.Option("big_fanout,steady_mix,reads,regeneration", help="comma-separated subset"),
 ) -> None:
     """Fan-out rows/s (one big post, a steady mix), end-to-end lag, and read latency by celebrities followed."""
     from services import bench_pipeline
 
     command = "fanout bench pipeline " + " ".join(sys.argv[3:])
-    bench_pipeline.run(Settings.load(), followers, users, rate, seconds, concurrency, requests, out, command.strip())
+    chosen = [name.strip() for name in scenarios.split(",") if name.strip()]
+    unknown = set(chosen) - set(bench_pipeline.SCENARIOS)
+    if unknown:
+        _fail(ValueError(f"unknown scenarios {sorted(unknown)}; choose from {bench_pipeline.SCENARIOS}"))
+    bench_pipeline.run(Settings.load(), followers, users, rate, seconds, concurrency, requests, out, command.strip(),
+                       chosen)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ inbox writes the hybrid saved against pushing everything. Stops the processes it
 
 from __future__ import annotations
 
+import random
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -18,14 +19,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fanout.cassandra import migrate
-from fanout.events import Event
+from fanout.events import Event, Followed, UserSeen
 from fanout.lag import consumer_lag
-from fanout.producer import EventProducer, ensure_topics
+from fanout.producer import EventProducer, ensure_topics, now_ms
 from fanout.settings import Settings
 from services.processes import ProcessGroup
 from services.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
 
 console = Console()
+DAY_MS = 86_400_000
 
 
 def progress() -> Progress:
@@ -86,10 +88,16 @@ def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_d
     ensure_topics(s)
     migrate(s)
     graph = power_law_graph(users, seed=seed, min_followers=2, celebrities=2, celebrity_followers=threshold * 2)
-    workload = build_workload(graph, n_posts=posts, seed=seed, delete_share=0.02, unfollow_share=0.02)
+    now = int(time.time() * 1000)
+    workload = build_workload(graph, n_posts=posts, seed=seed, delete_share=0.02, unfollow_share=0.02,
+                              start_ms=now - 3_600_000)
     celebs = expected_celebrities(workload, threshold, s.celebrity_demote_ratio)
+    # 40% of users last read their feed 10 days ago: no pushes for them until they come back.
+    inactive = set(random.Random(seed).sample(graph.users, int(len(graph.users) * 0.4)))
+    away = [UserSeen(event_time=now - 10 * DAY_MS, user_id=u) for u in sorted(inactive)]
     console.print(f"graph: {users} users, {sum(map(len, graph.followers.values()))} follows, "
-                  f"{len(celebs)} celebrities (>= {threshold} followers), {posts} posts")
+                  f"{len(celebs)} celebrities (>= {threshold} followers), {len(inactive)} inactive users, "
+                  f"{posts} posts")
 
     with ProcessGroup(s, log_dir / run_id) as processes:
         with console.status("starting worker, read service and ingest service"):
@@ -98,7 +106,7 @@ def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_d
                       f"worker metrics {processes.url('worker')}/metrics; logs in {log_dir / run_id}")
         producer = EventProducer(s)
         try:
-            publish_all(producer, workload.follows, "follows")
+            publish_all(producer, [*workload.follows, *away], "follows and last reads")
             wait_processed(s, processes, "follows")
             # A few posts through the ingest HTTP API, as a client would send them; the rest in bulk.
             via_http = []
@@ -111,16 +119,18 @@ def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_d
             publish_all(producer, [*workload.posts, *workload.deletes], "posts and deletes")
             wait_processed(s, processes, "posts")
             elapsed = time.monotonic() - started
+            show_feeds(processes, workload, celebs, inactive)
+            show_savings(processes, workload, celebs, via_http, elapsed)
+            show_returning_user(processes, workload, inactive)
+            show_threshold_crossing(s, processes, producer, workload, celebs)
         finally:
             producer.close()
-        show_feeds(processes, workload, celebs)
-        show_savings(processes, workload, celebs, via_http, elapsed)
     console.print("demo processes stopped; the stack keeps running ([bold]make down[/] stops it)")
 
 
-def show_feeds(processes: ProcessGroup, workload: Workload, celebs: set[int]) -> None:
+def show_feeds(processes: ProcessGroup, workload: Workload, celebs: set[int], inactive: set[int]) -> None:
     following = workload.graph.following()
-    users = workload.graph.users
+    users = [u for u in workload.graph.users if u not in inactive]
     feeds = expected_feeds(workload)
     # Readers worth looking at: the fullest feeds among users who follow 1, 2+ and no celebrities.
     def celebs_followed(u: int) -> int:
@@ -152,16 +162,68 @@ def show_savings(processes: ProcessGroup, workload: Workload, celebs: set[int], 
     graph = workload.graph
     authors = [p.author_id for p in workload.posts] + [a for a, _ in via_http]
     push_everything = sum(graph.follower_count(a) for a in authors)
+    skipped = worker_counter(processes, "fanout_inactive_followers_skipped_total")
     hybrid = worker_counter(processes, "fanout_inbox_rows_written_total")
     table = Table(title="inbox writes: hybrid against pushing everything", title_justify="left")
     table.add_column("strategy")
     table.add_column("inbox rows", justify="right")
-    table.add_row("push everything (every author)", f"{push_everything:,}")
-    table.add_row("hybrid (celebrities pulled at read)", f"{hybrid:,.0f}")
-    table.add_row("saved", f"{push_everything - hybrid:,.0f} ({1 - hybrid / max(push_everything, 1):.0%})")
+    table.add_column("saved", justify="right")
+
+    def saved(rows: float) -> str:
+        return f"{1 - rows / max(push_everything, 1):.0%}"
+
+    table.add_row("push everything (every author, every follower)", f"{push_everything:,}", "-")
+    table.add_row("pull celebrities at read", f"{hybrid + skipped:,.0f}", saved(hybrid + skipped))
+    table.add_row("... and skip followers inactive for 7 days (hybrid)", f"{hybrid:,.0f}", saved(hybrid))
     console.print(table)
+    console.print(f"skipping inactive followers saved {skipped:,.0f} inbox writes "
+                  f"({skipped / max(hybrid + skipped, 1):.0%} of the pushes)")
     push = worker_counter(processes, 'fanout_posts_total{tier="push"}')
     pull = worker_counter(processes, 'fanout_posts_total{tier="pull"}')
     console.print(f"posts by tier: push {push:.0f}, pull {pull:.0f}; "
                   f"{len(workload.posts)} posts fanned out in {elapsed:.1f}s "
                   f"({hybrid / max(elapsed, 1e-9):,.0f} inbox rows/s)")
+
+
+def show_returning_user(processes: ProcessGroup, workload: Workload, inactive: set[int]) -> None:
+    """An inactive user comes back: answered at once by a pull, inbox rebuilt in the background."""
+    following = workload.graph.following()
+    user = max(inactive, key=lambda u: len(following.get(u, ())))
+    feed_url = f"/v1/users/{user}/feed"
+    with httpx.Client(base_url=processes.url("read-api"), timeout=30) as http:
+        started = time.perf_counter()
+        first = http.get(feed_url, params={"limit": 5}).raise_for_status().json()
+        first_ms = (time.perf_counter() - started) * 1000
+        while http.get(feed_url, params={"limit": 5}).json()["regenerating"]:
+            time.sleep(0.05)
+        rebuilt = time.perf_counter() - started
+        after = http.get(feed_url, params={"limit": 5}).json()
+    console.rule(f"user {user} comes back after 10 days (follows {len(following.get(user, ()))} accounts)")
+    console.print(f"first read: {len(first['items'])} items in {first_ms:.0f} ms, "
+                  f"regenerating={first['regenerating']} (a read-time pull over the accounts they follow)")
+    same = [i["post_id"] for i in after["items"]] == [i["post_id"] for i in first["items"]]
+    console.print(f"inbox rebuilt {rebuilt:.2f} s after that read; now regenerating={after['regenerating']}, "
+                  f"same first items from the inbox: {same}")
+
+
+def show_threshold_crossing(s: Settings, processes: ProcessGroup, producer: EventProducer, workload: Workload,
+                            celebs: set[int]) -> None:
+    """A normal author gains followers past the threshold: its next post is pulled, not pushed."""
+    graph = workload.graph
+    author = max((a for a in graph.users if a not in celebs), key=graph.follower_count)
+    missing = s.celebrity_threshold - graph.follower_count(author)
+    before = worker_counter(processes, 'fanout_tier_switches_total{direction="to_pull"}')
+    new_fans = [Followed(event_time=now_ms(), follower_id=10_000_000 + i, followee_id=author)
+                for i in range(missing)]
+    publish_all(producer, new_fans, f"{missing} new followers of author {author}")
+    wait_processed(s, processes, "the new follows")
+    post = producer.publish_post(author, "my first post as a celebrity")
+    wait_processed(s, processes, "the post")
+    reader = next(iter(graph.followers[author]))
+    with httpx.Client(base_url=processes.url("read-api"), timeout=30) as http:
+        head = http.get(f"/v1/users/{reader}/feed", params={"limit": 1}).json()["items"][0]
+    console.rule(f"author {author} crosses the threshold ({graph.follower_count(author)} -> "
+                 f"{s.celebrity_threshold} followers)")
+    switched = worker_counter(processes, 'fanout_tier_switches_total{direction="to_pull"}') - before
+    console.print(f"tier switches to pull: {switched:.0f}; its new post {post.post_id} heads follower {reader}'s "
+                  f"feed: {head['post_id'] == post.post_id} (pulled from the author's timeline, written to no inbox)")

@@ -1,0 +1,262 @@
+"""`fanout bench driver`: the fastest bare cassandra-driver loops on the same Cassandra, as a yardstick for
+the pipeline's fan-out.
+
+Inserts of inbox rows (one post to `rows` distinct followers, with the pipeline's TTL) in every request
+shape: single-row prepared INSERTs and multi-partition unlogged batches of 10/50/100 rows, each with a
+sliding window of requests in flight, on protocol v4 and v5; the same single-row shape through our asyncio
+bridge (`Cassandra.run_window`) shows what the bridge costs. Then a bare read loop of one inbox's pages.
+Everything runs in a keyspace of its own, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from fanout.cassandra import Cassandra
+from fanout.metrics import Metrics
+from fanout.settings import Settings
+
+SHAPES = (("single", 1), ("batch10", 10), ("batch50", 50), ("batch100", 100))
+PROTOCOLS = (4, 5)
+AUTHOR = 7
+READER = 0  # fan-out rows go to users 1..rows; the read loop pages user 0's inbox
+INBOX_CQL = """CREATE TABLE {ks}.inbox (
+    user_id bigint, post_id bigint, author_id bigint, PRIMARY KEY ((user_id), post_id)
+) WITH CLUSTERING ORDER BY (post_id DESC) AND gc_grace_seconds = 10800"""
+# The pipeline's own statements (fanout/store.py), so only the loop around them differs.
+PUSH_CQL = "INSERT INTO {ks}.inbox (user_id, post_id, author_id) VALUES (?, ?, ?) USING TTL ?"
+PAGE_CQL = "SELECT post_id FROM {ks}.inbox WHERE user_id = ? AND post_id < ? LIMIT ?"
+Request = tuple[Any, Sequence[Any] | None]
+
+
+def connect(settings: Settings, protocol_version: int) -> tuple[Cluster, Session]:
+    """`fanout.cassandra.connect` with a choice of protocol version."""
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0)
+    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port,
+                      protocol_version=protocol_version, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                      reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None), connect_timeout=10)
+    try:
+        return cluster, cluster.connect()
+    except Exception:
+        cluster.shutdown()
+        raise
+
+
+def windowed(session: Session, requests: Iterable[Request], window: int, latencies: list[float] | None = None) -> int:
+    """Send every request, at most `window` in flight, released by the driver's own callbacks; returns how
+    many were sent. After a failure no new request starts; the first error is raised once all settle."""
+    slots = threading.Semaphore(window)
+    errors: list[BaseException] = []
+
+    def done(_: Any) -> None:
+        slots.release()
+
+    def failed(exc: BaseException) -> None:
+        errors.append(exc)
+        slots.release()
+
+    def timed(start: float, into: list[float]) -> Callable[[Any], None]:
+        def settle(_: Any) -> None:
+            into.append(time.perf_counter() - start)
+            slots.release()
+        return settle
+
+    sent = 0
+    for stmt, params in requests:
+        slots.acquire()
+        if errors:
+            slots.release()
+            break
+        callback = done if latencies is None else timed(time.perf_counter(), latencies)
+        session.execute_async(stmt, params).add_callbacks(callback, failed)
+        sent += 1
+    for _ in range(window):  # every slot back: nothing in flight
+        slots.acquire()
+    if errors:
+        raise errors[0]
+    return sent
+
+
+def until(deadline: float, requests: Iterable[Request]) -> Iterator[Request]:
+    for request in requests:
+        if time.perf_counter() > deadline:
+            return
+        yield request
+
+
+def pushes(stmt: PreparedStatement, size: int, rows: int, post_id: int, ttl: int) -> Iterator[Request]:
+    """One post to followers 1..rows: single-row requests, or multi-partition unlogged batches of `size`."""
+    if size == 1:
+        yield from ((stmt, (u, post_id, AUTHOR, ttl)) for u in range(1, rows + 1))
+        return
+    for first in range(1, rows + 1, size):
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for u in range(first, min(first + size, rows + 1)):
+            batch.add(stmt, (u, post_id, AUTHOR, ttl))
+        yield batch, None
+
+
+def measured(run: Callable[[], int], rows: Callable[[int], int]) -> dict[str, Any]:
+    """Wall and client CPU time (every thread of this process) of `run`, per row it wrote."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    n = rows(run())
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"rows": n, "seconds": round(wall, 3), "rows_per_s": round(n / wall) if wall > 0 else 0,
+            "cpu_ms_per_1000_rows": round(cpu * 1e6 / n, 1) if n else None}
+
+
+def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 60,
+                  windows: Sequence[int] = (32, 64, 128), progress: Progress | None = None,
+                  keyspace: str | None = None, reads: int = 10_000, read_window: int = 16) -> dict[str, Any]:
+    """Rows/s of every insert shape x window x protocol, the bridge's single-row v4 figure, and a read loop.
+
+    Each measurement stops issuing requests after `seconds_cap` (then its "rows" is below `rows`). A
+    protocol that cannot connect, or a measurement that fails, is recorded as {"error": ...}.
+    """
+    ks = keyspace or f"{settings.keyspace}_driver"
+    ttl, posts = settings.inbox_ttl_seconds, itertools.count(1_000)
+    steps = len(SHAPES) * len(windows) * len(PROTOCOLS) + 2  # + the bridge and the read loop
+    task = progress.add_task("driver limits", total=steps) if progress is not None else None
+
+    def step(what: str) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, advance=1, description=f"driver: {what}")
+
+    sessions: dict[int, tuple[Cluster, Session, PreparedStatement]] = {}
+    failures: dict[int, str] = {}
+    admin_cluster, admin = connect(settings, 4)
+    try:
+        admin.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+        admin.execute(f"CREATE KEYSPACE {ks} WITH replication = {settings.replication}", timeout=60)
+        admin.execute(INBOX_CQL.format(ks=ks), timeout=60)
+        for protocol in PROTOCOLS:
+            try:
+                cluster, session = connect(settings, protocol)
+                sessions[protocol] = (cluster, session, session.prepare(PUSH_CQL.format(ks=ks)))
+            except Exception as exc:  # e.g. a server without v5: record it, measure the rest
+                failures[protocol] = f"{type(exc).__name__}: {exc}"
+
+        def insert(protocol: int, size: int, window: int) -> dict[str, Any]:
+            if protocol in failures:
+                return {"error": failures[protocol]}
+            _, session, stmt = sessions[protocol]
+            try:  # warm up this shape (a few hundred rows, at least a few requests), then time it
+                windowed(session, pushes(stmt, size, max(300, 5 * size), next(posts), ttl), window)
+                post, deadline = next(posts), time.perf_counter() + seconds_cap
+                return measured(lambda: windowed(session, until(deadline, pushes(stmt, size, rows, post, ttl)), window),
+                                lambda sent: min(sent * size, rows))
+            except Exception as exc:
+                return {"error": f"{type(exc).__name__}: {exc}"}
+
+        inserts = []
+        # Protocols interleaved, so both see the same background load of a shared machine.
+        for (shape, size), window in itertools.product(SHAPES, windows):
+            for protocol in PROTOCOLS:
+                entry: dict[str, Any] = {"shape": shape, "protocol": protocol, "window": window, "batch": size}
+                entry.update(insert(protocol, size, window))
+                inserts.append(entry)
+                step(f"{shape} v{protocol} window {window}")
+        successes = [e for e in inserts if "error" not in e]
+        result: dict[str, Any] = {"inserts": inserts,
+                                  "best_insert": max(successes, key=lambda e: e["rows_per_s"]) if successes else None}
+        result["bridge_single_v4"] = bridge(settings, admin, ks, rows, seconds_cap, next(posts), next(posts))
+        step("asyncio bridge")
+        result["reads"] = read_loop(admin, ks, reads, read_window, ttl)
+        step("reads")
+        return result
+    finally:
+        for cluster, _, _ in sessions.values():
+            cluster.shutdown()
+        try:
+            admin.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+        finally:
+            admin_cluster.shutdown()
+
+
+def bridge(settings: Settings, session: Session, ks: str, rows: int, seconds_cap: float, warm_post: int,
+           post: int) -> dict[str, Any]:
+    """Single-row inserts through `Cassandra.run_window` (retries and all), window = settings.write_window."""
+    entry: dict[str, Any] = {"shape": "single", "protocol": 4, "window": settings.write_window, "batch": 1}
+    try:
+        stmt = session.prepare(PUSH_CQL.format(ks=ks))
+        ttl = settings.inbox_ttl_seconds
+
+        async def fan_out(requests: Iterable[Request]) -> int:
+            return await Cassandra(session, settings, Metrics()).run_window(requests, settings.write_window)
+
+        asyncio.run(fan_out(pushes(stmt, 1, 300, warm_post, ttl)))
+        deadline = time.perf_counter() + seconds_cap
+        entry.update(measured(lambda: asyncio.run(fan_out(until(deadline, pushes(stmt, 1, rows, post, ttl)))),
+                              lambda sent: sent))
+    except Exception as exc:
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+    return entry
+
+
+def read_loop(session: Session, ks: str, reads: int, window: int, ttl: int, inbox_rows: int = 1_000,
+              page: int = 20) -> dict[str, Any]:
+    """`reads` pages of one user's inbox (random keyset cursors, always a full page), `window` in flight."""
+    entry: dict[str, Any] = {"protocol": 4, "window": window, "page": page, "inbox_rows": inbox_rows}
+    try:
+        push = session.prepare(PUSH_CQL.format(ks=ks))
+        windowed(session, ((push, (READER, p, AUTHOR, ttl)) for p in range(1, inbox_rows + 1)), 64)
+        select = session.prepare(PAGE_CQL.format(ks=ks))
+        rng = random.Random(1)
+
+        def pages(n: int) -> Iterator[Request]:
+            return ((select, (READER, rng.randint(page + 1, inbox_rows + 1), page)) for _ in range(n))
+
+        windowed(session, pages(min(reads, 300)), window)
+        latencies: list[float] = []
+        wall, cpu = time.perf_counter(), time.process_time()
+        n = windowed(session, pages(reads), window, latencies)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0] if latencies else 0.0] * 99
+        entry.update(reads=n, seconds=round(wall, 3), reads_per_s=round(n / wall) if wall > 0 else 0,
+                     cpu_ms_per_1000_reads=round(cpu * 1e6 / n, 1) if n else None,
+                     p50_ms=round(q[49] * 1000, 2), p99_ms=round(q[98] * 1000, 2))
+    except Exception as exc:
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+    return entry
+
+
+def table(result: dict[str, Any]) -> Table:
+    t = Table("shape", "protocol", "window", "rows/s", "CPU ms / 1000 rows", "wall s", title="bare cassandra-driver")
+    best = result["best_insert"]
+    for e in [*result["inserts"], {**result["bridge_single_v4"], "shape": "single via asyncio bridge"}]:
+        if "error" in e:
+            t.add_row(e["shape"], f"v{e['protocol']}", str(e["window"]), f"[red]{e['error'][:60]}[/red]", "", "")
+        else:
+            mark = " *" if e is best else ""
+            t.add_row(e["shape"], f"v{e['protocol']}", str(e["window"]), f"{e['rows_per_s']:,}{mark}",
+                      str(e["cpu_ms_per_1000_rows"]), str(e["seconds"]))
+    r = result["reads"]
+    t.caption = (f"reads: {r['error']}" if "error" in r else
+                 f"reads of a {r['page']}-row inbox page, v4, {r['window']} in flight: {r['reads_per_s']:,}/s, "
+                 f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['cpu_ms_per_1000_reads']} CPU ms / 1000 reads")
+    return t
+
+
+def main() -> None:
+    console = Console()
+    with Progress(console=console, transient=True) as progress:
+        result = driver_limits(Settings.load(), progress=progress)
+    console.print(table(result))
+
+
+if __name__ == "__main__":
+    main()
