@@ -94,6 +94,7 @@ class InboxChunk(Event):
     follower_ids: tuple[int, ...]
     chunk: int
     chunks: int
+    followers: int  # the author's follower count at planning, for lag by audience size
 
     @property
     def key(self) -> bytes:

@@ -25,7 +25,8 @@ class Metrics:
                                          "Time to push one post (or one chunk) into follower inboxes",
                                          buckets=LATENCY_BUCKETS, registry=r)
         self.end_to_end_lag = Histogram("fanout_end_to_end_lag_seconds",
-                                        "Event time of a post to its last inbox write (per post or chunk)",
+                                        "Event time of a post to its last inbox write (per post or chunk), by "
+                                        "the author's follower count", ["followers"],
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.dead_lettered = Counter("fanout_dead_lettered_events", "Events sent to the dead-letter topic",
                                      ["reason"], registry=r)

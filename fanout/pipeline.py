@@ -28,7 +28,7 @@ from fanout.events import (
     UserSeen,
 )
 from fanout.metrics import Metrics
-from fanout.policy import is_celebrity_after, plan_fanout
+from fanout.policy import follower_bucket, is_celebrity_after, plan_fanout
 from fanout.settings import Settings
 from fanout.store import Activity, AuthorStats, Edge, Store
 
@@ -48,13 +48,15 @@ class Pipeline:
         self.metrics = metrics
         self.send_task = send_task  # must return only once Kafka acknowledged the task
         self.clock_ms = clock_ms
+        self.hybrid = settings.strategy == "hybrid"
+        self.pushes = settings.strategy != "pull"  # pull-only writes no inbox row at all
 
     async def handle(self, event: Event) -> None:
         self.metrics.events_consumed.labels(event.TYPE).inc()
         if isinstance(event, PostCreated):
             await self.post_created(event)
         elif isinstance(event, InboxChunk):
-            await self.push(event.post_id, event.author_id, event.follower_ids, event.event_time)
+            await self.push(event.post_id, event.author_id, event.follower_ids, event.event_time, event.followers)
             self.metrics.fanout_chunks.inc()
         elif isinstance(event, PostDeleted):
             await self.store.mark_deleted(event.post_id, event.author_id, event.event_time)
@@ -79,25 +81,29 @@ class Pipeline:
     async def post_created(self, e: PostCreated) -> None:
         stats, stored_tier = await asyncio.gather(self.store.author_stats(e.author_id),
                                                   self.store.stored_tier(e.post_id))
-        plan = plan_fanout(stats.is_celebrity, stats.follower_count, self.settings.chunk_size, stored_tier)
+        plan = plan_fanout(stats.is_celebrity, stats.follower_count, self.settings.chunk_size, stored_tier,
+                           self.settings.strategy)
         await self.store.save_post(e.post_id, e.author_id, e.body, plan.tier)
         self.metrics.posts_by_tier.labels(plan.tier.value).inc()
         if plan.chunks == 0:
             return
-        followers = await self.active_followers(e.author_id, seen_since=e.event_time - self.settings.active_ms)
+        # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.
+        seen_since = e.event_time - self.settings.active_ms if self.hybrid else None
+        followers = await self.active_followers(e.author_id, seen_since=seen_since)
         if len(followers) <= self.settings.chunk_size:
-            await self.push(e.post_id, e.author_id, followers, e.event_time)
+            await self.push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count)
             return
         # A big fan-out becomes chunk tasks on their own topic: they spread over workers, and a crash
         # replays one chunk, not the whole fan-out. Sent (and acknowledged) before this event is done.
         slices = self.slices(followers)
         await asyncio.gather(*(
             self.send_task(InboxChunk(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id,
-                                      follower_ids=s, chunk=n, chunks=len(slices)))
+                                      follower_ids=s, chunk=n, chunks=len(slices), followers=stats.follower_count))
             for n, s in enumerate(slices)
         ))
 
-    async def push(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int) -> None:
+    async def push(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int,
+                   audience: int) -> None:
         if not followers:
             return
         started = time.perf_counter()
@@ -105,7 +111,8 @@ class Pipeline:
                                      self.settings.write_window)
         self.metrics.inbox_rows_written.inc(rows)
         self.metrics.fanout_duration.observe(time.perf_counter() - started)
-        self.metrics.end_to_end_lag.observe(max(0.0, (self.clock_ms() - event_time) / 1000))
+        self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
+            max(0.0, (self.clock_ms() - event_time) / 1000))
 
     async def active_followers(self, author_id: int, seen_since: int | None = None) -> list[int]:
         followers: list[int] = []
@@ -141,8 +148,8 @@ class Pipeline:
         if fresh:
             was_following = edge.following if edge else False
             count += int(following) - int(was_following)
-            celebrity = is_celebrity_after(stats.is_celebrity, count, self.settings.celebrity_threshold,
-                                           self.settings.celebrity_demote_ratio)
+            celebrity = self.hybrid and is_celebrity_after(stats.is_celebrity, count, self.settings.celebrity_threshold,
+                                                           self.settings.celebrity_demote_ratio)
         # The follower's side first; these writes are last-writer-wins by event time, so redoing them on
         # a replay is harmless and a stale event cannot override a newer one.
         follower_side: list[Awaitable[object]] = [
@@ -160,9 +167,9 @@ class Pipeline:
         await asyncio.gather(*follower_side)
         if not fresh:
             return
-        if following and not celebrity:
+        if following and not celebrity and self.pushes:
             await self.backfill([follower_id], author_id)
-        if not following and edge is not None and edge.following:
+        if not following and edge is not None and edge.following and self.pushes:
             await self.send_task(InboxPurge(event_time=event_time, user_id=follower_id, author_id=author_id))
         if celebrity != stats.is_celebrity:
             # The event's own follower is handled above; its edge is not written yet, so leave it out.
@@ -203,7 +210,8 @@ class Pipeline:
         last = activity.last_seen
         if last is not None and event_time - last < EDGE_SEEN_REFRESH_MS and not activity.regenerating:
             return  # recent enough: nothing to refresh
-        returning = activity.regenerating or (last is not None and event_time - last > self.settings.active_ms)
+        returning = self.hybrid and (
+            activity.regenerating or (last is not None and event_time - last > self.settings.active_ms))
         if returning:
             self.metrics.regenerations.labels("started").inc()
             await self.store.set_activity(user_id, Activity(last, True))

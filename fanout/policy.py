@@ -30,10 +30,24 @@ def is_celebrity_after(was_celebrity: bool, follower_count: int, threshold: int,
     return follower_count >= threshold
 
 
-def plan_fanout(is_celebrity: bool, follower_count: int, chunk_size: int, stored_tier: str | None = None) -> FanoutPlan:
+def plan_fanout(is_celebrity: bool, follower_count: int, chunk_size: int, stored_tier: str | None = None,
+                strategy: str = "hybrid") -> FanoutPlan:
     """How one post is delivered. A tier already stored for the post (a replay) wins, so a post is
-    never delivered under two tiers."""
-    tier = Tier(stored_tier) if stored_tier else (Tier.PULL if is_celebrity else Tier.PUSH)
+    never delivered under two tiers. The push and pull strategies deliver every post one way."""
+    if stored_tier:
+        tier = Tier(stored_tier)
+    elif strategy == "hybrid":
+        tier = Tier.PULL if is_celebrity else Tier.PUSH
+    else:
+        tier = Tier(strategy)
     if tier is Tier.PULL or follower_count <= 0:
         return FanoutPlan(tier, 0)
     return FanoutPlan(tier, max(1, math.ceil(follower_count / chunk_size)))
+
+
+def follower_bucket(follower_count: int) -> str:
+    """A label for metrics split by audience size (powers of ten)."""
+    for bound, label in ((10, "1-9"), (100, "10-99"), (1_000, "100-999"), (10_000, "1k-9k")):
+        if follower_count < bound:
+            return label
+    return "10k+"

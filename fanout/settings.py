@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "FANOUT_"
+# hybrid: push normal authors, pull celebrities, skip inactive followers (the product). push and pull
+# deliver everything one way; they exist to be measured against the hybrid (`fanout bench`).
+STRATEGIES = ("hybrid", "push", "pull")
 
 
 def _env_name(name: str) -> str:
@@ -66,6 +69,7 @@ class Settings:
     app_id: str = field(default="fanout", metadata={"doc": "Faust app id / consumer group"})
 
     # --- fan-out policy and write path ------------------------------------------------------------
+    strategy: str = field(default="hybrid", metadata={"doc": "hybrid, push (everything) or pull (everything)"})
     celebrity_threshold: int = field(default=10_000, metadata={"doc": "followers at which an author is pulled"})
     celebrity_demote_ratio: float = field(default=0.8, metadata={"doc": "demoted below ratio x threshold"})
     chunk_size: int = field(default=1_000, metadata={"doc": "followers per fan-out chunk task"})
@@ -73,6 +77,7 @@ class Settings:
     inbox_batch_size: int = field(default=1, metadata={"doc": "inbox rows per request (>1: unlogged batches)"})
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
+    max_followees_read: int = field(default=5000, metadata={"doc": "timelines merged per read, pull strategy"})
     max_celebrities_read: int = field(default=200, metadata={"doc": "celebrity timelines merged per read"})
 
     # --- a changing graph: backfill, inactive readers, regeneration ------------------------------------
@@ -84,6 +89,10 @@ class Settings:
     # --- retries ----------------------------------------------------------------------------------
     retry_attempts: int = field(default=8, metadata={"doc": "tries of a failed Cassandra write"})
     retry_base_delay: float = field(default=0.05, metadata={"doc": "first backoff, seconds (doubles)"})
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"FANOUT_STRATEGY={self.strategy!r} is not one of {', '.join(STRATEGIES)}")
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

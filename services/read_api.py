@@ -99,9 +99,13 @@ def create_app(store: ReadStore, settings: Settings, metrics: Metrics, seen: See
         activity, celebrities, hidden = await asyncio.gather(
             store.activity(user_id), store.celebrities(user_id, settings.max_celebrities_read),
             store.hidden_authors(user_id))
-        returning = activity.regenerating or (
-            activity.last_seen is not None and now - activity.last_seen > settings.active_ms)
-        if returning:
+        returning = settings.strategy == "hybrid" and (activity.regenerating or (
+            activity.last_seen is not None and now - activity.last_seen > settings.active_ms))
+        if settings.strategy == "pull":  # the pull-everything baseline: merge every account followed
+            followees = await store.following(user_id, settings.max_followees_read)
+            page = await read_feed(store, user_id, limit, before, pull_authors=followees, use_inbox=False,
+                                   hidden=hidden)
+        elif returning:
             followees = await store.following(user_id, settings.regen_limit)
             page = await read_feed(store, user_id, limit, before, pull_authors=followees, use_inbox=False,
                                    hidden=hidden)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.policy import FanoutPlan, Tier, is_celebrity_after, plan_fanout
+from fanout.policy import FanoutPlan, Tier, follower_bucket, is_celebrity_after, plan_fanout
 
 THRESHOLD = 10_000
 RATIO = 0.8
@@ -101,3 +101,26 @@ def test_stored_tier_of_a_replay_wins_over_current_status(
 def test_unknown_stored_tier_is_rejected() -> None:
     with pytest.raises(ValueError):
         plan_fanout(False, 10, 1000, "fanout-on-sunday")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "is_celebrity", "followers", "tier"),
+    [
+        ("hybrid", False, 50, Tier.PUSH),
+        ("hybrid", True, 50_000, Tier.PULL),
+        ("push", True, 50_000, Tier.PUSH),  # push-everything ignores celebrity status
+        ("pull", False, 3, Tier.PULL),  # pull-everything indexes every post only
+    ],
+)
+def test_strategy_decides_the_tier(strategy: str, is_celebrity: bool, followers: int, tier: Tier) -> None:
+    assert plan_fanout(is_celebrity, followers, 1000, strategy=strategy).tier is tier
+
+
+def test_a_stored_tier_wins_over_the_strategy() -> None:
+    assert plan_fanout(False, 5, 1000, stored_tier="pull", strategy="push").tier is Tier.PULL
+
+
+@pytest.mark.parametrize(("count", "label"), [(0, "1-9"), (9, "1-9"), (10, "10-99"), (999, "100-999"),
+                                              (1_000, "1k-9k"), (9_999, "1k-9k"), (10_000, "10k+")])
+def test_follower_buckets_are_powers_of_ten(count: int, label: str) -> None:
+    assert follower_bucket(count) == label

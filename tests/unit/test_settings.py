@@ -65,3 +65,8 @@ def test_every_field_can_be_set_from_its_env_name() -> None:
     env = {f"FANOUT_{f.name.upper()}": str(getattr(Settings(), f.name)) for f in dataclasses.fields(Settings)}
     assert Settings.load(env=env) == Settings()
 
+
+
+def test_an_unknown_strategy_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ValueError, match="FANOUT_STRATEGY"):
+        Settings.load(env={"FANOUT_STRATEGY": "broadcast"})
