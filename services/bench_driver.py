@@ -1,11 +1,8 @@
-"""`fanout bench driver`: the fastest bare cassandra-driver loops on the same Cassandra, as a yardstick for
-the pipeline's fan-out.
+"""The fastest bare cassandra-driver loops on our Cassandra: the yardstick for the pipeline's fan-out.
 
-Inserts of inbox rows (one post to `rows` distinct followers, with the pipeline's TTL) in every request
-shape: single-row prepared INSERTs and multi-partition unlogged batches of 10/50/100 rows, each with a
-sliding window of requests in flight, on protocol v4 and v5; the same single-row shape through our asyncio
-bridge (`Cassandra.run_window`) shows what the bridge costs. Then a bare read loop of one inbox's pages.
-Everything runs in a keyspace of its own, dropped at the end.
+Inbox inserts (one post to `rows` followers, the pipeline's TTL) as single rows or multi-partition unlogged
+batches of 10/50/100, each with a sliding window in flight, on protocol v4 and v5; single rows through our
+asyncio bridge (`Cassandra.run_window`) for its cost; a read loop of inbox pages. In a keyspace of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,7 +17,7 @@ from typing import Any
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, named_tuple_factory, tuple_factory
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -40,14 +36,16 @@ INBOX_CQL = """CREATE TABLE {ks}.inbox (
 # The pipeline's own statements (fanout/store.py), so only the loop around them differs.
 PUSH_CQL = "INSERT INTO {ks}.inbox (user_id, post_id, author_id) VALUES (?, ?, ?) USING TTL ?"
 PAGE_CQL = "SELECT post_id FROM {ks}.inbox WHERE user_id = ? AND post_id < ? LIMIT ?"
+TUPLES = "tuples"  # an execution profile returning plain tuples (the default builds named tuples)
 Request = tuple[Any, Sequence[Any] | None]
 
 
 def connect(settings: Settings, protocol_version: int) -> tuple[Cluster, Session]:
-    """`fanout.cassandra.connect` with a choice of protocol version."""
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0)
+    """`fanout.cassandra.connect` with a choice of protocol version, and a profile with plain tuple rows."""
+    profiles = {name: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0, row_factory=rf)
+                for name, rf in ((EXEC_PROFILE_DEFAULT, named_tuple_factory), (TUPLES, tuple_factory))}
     cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port,
-                      protocol_version=protocol_version, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                      protocol_version=protocol_version, execution_profiles=profiles,
                       reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None), connect_timeout=10)
     try:
         return cluster, cluster.connect()
@@ -56,7 +54,8 @@ def connect(settings: Settings, protocol_version: int) -> tuple[Cluster, Session
         raise
 
 
-def windowed(session: Session, requests: Iterable[Request], window: int, latencies: list[float] | None = None) -> int:
+def windowed(session: Session, requests: Iterable[Request], window: int, latencies: list[float] | None = None,
+             profile: object = EXEC_PROFILE_DEFAULT) -> int:
     """Send every request, at most `window` in flight, released by the driver's own callbacks; returns how
     many were sent. After a failure no new request starts; the first error is raised once all settle."""
     slots = threading.Semaphore(window)
@@ -82,7 +81,7 @@ def windowed(session: Session, requests: Iterable[Request], window: int, latenci
             slots.release()
             break
         callback = done if latencies is None else timed(time.perf_counter(), latencies)
-        session.execute_async(stmt, params).add_callbacks(callback, failed)
+        session.execute_async(stmt, params, execution_profile=profile).add_callbacks(callback, failed)
         sent += 1
     for _ in range(window):  # every slot back: nothing in flight
         slots.acquire()
@@ -129,12 +128,11 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
     """
     ks = keyspace or f"{settings.keyspace}_driver"
     ttl, posts = settings.inbox_ttl_seconds, itertools.count(1_000)
-    steps = len(SHAPES) * len(windows) * len(PROTOCOLS) + 2  # + the bridge and the read loop
-    task = progress.add_task("driver limits", total=steps) if progress is not None else None
+    progress = progress or Progress(disable=True)
+    task = progress.add_task("driver limits", total=len(SHAPES) * len(windows) * len(PROTOCOLS) + 3)
 
     def step(what: str) -> None:
-        if progress is not None and task is not None:
-            progress.update(task, advance=1, description=f"driver: {what}")
+        progress.update(task, advance=1, description=f"driver: {what}")
 
     sessions: dict[int, tuple[Cluster, Session, PreparedStatement]] = {}
     failures: dict[int, str] = {}
@@ -154,8 +152,8 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
             if protocol in failures:
                 return {"error": failures[protocol]}
             _, session, stmt = sessions[protocol]
-            try:  # warm up this shape (a few hundred rows, at least a few requests), then time it
-                windowed(session, pushes(stmt, size, max(300, 5 * size), next(posts), ttl), window)
+            try:  # warm up this shape (a few hundred rows, at least ten requests), then time it
+                windowed(session, pushes(stmt, size, max(500, 10 * size), next(posts), ttl), window)
                 post, deadline = next(posts), time.perf_counter() + seconds_cap
                 return measured(lambda: windowed(session, until(deadline, pushes(stmt, size, rows, post, ttl)), window),
                                 lambda sent: min(sent * size, rows))
@@ -175,8 +173,11 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
                                   "best_insert": max(successes, key=lambda e: e["rows_per_s"]) if successes else None}
         result["bridge_single_v4"] = bridge(settings, admin, ks, rows, seconds_cap, next(posts), next(posts))
         step("asyncio bridge")
-        result["reads"] = read_loop(admin, ks, reads, read_window, ttl)
-        step("reads")
+        result["reads"] = read_loop(admin, ks, reads, read_window, ttl, TUPLES)
+        step("reads, plain tuples")
+        # The driver's default row factory builds a namedtuple class per response (~60 us): what our store pays.
+        result["reads_named_tuple"] = read_loop(admin, ks, reads, read_window, ttl, EXEC_PROFILE_DEFAULT)
+        step("reads, named tuples")
         return result
     finally:
         for cluster, _, _ in sessions.values():
@@ -193,12 +194,12 @@ def bridge(settings: Settings, session: Session, ks: str, rows: int, seconds_cap
     entry: dict[str, Any] = {"shape": "single", "protocol": 4, "window": settings.write_window, "batch": 1}
     try:
         stmt = session.prepare(PUSH_CQL.format(ks=ks))
-        ttl = settings.inbox_ttl_seconds
+        ttl, db = settings.inbox_ttl_seconds, Cassandra(session, settings, Metrics())
 
         async def fan_out(requests: Iterable[Request]) -> int:
-            return await Cassandra(session, settings, Metrics()).run_window(requests, settings.write_window)
+            return await db.run_window(requests, settings.write_window)
 
-        asyncio.run(fan_out(pushes(stmt, 1, 300, warm_post, ttl)))
+        asyncio.run(fan_out(pushes(stmt, 1, 500, warm_post, ttl)))
         deadline = time.perf_counter() + seconds_cap
         entry.update(measured(lambda: asyncio.run(fan_out(until(deadline, pushes(stmt, 1, rows, post, ttl)))),
                               lambda sent: sent))
@@ -207,10 +208,11 @@ def bridge(settings: Settings, session: Session, ks: str, rows: int, seconds_cap
     return entry
 
 
-def read_loop(session: Session, ks: str, reads: int, window: int, ttl: int, inbox_rows: int = 1_000,
-              page: int = 20) -> dict[str, Any]:
+def read_loop(session: Session, ks: str, reads: int, window: int, ttl: int, profile: object,
+              inbox_rows: int = 1_000, page: int = 20) -> dict[str, Any]:
     """`reads` pages of one user's inbox (random keyset cursors, always a full page), `window` in flight."""
-    entry: dict[str, Any] = {"protocol": 4, "window": window, "page": page, "inbox_rows": inbox_rows}
+    entry: dict[str, Any] = {"protocol": 4, "window": window, "page": page, "inbox_rows": inbox_rows,
+                             "row_factory": session.get_execution_profile(profile).row_factory.__name__}
     try:
         push = session.prepare(PUSH_CQL.format(ks=ks))
         windowed(session, ((push, (READER, p, AUTHOR, ttl)) for p in range(1, inbox_rows + 1)), 64)
@@ -220,15 +222,15 @@ def read_loop(session: Session, ks: str, reads: int, window: int, ttl: int, inbo
         def pages(n: int) -> Iterator[Request]:
             return ((select, (READER, rng.randint(page + 1, inbox_rows + 1), page)) for _ in range(n))
 
-        windowed(session, pages(min(reads, 300)), window)
+        windowed(session, pages(min(reads, 300)), window, profile=profile)
         latencies: list[float] = []
         wall, cpu = time.perf_counter(), time.process_time()
-        n = windowed(session, pages(reads), window, latencies)
+        n = windowed(session, pages(reads), window, latencies, profile)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0] if latencies else 0.0] * 99
+        ms = sorted(t * 1000 for t in latencies) or [0.0]
         entry.update(reads=n, seconds=round(wall, 3), reads_per_s=round(n / wall) if wall > 0 else 0,
                      cpu_ms_per_1000_reads=round(cpu * 1e6 / n, 1) if n else None,
-                     p50_ms=round(q[49] * 1000, 2), p99_ms=round(q[98] * 1000, 2))
+                     p50_ms=round(ms[len(ms) // 2], 2), p99_ms=round(ms[int(0.99 * (len(ms) - 1))], 2))
     except Exception as exc:
         entry["error"] = f"{type(exc).__name__}: {exc}"
     return entry
@@ -244,10 +246,12 @@ def table(result: dict[str, Any]) -> Table:
             mark = " *" if e is best else ""
             t.add_row(e["shape"], f"v{e['protocol']}", str(e["window"]), f"{e['rows_per_s']:,}{mark}",
                       str(e["cpu_ms_per_1000_rows"]), str(e["seconds"]))
-    r = result["reads"]
-    t.caption = (f"reads: {r['error']}" if "error" in r else
-                 f"reads of a {r['page']}-row inbox page, v4, {r['window']} in flight: {r['reads_per_s']:,}/s, "
-                 f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['cpu_ms_per_1000_reads']} CPU ms / 1000 reads")
+    reads = [result["reads"], result["reads_named_tuple"]]
+    t.caption = "\n".join(
+        f"reads ({r['row_factory']}): {r['error']}" if "error" in r else
+        f"reads of a {r['page']}-row inbox page, v4, {r['window']} in flight, {r['row_factory']}: "
+        f"{r['reads_per_s']:,}/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+        f"{r['cpu_ms_per_1000_reads']} CPU ms / 1000 reads" for r in reads)
     return t
 
 

@@ -186,8 +186,43 @@ def demo(
 
 
 BENCH_RESULTS = Path("bench-results")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks on the real local stack (they print figures).")
+bench_app = typer.Typer(help="Benchmarks on the real local stack (they print figures and write plots).")
 app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    quick: bool = typer.Option(False, "--quick", help="a small run (under 3 minutes): checks, not figures"),
+    users: int = typer.Option(12_000, help="users of the power-law graph"),
+    seed: int = typer.Option(1),
+    exponent: float = typer.Option(2.28, help="power-law exponent of follower counts (Kwak et al. 2010)"),
+    inactive_share: float = typer.Option(0.4, help="share of users who have not read for 10 days"),
+    posts: int = typer.Option(1_500, help="posts published, the same sequence for every strategy"),
+    reads: int = typer.Option(2_000, help="feed reads by active users, per strategy"),
+    rate: float = typer.Option(30.0, help="nominal posts per second"),
+    concurrency: int = typer.Option(16, help="concurrent HTTP readers"),
+    driver_rows: int = typer.Option(20_000, help="rows per request shape in the bare driver loops"),
+    threshold: int = typer.Option(0, help="celebrity threshold (0: FANOUT_CELEBRITY_THRESHOLD)"),
+    out: Annotated[Path, typer.Option(help="where bench.json, bench.md and the plots go")] = BENCH_RESULTS,
+) -> None:
+    """Push-only, pull-only and hybrid on the same workload, against the bare driver's limits."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from services import bench_strategies
+
+    if quick:
+        users, posts, reads, rate, driver_rows = 2_000, 300, 300, 100.0, 2_000
+        threshold = threshold or 300
+    base = Settings.load(celebrity_threshold=threshold) if threshold else Settings.load()
+    command = "fanout bench " + " ".join(sys.argv[2:])
+    report = bench_strategies.bench(base, users, seed, exponent, inactive_share, posts, reads,
+                                    rate, concurrency, driver_rows, out, command.strip())
+    from services.bench_report import markdown
+
+    Console().print(markdown(report))
+    console.print(f"written: {out}/bench.json, bench.md, write_amplification.png, read_latency.png, "
+                  "lag_by_followers.png")
 
 
 @bench_app.command("pipeline")

@@ -1,0 +1,260 @@
+"""`fanout bench`: push-only, pull-only and hybrid side by side on one workload, on the real stack,
+against the bare cassandra-driver limits measured on the same Cassandra in the same run.
+
+The follow graph (power law, a share of inactive users, readers who follow hundreds of accounts) is
+bulk-loaded into each strategy's own keyspace as the follow handler would have left it: graph setup is
+not what is measured. The measured sequence runs through the real processes: the same posts are
+published to Kafka at a nominal rate and fanned out by a real worker, then the same feed reads are
+made over HTTP to a real read service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cassandra.concurrent import execute_concurrent_with_args
+from rich.console import Console
+from rich.progress import Progress
+
+from deploy import stack as launcher
+from fanout.cassandra import connect, migrate
+from fanout.lag import wait_until_drained
+from fanout.producer import EventProducer, ensure_topics
+from fanout.settings import STRATEGIES, Settings
+from services.bench_pipeline import histogram_quantile, machine, scrape
+from services.processes import ProcessGroup
+from services.workload import Graph, power_law_graph
+
+console = Console()
+DAY_MS = 86_400_000
+
+
+@dataclass
+class BenchWorkload:
+    graph: Graph
+    inactive: set[int]
+    post_authors: list[int]  # one entry per post, in publishing order
+    readers: list[int]  # active users whose feeds are read, one entry per read
+    celebrity: int  # a pulled author (in the hybrid) whose readability is timed
+
+    def following(self) -> dict[int, set[int]]:
+        return self.graph.following()
+
+
+def build_workload(users: int, seed: int, exponent: float, inactive_share: float, posts: int, reads: int,
+                   threshold: int, heavy_readers: int = 20, heavy_follows: int = 250) -> BenchWorkload:
+    """A power-law graph with a few authors above the celebrity threshold (when the graph is large
+    enough), one author just below it, and readers who follow hundreds of accounts."""
+    rng = random.Random(seed)
+    above = min(threshold + threshold // 10, users - 1)
+    graph = power_law_graph(users, seed=seed, exponent=exponent, celebrities=3, celebrity_followers=above)
+    near = max((u for u in graph.users if graph.follower_count(u) < threshold), key=graph.follower_count)
+    extra = rng.sample([u for u in graph.users if u not in graph.followers[near] and u != near],
+                       min(users - 2, threshold - threshold // 10) - graph.follower_count(near))
+    graph.followers[near] |= set(extra)  # just below the threshold: the biggest push fan-out
+    heavy = rng.sample(graph.users, heavy_readers)
+    for reader in heavy:
+        for author in rng.sample(graph.users, heavy_follows):
+            if author != reader:
+                graph.followers[author].add(reader)
+    inactive = set(rng.sample([u for u in graph.users if u not in heavy], int(users * inactive_share)))
+    by_followers = sorted(graph.users, key=graph.follower_count, reverse=True)
+    prolific = by_followers[: max(1, users // 100)]
+    prolific += rng.sample(by_followers[len(prolific):], max(0, users // 10 - len(prolific)))
+    post_authors = [rng.choice(prolific) if rng.random() < 0.8 else rng.choice(graph.users) for _ in range(posts)]
+    following = graph.following()
+    active_readers = [u for u in graph.users if u not in inactive and following.get(u)]
+    readers = [rng.choice(heavy) if i % 4 == 0 else rng.choice(active_readers) for i in range(reads)]
+    return BenchWorkload(graph, inactive, post_authors, readers, by_followers[0])
+
+
+def load_graph(s: Settings, w: BenchWorkload, now_ms: int) -> None:
+    """Write the follow graph as the follow handler would have: edges both ways, counts and tiers,
+    celebrity sets (hybrid), and the last feed read of the inactive users (10 days ago)."""
+    cluster, session = connect(s, s.keyspace)
+    try:
+        edge = session.prepare("INSERT INTO followers_by_author (author_id, follower_id, following, changed_at, "
+                               "last_seen) VALUES (?, ?, true, ?, ?)")
+        stats = session.prepare("UPDATE followers_by_author SET follower_count = ?, is_celebrity = ? "
+                                "WHERE author_id = ?")
+        followee = session.prepare("INSERT INTO following_by_user (user_id, followee_id, following) "
+                                   "VALUES (?, ?, true)")
+        celebrity_set = session.prepare("INSERT INTO celebrities_by_user (user_id, celebrity_id) VALUES (?, ?)")
+        activity = session.prepare("INSERT INTO user_activity (user_id, last_seen, regenerating) VALUES (?, ?, false)")
+        away = now_ms - 10 * DAY_MS
+        celebs = {a for a, f in w.graph.followers.items() if s.strategy == "hybrid" and len(f) >= s.celebrity_threshold}
+        edges = [(a, f) for a, fs in w.graph.followers.items() for f in fs]
+        writes: list[tuple[Any, list[tuple[Any, ...]]]] = [
+            (edge, [(a, f, now_ms - 20 * DAY_MS, away if f in w.inactive else now_ms) for a, f in edges]),
+            (followee, [(f, a) for a, f in edges]),
+            (stats, [(len(fs), a in celebs, a) for a, fs in w.graph.followers.items()]),
+            (celebrity_set, [(f, a) for a, f in edges if a in celebs]),
+            (activity, [(u, away) for u in w.inactive]),
+        ]
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"loading the graph ({len(edges):,} edges) for {s.strategy}",
+                                total=sum(len(p) for _, p in writes))
+            for stmt, params in writes:
+                for i in range(0, len(params), 20_000):
+                    execute_concurrent_with_args(session, stmt, params[i : i + 20_000], concurrency=128,
+                                                 raise_on_first_error=True)
+                    bar.advance(task, len(params[i : i + 20_000]))
+    finally:
+        cluster.shutdown()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks (USER_HZ = 100)
+
+
+def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, concurrency: int,
+                 log_dir: Path) -> dict[str, Any]:
+    run = f"{strategy}{time.strftime('%H%M%S')}"
+    s = Settings.load(state_dir=base.state_dir, cache_dir=base.cache_dir, keyspace=f"bench_{run}",
+                      events_topic=f"bench-{run}.events", chunks_topic=f"bench-{run}.chunks",
+                      dead_letter_topic=f"bench-{run}.dead-letter", app_id=f"bench-{run}", strategy=strategy,
+                      inbox_batch_size=base.inbox_batch_size, write_window=base.write_window,
+                      celebrity_threshold=base.celebrity_threshold)
+    ensure_topics(s)
+    migrate(s)
+    now = time.time_ns() // 1_000_000
+    load_graph(s, w, now)
+    servers = {srv.name: launcher.running_pid(srv) for srv in launcher.servers(base)}
+    with ProcessGroup(s, log_dir / strategy).start("worker", "read-api") as processes:
+        pids = {"worker": processes.procs["worker"].pid, "read-api": processes.procs["read-api"].pid,
+                "cassandra": servers["cassandra"], "kafka": servers["kafka"]}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+        worker = processes.url("worker")
+        before = scrape(worker)
+        producer = EventProducer(s)
+        started = time.monotonic()
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"{strategy}: {len(w.post_authors)} posts at {rate:.0f}/s", total=len(w.post_authors))
+            for i, author in enumerate(w.post_authors):
+                producer.send(producer.new_post(author, f"post {i} by {author}"))
+                bar.advance(task)
+                pause = started + (i + 1) / rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+        wait_until_drained(s, timeout=1800, on_lag=lambda _: processes.check_alive())
+        post_phase = time.monotonic() - started
+        after = scrape(worker)
+        visible_ms = time_until_visible(processes, producer, s, w)
+        producer.close()
+        reads = asyncio.run(read_load(processes.url("read-api"), w, concurrency, s.celebrity_threshold))
+        cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items() if pid}
+    rows = after.get("fanout_inbox_rows_written_total", 0) - before.get("fanout_inbox_rows_written_total", 0)
+    writing = (after.get("fanout_fanout_duration_seconds_sum", 0)
+               - before.get("fanout_fanout_duration_seconds_sum", 0))
+    lag = {}
+    for bucket in ("1-9", "10-99", "100-999", "1k-9k", "10k+"):
+        name = f'fanout_end_to_end_lag_seconds_bucket{{followers="{bucket}",'
+        sub_after = {k.replace(name, "lag_bucket{"): v for k, v in after.items() if k.startswith(name)}
+        sub_before = {k.replace(name, "lag_bucket{"): v for k, v in before.items() if k.startswith(name)}
+        if sub_after:
+            lag[bucket] = {q: round(histogram_quantile(sub_after, sub_before, "lag", p) * 1000, 1)
+                           for q, p in (("p50_ms", 0.5), ("p99_ms", 0.99), ("max_ms", 1.0))}
+    return {"strategy": strategy, "posts": len(w.post_authors), "inbox_rows": int(rows),
+            "rows_per_post": round(rows / len(w.post_authors), 2), "inbox_bytes_logical": int(rows) * 24,
+            "fanout_rows_per_s_while_writing": round(rows / writing) if writing else 0,
+            "post_phase_s": round(post_phase, 2), "lag_by_followers": lag, "celebrity_post_visible_ms": visible_ms,
+            "reads": reads, "cpu_s": cpu}
+
+
+def time_until_visible(processes: ProcessGroup, producer: EventProducer, s: Settings, w: BenchWorkload) -> float:
+    """Milliseconds from Kafka's ack of a post by the most-followed author until 10 of its active
+    followers all see it at the head of their feed."""
+    sample = [f for f in sorted(w.graph.followers[w.celebrity]) if f not in w.inactive][:10]
+    post = producer.new_post(w.celebrity, "is everyone seeing this?")
+    producer.send(post).result(30)
+    acked = time.perf_counter()
+    waiting = set(sample)
+    with httpx.Client(base_url=processes.url("read-api"), timeout=30) as http:
+        while waiting and time.perf_counter() - acked < 120:
+            for f in list(waiting):
+                items = http.get(f"/v1/users/{f}/feed", params={"limit": 1}).json()["items"]
+                if items and items[0]["post_id"] == post.post_id:
+                    waiting.discard(f)
+    wait_until_drained(s, timeout=300)
+    return round((time.perf_counter() - acked) * 1000, 1) if not waiting else float("nan")
+
+
+async def read_load(url: str, w: BenchWorkload, concurrency: int, threshold: int) -> dict[str, Any]:
+    """The workload's feed reads at a fixed concurrency; latency by how many accounts and celebrities
+    the reader follows."""
+    following = w.following()
+    celebs = {a for a, fs in w.graph.followers.items() if len(fs) >= threshold}
+    samples: dict[str, list[float]] = defaultdict(list)
+    queue = list(w.readers)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, timeout=60,
+                                 limits=httpx.Limits(max_connections=concurrency)) as http:
+        async def client() -> None:
+            while queue:
+                reader = queue.pop()
+                t0 = time.perf_counter()
+                (await http.get(f"/v1/users/{reader}/feed", params={"limit": 20})).raise_for_status()
+                latency = time.perf_counter() - t0
+                n = len(following.get(reader, ()))
+                c = len(following.get(reader, set()) & celebs)
+                samples["all"].append(latency)
+                samples["follows " + ("200+" if n >= 200 else "50-199" if n >= 50 else "<50")].append(latency)
+                samples["celebrities " + ("3+" if c >= 3 else "1-2" if c else "0")].append(latency)
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    result: dict[str, Any] = {"concurrency": concurrency, "reads_per_s": round(len(samples["all"]) / elapsed, 1)}
+    for group, values in sorted(samples.items()):
+        values.sort()
+        result[group] = {"n": len(values), "p50_ms": round(values[len(values) // 2] * 1000, 2),
+                         "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2),
+                         "max_ms": round(values[-1] * 1000, 2)}
+    result["latencies_ms"] = [round(v * 1000, 2) for v in samples["all"]]
+    return result
+
+
+def expected_rows(w: BenchWorkload, threshold: int) -> dict[str, int]:
+    """What each strategy must write: push every follower; the hybrid only active followers of
+    authors below the threshold; pull nothing."""
+    push = sum(w.graph.follower_count(a) for a in w.post_authors)
+    hybrid = sum(len(w.graph.followers[a] - w.inactive) for a in w.post_authors
+                 if w.graph.follower_count(a) < threshold)
+    return {"push": push, "hybrid": hybrid, "pull": 0}
+
+
+def bench(base: Settings, users: int, seed: int, exponent: float, inactive_share: float, posts: int, reads: int,
+          rate: float, concurrency: int, driver_rows: int, out: Path, command: str) -> dict[str, Any]:
+    from services import bench_driver
+    from services.bench_report import write_report
+
+    w = build_workload(users, seed, exponent, inactive_share, posts, reads, base.celebrity_threshold)
+    deliveries = expected_rows(w, base.celebrity_threshold)["push"]
+    console.print(f"graph: {users:,} users, {sum(map(len, w.graph.followers.values())):,} follows, "
+                  f"{len(w.inactive):,} inactive, {posts:,} posts = {deliveries:,} deliveries, {reads:,} reads")
+    report: dict[str, Any] = {"command": command, "machine": {**machine(), "kafka": base.kafka_version,
+                                                            "cassandra": base.cassandra_version},
+                              "workload": {"users": users, "seed": seed, "exponent": exponent,
+                                           "inactive_share": inactive_share, "posts": posts, "reads": reads,
+                                           "rate_posts_per_s": rate, "deliveries": deliveries,
+                                           "threshold": base.celebrity_threshold,
+                                           "expected_rows": expected_rows(w, base.celebrity_threshold)},
+                              "strategies": {}}
+    for strategy in STRATEGIES:
+        console.rule(strategy)
+        result = run_strategy(base, strategy, w, rate, concurrency, out / "logs")
+        result["cpu_s_per_1000_deliveries"] = {k: round(v / (deliveries / 1000), 4) for k, v in result["cpu_s"].items()}
+        report["strategies"][strategy] = result
+        console.print({k: v for k, v in result.items() if k != "reads"})
+    console.rule("bare driver limits")
+    report["driver"] = bench_driver.driver_limits(base, rows=driver_rows)
+    write_report(report, out)
+    return report
