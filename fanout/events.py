@@ -109,6 +109,7 @@ class CelebrityChunk(Event):
     TYPE: ClassVar[str] = "CelebrityChunk"
     author_id: int
     follower_ids: tuple[int, ...]
+    author_version: int  # the author's version at the switch: the write timestamp of the set rows
 
     @property
     def key(self) -> bytes:
@@ -123,6 +124,8 @@ class DemotionChunk(Event):
     TYPE: ClassVar[str] = "DemotionChunk"
     author_id: int
     follower_ids: tuple[int, ...]
+    author_version: int  # the author's version at the switch: the write timestamp of the set rows
+    until_post_id: int  # the author's newest post at the switch; later ones are pushed
 
     @property
     def key(self) -> bytes:

@@ -65,7 +65,7 @@ class Pipeline:
             await self.follow_changed(event.followee_id, event.follower_id, isinstance(event, Followed),
                                       event.event_time)
         elif isinstance(event, CelebrityChunk):
-            await self.store.add_celebrity(event.follower_ids, event.author_id, event.event_time,
+            await self.store.add_celebrity(event.follower_ids, event.author_id, event.author_version,
                                            self.settings.write_window)
         elif isinstance(event, DemotionChunk):
             await self.demoted(event)
@@ -128,9 +128,11 @@ class Pipeline:
         size = self.settings.chunk_size
         return [tuple(users[i : i + size]) for i in range(0, len(users), size)]
 
-    async def backfill(self, user_ids: Sequence[int], author_id: int) -> int:
-        """Copy the author's latest posts (FANOUT_FOLLOW_BACKFILL) into these users' inboxes."""
-        posts = await self.store.timeline_head(author_id, None, self.settings.follow_backfill)
+    async def backfill(self, user_ids: Sequence[int], author_id: int, until_post_id: int | None = None) -> int:
+        """Copy the author's latest posts (FANOUT_FOLLOW_BACKFILL), up to `until_post_id`, into these
+        users' inboxes."""
+        before = until_post_id + 1 if until_post_id else None
+        posts = await self.store.timeline_head(author_id, before, self.settings.follow_backfill)
         rows = await self.store.push_rows(((u, p) for p in posts for u in user_ids), author_id,
                                           self.settings.inbox_ttl_seconds, self.settings.write_window)
         self.metrics.backfilled_rows.inc(rows)
@@ -145,6 +147,9 @@ class Pipeline:
                                                      self.store.activity(follower_id))
         fresh = edge is None or event_time > edge.changed_at
         count, celebrity = stats.follower_count, stats.is_celebrity
+        # Every fresh change gets the next version of the author (never below the event's time, so the
+        # values stay comparable with the event-time timestamps of other tables' rows).
+        version = max(stats.version + 1, event_time * 1000)
         if fresh:
             was_following = edge.following if edge else False
             count += int(following) - int(was_following)
@@ -157,10 +162,11 @@ class Pipeline:
         ]
         if following:
             follower_side.append(self.store.unhide_author(follower_id, author_id, event_time))
-            if celebrity:
-                follower_side.append(self.store.add_celebrity([follower_id], author_id, event_time, 1))
+            if celebrity and fresh:
+                follower_side.append(self.store.add_celebrity([follower_id], author_id, version, 1))
         else:
-            follower_side.append(self.store.remove_celebrity(follower_id, author_id, event_time))
+            if fresh:  # a stale unfollow must not undo the set row a newer decision wrote
+                follower_side.append(self.store.remove_celebrity([follower_id], author_id, version, 1))
             # Hidden at read at once; the purge below removes the rows in the background.
             follower_side.append(self.store.hide_author(follower_id, author_id, event_time,
                                                         self.settings.inbox_ttl_seconds))
@@ -173,27 +179,42 @@ class Pipeline:
             await self.send_task(InboxPurge(event_time=event_time, user_id=follower_id, author_id=author_id))
         if celebrity != stats.is_celebrity:
             # The event's own follower is handled above; its edge is not written yet, so leave it out.
-            await self.tier_switched(author_id, celebrity, event_time, leave_out=follower_id)
-        # The commit point: the edge and the count change together, in one single-partition batch.
-        await self.store.set_edge(author_id, follower_id, Edge(following, event_time), AuthorStats(count, celebrity),
-                                  last_seen=activity.last_seen)
+            await self.tier_switched(author_id, celebrity, event_time, version, leave_out=follower_id)
+        # The commit point: the edge, the count and the version change together, in one single-partition
+        # batch. A crash before it replays this event as fresh, with the same version.
+        await self.store.set_edge(author_id, follower_id, Edge(following, event_time),
+                                  AuthorStats(count, celebrity, version), last_seen=activity.last_seen)
+        if following:
+            # A UserSeen of the follower may have run meanwhile (it is keyed by the follower, so another
+            # batch group or worker) and listed the followees before this edge existed. It records the
+            # activity before listing; we re-read it after writing: one of the two sees the other.
+            latest = await self.store.activity(follower_id)
+            if latest.last_seen != activity.last_seen and latest.last_seen is not None:
+                await self.store.set_edges_seen(follower_id, [author_id], latest.last_seen, 1)
 
-    async def tier_switched(self, author_id: int, celebrity: bool, event_time: int, leave_out: int) -> None:
+    async def tier_switched(self, author_id: int, celebrity: bool, event_time: int, version: int,
+                            leave_out: int) -> None:
         """The author crossed the threshold: its followers' celebrity sets change, in the background."""
         self.metrics.tier_switches.labels("to_pull" if celebrity else "to_push").inc()
         followers = [f for f in await self.active_followers(author_id) if f != leave_out]
-        chunk_type = CelebrityChunk if celebrity else DemotionChunk
-        await asyncio.gather(*(
-            self.send_task(chunk_type(event_time=event_time, author_id=author_id, follower_ids=s))
-            for s in self.slices(followers)
-        ))
+        tasks: list[ChunkTask]
+        if celebrity:
+            tasks = [CelebrityChunk(event_time=event_time, author_id=author_id, follower_ids=s, author_version=version)
+                     for s in self.slices(followers)]
+        else:
+            # Posts up to the newest one now were pulled; later ones will be pushed.
+            newest = await self.store.timeline_head(author_id, None, 1)
+            tasks = [DemotionChunk(event_time=event_time, author_id=author_id, follower_ids=s, author_version=version,
+                                   until_post_id=newest[0] if newest else 0)
+                     for s in self.slices(followers)]
+        await asyncio.gather(*(self.send_task(t) for t in tasks))
 
     async def demoted(self, task: DemotionChunk) -> None:
         """Backfill first, then leave the celebrity sets: at every moment the author's recent posts are
         reachable through the inbox or the celebrity timeline (reads dedupe)."""
-        await self.backfill(task.follower_ids, task.author_id)
-        await asyncio.gather(*(self.store.remove_celebrity(u, task.author_id, task.event_time)
-                               for u in task.follower_ids))
+        await self.backfill(task.follower_ids, task.author_id, until_post_id=task.until_post_id)
+        await self.store.remove_celebrity(task.follower_ids, task.author_id, task.author_version,
+                                          self.settings.write_window)
 
     async def purge(self, task: InboxPurge) -> None:
         if task.author_id not in await self.store.hidden_authors(task.user_id):
@@ -212,16 +233,19 @@ class Pipeline:
             return  # recent enough: nothing to refresh
         returning = self.hybrid and (
             activity.regenerating or (last is not None and event_time - last > self.settings.active_ms))
+        seen = max(event_time, last or 0)
         if returning:
             self.metrics.regenerations.labels("started").inc()
-            await self.store.set_activity(user_id, Activity(last, True))
+        # Recorded before the followees are listed (see follow_changed); a returning user is flagged so
+        # reads keep pulling until the rebuild below is done.
+        await self.store.set_activity(user_id, Activity(seen, returning))
         followees = await self.store.following(user_id, limit=10**6)
         # Pushes resume first, so nothing posted during the rebuild is missed.
-        await self.store.set_edges_seen(user_id, followees, event_time, self.settings.write_window)
+        await self.store.set_edges_seen(user_id, followees, seen, self.settings.write_window)
         if returning:
             celebrities = set(await self.store.celebrities(user_id, self.settings.max_celebrities_read))
             for author in followees[: self.settings.regen_limit]:
                 if author not in celebrities:
                     await self.backfill([user_id], author)
+            await self.store.set_activity(user_id, Activity(seen, False))
             self.metrics.regenerations.labels("finished").inc()
-        await self.store.set_activity(user_id, Activity(max(event_time, last or 0), False))

@@ -6,6 +6,7 @@ late event resolves last-writer-wins by event time; inbox rows are plain idempot
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from fanout.ids import MAX_ID, millis_of
 class AuthorStats:
     follower_count: int
     is_celebrity: bool
+    version: int = 0  # see followers_by_author.version
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,14 @@ class Store:
                               "WHERE post_id = ?")
         # One request for a whole page of posts: the driver's per-request CPU, not Cassandra, bounds reads.
         self._get_posts = p("SELECT post_id, author_id, body, deleted FROM {keyspace}.posts WHERE post_id IN ?")
-        self._author_stats = p("SELECT follower_count, is_celebrity FROM {keyspace}.followers_by_author "
+        self._author_stats = p("SELECT follower_count, is_celebrity, version FROM {keyspace}.followers_by_author "
                                "WHERE author_id = ? LIMIT 1")
         self._edge = p("SELECT following, changed_at FROM {keyspace}.followers_by_author "
                        "WHERE author_id = ? AND follower_id = ?")
         self._set_edge = p("UPDATE {keyspace}.followers_by_author USING TIMESTAMP ? "
                            "SET following = ?, changed_at = ? WHERE author_id = ? AND follower_id = ?")
-        self._set_stats = p("UPDATE {keyspace}.followers_by_author SET follower_count = ?, is_celebrity = ? "
-                            "WHERE author_id = ?")
+        self._set_stats = p("UPDATE {keyspace}.followers_by_author SET follower_count = ?, is_celebrity = ?, "
+                            "version = ? WHERE author_id = ?")
         self._followers_page = p("SELECT follower_id, following, last_seen FROM {keyspace}.followers_by_author "
                                  "WHERE author_id = ? AND follower_id > ? LIMIT ?")
         self._set_edge_seen = p("UPDATE {keyspace}.followers_by_author SET last_seen = ? "
@@ -106,8 +108,9 @@ class Store:
 
     async def save_post(self, post_id: int, author_id: int, body: str, tier: str) -> None:
         """The post row and its author timeline entry: one write each, whatever the tier."""
-        await self.db.run(self._insert_post, (post_id, author_id, body, tier, micros(millis_of(post_id))))
-        await self.db.run(self._insert_timeline, (author_id, post_id))
+        post = (post_id, author_id, body, tier, micros(millis_of(post_id)))
+        await asyncio.gather(self.db.run(self._insert_post, post),
+                             self.db.run(self._insert_timeline, (author_id, post_id)))
 
     async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
         # A delete always wins over its own post's create, even if the clocks disagree.
@@ -126,7 +129,7 @@ class Store:
         rows = await self.db.run(self._author_stats, (author_id,))
         if not rows:
             return AuthorStats(0, False)
-        return AuthorStats(rows[0].follower_count or 0, bool(rows[0].is_celebrity))
+        return AuthorStats(rows[0].follower_count or 0, bool(rows[0].is_celebrity), rows[0].version or 0)
 
     async def edge(self, author_id: int, follower_id: int) -> Edge | None:
         rows = await self.db.run(self._edge, (author_id, follower_id))
@@ -141,19 +144,21 @@ class Store:
         batch.add(self._set_edge, (micros(edge.changed_at), edge.following, edge.changed_at, author_id, follower_id))
         if edge.following and last_seen is not None:
             batch.add(self._set_edge_seen, (last_seen, author_id, follower_id))
-        batch.add(self._set_stats, (stats.follower_count, stats.is_celebrity, author_id))
+        batch.add(self._set_stats, (stats.follower_count, stats.is_celebrity, stats.version, author_id))
         batch.is_idempotent = True
         await self.db.run(batch)
 
     async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None:
         await self.db.run(self._set_following, (micros(event_time), following, user_id, followee_id))
 
-    async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, event_time: int, window: int) -> int:
-        requests = ((self._add_celebrity, (u, celebrity_id, micros(event_time))) for u in user_ids)
+    async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int, window: int) -> int:
+        """Celebrity-set rows are written at the author's version, so they follow decision order."""
+        requests = ((self._add_celebrity, (u, celebrity_id, version)) for u in user_ids)
         return await self.db.run_window(requests, window)
 
-    async def remove_celebrity(self, user_id: int, celebrity_id: int, event_time: int) -> None:
-        await self.db.run(self._remove_celebrity, (micros(event_time), user_id, celebrity_id))
+    async def remove_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int, window: int) -> int:
+        requests = ((self._remove_celebrity, (version, u, celebrity_id)) for u in user_ids)
+        return await self.db.run_window(requests, window)
 
     async def followers_page(self, author_id: int, after: int, limit: int,
                              seen_since: int | None = None) -> tuple[list[int], int, int | None]:

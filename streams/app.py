@@ -1,16 +1,18 @@
 """The Faust app: topics and two thin agents (decode -> pipeline -> store).
 
-Built by `build_app` from its dependencies, never at import time. Each agent runs with concurrency 1:
-it takes the next event only when the previous one is fully written, so Faust never commits an offset
-past an event still in flight (faust-streaming #606). Throughput comes from the write window inside
-one event, from chunk tasks, and from more partitions and workers.
+Built by `build_app` from its dependencies, never at import time. Each agent runs with concurrency 1
+and takes events in batches: the events of different authors in a batch run concurrently, those of
+one author in order, and the batch is acknowledged only when all of it is written, so Faust never
+commits an offset past an event still in flight (faust-streaming #606). Throughput also comes from the
+write window inside one event, from chunk tasks, and from more partitions and workers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections import defaultdict
 from typing import Any
 
 import faust
@@ -70,31 +72,39 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Any) -> faust.
         delivered = await dead_letters.send(key=event.key, value=event.value, headers=headers, force=True)
         await delivered
 
-    async def process(stream: AsyncIterator[Any], source: str, decoder: Any) -> None:
-        async for event in stream:
-            try:
-                decoded = decoder(event.value, event.key)
-            except InvalidEvent as error:
-                await dead_letter(event, error, source)
-                continue
+    async def handle_in_order(events: list[Any], source: str) -> None:
+        for decoded in events:
             try:
                 await pipeline.handle(decoded)
             except Exception:
-                # Faust would mark the event done if the agent raised. Stop hard instead: this event is
-                # not committed, and the restarted worker retries it (writes are idempotent).
+                # Faust would mark the event done if the agent raised. Stop hard instead: this event (and
+                # its batch) is not committed, and the restarted worker retries it (writes are idempotent).
                 log.critical("could not process %s from %s; stopping the worker unacknowledged",
                              decoded.TYPE, source, exc_info=True)
                 logging.shutdown()
                 os._exit(EXIT_UNPROCESSED)
 
+    async def process(stream: Any, source: str, decoder: Any) -> None:
+        """Batches of events: invalid ones dead-lettered, the rest grouped by key (author), groups run
+        concurrently and each group in order. Faust acks a batch only once this returns for it, so no
+        offset is committed past an event still in flight (faust-streaming #606)."""
+        async for batch in stream.take_events(settings.batch_events, within=settings.batch_seconds):
+            by_key: dict[bytes, list[Any]] = defaultdict(list)
+            for event in batch:
+                try:
+                    by_key[event.key].append(decoder(event.value, event.key))
+                except InvalidEvent as error:
+                    await dead_letter(event, error, source)
+            await asyncio.gather(*(handle_in_order(events, source) for events in by_key.values()))
+
     @app.agent(events, concurrency=1)
     async def author_events(stream: Any) -> None:
-        await process(stream.events(), settings.events_topic,
+        await process(stream, settings.events_topic,
                       lambda value, key: decode_author_event(value, key, settings.max_event_bytes))
 
     @app.agent(chunks, concurrency=1)
     async def chunk_tasks(stream: Any) -> None:
-        await process(stream.events(), settings.chunks_topic,
+        await process(stream, settings.chunks_topic,
                       lambda value, key: decode_chunk_task(value, settings.max_event_bytes))
 
     return app

@@ -43,8 +43,8 @@ EXAMPLES: list[Event] = [
     Followed(event_time=T, follower_id=3, followee_id=7),
     Unfollowed(event_time=T, follower_id=3, followee_id=7),
     InboxChunk(event_time=T, post_id=123, author_id=7, follower_ids=(1, 2, 3), chunk=0, chunks=2, followers=5),
-    CelebrityChunk(event_time=T, author_id=7, follower_ids=(4, 5)),
-    DemotionChunk(event_time=T, author_id=7, follower_ids=(4, 5)),
+    CelebrityChunk(event_time=T, author_id=7, follower_ids=(4, 5), author_version=T * 1000),
+    DemotionChunk(event_time=T, author_id=7, follower_ids=(4, 5), author_version=T * 1000, until_post_id=123),
     UserSeen(event_time=T, user_id=7),  # keyed by the reader; 7 like the other author-topic examples
     InboxPurge(event_time=T, user_id=3, author_id=7),
 ]
@@ -100,8 +100,10 @@ any_event = st.one_of(
     st.builds(InboxChunk, event_time=event_times, post_id=positive_ids, author_id=positive_ids,
               follower_ids=follower_lists, chunk=st.integers(0, 10**6), chunks=st.integers(1, 10**6),
               followers=st.integers(0, 2**31 - 1)),
-    st.builds(CelebrityChunk, event_time=event_times, author_id=positive_ids, follower_ids=follower_lists),
-    st.builds(DemotionChunk, event_time=event_times, author_id=positive_ids, follower_ids=follower_lists),
+    st.builds(CelebrityChunk, event_time=event_times, author_id=positive_ids, follower_ids=follower_lists,
+              author_version=positive_ids),
+    st.builds(DemotionChunk, event_time=event_times, author_id=positive_ids, follower_ids=follower_lists,
+              author_version=positive_ids, until_post_id=positive_ids),
     st.builds(UserSeen, event_time=event_times, user_id=positive_ids),
     st.builds(InboxPurge, event_time=event_times, user_id=positive_ids, author_id=positive_ids),
 )

@@ -1,0 +1,49 @@
+"""`fanout bench --quick` on the real stack: the report is complete and its counts add up. It asserts
+nothing about speed (the machines are shared and noisy); the figures are for people to read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fanout.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def report(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    out = tmp_path_factory.mktemp("bench")
+    subprocess.run([sys.executable, "-m", "services.cli", "bench", "--quick", "--out", str(out)], check=True,
+                   env={**__import__("os").environ, **stack.to_env()}, timeout=600)
+    data: dict = json.loads((out / "bench.json").read_text())  # type: ignore[type-arg]
+    data["_out"] = str(out)
+    return data
+
+
+def test_every_strategy_and_the_driver_limits_are_reported(report: dict) -> None:  # type: ignore[type-arg]
+    assert set(report["strategies"]) == {"hybrid", "push", "pull"}
+    for name, s in report["strategies"].items():
+        assert s["posts"] == report["workload"]["posts"], name
+        assert set(s["cpu_s_per_1000_deliveries"]) == {"worker", "read-api", "cassandra", "kafka"}, name
+        assert s["reads"]["all"]["n"] == report["workload"]["reads"], name
+        assert s["reads"]["all"]["p50_ms"] <= s["reads"]["all"]["p99_ms"] <= s["reads"]["all"]["max_ms"], name
+        assert s["celebrity_post_visible_ms"] == s["celebrity_post_visible_ms"], f"{name}: never visible"
+    best = report["driver"]["best_insert"]
+    assert best["rows_per_s"] == max(r["rows_per_s"] for r in report["driver"]["inserts"] if "rows_per_s" in r)
+    assert report["driver"]["reads"]["reads_per_s"] > 0
+    for plot in ("write_amplification.png", "read_latency.png", "lag_by_followers.png", "bench.md"):
+        assert (Path(report["_out"]) / plot).stat().st_size > 0
+
+
+def test_inbox_rows_add_up_for_each_strategy(report: dict) -> None:  # type: ignore[type-arg]
+    expected = report["workload"]["expected_rows"]
+    rows = {name: s["inbox_rows"] for name, s in report["strategies"].items()}
+    assert rows["push"] == expected["push"] == report["workload"]["deliveries"]  # every follower of every post
+    assert rows["pull"] == 0  # nothing pushed
+    assert rows["hybrid"] == expected["hybrid"]  # active followers of authors below the threshold
+    assert rows["hybrid"] < rows["push"]
