@@ -12,7 +12,7 @@ import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -20,6 +20,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, encode
 from fanout.ids import PostIdGenerator, millis_of
 from fanout.settings import Settings
+
+E = TypeVar("E", bound=Event)
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -86,22 +88,20 @@ class EventProducer:
         return PostCreated(event_time=millis_of(post_id), post_id=post_id, author_id=author_id, body=body)
 
     def publish_post(self, author_id: int, body: str, timeout: float = 30.0) -> PostCreated:
-        event = self.new_post(author_id, body)
-        self.send(event).result(timeout)
-        return event
+        return self.publish(self.new_post(author_id, body), timeout)
 
     def delete_post(self, author_id: int, post_id: int, timeout: float = 30.0) -> PostDeleted:
-        event = PostDeleted(event_time=now_ms(), post_id=post_id, author_id=author_id)
-        self.send(event).result(timeout)
-        return event
+        return self.publish(PostDeleted(event_time=now_ms(), post_id=post_id, author_id=author_id), timeout)
 
     def follow(self, follower_id: int, followee_id: int, timeout: float = 30.0) -> Followed:
-        event = Followed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id)
-        self.send(event).result(timeout)
-        return event
+        return self.publish(Followed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id), timeout)
 
     def unfollow(self, follower_id: int, followee_id: int, timeout: float = 30.0) -> Unfollowed:
-        event = Unfollowed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id)
+        return self.publish(Unfollowed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id),
+                            timeout)
+
+    def publish(self, event: E, timeout: float = 30.0) -> E:
+        """Send one event and wait for Kafka's acknowledgement (PublishError if it does not come)."""
         self.send(event).result(timeout)
         return event
 

@@ -19,7 +19,6 @@ import platform
 import random
 import statistics
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from fanout.ids import millis_of
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
-from services.processes import ProcessGroup
+from services.processes import ProcessGroup, scrape
 from services.workload import build_workload, power_law_graph
 
 console = Console()
@@ -53,17 +52,6 @@ def scenario_settings(base: Settings, name: str, **overrides: Any) -> Settings:
     return Settings.load(state_dir=base.state_dir, cache_dir=base.cache_dir, keyspace=f"bench_{run}",
                          events_topic=f"bench-{run}.events", chunks_topic=f"bench-{run}.chunks",
                          dead_letter_topic=f"bench-{run}.dead-letter", app_id=f"bench-{run}", **overrides)
-
-
-def scrape(url: str) -> dict[str, float]:
-    """Every sample of a /metrics page, keyed by 'name{labels}'."""
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
-        samples = {}
-        for line in r.read().decode().splitlines():
-            if line and not line.startswith("#"):
-                key, value = line.rsplit(" ", 1)
-                samples[key] = float(value)
-        return samples
 
 
 def histogram_quantile(samples: dict[str, float], before: dict[str, float], name: str, q: float) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,12 +65,6 @@ def wait_processed(settings: Settings, processes: ProcessGroup, what: str, timeo
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"still {lag} events behind after {timeout:.0f}s")
             time.sleep(0.5)
-
-
-def worker_counter(processes: ProcessGroup, name: str) -> float:
-    with urllib.request.urlopen(processes.url("worker") + "/metrics", timeout=5) as r:
-        return sum(float(line.rsplit(" ", 1)[1]) for line in r.read().decode().splitlines()
-                   if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
 def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_dir: Path) -> None:
@@ -162,8 +155,8 @@ def show_savings(processes: ProcessGroup, workload: Workload, celebs: set[int], 
     graph = workload.graph
     authors = [p.author_id for p in workload.posts] + [a for a, _ in via_http]
     push_everything = sum(graph.follower_count(a) for a in authors)
-    skipped = worker_counter(processes, "fanout_inactive_followers_skipped_total")
-    hybrid = worker_counter(processes, "fanout_inbox_rows_written_total")
+    skipped = processes.metric("fanout_inactive_followers_skipped_total")
+    hybrid = processes.metric("fanout_inbox_rows_written_total")
     table = Table(title="inbox writes: hybrid against pushing everything", title_justify="left")
     table.add_column("strategy")
     table.add_column("inbox rows", justify="right")
@@ -178,8 +171,8 @@ def show_savings(processes: ProcessGroup, workload: Workload, celebs: set[int], 
     console.print(table)
     console.print(f"skipping inactive followers saved {skipped:,.0f} inbox writes "
                   f"({skipped / max(hybrid + skipped, 1):.0%} of the pushes)")
-    push = worker_counter(processes, 'fanout_posts_total{tier="push"}')
-    pull = worker_counter(processes, 'fanout_posts_total{tier="pull"}')
+    push = processes.metric('fanout_posts_total{tier="push"}')
+    pull = processes.metric('fanout_posts_total{tier="pull"}')
     console.print(f"posts by tier: push {push:.0f}, pull {pull:.0f}; "
                   f"{len(workload.posts)} posts fanned out in {elapsed:.1f}s "
                   f"({hybrid / max(elapsed, 1e-9):,.0f} inbox rows/s)")
@@ -212,7 +205,7 @@ def show_threshold_crossing(s: Settings, processes: ProcessGroup, producer: Even
     graph = workload.graph
     author = max((a for a in graph.users if a not in celebs), key=graph.follower_count)
     missing = s.celebrity_threshold - graph.follower_count(author)
-    before = worker_counter(processes, 'fanout_tier_switches_total{direction="to_pull"}')
+    before = processes.metric('fanout_tier_switches_total{direction="to_pull"}')
     new_fans = [Followed(event_time=now_ms(), follower_id=10_000_000 + i, followee_id=author)
                 for i in range(missing)]
     publish_all(producer, new_fans, f"{missing} new followers of author {author}")
@@ -224,6 +217,6 @@ def show_threshold_crossing(s: Settings, processes: ProcessGroup, producer: Even
         head = http.get(f"/v1/users/{reader}/feed", params={"limit": 1}).json()["items"][0]
     console.rule(f"author {author} crosses the threshold ({graph.follower_count(author)} -> "
                  f"{s.celebrity_threshold} followers)")
-    switched = worker_counter(processes, 'fanout_tier_switches_total{direction="to_pull"}') - before
+    switched = processes.metric('fanout_tier_switches_total{direction="to_pull"}') - before
     console.print(f"tier switches to pull: {switched:.0f}; its new post {post.post_id} heads follower {reader}'s "
                   f"feed: {head['post_id'] == post.post_id} (pulled from the author's timeline, written to no inbox)")

@@ -21,6 +21,13 @@ PROCESSES = {
 }
 
 
+def scrape(url: str) -> dict[str, float]:
+    """Every sample of a process's /metrics page, keyed by 'name{labels}'."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return {key: float(value) for key, value in (line.rsplit(" ", 1) for line in lines if line and line[0] != "#")}
+
+
 @dataclass
 class ProcessGroup:
     settings: Settings
@@ -75,6 +82,15 @@ class ProcessGroup:
                 raise RuntimeError(f"worker exited:\n{self.log_tail('worker')}")
             time.sleep(0.3)
         raise TimeoutError(f"worker not ready within {timeout:.0f}s:\n{self.log_tail('worker')}")
+
+    def metric(self, name: str, process: str = "worker") -> float:
+        """A counter of one of the processes, summed over its label sets; `name` may carry labels
+        (`fanout_posts_total{tier="pull"}`)."""
+        return sum(value for key, value in self.scrape(process).items()
+                   if key == name or key.startswith(name + "{") or ("{" in name and key.startswith(name[:-1])))
+
+    def scrape(self, process: str = "worker") -> dict[str, float]:
+        return scrape(self.url(process))
 
     def check_alive(self) -> None:
         """Raise if a process of the group has exited (e.g. a crashed worker would stall a drain)."""

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,11 +57,7 @@ class Deployment:
             assert len(body["items"]) == page
 
     def worker_metric(self, name: str) -> float:
-        """A worker counter summed over its label sets (`name` may carry labels: 'x_total{a="b"}')."""
-        with urllib.request.urlopen(self.processes.url("worker") + "/metrics", timeout=5) as r:
-            return sum(float(line.rsplit(" ", 1)[1]) for line in r.read().decode().splitlines()
-                       if line.startswith(name + " ") or line.startswith(name + "{") or
-                       ("{" in name and line.startswith(name[:-1])))
+        return self.processes.metric(name)
 
     def wait_metric(self, name: str, at_least: float, timeout: float = 30.0) -> None:
         """Wait until a worker counter reaches `at_least` (e.g. a UserSeen sent by the read service in the
