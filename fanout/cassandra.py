@@ -7,8 +7,10 @@ uses `execute_async` and resolves an asyncio future from the driver's callback t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
+from collections import namedtuple
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,9 +36,22 @@ TRANSIENT = (WriteTimeout, ReadTimeout, Unavailable, OperationTimedOut, NoHostAv
 T = TypeVar("T")
 
 
+@functools.lru_cache(maxsize=512)
+def _row_class(columns: tuple[str, ...]) -> Any:
+    return namedtuple("Row", columns, rename=True)
+
+
+def cached_named_tuple_factory(colnames: list[str], rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Rows as named tuples, like the driver's default, but the class is built once per column list:
+    the default builds a new namedtuple class for every response, 13% of the worker's CPU in a profile."""
+    make = _row_class(tuple(colnames))._make
+    return [make(row) for row in rows]
+
+
 def connect(settings: Settings, keyspace: str | None = None) -> tuple[Cluster, Session]:
     """A cluster on protocol v4 that reconnects every second (the default backoff grows to 600 s)."""
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0)
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0,
+                               row_factory=cached_named_tuple_factory)
     cluster = Cluster(
         settings.cassandra_contact_points,
         port=settings.cassandra_port,

@@ -69,6 +69,10 @@ def build_workload(users: int, seed: int, exponent: float, inactive_share: float
     prolific = by_followers[: max(1, users // 100)]
     prolific += rng.sample(by_followers[len(prolific):], max(0, users // 10 - len(prolific)))
     post_authors = [rng.choice(prolific) if rng.random() < 0.8 else rng.choice(graph.users) for _ in range(posts)]
+    # Every audience size posts: the biggest pushed author and the celebrities post a few times too.
+    celebrities = [u for u in graph.users if graph.follower_count(u) >= threshold]
+    for i, author in enumerate([near] * 6 + celebrities * 3):
+        post_authors[(i * 97 + 13) % posts] = author
     following = graph.following()
     active_readers = [u for u in graph.users if u not in inactive and following.get(u)]
     readers = [rng.choice(heavy) if i % 4 == 0 else rng.choice(active_readers) for i in range(reads)]

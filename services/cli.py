@@ -194,7 +194,7 @@ app.add_typer(bench_app, name="bench")
 def bench(
     ctx: typer.Context,
     quick: bool = typer.Option(False, "--quick", help="a small run (under 3 minutes): checks, not figures"),
-    users: int = typer.Option(12_000, help="users of the power-law graph"),
+    users: int = typer.Option(30_000, help="users of the power-law graph"),
     seed: int = typer.Option(1),
     exponent: float = typer.Option(2.28, help="power-law exponent of follower counts (Kwak et al. 2010)"),
     inactive_share: float = typer.Option(0.4, help="share of users who have not read for 10 days"),
