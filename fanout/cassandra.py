@@ -75,6 +75,9 @@ class Cassandra:
     def prepare(self, cql: str) -> PreparedStatement:
         stmt = self.session.prepare(cql.format(keyspace=self.settings.keyspace))
         stmt.is_idempotent = True  # every statement of ours is: same key, same values (or LWW by time)
+        # No driver paging: every query of ours carries its own LIMIT, and the callback of execute_async
+        # would only see the first page (5,000 rows), silently dropping the rest of a bigger LIMIT.
+        stmt.fetch_size = None
         return stmt
 
     def execute_async(self, stmt: Any, params: Sequence[Any] | None = None) -> asyncio.Future[list[Any]]:

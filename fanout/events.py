@@ -151,6 +151,7 @@ class InboxPurge(Event):
     TYPE: ClassVar[str] = "InboxPurge"
     user_id: int
     author_id: int
+    as_of_us: int  # when the unfollow was processed (worker clock, µs): the purge's write timestamp
 
     @property
     def key(self) -> bytes:
@@ -225,9 +226,10 @@ def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) ->
     return event
 
 
-def decode_chunk_task(raw: bytes | None, max_bytes: int) -> ChunkTask:
-    """Decode a task of the chunks topic."""
-    event = decode(raw, max_bytes)
+def decode_chunk_task(raw: bytes | None) -> ChunkTask:
+    """Decode a task of the chunks topic. The worker writes these itself, so the size limit for outside
+    input does not apply: a chunk of FANOUT_CHUNK_SIZE ids may be larger."""
+    event = decode(raw)
     if not isinstance(event, InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the chunks topic")
     return event

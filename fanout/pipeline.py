@@ -176,7 +176,10 @@ class Pipeline:
         if following and not celebrity and self.pushes:
             await self.backfill([follower_id], author_id)
         if not following and edge is not None and edge.following and self.pushes:
-            await self.send_task(InboxPurge(event_time=event_time, user_id=follower_id, author_id=author_id))
+            # Stamped with the time of this decision: inbox rows are written at the writer's clock, so rows
+            # pushed before now are purged and rows of a later follow (backfilled after now) survive.
+            await self.send_task(InboxPurge(event_time=event_time, user_id=follower_id, author_id=author_id,
+                                            as_of_us=self.clock_ms() * 1000))
         if celebrity != stats.is_celebrity:
             # The event's own follower is handled above; its edge is not written yet, so leave it out.
             await self.tier_switched(author_id, celebrity, event_time, version, leave_out=follower_id)
@@ -219,7 +222,7 @@ class Pipeline:
     async def purge(self, task: InboxPurge) -> None:
         if task.author_id not in await self.store.hidden_authors(task.user_id):
             return  # followed again meanwhile: its backfilled rows must stay
-        rows = await self.store.purge_inbox(task.user_id, task.author_id, self.settings.write_window)
+        rows = await self.store.purge_inbox(task.user_id, task.author_id, task.as_of_us, self.settings.write_window)
         self.metrics.purged_rows.inc(rows)
 
     # --- readers' activity -----------------------------------------------------------------------

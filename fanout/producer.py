@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from fanout.ids import PostIdGenerator, millis_of
 from fanout.settings import Settings
 
 E = TypeVar("E", bound=Event)
+log = logging.getLogger(__name__)
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -61,12 +63,17 @@ class EventProducer:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except Exception:  # a failing callback must not end delivery for everyone after it
+                log.exception("delivery callback failed")
 
     def send(self, event: Event, topic: str | None = None) -> concurrent.futures.Future[Delivered]:
         future: concurrent.futures.Future[Delivered] = concurrent.futures.Future()
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
+            if future.done():  # the waiter gave up (cancelled): nobody to tell
+                return
             if err is not None:
                 future.set_exception(PublishError(f"Kafka did not take {event.TYPE}: {err.str()}"))
             else:

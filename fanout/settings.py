@@ -35,7 +35,7 @@ class Settings:
     kafka_port: int = field(default=9092, metadata={"doc": "broker listener"})
     kafka_controller_port: int = field(default=9093, metadata={"doc": "KRaft controller listener"})
     kafka_heap: str = field(default="512m", metadata={"doc": "-Xms/-Xmx of the broker"})
-    kafka_partitions: int = field(default=4, metadata={"doc": "partitions of the author event topic"})
+    kafka_partitions: int = field(default=4, metadata={"doc": "partitions of the event and chunk topics"})
     kafka_bootstrap_servers: str = field(default="", metadata={"doc": "bootstrap list; empty: host:port"})
 
     # --- Cassandra --------------------------------------------------------------------------------

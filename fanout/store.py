@@ -60,10 +60,11 @@ class Store:
         self._insert_post = p("INSERT INTO {keyspace}.posts (post_id, author_id, body, tier, deleted) "
                               "VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?")
         self._insert_timeline = p("INSERT INTO {keyspace}.author_timeline (author_id, post_id) VALUES (?, ?)")
-        self._delete_post = p("UPDATE {keyspace}.posts USING TIMESTAMP ? SET deleted = true, author_id = ? "
+        self._delete_post = p("UPDATE {keyspace}.posts USING TIMESTAMP ? SET deleted = true, deleted_by = ? "
                               "WHERE post_id = ?")
         # One request for a whole page of posts: the driver's per-request CPU, not Cassandra, bounds reads.
-        self._get_posts = p("SELECT post_id, author_id, body, deleted FROM {keyspace}.posts WHERE post_id IN ?")
+        self._get_posts = p("SELECT post_id, author_id, body, deleted, deleted_by FROM {keyspace}.posts "
+                            "WHERE post_id IN ?")
         self._author_stats = p("SELECT follower_count, is_celebrity, version FROM {keyspace}.followers_by_author "
                                "WHERE author_id = ? LIMIT 1")
         self._edge = p("SELECT following, changed_at FROM {keyspace}.followers_by_author "
@@ -87,7 +88,7 @@ class Store:
         self._hidden = p("SELECT author_id FROM {keyspace}.unfollowed_by_user WHERE user_id = ?")
         self._inbox_page = p("SELECT post_id, author_id FROM {keyspace}.inbox "
                              "WHERE user_id = ? AND post_id < ? LIMIT ?")
-        self._delete_inbox = p("DELETE FROM {keyspace}.inbox WHERE user_id = ? AND post_id = ?")
+        self._delete_inbox = p("DELETE FROM {keyspace}.inbox USING TIMESTAMP ? WHERE user_id = ? AND post_id = ?")
         self._set_following = p("UPDATE {keyspace}.following_by_user USING TIMESTAMP ? SET following = ? "
                                 "WHERE user_id = ? AND followee_id = ?")
         self._add_celebrity = p("INSERT INTO {keyspace}.celebrities_by_user (user_id, celebrity_id) "
@@ -121,7 +122,10 @@ class Store:
         if not post_ids:
             return {}
         rows = await self.db.run(self._get_posts, (list(post_ids),))
-        return {r.post_id: Post(r.post_id, r.author_id, r.body or "", bool(r.deleted)) for r in rows}
+        # Only its author deletes a post: a delete claimed by anyone else is ignored. It may arrive before
+        # the post itself, so this is decided here, when both are known.
+        return {r.post_id: Post(r.post_id, r.author_id, r.body or "", bool(r.deleted) and r.deleted_by == r.author_id)
+                for r in rows}
 
     # --- follow graph ----------------------------------------------------------------------------
 
@@ -204,9 +208,10 @@ class Store:
     async def hidden_authors(self, user_id: int) -> set[int]:
         return {r.author_id for r in await self.db.run(self._hidden, (user_id,))}
 
-    async def purge_inbox(self, user_id: int, author_id: int, window: int, page: int = 1000) -> int:
+    async def purge_inbox(self, user_id: int, author_id: int, as_of_us: int, window: int, page: int = 1000) -> int:
         """Delete the author's rows from the user's inbox (one tombstone per row of that author, never
-        a range); returns rows deleted."""
+        a range) as of `as_of_us`: rows written later (a follow again, backfilled while this purge ran)
+        keep their newer timestamps and survive. Returns rows deleted."""
         before: int | None = None
         doomed: list[int] = []
         while True:
@@ -215,7 +220,7 @@ class Store:
             if len(rows) < page:
                 break
             before = rows[-1].post_id
-        await self.db.run_window(((self._delete_inbox, (user_id, pid)) for pid in doomed), window)
+        await self.db.run_window(((self._delete_inbox, (as_of_us, user_id, pid)) for pid in doomed), window)
         return len(doomed)
 
     async def celebrities(self, user_id: int, limit: int) -> list[int]:

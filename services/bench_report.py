@@ -11,8 +11,8 @@ BUCKETS = ("1-9", "10-99", "100-999", "1k-9k", "10k+")
 
 def efficiency(report: dict[str, Any]) -> dict[str, float | None]:
     """Our fan-out rate over the best bare insert rate, and our read rate over the bare read rate."""
-    best = report["driver"].get("best_insert", {}).get("rows_per_s")
-    bare_reads = report["driver"].get("reads", {}).get("reads_per_s")
+    best = (report["driver"].get("best_insert") or {}).get("rows_per_s")
+    bare_reads = (report["driver"].get("reads") or {}).get("reads_per_s")
     hybrid = report["strategies"]["hybrid"]
     push = report["strategies"]["push"]
     return {

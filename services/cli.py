@@ -160,7 +160,8 @@ def publish_unfollow(follower_id: int, followee_id: int) -> None:
 def _publish(action: Callable[[EventProducer], Event]) -> None:
     from fanout.events import encode
 
-    producer = EventProducer(Settings.load())
+    s = Settings.load()
+    producer = EventProducer(s, node_id=s.node_id)
     try:
         event = action(producer)
     except PublishError as exc:

@@ -188,6 +188,9 @@ def show_returning_user(processes: ProcessGroup, workload: Workload, inactive: s
         first = http.get(feed_url, params={"limit": 5}).raise_for_status().json()
         first_ms = (time.perf_counter() - started) * 1000
         while http.get(feed_url, params={"limit": 5}).json()["regenerating"]:
+            processes.check_alive()
+            if time.perf_counter() - started > 120:
+                raise TimeoutError(f"user {user}'s inbox was not rebuilt within 120 s")
             time.sleep(0.05)
         rebuilt = time.perf_counter() - started
         after = http.get(feed_url, params={"limit": 5}).json()

@@ -9,10 +9,11 @@ Kafka, never as a database write per request.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel
@@ -36,7 +37,7 @@ class ReadStore(FeedSource, Protocol):
 
 
 class EventSink(Protocol):
-    def send(self, event: UserSeen) -> object: ...
+    def send(self, event: UserSeen) -> concurrent.futures.Future[Any]: ...
 
 
 class SeenRecorder:
@@ -55,10 +56,13 @@ class SeenRecorder:
         if len(self.last_sent) >= self.max_users:
             self.last_sent.clear()
         self.last_sent[user_id] = now_ms
-        try:
-            self.sink.send(UserSeen(event_time=now_ms, user_id=user_id))
-        except Exception:  # a lost UserSeen only delays activity tracking; the read must not fail
-            log.warning("could not record that user %d read their feed", user_id, exc_info=True)
+
+        def delivered(future: concurrent.futures.Future[Any]) -> None:
+            if future.exception() is not None:  # not recorded: let the next read try again
+                self.last_sent.pop(user_id, None)
+                log.warning("could not record that user %d read their feed: %s", user_id, future.exception())
+
+        self.sink.send(UserSeen(event_time=now_ms, user_id=user_id)).add_done_callback(delivered)
 
 
 class FeedItem(BaseModel):

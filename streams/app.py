@@ -25,12 +25,14 @@ from fanout.settings import Settings
 log = logging.getLogger(__name__)
 
 # Exit code of a worker that stopped because an event could not be processed after all retries. The
-# event was not acknowledged, so the restarted worker (compose `restart: on-failure`) processes it again.
+# event was not acknowledged, so the restarted worker (compose `restart: unless-stopped`) processes it again.
 EXIT_UNPROCESSED = 75
 
 
 def build_app(settings: Settings, metrics: Metrics, pipeline_for: Any) -> faust.App:
     """The worker's Faust app. `pipeline_for(send_task)` builds the Pipeline once topics exist."""
+    datadir = settings.state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -42,6 +44,7 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Any) -> faust.
         autodiscover=False,
         broker_commit_every=100,
         broker_commit_interval=1.0,
+        datadir=str(datadir / settings.app_id),  # not a folder per app in the working directory
     )
     def raw_topic(name: str, partitions: int) -> faust.TopicT:
         # Bytes in, bytes out: we decode and validate ourselves, so bad input can be dead-lettered.
@@ -89,13 +92,21 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Any) -> faust.
         concurrently and each group in order. Faust acks a batch only once this returns for it, so no
         offset is committed past an event still in flight (faust-streaming #606)."""
         async for batch in stream.take_events(settings.batch_events, within=settings.batch_seconds):
-            by_key: dict[bytes, list[Any]] = defaultdict(list)
-            for event in batch:
-                try:
-                    by_key[event.key].append(decoder(event.value, event.key))
-                except InvalidEvent as error:
-                    await dead_letter(event, error, source)
-            await asyncio.gather(*(handle_in_order(events, source) for events in by_key.values()))
+            try:
+                by_key: dict[bytes, list[Any]] = defaultdict(list)
+                for event in batch:
+                    try:
+                        by_key[event.key].append(decoder(event.value, event.key))
+                    except InvalidEvent as error:
+                        await dead_letter(event, error, source)
+                await asyncio.gather(*(handle_in_order(events, source) for events in by_key.values()))
+            except Exception:
+                # Anything escaping here (e.g. the dead-letter topic unreachable) would let Faust restart the
+                # agent and ack the whole batch, processed or not. Stop unacknowledged instead.
+                log.critical("could not finish a batch from %s; stopping the worker unacknowledged", source,
+                             exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_UNPROCESSED)
 
     @app.agent(events, concurrency=1)
     async def author_events(stream: Any) -> None:
@@ -105,6 +116,6 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Any) -> faust.
     @app.agent(chunks, concurrency=1)
     async def chunk_tasks(stream: Any) -> None:
         await process(stream, settings.chunks_topic,
-                      lambda value, key: decode_chunk_task(value, settings.max_event_bytes))
+                      lambda value, key: decode_chunk_task(value))
 
     return app

@@ -233,3 +233,16 @@ def test_metrics_of_graph_changes_are_exported(live: Deployment) -> None:
                  "fanout_tier_switches_total", "fanout_inactive_followers_skipped_total",
                  'fanout_regenerations_total{phase="started"}', 'fanout_regenerations_total{phase="finished"}'):
         assert live.worker_metric(name) > 0, name
+
+
+def test_a_delete_claimed_by_another_author_changes_nothing(live: Deployment) -> None:
+    clock = Clock()
+    author, impostor, reader = new_ids(3)
+    live.publish([clock.follow(reader, author)])
+    post = clock.post(author)
+    live.publish([post, PostDeleted(event_time=clock.tick(), post_id=post.post_id, author_id=impostor)])
+    live.drain()
+    assert live.feed(reader) == [post.post_id]
+    live.publish([PostDeleted(event_time=clock.tick(), post_id=post.post_id, author_id=author)])
+    live.drain()
+    assert live.feed(reader) == []

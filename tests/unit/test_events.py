@@ -46,7 +46,7 @@ EXAMPLES: list[Event] = [
     CelebrityChunk(event_time=T, author_id=7, follower_ids=(4, 5), author_version=T * 1000),
     DemotionChunk(event_time=T, author_id=7, follower_ids=(4, 5), author_version=T * 1000, until_post_id=123),
     UserSeen(event_time=T, user_id=7),  # keyed by the reader; 7 like the other author-topic examples
-    InboxPurge(event_time=T, user_id=3, author_id=7),
+    InboxPurge(event_time=T, user_id=3, author_id=7, as_of_us=T * 1000),
 ]
 CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
 AUTHOR_EVENTS = [e for e in EXAMPLES if not isinstance(e, ChunkTask)]
@@ -105,7 +105,8 @@ any_event = st.one_of(
     st.builds(DemotionChunk, event_time=event_times, author_id=positive_ids, follower_ids=follower_lists,
               author_version=positive_ids, until_post_id=positive_ids),
     st.builds(UserSeen, event_time=event_times, user_id=positive_ids),
-    st.builds(InboxPurge, event_time=event_times, user_id=positive_ids, author_id=positive_ids),
+    st.builds(InboxPurge, event_time=event_times, user_id=positive_ids, author_id=positive_ids,
+              as_of_us=positive_ids),
 )
 
 
@@ -257,22 +258,33 @@ def test_chunk_task_on_the_author_topic_is_unknown_type(event: Event) -> None:
 
 @pytest.mark.parametrize("event", CHUNK_TASKS, ids=ids(CHUNK_TASKS))
 def test_chunk_task_is_accepted_on_the_chunks_topic(event: Event) -> None:
-    assert decode_chunk_task(encode(event), MAX_BYTES) == event
+    assert decode_chunk_task(encode(event)) == event
 
 
 @pytest.mark.parametrize("event", AUTHOR_EVENTS, ids=ids(AUTHOR_EVENTS))
 def test_author_event_on_the_chunks_topic_is_unknown_type(event: Event) -> None:
     with pytest.raises(InvalidEvent) as info:
-        decode_chunk_task(encode(event), MAX_BYTES)
+        decode_chunk_task(encode(event))
     assert info.value.reason == "unknown_type"
 
 
 def test_topic_decoders_pass_on_decode_reasons() -> None:
-    for call in (lambda raw: decode_author_event(raw, b"7", 10), lambda raw: decode_chunk_task(raw, 10)):
-        for raw, expected in [(None, "empty"), (b"x" * 11, "oversized"), (b"{", "bad_json")]:
+    cases = [(lambda raw: decode_author_event(raw, b"7", 10), [(None, "empty"), (b"x" * 11, "oversized"),
+                                                                 (b"{", "bad_json")]),
+             (decode_chunk_task, [(None, "empty"), (b"{", "bad_json")])]
+    for call, expected_reasons in cases:
+        for raw, expected in expected_reasons:
             with pytest.raises(InvalidEvent) as info:
                 call(raw)
             assert info.value.reason == expected
+
+
+def test_chunk_tasks_are_not_held_to_the_size_limit_of_outside_input() -> None:
+    # The worker writes them itself: a chunk of 10,000 long ids is far above FANOUT_MAX_EVENT_BYTES.
+    task = InboxChunk(event_time=T, post_id=123, author_id=7, follower_ids=tuple(range(MAX_ID - 10_000, MAX_ID)),
+                      chunk=0, chunks=1, followers=10_000)
+    assert len(encode(task)) > MAX_BYTES
+    assert decode_chunk_task(encode(task)) == task
 
 
 @pytest.mark.parametrize(
