@@ -34,6 +34,7 @@ from fanout.store import Activity, AuthorStats, Edge, Store
 
 SendTask = Callable[[ChunkTask], Awaitable[None]]
 EDGE_SEEN_REFRESH_MS = 86_400_000  # edges carry last_seen to a day's precision: enough for a 7-day rule
+REGEN_CONCURRENCY = 8  # followees' timelines copied at once while rebuilding a returning user's inbox
 
 
 def wall_ms() -> int:
@@ -247,8 +248,13 @@ class Pipeline:
         await self.store.set_edges_seen(user_id, followees, seen, self.settings.write_window)
         if returning:
             celebrities = set(await self.store.celebrities(user_id, self.settings.max_celebrities_read))
-            for author in followees[: self.settings.regen_limit]:
-                if author not in celebrities:
+            authors = [a for a in followees[: self.settings.regen_limit] if a not in celebrities]
+            slots = asyncio.Semaphore(REGEN_CONCURRENCY)
+
+            async def rebuild_from(author: int) -> None:
+                async with slots:
                     await self.backfill([user_id], author)
+
+            await asyncio.gather(*(rebuild_from(a) for a in authors))
             await self.store.set_activity(user_id, Activity(seen, False))
             self.metrics.regenerations.labels("finished").inc()

@@ -113,6 +113,14 @@ class Settings:
         """Every FANOUT_* name with its documentation (for the README and the compose check)."""
         return {_env_name(f.name): f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
 
+    def isolated(self, name: str, **overrides: Any) -> Settings:
+        """These settings with a keyspace, topics and consumer group of their own (a demo, a benchmark
+        scenario or a test run), so runs never share state."""
+        return dataclasses.replace(
+            self, keyspace=name.replace("-", "_"), events_topic=f"{name}.author-events",
+            chunks_topic=f"{name}.fanout-chunks", dead_letter_topic=f"{name}.dead-letter", app_id=name, **overrides,
+        )
+
     def to_env(self) -> dict[str, str]:
         """These settings as FANOUT_* variables, to hand to a child process."""
         return {_env_name(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}

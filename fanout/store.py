@@ -7,8 +7,9 @@ late event resolves last-writer-wins by event time; inbox rows are plain idempot
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cassandra.query import BatchStatement, BatchType
 
@@ -231,24 +232,36 @@ class Store:
 
     async def push(self, post_id: int, author_id: int, user_ids: Sequence[int], ttl: int, window: int) -> int:
         """Write the post into each user's inbox, `window` requests in flight; returns rows written."""
-        if self.inbox_batch_size <= 1:
-            await self.db.run_window(((self._push, (u, post_id, author_id, ttl)) for u in user_ids), window)
-            return len(user_ids)
-
-        def batches() -> Iterable[tuple[BatchStatement, None]]:
-            for i in range(0, len(user_ids), self.inbox_batch_size):
-                batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                for u in user_ids[i : i + self.inbox_batch_size]:
-                    batch.add(self._push, (u, post_id, author_id, ttl))
-                batch.is_idempotent = True
-                yield batch, None
-
-        await self.db.run_window(batches(), window)
-        return len(user_ids)
+        return await self.push_rows(((u, post_id) for u in user_ids), author_id, ttl, window)
 
     async def push_rows(self, rows: Iterable[tuple[int, int]], author_id: int, ttl: int, window: int) -> int:
-        """Write (user, post) inbox rows of one author, `window` requests in flight; returns rows written."""
-        return await self.db.run_window(((self._push, (u, p, author_id, ttl)) for u, p in rows), window)
+        """Write (user, post) inbox rows of one author in unlogged batches of `inbox_batch_size` rows,
+        `window` requests in flight; returns rows written."""
+        written = 0
+
+        def requests() -> Iterator[tuple[Any, Sequence[Any] | None]]:
+            nonlocal written
+            chunk: list[tuple[int, int, int, int]] = []
+            for user, post in rows:
+                chunk.append((user, post, author_id, ttl))
+                written += 1
+                if len(chunk) >= self.inbox_batch_size:
+                    yield self._inbox_request(chunk)
+                    chunk = []
+            if chunk:
+                yield self._inbox_request(chunk)
+
+        await self.db.run_window(requests(), window)
+        return written
+
+    def _inbox_request(self, rows: list[tuple[int, int, int, int]]) -> tuple[Any, Sequence[Any] | None]:
+        if len(rows) == 1:  # a batch of one costs more than the plain statement
+            return self._push, rows[0]
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for row in rows:
+            batch.add(self._push, row)
+        batch.is_idempotent = True
+        return batch, None
 
     async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]:
         rows = await self.db.run(self._inbox_head, (user_id, before or MAX_ID, limit))

@@ -48,10 +48,7 @@ class Report:
 
 
 def scenario_settings(base: Settings, name: str, **overrides: Any) -> Settings:
-    run = f"{name}{time.strftime('%H%M%S')}"
-    return Settings.load(state_dir=base.state_dir, cache_dir=base.cache_dir, keyspace=f"bench_{run}",
-                         events_topic=f"bench-{run}.events", chunks_topic=f"bench-{run}.chunks",
-                         dead_letter_topic=f"bench-{run}.dead-letter", app_id=f"bench-{run}", **overrides)
+    return base.isolated(f"bench-{name}{time.strftime('%H%M%S')}", **overrides)
 
 
 def histogram_quantile(samples: dict[str, float], before: dict[str, float], name: str, q: float) -> float:

@@ -28,7 +28,7 @@ from fanout.cassandra import connect, migrate
 from fanout.lag import consumer_lag, wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import STRATEGIES, Settings
-from services.bench_pipeline import histogram_quantile, machine
+from services.bench_pipeline import histogram_quantile, machine, scenario_settings
 from services.processes import ProcessGroup, scrape
 from services.workload import Graph, power_law_graph
 
@@ -122,12 +122,7 @@ def cpu_seconds(pid: int) -> float:
 
 def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, concurrency: int,
                  log_dir: Path) -> dict[str, Any]:
-    run = f"{strategy}{time.strftime('%H%M%S')}"
-    s = Settings.load(state_dir=base.state_dir, cache_dir=base.cache_dir, keyspace=f"bench_{run}",
-                      events_topic=f"bench-{run}.events", chunks_topic=f"bench-{run}.chunks",
-                      dead_letter_topic=f"bench-{run}.dead-letter", app_id=f"bench-{run}", strategy=strategy,
-                      inbox_batch_size=base.inbox_batch_size, write_window=base.write_window,
-                      celebrity_threshold=base.celebrity_threshold)
+    s = scenario_settings(base, strategy, strategy=strategy)
     ensure_topics(s)
     migrate(s)
     now = time.time_ns() // 1_000_000

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from fanout.cassandra import migrate
 from fanout.events import Event, Followed, UserSeen
-from fanout.lag import consumer_lag
+from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics, now_ms
 from fanout.settings import Settings
 from services.processes import ProcessGroup
@@ -52,31 +52,24 @@ def publish_all(producer: EventProducer, events: Sequence[Event], what: str) -> 
 
 def wait_processed(settings: Settings, processes: ProcessGroup, what: str, timeout: float = 600) -> float:
     """Wait until the worker group has no lag, with a progress bar; returns seconds waited."""
-    started = time.monotonic()
     with progress() as bar:
-        first = consumer_lag(settings)
-        task = bar.add_task(f"fan-out of {what}", total=max(first, 1))
-        while True:
+        task = bar.add_task(f"fan-out of {what}", total=None)
+        most = 1
+
+        def show(lag: int) -> None:
+            nonlocal most
             processes.check_alive()
-            lag = consumer_lag(settings)
-            bar.update(task, total=max(first, lag, 1), completed=max(first, lag, 1) - lag)
-            if lag == 0:
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"still {lag} events behind after {timeout:.0f}s")
-            time.sleep(0.5)
+            most = max(most, lag)
+            bar.update(task, total=most, completed=most - lag)
+
+        return wait_until_drained(settings, timeout=timeout, on_lag=show)
 
 
 def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_dir: Path) -> None:
     run_id = time.strftime("%Y%m%d%H%M%S")
-    s = Settings.load(
-        state_dir=base.state_dir, cache_dir=base.cache_dir,
-        keyspace=f"demo_{run_id}", events_topic=f"demo-{run_id}.author-events",
-        chunks_topic=f"demo-{run_id}.fanout-chunks", dead_letter_topic=f"demo-{run_id}.dead-letter",
-        app_id=f"fanout-demo-{run_id}", celebrity_threshold=threshold, chunk_size=min(base.chunk_size, 500),
-    )
+    s = base.isolated(f"demo-{run_id}", celebrity_threshold=threshold, chunk_size=min(base.chunk_size, 500))
     console.rule("[bold]Fanout demo: hybrid fan-out on real Kafka + Cassandra")
-    console.print(f"keyspace [bold]{s.keyspace}[/], topics [bold]demo-{run_id}.*[/], "
+    console.print(f"keyspace [bold]{s.keyspace}[/], topics [bold]{s.app_id}.*[/], "
                   f"celebrity threshold [bold]{threshold}[/] followers, chunk size {s.chunk_size}")
     ensure_topics(s)
     migrate(s)

@@ -79,12 +79,7 @@ class Deployment:
 @contextmanager
 def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Iterator[Deployment]:
     """Migrate a keyspace and topics of the test's own, start worker, read and ingest processes."""
-    suffix = f"{name}{str(int(time.time() * 1000))[-8:]}"
-    s = Settings.load(
-        state_dir=stack.state_dir, cache_dir=stack.cache_dir, keyspace=f"e2e_{suffix}",
-        events_topic=f"e2e-{suffix}.events", chunks_topic=f"e2e-{suffix}.chunks",
-        dead_letter_topic=f"e2e-{suffix}.dead-letter", app_id=f"e2e-{suffix}", **overrides,
-    )
+    s = stack.isolated(f"e2e-{name}{str(int(time.time() * 1000))[-8:]}", **overrides)
     ensure_topics(s)
     migrate(s)
     processes = ProcessGroup(s, log_dir).start("worker", "read-api", "ingest-api")

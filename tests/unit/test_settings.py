@@ -70,3 +70,12 @@ def test_every_field_can_be_set_from_its_env_name() -> None:
 def test_an_unknown_strategy_is_refused_naming_the_variable() -> None:
     with pytest.raises(ValueError, match="FANOUT_STRATEGY"):
         Settings.load(env={"FANOUT_STRATEGY": "broadcast"})
+
+
+def test_isolated_settings_share_nothing_named_with_the_original() -> None:
+    base = Settings.load(env={})
+    run = base.isolated("bench-push-1", strategy="push")
+    names = ("keyspace", "events_topic", "chunks_topic", "dead_letter_topic", "app_id")
+    assert all(getattr(run, n) != getattr(base, n) for n in names)
+    assert run.keyspace == "bench_push_1"  # a valid CQL identifier
+    assert run.strategy == "push" and run.kafka_port == base.kafka_port
