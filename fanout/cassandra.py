@@ -11,7 +11,7 @@ import functools
 import logging
 import random
 from collections import namedtuple
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,20 +48,25 @@ def cached_named_tuple_factory(colnames: list[str], rows: list[tuple[Any, ...]])
     return [make(row) for row in rows]
 
 
-def connect(settings: Settings, keyspace: str | None = None) -> tuple[Cluster, Session]:
-    """A cluster on protocol v4 that reconnects every second (the default backoff grows to 600 s)."""
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0,
-                               row_factory=cached_named_tuple_factory)
+def connect(settings: Settings, keyspace: str | None = None, protocol_version: int = 4,
+            row_factories: Mapping[Any, Callable[..., Any]] | None = None) -> tuple[Cluster, Session]:
+    """A cluster that reconnects every second (the default backoff grows to 600 s). Protocol v4 unless told;
+    `row_factories` names execution profiles by their row factory (default: cached named tuples)."""
+    factories = {EXEC_PROFILE_DEFAULT: cached_named_tuple_factory, **(row_factories or {})}
     cluster = Cluster(
         settings.cassandra_contact_points,
         port=settings.cassandra_port,
-        protocol_version=4,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        protocol_version=protocol_version,
+        execution_profiles={name: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0,
+                                                   row_factory=factory) for name, factory in factories.items()},
         reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None),
         connect_timeout=10,
     )
-    session = cluster.connect(keyspace)
-    return cluster, session
+    try:
+        return cluster, cluster.connect(keyspace)
+    except Exception:
+        cluster.shutdown()  # no reconnecting threads left behind by a failed connect
+        raise
 
 
 class Cassandra:

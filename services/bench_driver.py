@@ -15,16 +15,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, named_tuple_factory, tuple_factory
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from fanout.cassandra import Cassandra
+from fanout.cassandra import connect as connect_cluster
 from fanout.metrics import Metrics
 from fanout.settings import Settings
+from services.bench_pipeline import percentile
 
 SHAPES = (("single", 1), ("batch10", 10), ("batch50", 50), ("batch100", 100))
 PROTOCOLS = (4, 5)
@@ -41,17 +42,10 @@ Request = tuple[Any, Sequence[Any] | None]
 
 
 def connect(settings: Settings, protocol_version: int) -> tuple[Cluster, Session]:
-    """`fanout.cassandra.connect` with a choice of protocol version, and a profile with plain tuple rows."""
-    profiles = {name: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0, row_factory=rf)
-                for name, rf in ((EXEC_PROFILE_DEFAULT, named_tuple_factory), (TUPLES, tuple_factory))}
-    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port,
-                      protocol_version=protocol_version, execution_profiles=profiles,
-                      reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None), connect_timeout=10)
-    try:
-        return cluster, cluster.connect()
-    except Exception:
-        cluster.shutdown()
-        raise
+    """The project's connection, with the driver's default named-tuple rows (what a plain loop gets) and a
+    profile with plain tuple rows."""
+    return connect_cluster(settings, protocol_version=protocol_version,
+                           row_factories={EXEC_PROFILE_DEFAULT: named_tuple_factory, TUPLES: tuple_factory})
 
 
 def windowed(session: Session, requests: Iterable[Request], window: int, latencies: list[float] | None = None,
@@ -231,7 +225,7 @@ def read_loop(session: Session, ks: str, reads: int, window: int, ttl: int, prof
         ms = sorted(t * 1000 for t in latencies) or [0.0]
         entry.update(reads=n, seconds=round(wall, 3), reads_per_s=round(n / wall) if wall > 0 else 0,
                      cpu_ms_per_1000_reads=round(cpu * 1e6 / n, 1) if n else None,
-                     p50_ms=round(ms[len(ms) // 2], 2), p99_ms=round(ms[int(0.99 * (len(ms) - 1))], 2))
+                     p50_ms=round(percentile(ms, 0.5), 2), p99_ms=round(percentile(ms, 0.99), 2))
     except Exception as exc:
         entry["error"] = f"{type(exc).__name__}: {exc}"
     return entry

@@ -51,6 +51,11 @@ def scenario_settings(base: Settings, name: str, **overrides: Any) -> Settings:
     return base.isolated(f"bench-{name}{time.strftime('%H%M%S')}", **overrides)
 
 
+def percentile(ascending: Sequence[float], q: float) -> float:
+    """The q-quantile of sorted values by nearest rank (the value below which a share q of them lie)."""
+    return ascending[min(len(ascending) - 1, int(len(ascending) * q))]
+
+
 def histogram_quantile(samples: dict[str, float], before: dict[str, float], name: str, q: float) -> float:
     """Prometheus-style quantile (linear within a bucket) of the observations between two scrapes."""
     buckets = []
@@ -203,8 +208,8 @@ def reads(base: Settings, concurrency: int, requests: int, log_dir: Path) -> dic
             latencies.sort()
             results[f"following_{n_celebs}_celebrities"] = {
                 "requests": len(latencies), "concurrency": concurrency,
-                "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
-                "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+                "p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+                "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
                 "max_ms": round(latencies[-1] * 1000, 2),
                 "mean_ms": round(statistics.fmean(latencies) * 1000, 2)}
     return results

@@ -28,7 +28,7 @@ from fanout.cassandra import connect, migrate
 from fanout.lag import consumer_lag, wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import STRATEGIES, Settings
-from services.bench_pipeline import histogram_quantile, machine, scenario_settings
+from services.bench_pipeline import histogram_quantile, machine, percentile, scenario_settings
 from services.processes import ProcessGroup, scrape
 from services.workload import Graph, power_law_graph
 
@@ -243,8 +243,8 @@ async def read_load(url: str, w: BenchWorkload, concurrency: int, threshold: int
     result: dict[str, Any] = {"concurrency": concurrency, "reads_per_s": round(len(samples["all"]) / elapsed, 1)}
     for group, values in sorted(samples.items()):
         values.sort()
-        result[group] = {"n": len(values), "p50_ms": round(values[len(values) // 2] * 1000, 2),
-                         "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2),
+        result[group] = {"n": len(values), "p50_ms": round(percentile(values, 0.5) * 1000, 2),
+                         "p99_ms": round(percentile(values, 0.99) * 1000, 2),
                          "max_ms": round(values[-1] * 1000, 2)}
     result["latencies_ms"] = [round(v * 1000, 2) for v in samples["all"]]
     return result
