@@ -11,7 +11,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 FANOUT := $(VENV)/bin/fanout
 PYTEST := $(VENV)/bin/pytest
-TESTS ?= tests/unit tests/e2e
+TESTS ?= tests/unit tests/contract tests/e2e
 PYTEST_ARGS ?=
 
 .PHONY: help venv demo test down lint clean

@@ -86,7 +86,7 @@ class Server:
 
     @property
     def state_dir(self) -> Path:
-        return project_path(self.settings.state_dir)
+        return project_path(self.settings.stack.state_dir)
 
     @property
     def run_dir(self) -> Path:
@@ -115,7 +115,7 @@ class Server:
 
 def resolve_classpath(s: Settings, name: str, version: str, say: Callable[[str], None]) -> list[str]:
     """The server's runtime classpath, resolved with mvn on first use and cached by version."""
-    cache = project_path(s.cache_dir)
+    cache = project_path(s.stack.cache_dir)
     cp_file = cache / "classpath" / f"{name}-{version}.txt"
     if cp_file.exists():
         jars = cp_file.read_text().strip().split(os.pathsep)
@@ -162,9 +162,9 @@ def _render(template: str, dest: Path, **values: object) -> Path:
 
 def servers(s: Settings) -> list[Server]:
     return [
-        Server("kafka", (s.kafka_port, s.kafka_controller_port), 120.0, s),
-        Server("cassandra", (s.cassandra_port, s.cassandra_storage_port), 240.0, s),
-        Server("prometheus", (s.prometheus_port,), 60.0, s),
+        Server("kafka", (s.kafka_port, s.stack.kafka_controller_port), 120.0, s),
+        Server("cassandra", (s.cassandra_port, s.stack.cassandra_storage_port), 240.0, s),
+        Server("prometheus", (s.stack.prometheus_port,), 60.0, s),
     ]
 
 
@@ -178,11 +178,11 @@ def server_by_name(s: Settings, name: str) -> Server:
 def _kafka_command(srv: Server, say: Callable[[str], None]) -> list[str]:
     s = srv.settings
     java = java_binary()
-    cp = os.pathsep.join(resolve_classpath(s, "kafka", s.kafka_version, say))
+    cp = os.pathsep.join(resolve_classpath(s, "kafka", s.stack.kafka_version, say))
     props = _render("kafka-server.properties", srv.run_dir / "server.properties", host=s.host,
-                    port=s.kafka_port, controller_port=s.kafka_controller_port, data_dir=srv.data_dir)
+                    port=s.kafka_port, controller_port=s.stack.kafka_controller_port, data_dir=srv.data_dir)
     log4j = _render("kafka-log4j.properties", srv.run_dir / "log4j.properties")
-    jvm = [java, f"-Xms{s.kafka_heap}", f"-Xmx{s.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+    jvm = [java, f"-Xms{s.stack.kafka_heap}", f"-Xmx{s.stack.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
            "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}",
            f"-Dkafka.logs.dir={srv.log_file.parent}", "-cp", cp]
     if not (srv.data_dir / "meta.properties").exists():
@@ -198,13 +198,13 @@ def _kafka_command(srv: Server, say: Callable[[str], None]) -> list[str]:
 def _cassandra_command(srv: Server, say: Callable[[str], None]) -> list[str]:
     s = srv.settings
     java = java_binary()
-    jars = resolve_classpath(s, "cassandra", s.cassandra_version, say)
+    jars = resolve_classpath(s, "cassandra", s.stack.cassandra_version, say)
     yaml = _render("cassandra.yaml", srv.run_dir / "cassandra.yaml", host=s.host,
-                   port=s.cassandra_port, storage_port=s.cassandra_storage_port)
+                   port=s.cassandra_port, storage_port=s.stack.cassandra_storage_port)
     logback = _render("cassandra-logback.xml", srv.run_dir / "logback.xml")
     jamm = [j for j in jars if Path(j).name.startswith("jamm-")]
     return [
-        java, f"-Xms{s.cassandra_heap}", f"-Xmx{s.cassandra_heap}", "-XX:+UseG1GC", "-Xss256k",
+        java, f"-Xms{s.stack.cassandra_heap}", f"-Xmx{s.stack.cassandra_heap}", "-XX:+UseG1GC", "-Xss256k",
         *CASSANDRA_JAVA17_FLAGS,
         *([f"-javaagent:{jamm[0]}"] if jamm else []),
         "-Djdk.attach.allowAttachSelf=true", "-Djava.net.preferIPv4Stack=true",
@@ -220,17 +220,18 @@ def _cassandra_command(srv: Server, say: Callable[[str], None]) -> list[str]:
 
 def _prometheus_command(srv: Server, say: Callable[[str], None]) -> list[str]:
     s = srv.settings
-    binary = shutil.which(s.prometheus_bin) or (s.prometheus_bin if Path(s.prometheus_bin).exists() else None)
+    path = s.stack.prometheus_bin
+    binary = shutil.which(path) or (path if Path(path).exists() else None)
     if binary is None:
-        raise StackError(f"Prometheus ({s.prometheus_bin}) is not installed "
+        raise StackError(f"Prometheus ({s.stack.prometheus_bin}) is not installed "
                          "(Debian: apt-get install prometheus; .ci/run installs it).")
     # Scrape targets are addresses to connect to, so a wildcard bind address becomes the client host.
     cfg = _render("prometheus.yml", srv.run_dir / "prometheus.yml", host=s.client_host,
-                  scrape_interval=s.scrape_interval, prometheus_port=s.prometheus_port,
+                  scrape_interval=s.stack.scrape_interval, prometheus_port=s.stack.prometheus_port,
                   worker_metrics_port=s.worker_metrics_port, read_api_port=s.read_api_port,
                   ingest_api_port=s.ingest_api_port)
     return [binary, f"--config.file={cfg}", f"--storage.tsdb.path={srv.data_dir}",
-            f"--web.listen-address={s.host}:{s.prometheus_port}", "--storage.tsdb.retention.time=2d"]
+            f"--web.listen-address={s.host}:{s.stack.prometheus_port}", "--storage.tsdb.retention.time=2d"]
 
 
 COMMANDS: dict[str, Callable[[Server, Callable[[str], None]], list[str]]] = {
@@ -262,7 +263,7 @@ def is_ready(srv: Server) -> bool:
                 return row is not None
             finally:
                 cluster.shutdown()
-        with urllib.request.urlopen(f"http://{s.client_host}:{s.prometheus_port}/-/ready", timeout=3) as r:
+        with urllib.request.urlopen(f"http://{s.client_host}:{s.stack.prometheus_port}/-/ready", timeout=3) as r:
             return bool(r.status == 200)
     except Exception:
         return False

@@ -1,10 +1,10 @@
 """The read side: a user's inbox merged with the timelines of the celebrities they follow.
 
-`merge_newest_first` and the cursor functions are pure; `read_feed` runs them over the store. One read
-costs O(limit + celebrities followed) requests: the inbox head, one timeline head per followed
-celebrity (bounded by a setting), and the posts of the page. A returning inactive user's read pulls the
-timelines of the accounts they follow instead (bounded by FANOUT_REGEN_LIMIT) while the worker rebuilds
-their inbox.
+`merge_newest_first` and the cursor functions are pure; `read_feed` runs them over the stores, and
+`home_feed` decides what to merge for one reader. One read costs O(limit + celebrities followed)
+requests: the reader's state, the inbox head, one timeline head per followed celebrity (bounded by a
+setting), and the posts of the page. A returning inactive user's read pulls the timelines of the
+accounts they follow instead (bounded by FANOUT_REGEN_LIMIT) while the worker rebuilds their inbox.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import heapq
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Protocol
 
 from fanout.ids import MAX_ID
-from fanout.store import Post
+from fanout.model import Post, Strategy
+from fanout.policy import is_returning
+from fanout.ports import Stores
+from fanout.settings import Settings
 
 MAX_ROUNDS = 8  # extra rounds only happen when deleted posts fill a page
 
@@ -50,19 +52,13 @@ def merge_newest_first(sources: Iterable[Sequence[int]], limit: int) -> list[int
     return out
 
 
-class FeedSource(Protocol):
-    async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]: ...
-    async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]: ...
-    async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]: ...
-
-
 @dataclass(frozen=True)
 class FeedPage:
     items: list[Post]
     next_cursor: int | None
 
 
-async def read_feed(store: FeedSource, user_id: int, limit: int, cursor: int | None, *, pull_authors: Sequence[int],
+async def read_feed(stores: Stores, user_id: int, limit: int, cursor: int | None, *, pull_authors: Sequence[int],
                     use_inbox: bool = True, hidden: AbstractSet[int] = frozenset()) -> FeedPage:
     """One page, newest first, below `cursor`: the user's inbox (if `use_inbox`) merged with the timelines
     of `pull_authors`; deleted posts and posts of `hidden` authors (unfollowed) left out."""
@@ -71,12 +67,12 @@ async def read_feed(store: FeedSource, user_id: int, limit: int, cursor: int | N
     for _ in range(MAX_ROUNDS):
         want = limit + 1 - len(items)  # one beyond the page tells whether there is a next page
         heads = await asyncio.gather(
-            *([store.inbox_head(user_id, before, want)] if use_inbox else []),
-            *(store.timeline_head(a, before, want) for a in pull_authors),
+            *([stores.inboxes.inbox_head(user_id, before, want)] if use_inbox else []),
+            *(stores.posts.timeline_head(a, before, want) for a in pull_authors),
         )
         candidates = merge_newest_first(heads, want + 1)
         ids = candidates[:want]
-        posts = await store.posts(ids)
+        posts = await stores.posts.posts(ids)
         items.extend(p for p in (posts.get(pid) for pid in ids)
                      if p is not None and not p.deleted and p.author_id not in hidden)
         # Exhausted only if every source came back short AND the merge cut nothing off: several short
@@ -90,3 +86,25 @@ async def read_feed(store: FeedSource, user_id: int, limit: int, cursor: int | N
         return FeedPage(items, before)
     page = items[:limit]
     return FeedPage(page, page[-1].post_id if len(items) > limit else None)
+
+
+@dataclass(frozen=True)
+class HomeFeed:
+    page: FeedPage
+    regenerating: bool  # answered by a read-time pull while the reader's inbox is rebuilt
+
+
+async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int, before: int | None,
+                    now_ms: int) -> HomeFeed:
+    """A reader's home feed page: their inbox merged with the celebrities they follow; or, for a returning
+    reader (and in the pull-everything baseline), the timelines of every account they follow."""
+    state = await stores.readers.reader_state(user_id, settings.max_celebrities_read)
+    returning = is_returning(state.activity, now_ms, settings)
+    if settings.strategy is Strategy.PULL or returning:
+        cap = settings.max_followees_read if settings.strategy is Strategy.PULL else settings.regen_limit
+        followees = await stores.graph.following(user_id, cap)
+        page = await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False,
+                               hidden=state.hidden)
+    else:
+        page = await read_feed(stores, user_id, limit, before, pull_authors=state.celebrities, hidden=state.hidden)
+    return HomeFeed(page, returning)

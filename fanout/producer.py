@@ -11,13 +11,13 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fanout.clock import wall_ms
 from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, encode
 from fanout.ids import PostIdGenerator, millis_of
 from fanout.settings import Settings
@@ -98,13 +98,13 @@ class EventProducer:
         return self.publish(self.new_post(author_id, body), timeout)
 
     def delete_post(self, author_id: int, post_id: int, timeout: float = 30.0) -> PostDeleted:
-        return self.publish(PostDeleted(event_time=now_ms(), post_id=post_id, author_id=author_id), timeout)
+        return self.publish(PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author_id), timeout)
 
     def follow(self, follower_id: int, followee_id: int, timeout: float = 30.0) -> Followed:
-        return self.publish(Followed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id), timeout)
+        return self.publish(Followed(event_time=wall_ms(), follower_id=follower_id, followee_id=followee_id), timeout)
 
     def unfollow(self, follower_id: int, followee_id: int, timeout: float = 30.0) -> Unfollowed:
-        return self.publish(Unfollowed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id),
+        return self.publish(Unfollowed(event_time=wall_ms(), follower_id=follower_id, followee_id=followee_id),
                             timeout)
 
     def publish(self, event: E, timeout: float = 30.0) -> E:
@@ -120,10 +120,6 @@ class EventProducer:
         self.flush()
         self._stop.set()
         self._poller.join(timeout=5)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

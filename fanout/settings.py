@@ -1,8 +1,11 @@
-"""All configuration in one typed object, read once from the environment (FANOUT_*).
+"""All configuration, read once from the environment (FANOUT_*) into typed objects.
 
-Every setting is a field below; its env name is FANOUT_<FIELD NAME IN UPPER CASE>. Explicit keyword
-arguments to `Settings.load` override the environment, so tests and the benchmark build settings the
-same way the processes do, with other values.
+Two owners, one namespace: `StackSettings` is what the local launcher (`fanout stack`) needs to run the
+servers (versions, heaps, binaries, where it keeps jars and data); `Settings` is what the project's
+processes need at run time, and carries the launcher's part as `settings.stack`. Every field's env name
+is FANOUT_<FIELD NAME IN UPPER CASE>, whichever object holds it; `Settings.env_names()` is the one
+documented list. Explicit keyword arguments to `Settings.load` override the environment, so tests and
+the benchmark build settings the same way the processes do, with other values.
 """
 
 from __future__ import annotations
@@ -13,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fanout.model import Strategy
+
 ENV_PREFIX = "FANOUT_"
-# hybrid: push normal authors, pull celebrities, skip inactive followers (the product). push and pull
-# deliver everything one way; they exist to be measured against the hybrid (`fanout bench`).
-STRATEGIES = ("hybrid", "push", "pull")
 
 
 def _env_name(name: str) -> str:
@@ -24,42 +26,43 @@ def _env_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Settings:
-    # --- where the local stack keeps things -------------------------------------------------------
+class StackSettings:
+    """The local launcher's settings: the servers `fanout stack up` starts, not how the pipeline runs."""
+
     state_dir: Path = field(default=Path(".fanout/state"), metadata={"doc": "configs, data, logs, pids"})
     cache_dir: Path = field(default=Path(".fanout/cache"), metadata={"doc": "Maven repository and jar lists"})
-    host: str = field(default="127.0.0.1", metadata={"doc": "address every server and service binds"})
-
-    # --- Kafka ------------------------------------------------------------------------------------
     kafka_version: str = field(default="3.9.1", metadata={"doc": "org.apache.kafka:kafka_2.13 version"})
-    kafka_port: int = field(default=9092, metadata={"doc": "broker listener"})
     kafka_controller_port: int = field(default=9093, metadata={"doc": "KRaft controller listener"})
     kafka_heap: str = field(default="512m", metadata={"doc": "-Xms/-Xmx of the broker"})
-    kafka_partitions: int = field(default=4, metadata={"doc": "partitions of the event and chunk topics"})
-    kafka_bootstrap_servers: str = field(default="", metadata={"doc": "bootstrap list; empty: host:port"})
-
-    # --- Cassandra --------------------------------------------------------------------------------
     cassandra_version: str = field(default="5.0.8", metadata={"doc": "org.apache.cassandra:cassandra-all version"})
-    cassandra_port: int = field(default=9042, metadata={"doc": "CQL native transport"})
     cassandra_storage_port: int = field(default=7000, metadata={"doc": "inter-node storage port"})
     cassandra_heap: str = field(default="1G", metadata={"doc": "-Xms/-Xmx of the node (pinned)"})
+    prometheus_port: int = field(default=9090, metadata={"doc": "Prometheus web/API port"})
+    prometheus_bin: str = field(default="/usr/bin/prometheus", metadata={"doc": "Debian's binary"})
+    scrape_interval: str = field(default="2s", metadata={"doc": "Prometheus scrape interval"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The run-time settings of the project's processes (worker, read and ingest services, tools)."""
+
+    # --- where servers and services listen ---------------------------------------------------------
+    host: str = field(default="127.0.0.1", metadata={"doc": "address every server and service binds"})
+    kafka_port: int = field(default=9092, metadata={"doc": "broker listener"})
+    kafka_partitions: int = field(default=4, metadata={"doc": "partitions of the event and chunk topics"})
+    kafka_bootstrap_servers: str = field(default="", metadata={"doc": "bootstrap list; empty: host:port"})
+    cassandra_port: int = field(default=9042, metadata={"doc": "CQL native transport"})
     cassandra_hosts: str = field(default="", metadata={"doc": "comma-separated contact points; empty: host"})
     keyspace: str = field(default="fanout", metadata={"doc": "Cassandra keyspace of every table"})
     replication: str = field(
         default="{'class': 'SimpleStrategy', 'replication_factor': 1}",
         metadata={"doc": "keyspace replication map, CQL syntax"},
     )
-
-    # --- Prometheus -------------------------------------------------------------------------------
-    prometheus_port: int = field(default=9090, metadata={"doc": "Prometheus web/API port"})
-    prometheus_bin: str = field(default="/usr/bin/prometheus", metadata={"doc": "Debian's binary"})
-    scrape_interval: str = field(default="2s", metadata={"doc": "Prometheus scrape interval"})
-
-    # --- the project's processes ------------------------------------------------------------------
     read_api_port: int = field(default=8080, metadata={"doc": "read service HTTP port"})
     ingest_api_port: int = field(default=8081, metadata={"doc": "ingest service HTTP port"})
     node_id: int = field(default=0, metadata={"doc": "post id node bits (0-1023), unique per ingest process"})
     worker_metrics_port: int = field(default=6066, metadata={"doc": "worker web/metrics port"})
+    worker_data_dir: Path = field(default=Path(".fanout/state/faust"), metadata={"doc": "the worker's Faust data"})
 
     # --- topics -----------------------------------------------------------------------------------
     events_topic: str = field(default="fanout.author-events", metadata={"doc": "author-keyed events"})
@@ -69,7 +72,7 @@ class Settings:
     app_id: str = field(default="fanout", metadata={"doc": "Faust app id / consumer group"})
 
     # --- fan-out policy and write path ------------------------------------------------------------
-    strategy: str = field(default="hybrid", metadata={"doc": "hybrid, push (everything) or pull (everything)"})
+    strategy: Strategy = field(default=Strategy.HYBRID, metadata={"doc": "hybrid, push (everything) or pull"})
     celebrity_threshold: int = field(default=10_000, metadata={"doc": "followers at which an author is pulled"})
     celebrity_demote_ratio: float = field(default=0.8, metadata={"doc": "demoted below ratio x threshold"})
     chunk_size: int = field(default=1_000, metadata={"doc": "followers per fan-out chunk task"})
@@ -92,26 +95,29 @@ class Settings:
     retry_attempts: int = field(default=8, metadata={"doc": "tries of a failed Cassandra write"})
     retry_base_delay: float = field(default=0.05, metadata={"doc": "first backoff, seconds (doubles)"})
 
+    # --- the local launcher's own settings (FANOUT_STATE_DIR, FANOUT_KAFKA_VERSION, ...) ------------
+    stack: StackSettings = field(default_factory=StackSettings, metadata={"doc": ""})
+
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"FANOUT_STRATEGY={self.strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if not isinstance(self.strategy, Strategy):  # given as text by an override or dataclasses.replace
+            object.__setattr__(self, "strategy", _strategy(self.strategy))
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from `env` (default: os.environ), with explicit keyword overrides on top."""
+        """Settings from `env` (default: os.environ), with explicit keyword overrides on top. An override
+        may name a field of either object (`kafka_port=...`, `state_dir=...`)."""
         env = dict(os.environ) if env is None else env
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(_env_name(f.name))
-            if raw is not None:
-                values[f.name] = _parse(f, raw)
-        values.update(overrides)
-        return cls(**values)
+        stack_names = {f.name for f in dataclasses.fields(StackSettings)}
+        stack_overrides = {k: overrides.pop(k) for k in list(overrides) if k in stack_names}
+        stack = overrides.pop("stack", None) or _from_env(StackSettings, env, {})
+        if stack_overrides:
+            stack = dataclasses.replace(stack, **stack_overrides)
+        return _from_env(cls, env, {**overrides, "stack": stack})
 
     @classmethod
     def env_names(cls) -> dict[str, str]:
         """Every FANOUT_* name with its documentation (for the README and the compose check)."""
-        return {_env_name(f.name): f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
+        return {_env_name(f.name): f.metadata.get("doc", "") for f in _fields()}
 
     def isolated(self, name: str, **overrides: Any) -> Settings:
         """These settings with a keyspace, topics and consumer group of their own (a demo, a benchmark
@@ -123,7 +129,8 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """These settings as FANOUT_* variables, to hand to a child process."""
-        return {_env_name(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        values = {**dataclasses.asdict(self.stack), **dataclasses.asdict(self)}
+        return {_env_name(f.name): str(values[f.name]) for f in _fields()}
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -145,6 +152,29 @@ class Settings:
     @property
     def active_ms(self) -> int:
         return self.active_days * 86_400_000
+
+
+def _fields() -> list[dataclasses.Field[Any]]:
+    """The settings fields of both objects (not the `stack` field that nests one in the other)."""
+    return [*dataclasses.fields(StackSettings), *(f for f in dataclasses.fields(Settings) if f.name != "stack")]
+
+
+def _from_env(cls: Any, env: dict[str, str], overrides: dict[str, Any]) -> Any:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        raw = env.get(_env_name(f.name))
+        if raw is not None and f.name != "stack":
+            values[f.name] = _parse(f, raw)
+    values.update(overrides)
+    return cls(**values)
+
+
+def _strategy(raw: Any) -> Strategy:
+    try:
+        return Strategy(raw)
+    except ValueError:
+        choices = ", ".join(s.value for s in Strategy)
+        raise ValueError(f"FANOUT_STRATEGY={raw!r} is not one of {choices}") from None
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from fanout.cassandra import Cassandra
-from fanout.cassandra import connect as connect_cluster
+from fanout.adapters.cassandra.session import Cassandra
+from fanout.adapters.cassandra.session import connect as connect_cluster
 from fanout.metrics import Metrics
 from fanout.settings import Settings
 from services.bench_pipeline import percentile
@@ -170,7 +170,8 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
         result["reads"] = read_loop(admin, ks, reads, read_window, ttl, TUPLES)
         step("reads, plain tuples")
         # The driver's default row factory builds a namedtuple class per response (~60 us); our store now
-        # caches the class (fanout.cassandra.cached_named_tuple_factory), so this shows what that saved.
+        # caches the class (fanout/adapters/cassandra/session.py cached_named_tuple_factory), so this shows what
+        # that saved.
         result["reads_named_tuple"] = read_loop(admin, ks, reads, read_window, ttl, EXEC_PROFILE_DEFAULT)
         step("reads, named tuples")
         return result

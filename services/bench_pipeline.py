@@ -28,7 +28,7 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress
 
-from fanout.cassandra import migrate
+from fanout.adapters.cassandra import migrate
 from fanout.events import Event, Followed, UserSeen
 from fanout.ids import millis_of
 from fanout.lag import wait_until_drained
@@ -284,8 +284,8 @@ def run(base: Settings, followers: int, users: int, rate: float, seconds: float,
         requests: int, out_dir: Path, command: str, scenarios: Sequence[str] = SCENARIOS) -> Report:
     out_dir.mkdir(parents=True, exist_ok=True)
     log_dir = out_dir / "logs"
-    report = Report(command=command, machine={**machine(), "kafka": base.kafka_version,
-                                              "cassandra": base.cassandra_version})
+    report = Report(command=command, machine={**machine(), "kafka": base.stack.kafka_version,
+                                              "cassandra": base.stack.cassandra_version})
     runs = {
         "big_fanout": lambda: big_fanout(base, followers, log_dir),
         "steady_mix": lambda: steady_mix(base, users, rate, seconds, log_dir),

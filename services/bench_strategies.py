@@ -24,10 +24,11 @@ from rich.console import Console
 from rich.progress import Progress
 
 from deploy import stack as launcher
-from fanout.cassandra import connect, migrate
+from fanout.adapters.cassandra import connect, migrate
 from fanout.lag import consumer_lag, wait_until_drained
+from fanout.model import Strategy
 from fanout.producer import EventProducer, ensure_topics
-from fanout.settings import STRATEGIES, Settings
+from fanout.settings import Settings
 from services.bench_pipeline import histogram_quantile, machine, percentile, scenario_settings
 from services.processes import ProcessGroup, scrape
 from services.workload import Graph, power_law_graph
@@ -268,15 +269,15 @@ def bench(base: Settings, users: int, seed: int, exponent: float, inactive_share
     deliveries = expected_rows(w, base.celebrity_threshold)["push"]
     console.print(f"graph: {users:,} users, {sum(map(len, w.graph.followers.values())):,} follows, "
                   f"{len(w.inactive):,} inactive, {posts:,} posts = {deliveries:,} deliveries, {reads:,} reads")
-    report: dict[str, Any] = {"command": command, "machine": {**machine(), "kafka": base.kafka_version,
-                                                            "cassandra": base.cassandra_version},
+    report: dict[str, Any] = {"command": command, "machine": {**machine(), "kafka": base.stack.kafka_version,
+                                                            "cassandra": base.stack.cassandra_version},
                               "workload": {"users": users, "seed": seed, "exponent": exponent,
                                            "inactive_share": inactive_share, "posts": posts, "reads": reads,
                                            "rate_posts_per_s": rate, "deliveries": deliveries,
                                            "threshold": base.celebrity_threshold,
                                            "expected_rows": expected_rows(w, base.celebrity_threshold)},
                               "strategies": {}}
-    for strategy in STRATEGIES:
+    for strategy in Strategy:
         console.rule(strategy)
         result = run_strategy(base, strategy, w, rate, concurrency, out / "logs")
         result["cpu_s_per_1000_deliveries"] = {k: round(v / (deliveries / 1000), 4) for k, v in result["cpu_s"].items()}

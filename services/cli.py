@@ -95,7 +95,7 @@ def _print_status(statuses: list[stack.Status]) -> None:
 @app.command()
 def migrate() -> None:
     """Create the Kafka topics and the Cassandra keyspace and tables (idempotent)."""
-    from fanout.cassandra import migrate as migrate_cassandra
+    from fanout.adapters.cassandra import migrate as migrate_cassandra
     from fanout.producer import ensure_topics
 
     s = Settings.load()
@@ -116,17 +116,17 @@ def worker(loglevel: str = typer.Option("info", help="Faust log level")) -> None
 @app.command("read-api")
 def read_api() -> None:
     """Serve the merged feed over HTTP on FANOUT_READ_API_PORT."""
-    from services import serve
+    from services import read_api as read_service
 
-    serve.read_api(Settings.load())
+    read_service.run(Settings.load())
 
 
 @app.command("ingest-api")
 def ingest_api() -> None:
     """Accept events over HTTP on FANOUT_INGEST_API_PORT and publish them to Kafka."""
-    from services import serve
+    from services import ingest_api as ingest_service
 
-    serve.ingest_api(Settings.load())
+    ingest_service.run(Settings.load())
 
 
 publish_app = typer.Typer(no_args_is_help=True, help="Publish one event to Kafka (waits for the broker's ack).")
@@ -183,7 +183,7 @@ def demo(
     from services import demo as demo_run
 
     s = Settings.load()
-    demo_run.run(s, users, posts, threshold, seed, s.state_dir / "demo-logs")
+    demo_run.run(s, users, posts, threshold, seed, s.stack.state_dir / "demo-logs")
 
 
 BENCH_RESULTS = Path("bench-results")

@@ -17,10 +17,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fanout.cassandra import migrate
+from fanout.adapters.cassandra import migrate
+from fanout.clock import wall_ms
 from fanout.events import Event, Followed, UserSeen
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer, ensure_topics, now_ms
+from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
 from services.processes import ProcessGroup
 from services.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
@@ -202,7 +203,7 @@ def show_threshold_crossing(s: Settings, processes: ProcessGroup, producer: Even
     author = max((a for a in graph.users if a not in celebs), key=graph.follower_count)
     missing = s.celebrity_threshold - graph.follower_count(author)
     before = processes.metric('fanout_tier_switches_total{direction="to_pull"}')
-    new_fans = [Followed(event_time=now_ms(), follower_id=10_000_000 + i, followee_id=author)
+    new_fans = [Followed(event_time=wall_ms(), follower_id=10_000_000 + i, followee_id=author)
                 for i in range(missing)]
     publish_all(producer, new_fans, f"{missing} new followers of author {author}")
     wait_processed(s, processes, "the new follows")

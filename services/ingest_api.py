@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import uvicorn
 from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
 
+from fanout.bootstrap import open_resources
+from fanout.clock import wall_ms
 from fanout.events import Event, Followed, PostDeleted, Unfollowed
+from fanout.http import add_common_routes
 from fanout.ids import MAX_ID
 from fanout.metrics import Metrics
-from fanout.producer import Delivered, EventProducer, PublishError, now_ms
-from services.http_common import add_common_routes
+from fanout.producer import Delivered, EventProducer, PublishError
+from fanout.settings import Settings
 
 UserId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
@@ -67,13 +71,13 @@ def create_app(producer: EventProducer, metrics: Metrics) -> FastAPI:
     async def delete_post(post_id: int, author_id: Annotated[int, Query(ge=1, le=MAX_ID)]) -> Accepted:
         if not 1 <= post_id <= MAX_ID:
             raise HTTPException(status_code=422, detail="post_id must be a positive 64-bit integer")
-        event = PostDeleted(event_time=now_ms(), post_id=post_id, author_id=author_id)
+        event = PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author_id)
         d = await publish("posts", event)
         return Accepted(type=event.TYPE, post_id=post_id, partition=d.partition, offset=d.offset)
 
     @app.post("/v1/follows", status_code=202, response_model=Accepted)
     async def follow(body: Follow) -> Accepted:
-        event = Followed(event_time=now_ms(), follower_id=body.follower_id, followee_id=body.followee_id)
+        event = Followed(event_time=wall_ms(), follower_id=body.follower_id, followee_id=body.followee_id)
         d = await publish("follows", event)
         return Accepted(type=event.TYPE, partition=d.partition, offset=d.offset)
 
@@ -81,8 +85,18 @@ def create_app(producer: EventProducer, metrics: Metrics) -> FastAPI:
     async def unfollow(
         follower_id: Annotated[int, Query(ge=1, le=MAX_ID)], followee_id: Annotated[int, Query(ge=1, le=MAX_ID)]
     ) -> Accepted:
-        event = Unfollowed(event_time=now_ms(), follower_id=follower_id, followee_id=followee_id)
+        event = Unfollowed(event_time=wall_ms(), follower_id=follower_id, followee_id=followee_id)
         d = await publish("follows", event)
         return Accepted(type=event.TYPE, partition=d.partition, offset=d.offset)
 
     return app
+
+
+def run(settings: Settings) -> None:
+    """The process: a producer and the app under uvicorn."""
+    res = open_resources(settings, producer=True)
+    try:
+        app = create_app(res.producer, res.metrics)
+        uvicorn.run(app, host=settings.host, port=settings.ingest_api_port, log_level="warning")
+    finally:
+        res.close()

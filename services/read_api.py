@@ -8,61 +8,22 @@ Kafka, never as a database write per request.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import logging
 import time
-from collections.abc import Callable
-from typing import Annotated, Any, Protocol
+from typing import Annotated
 
+import uvicorn
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel
 
-from fanout.events import UserSeen
-from fanout.feed import FeedSource, InvalidCursor, parse_cursor, read_feed
+from fanout.bootstrap import open_resources
+from fanout.clock import Clock, wall_ms
+from fanout.feed import InvalidCursor, home_feed, parse_cursor
+from fanout.http import add_common_routes
 from fanout.ids import MAX_ID
 from fanout.metrics import Metrics
+from fanout.ports import Stores
+from fanout.seen import SeenRecorder
 from fanout.settings import Settings
-from fanout.store import Activity
-from services.http_common import add_common_routes
-
-log = logging.getLogger(__name__)
-
-
-class ReadStore(FeedSource, Protocol):
-    async def celebrities(self, user_id: int, limit: int) -> list[int]: ...
-    async def hidden_authors(self, user_id: int) -> set[int]: ...
-    async def activity(self, user_id: int) -> Activity: ...
-    async def following(self, user_id: int, limit: int) -> list[int]: ...
-
-
-class EventSink(Protocol):
-    def send(self, event: UserSeen) -> concurrent.futures.Future[Any]: ...
-
-
-class SeenRecorder:
-    """Publishes UserSeen for a reader at most once per debounce period. The memory is only an
-    optimisation: a second replica or a restart sends a duplicate, which the worker ignores."""
-
-    def __init__(self, sink: EventSink, debounce_ms: int, max_users: int = 200_000) -> None:
-        self.sink = sink
-        self.debounce_ms = debounce_ms
-        self.max_users = max_users
-        self.last_sent: dict[int, int] = {}
-
-    def seen(self, user_id: int, now_ms: int) -> None:
-        if now_ms - self.last_sent.get(user_id, -self.debounce_ms) < self.debounce_ms:
-            return
-        if len(self.last_sent) >= self.max_users:
-            self.last_sent.clear()
-        self.last_sent[user_id] = now_ms
-
-        def delivered(future: concurrent.futures.Future[Any]) -> None:
-            if future.exception() is not None:  # not recorded: let the next read try again
-                self.last_sent.pop(user_id, None)
-                log.warning("could not record that user %d read their feed: %s", user_id, future.exception())
-
-        self.sink.send(UserSeen(event_time=now_ms, user_id=user_id)).add_done_callback(delivered)
 
 
 class FeedItem(BaseModel):
@@ -78,12 +39,8 @@ class FeedResponse(BaseModel):
     regenerating: bool = False  # true: answered by a read-time pull while the inbox is being rebuilt
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def create_app(store: ReadStore, settings: Settings, metrics: Metrics, seen: SeenRecorder | None = None,
-               clock_ms: Callable[[], int] = wall_ms) -> FastAPI:
+def create_app(stores: Stores, settings: Settings, metrics: Metrics, seen: SeenRecorder | None = None,
+               clock_ms: Clock = wall_ms) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1")
     add_common_routes(app, metrics)
 
@@ -100,21 +57,8 @@ def create_app(store: ReadStore, settings: Settings, metrics: Metrics, seen: See
             metrics.feed_reads.labels("422").inc()
             raise HTTPException(status_code=422, detail=str(exc)) from None
         now = clock_ms()
-        activity, celebrities, hidden = await asyncio.gather(
-            store.activity(user_id), store.celebrities(user_id, settings.max_celebrities_read),
-            store.hidden_authors(user_id))
-        returning = settings.strategy == "hybrid" and (activity.regenerating or (
-            activity.last_seen is not None and now - activity.last_seen > settings.active_ms))
-        if settings.strategy == "pull":  # the pull-everything baseline: merge every account followed
-            followees = await store.following(user_id, settings.max_followees_read)
-            page = await read_feed(store, user_id, limit, before, pull_authors=followees, use_inbox=False,
-                                   hidden=hidden)
-        elif returning:
-            followees = await store.following(user_id, settings.regen_limit)
-            page = await read_feed(store, user_id, limit, before, pull_authors=followees, use_inbox=False,
-                                   hidden=hidden)
-        else:
-            page = await read_feed(store, user_id, limit, before, pull_authors=celebrities, hidden=hidden)
+        feed = await home_feed(stores, settings, user_id, limit, before, now)
+        page = feed.page
         if seen is not None:
             seen.seen(user_id, now)
         metrics.read_latency.observe(time.perf_counter() - started)
@@ -123,7 +67,18 @@ def create_app(store: ReadStore, settings: Settings, metrics: Metrics, seen: See
             items=[FeedItem(post_id=p.post_id, author_id=p.author_id, created_at=p.created_at, body=p.body)
                    for p in page.items],
             next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
-            regenerating=returning,
+            regenerating=feed.regenerating,
         )
 
     return app
+
+
+def run(settings: Settings) -> None:
+    """The process: storage, a producer for UserSeen events, and the app under uvicorn."""
+    res = open_resources(settings, storage=True, producer=True)
+    try:
+        seen = SeenRecorder(res.producer, settings.seen_debounce_seconds * 1000)
+        app = create_app(res.stores, settings, res.metrics, seen)
+        uvicorn.run(app, host=settings.host, port=settings.read_api_port, log_level="warning")
+    finally:
+        res.close()

@@ -7,24 +7,22 @@ import logging
 import faust
 from prometheus_client import start_http_server
 
-from fanout.metrics import Metrics
+from fanout.bootstrap import open_resources
 from fanout.pipeline import Pipeline, SendTask
 from fanout.settings import Settings
-from services.bootstrap import open_storage
 from streams.app import build_app
 
 
 def run(settings: Settings, loglevel: str = "info") -> None:
-    metrics = Metrics()
-    storage = open_storage(settings, metrics)
+    res = open_resources(settings, storage=True)
 
     def pipeline_for(send_task: SendTask) -> Pipeline:
-        return Pipeline(storage.store, settings, metrics, send_task)
+        return Pipeline(res.stores, settings, res.metrics, send_task)
 
-    app = build_app(settings, metrics, pipeline_for)
-    start_http_server(settings.worker_metrics_port, addr=settings.host, registry=metrics.registry)
+    app = build_app(settings, res.metrics, pipeline_for)
+    start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)
     logging.getLogger("fanout").setLevel(logging.INFO)
     try:
         faust.Worker(app, loglevel=loglevel).execute_from_commandline()
     finally:
-        storage.close()
+        res.close()

@@ -28,7 +28,7 @@ def repo_settings(**overrides: Any) -> Settings:
     s = Settings.load(**overrides)
     anchored: dict[str, Any] = {
         name: REPO_ROOT / path
-        for name, path in (("state_dir", s.state_dir), ("cache_dir", s.cache_dir))
+        for name, path in (("state_dir", s.stack.state_dir), ("cache_dir", s.stack.cache_dir))
         if name not in overrides and not path.is_absolute()
     }
     return Settings.load(**anchored, **overrides) if anchored else s

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from cassandra.cluster import Cluster
 
-from fanout.cassandra import connect, migrate
+from fanout.adapters.cassandra import connect, migrate
 from fanout.events import Event
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics

@@ -220,7 +220,7 @@ def test_replaying_every_event_changes_no_feed(deployment: Seeded) -> None:
 
 def test_every_dashboard_query_returns_data_from_prometheus(deployment: Seeded) -> None:
     # The processes run on the ports the local Prometheus scrapes; give it a few scrapes.
-    prometheus = f"http://{deployment.settings.client_host}:{deployment.settings.prometheus_port}"
+    prometheus = f"http://{deployment.settings.client_host}:{deployment.settings.stack.prometheus_port}"
     for user in deployment.workload.graph.users[:20]:
         deployment.feed(user)
     empty: list[str] = []

@@ -148,7 +148,7 @@ def test_cql_round_trip_in_a_keyspace_of_its_own(stack: Settings, unique: str) -
 
 def _prometheus_get(s: Settings, path: str, **params: str) -> Any:
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
-    with urllib.request.urlopen(f"http://{s.host}:{s.prometheus_port}{path}{query}", timeout=5) as resp:
+    with urllib.request.urlopen(f"http://{s.host}:{s.stack.prometheus_port}{path}{query}", timeout=5) as resp:
         body = json.load(resp)
     assert body["status"] == "success", body
     return body["data"]
@@ -215,7 +215,7 @@ def _isolated(base: Settings, tmp_path: Path, **overrides: Any) -> Settings:
     names = ["kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port", "prometheus_port",
              "worker_metrics_port", "read_api_port", "ingest_api_port"]
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    values: dict[str, Any] = {"state_dir": tmp_path / "state", "cache_dir": base.cache_dir.resolve(),
+    values: dict[str, Any] = {"state_dir": tmp_path / "state", "cache_dir": base.stack.cache_dir.resolve(),
                               "kafka_heap": "256m", "cassandra_heap": "256M", **ports}
     return Settings.load(**{**values, **overrides})
 
@@ -234,7 +234,7 @@ def _processes_mentioning(path: Path) -> list[str]:
 
 
 def _assert_nothing_left(s: Settings) -> None:
-    assert _processes_mentioning(s.state_dir.resolve()) == []
+    assert _processes_mentioning(s.stack.state_dir.resolve()) == []
     assert [srv.name for srv in launcher.servers(s) if srv.pid_file.exists()] == []
 
 

@@ -98,7 +98,7 @@ def test_published_ports_equal_the_settings_defaults(services: dict[str, dict[st
     s = Settings()
     expected = {
         "cassandra": s.cassandra_port,
-        "prometheus": s.prometheus_port,
+        "prometheus": s.stack.prometheus_port,
         "worker": s.worker_metrics_port,
         "read-api": s.read_api_port,
         "ingest-api": s.ingest_api_port,
@@ -112,22 +112,22 @@ def test_kafka_is_one_kraft_node_on_the_settings_ports(services: dict[str, dict[
     s = Settings()
     kafka = services["kafka"]
     env = _env(kafka)
-    assert kafka["image"] == f"apache/kafka:{s.kafka_version}"
+    assert kafka["image"] == f"apache/kafka:{s.stack.kafka_version}"
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_LISTENERS"] == f"PLAINTEXT://:{s.kafka_port},CONTROLLER://:{s.kafka_controller_port}"
+    assert env["KAFKA_LISTENERS"] == f"PLAINTEXT://:{s.kafka_port},CONTROLLER://:{s.stack.kafka_controller_port}"
     assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka:{s.kafka_port}"
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:{s.kafka_controller_port}"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:{s.stack.kafka_controller_port}"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     for name in ("OFFSETS_TOPIC", "TRANSACTION_STATE_LOG"):
         assert env[f"KAFKA_{name}_REPLICATION_FACTOR"] == "1"
-    assert f"-Xmx{s.kafka_heap}" in env["KAFKA_HEAP_OPTS"].split()
+    assert f"-Xmx{s.stack.kafka_heap}" in env["KAFKA_HEAP_OPTS"].split()
 
 
 def test_cassandra_image_heap_and_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     s = Settings()
     cassandra = services["cassandra"]
-    assert cassandra["image"] == f"cassandra:{s.cassandra_version}"
-    assert _env(cassandra) == {"MAX_HEAP_SIZE": s.cassandra_heap, "HEAP_NEWSIZE": "200M"}
+    assert cassandra["image"] == f"cassandra:{s.stack.cassandra_version}"
+    assert _env(cassandra) == {"MAX_HEAP_SIZE": s.stack.cassandra_heap, "HEAP_NEWSIZE": "200M"}
     assert "cqlsh" in " ".join(cassandra["healthcheck"]["test"])
 
 
@@ -180,7 +180,7 @@ def test_prometheus_jobs_match_the_local_template_and_compose(services: dict[str
         [template_target] = template_jobs[name]["static_configs"][0]["targets"]
         host, port = target.rsplit(":", 1)
         port_setting = template_target.rsplit(":", 1)[1].strip("${}")
-        assert int(port) == getattr(s, port_setting), name
+        assert int(port) == getattr(s.stack if port_setting == "prometheus_port" else s, port_setting), name
         assert host in services or (name == "prometheus" and host == "localhost"), name
 
 
@@ -190,7 +190,7 @@ def test_prometheus_jobs_match_the_local_template_and_compose(services: dict[str
 def test_grafana_provisions_the_prometheus_datasource_and_dashboards(services: dict[str, dict[str, Any]]) -> None:
     [datasource] = _load(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
     assert datasource["uid"] == "prometheus"
-    assert datasource["url"] == f"http://prometheus:{Settings().prometheus_port}"
+    assert datasource["url"] == f"http://prometheus:{Settings().stack.prometheus_port}"
 
     [provider] = _load(GRAFANA / "provisioning" / "dashboards" / "fanout.yml")["providers"]
     mounts = dict(v.split(":")[:2] for v in services["grafana"]["volumes"])

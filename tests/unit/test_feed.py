@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from fanout.feed import MAX_ROUNDS, FeedPage, InvalidCursor, merge_newest_first, parse_cursor, read_feed
 from fanout.ids import MAX_ID
-from fanout.store import Post
+from fanout.model import Post
+from fanout.ports import Stores
 
 USER = 1
 
@@ -78,7 +79,8 @@ def test_merge_with_limit_zero_returns_nothing() -> None:
 
 
 class MemoryFeedSource:
-    """The FeedSource protocol over dicts; counts its calls (per method and per round)."""
+    """What read_feed needs of the post and inbox stores, over dicts; counts its calls (per method and
+    per round)."""
 
     def __init__(self, inbox: set[int], timelines: dict[int, set[int]], deleted: Iterable[int] = ()) -> None:
         deleted = set(deleted)
@@ -100,6 +102,10 @@ class MemoryFeedSource:
         self.calls["posts"] += 1
         return {pid: self.posts_by_id[pid] for pid in post_ids if pid in self.posts_by_id}
 
+    @property
+    def stores(self) -> Stores:
+        return Stores(posts=self, graph=None, readers=None, inboxes=self)  # type: ignore[arg-type]
+
     def live_ids_newest_first(self) -> list[int]:
         return sorted((p.post_id for p in self.posts_by_id.values() if not p.deleted), reverse=True)
 
@@ -114,7 +120,7 @@ async def read_pages(source: MemoryFeedSource, limit: int) -> list[tuple[FeedPag
     cursor: int | None = None
     for _ in range(len(source.posts_by_id) + 2):  # enough for any correct reader; guards against a loop
         before_calls = source.calls.copy()
-        page = await read_feed(source, USER, limit, cursor, pull_authors=list(source.timelines))
+        page = await read_feed(source.stores, USER, limit, cursor, pull_authors=list(source.timelines))
         pages.append((page, source.calls - before_calls))
         if page.next_cursor is None:
             return pages
@@ -180,11 +186,11 @@ async def test_short_heads_that_together_overflow_the_page_still_give_a_next_pag
     source = MemoryFeedSource(inbox, {500: {19, 2}}, deleted={deleted})
     expected = sorted((inbox - {deleted}) | {19, 2}, reverse=True)
 
-    first = await read_feed(source, USER, 7, None, pull_authors=list(source.timelines))
+    first = await read_feed(source.stores, USER, 7, None, pull_authors=list(source.timelines))
     assert [p.post_id for p in first.items] == expected[:7]
     assert first.next_cursor == expected[6]
 
-    second = await read_feed(source, USER, 7, first.next_cursor, pull_authors=list(source.timelines))
+    second = await read_feed(source.stores, USER, 7, first.next_cursor, pull_authors=list(source.timelines))
     assert [p.post_id for p in second.items] == expected[7:] == [2]
     assert second.next_cursor is None
 
@@ -194,12 +200,12 @@ async def test_page_of_deleted_posts_only_returns_a_cursor_to_continue_below() -
     dead = set(range(100, 100 - 2 * MAX_ROUNDS, -1))
     source = MemoryFeedSource(dead | {3, 2}, {}, deleted=dead)
 
-    page = await read_feed(source, USER, 1, None, pull_authors=list(source.timelines))
+    page = await read_feed(source.stores, USER, 1, None, pull_authors=list(source.timelines))
     assert page.items == []
     assert page.next_cursor == min(dead)
     assert source.calls["inbox_head"] == MAX_ROUNDS
 
-    rest = await read_feed(source, USER, 1, page.next_cursor, pull_authors=list(source.timelines))
+    rest = await read_feed(source.stores, USER, 1, page.next_cursor, pull_authors=list(source.timelines))
     assert [p.post_id for p in rest.items] == [3]
 
 
@@ -208,15 +214,15 @@ async def test_posts_of_hidden_authors_are_left_out_and_paging_goes_on() -> None
     source = MemoryFeedSource({9, 8, 7, 6, 5}, {})
     for pid in (8, 6):
         source.posts_by_id[pid] = Post(pid, 42, "unfollowed", False)
-    first = await read_feed(source, USER, 2, None, pull_authors=[], hidden={42})
-    rest = await read_feed(source, USER, 2, first.next_cursor, pull_authors=[], hidden={42})
+    first = await read_feed(source.stores, USER, 2, None, pull_authors=[], hidden={42})
+    rest = await read_feed(source.stores, USER, 2, first.next_cursor, pull_authors=[], hidden={42})
     assert [p.post_id for p in first.items + rest.items] == [9, 7, 5]
 
 
 async def test_pull_mode_reads_no_inbox() -> None:
     # A returning user's first read: the followees' timelines only, while the inbox is rebuilt.
     source = MemoryFeedSource({100}, {1: {5, 3}, 2: {4}})
-    page = await read_feed(source, USER, 10, None, pull_authors=[1, 2], use_inbox=False)
+    page = await read_feed(source.stores, USER, 10, None, pull_authors=[1, 2], use_inbox=False)
     assert [p.post_id for p in page.items] == [5, 4, 3]
     assert source.calls["inbox_head"] == 0
 
@@ -224,6 +230,6 @@ async def test_pull_mode_reads_no_inbox() -> None:
 async def test_posts_missing_from_the_store_are_skipped() -> None:
     source = MemoryFeedSource({5, 4, 3}, {})
     del source.posts_by_id[4]
-    page = await read_feed(source, USER, 10, None, pull_authors=list(source.timelines))
+    page = await read_feed(source.stores, USER, 10, None, pull_authors=list(source.timelines))
     assert [p.post_id for p in page.items] == [5, 3]
     assert page.next_cursor is None

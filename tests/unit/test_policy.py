@@ -8,7 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.policy import FanoutPlan, Tier, follower_bucket, is_celebrity_after, plan_fanout
+from fanout.model import Activity, AuthorStats, Edge
+from fanout.policy import (
+    CelebritySet,
+    FanoutPlan,
+    Tier,
+    decide_follow,
+    follower_bucket,
+    is_celebrity_after,
+    is_returning,
+    plan_fanout,
+    plan_seen,
+)
+from fanout.settings import Settings
 
 THRESHOLD = 10_000
 RATIO = 0.8
@@ -69,14 +81,6 @@ def test_plan_tier_and_chunk_count(is_celebrity: bool, followers: int, chunk_siz
 
 
 @pytest.mark.parametrize(
-    ("chunks", "inline"),
-    [(0, False), (1, True), (2, False)],
-)
-def test_only_a_single_chunk_is_pushed_inline(chunks: int, inline: bool) -> None:
-    assert FanoutPlan(Tier.PUSH, chunks).inline is inline
-
-
-@pytest.mark.parametrize(
     ("is_celebrity", "followers", "stored_tier", "expected"),
     [
         # replay of a post stored as push, author promoted since: still pushed
@@ -124,3 +128,99 @@ def test_a_stored_tier_wins_over_the_strategy() -> None:
                                               (1_000, "1k-9k"), (9_999, "1k-9k"), (10_000, "10k+")])
 def test_follower_buckets_are_powers_of_ten(count: int, label: str) -> None:
     assert follower_bucket(count) == label
+
+
+# --- follow changes --------------------------------------------------------------------------------------
+
+RULES = Settings.load(env={}, celebrity_threshold=3, celebrity_demote_ratio=0.5)
+T = 1_700_000_000_000
+FOLLOWING, UNFOLLOWED = Edge(True, T), Edge(False, T)
+KEEP, ADD, REMOVE = CelebritySet.KEEP, CelebritySet.ADD, CelebritySet.REMOVE
+
+
+@pytest.mark.parametrize(
+    ("edge", "stats", "following", "count", "celebrity", "celebrity_set", "backfill", "purge", "switch"),
+    [
+        # a first follow of a normal author: counted, backfilled
+        (None, AuthorStats(0, False), True, 1, False, KEEP, True, False, False),
+        # the follow that reaches the threshold: promoted, the follower pulls instead of a backfill
+        (None, AuthorStats(2, False), True, 3, True, ADD, False, False, True),
+        (UNFOLLOWED, AuthorStats(5, True), True, 6, True, ADD, False, False, False),
+        # a repeated follow (newer, already following): nothing counted twice, backfilled again (idempotent)
+        (FOLLOWING, AuthorStats(1, False), True, 1, False, KEEP, True, False, False),
+        # an unfollow: uncounted, left the set, purged
+        (FOLLOWING, AuthorStats(2, False), False, 1, False, REMOVE, False, True, False),
+        # hysteresis: a celebrity keeps its tier down to 1.5 followers, and is demoted below it
+        (FOLLOWING, AuthorStats(3, True), False, 2, True, REMOVE, False, True, False),
+        (FOLLOWING, AuthorStats(2, True), False, 1, False, REMOVE, False, True, True),
+        # an unfollow of a pair that was not following: nothing to purge, never below zero
+        (None, AuthorStats(0, False), False, 0, False, REMOVE, False, False, False),
+        (UNFOLLOWED, AuthorStats(2, False), False, 2, False, REMOVE, False, False, False),
+    ],
+)
+def test_a_fresh_follow_change(edge: Edge | None, stats: AuthorStats, following: bool, count: int, celebrity: bool,
+                               celebrity_set: CelebritySet, backfill: bool, purge: bool, switch: bool) -> None:
+    d = decide_follow(edge, stats, following, T + 1, RULES)
+    assert d.fresh
+    assert (d.stats.follower_count, d.stats.is_celebrity) == (count, celebrity)
+    assert (d.celebrity_set, d.backfill, d.purge, d.tier_switch) == (celebrity_set, backfill, purge, switch)
+
+
+@pytest.mark.parametrize("event_time", [T, T - 1])
+@pytest.mark.parametrize("following", [True, False])
+def test_an_event_not_newer_than_the_edge_changes_nothing(event_time: int, following: bool) -> None:
+    stats = AuthorStats(7, True, 42)
+    d = decide_follow(FOLLOWING, stats, following, event_time, RULES)
+    assert not d.fresh and d.stats == stats
+    assert (d.celebrity_set, d.backfill, d.purge, d.tier_switch) == (KEEP, False, False, False)
+
+
+def test_versions_increase_in_processing_order_and_never_fall_below_the_event_time() -> None:
+    assert decide_follow(None, AuthorStats(0, False, 0), True, T, RULES).stats.version == T * 1000
+    ahead = AuthorStats(1, False, T * 1000 + 500)  # decided later than this (older) event's time
+    assert decide_follow(None, ahead, True, T, RULES).stats.version == T * 1000 + 501
+
+
+@pytest.mark.parametrize("strategy", ["push", "pull"])
+def test_the_baselines_never_promote_and_pull_never_backfills_or_purges(strategy: str) -> None:
+    rules = Settings.load(env={}, celebrity_threshold=1, strategy=strategy)
+    follow = decide_follow(None, AuthorStats(5, False), True, T, rules)
+    unfollow = decide_follow(FOLLOWING, AuthorStats(5, False), False, T + 1, rules)
+    assert not follow.stats.is_celebrity and not follow.tier_switch
+    assert (follow.backfill, unfollow.purge) == ((True, True) if strategy == "push" else (False, False))
+
+
+# --- readers' activity -----------------------------------------------------------------------------------
+
+DAY = 86_400_000
+ACTIVE = Settings.load(env={}, active_days=7)
+
+
+@pytest.mark.parametrize(
+    ("activity", "now", "strategy", "returning"),
+    [
+        (Activity(None, False), T, "hybrid", False),  # never seen: a new reader, pushed to
+        (Activity(T - 7 * DAY, False), T, "hybrid", False),  # exactly at the limit
+        (Activity(T - 7 * DAY - 1, False), T, "hybrid", True),
+        (Activity(T, True), T, "hybrid", True),  # the rebuild is not done yet
+        (Activity(T - 30 * DAY, True), T, "push", False),  # only the hybrid skips inactive readers
+    ],
+)
+def test_who_is_a_returning_reader(activity: Activity, now: int, strategy: str, returning: bool) -> None:
+    rules = Settings.load(env={}, active_days=7, strategy=strategy)
+    assert is_returning(activity, now, rules) is returning
+
+
+@pytest.mark.parametrize(
+    ("activity", "event_time", "plan"),
+    [
+        (Activity(None, False), T, (T, False)),  # first read: edges get a last_seen
+        (Activity(T - DAY + 1, False), T, None),  # refreshed within the day: nothing to do
+        (Activity(T - DAY, False), T, (T, False)),
+        (Activity(T - 10 * DAY, False), T, (T, True)),  # back after ten days: rebuild
+        (Activity(T, True), T - 5, (T, True)),  # a rebuild that did not finish; last_seen never moves back
+    ],
+)
+def test_what_a_feed_read_changes(activity: Activity, event_time: int, plan: tuple[int, bool] | None) -> None:
+    got = plan_seen(activity, event_time, ACTIVE)
+    assert (None if got is None else (got.seen, got.returning)) == plan

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fanout.settings import Settings
+from fanout.settings import Settings, StackSettings
 
 
 def test_defaults_without_env() -> None:
@@ -26,7 +26,7 @@ def test_env_values_are_parsed_to_the_field_type() -> None:
     })
     assert s.kafka_port == 1234 and isinstance(s.kafka_port, int)
     assert s.retry_base_delay == 0.5 and isinstance(s.retry_base_delay, float)
-    assert s.state_dir == Path("/tmp/somewhere") and isinstance(s.state_dir, Path)
+    assert s.stack.state_dir == Path("/tmp/somewhere") and isinstance(s.stack.state_dir, Path)
     assert s.keyspace == "other"
     assert s.kafka_bootstrap == "127.0.0.1:1234"
 
@@ -55,15 +55,22 @@ def test_bad_number_names_the_variable(name: str, raw: str) -> None:
 
 def test_env_names_cover_every_field_with_docs() -> None:
     names = Settings.env_names()
-    fields = [f.name for f in dataclasses.fields(Settings)]
+    fields = [f.name for cls in (Settings, StackSettings) for f in dataclasses.fields(cls) if f.name != "stack"]
     assert sorted(names) == sorted(f"FANOUT_{f.upper()}" for f in fields)
     assert all(doc for doc in names.values()), [n for n, doc in names.items() if not doc]
 
 
 def test_every_field_can_be_set_from_its_env_name() -> None:
     # Round trip: the default of each field, written as env text, parses back to the same value.
-    env = {f"FANOUT_{f.name.upper()}": str(getattr(Settings(), f.name)) for f in dataclasses.fields(Settings)}
-    assert Settings.load(env=env) == Settings()
+    assert Settings.load(env=Settings().to_env()) == Settings()
+
+
+def test_launcher_settings_are_their_own_object_in_the_same_namespace() -> None:
+    s = Settings.load(env={"FANOUT_CASSANDRA_HEAP": "2G", "FANOUT_KAFKA_PORT": "1234"}, kafka_heap="256m")
+    assert s.stack.cassandra_heap == "2G" and s.stack.kafka_heap == "256m" and s.kafka_port == 1234
+    assert not hasattr(s, "cassandra_heap")  # the processes never see the launcher's knobs
+    assert {"FANOUT_CASSANDRA_HEAP", "FANOUT_KAFKA_PORT"} <= set(Settings.env_names())
+    assert "FANOUT_STACK" not in Settings.env_names()
 
 
 

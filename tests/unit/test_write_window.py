@@ -17,7 +17,7 @@ import pytest
 from cassandra import InvalidRequest, OperationTimedOut, ReadTimeout, Unavailable, WriteTimeout, WriteType
 from cassandra.cluster import NoHostAvailable
 
-from fanout.cassandra import Cassandra
+from fanout.adapters.cassandra.session import Cassandra
 from fanout.metrics import Metrics, sample
 from fanout.settings import Settings
 

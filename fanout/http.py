@@ -1,4 +1,4 @@
-"""What the HTTP services share: metrics endpoint, health, JSON error shape, a served app runner."""
+"""What the HTTP services share: metrics endpoint, health, and the JSON error shape (never a traceback)."""
 
 from __future__ import annotations
 

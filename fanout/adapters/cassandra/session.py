@@ -1,4 +1,4 @@
-"""cassandra-driver on asyncio: connection, the awaitable bridge, retries with backoff, migrations.
+"""cassandra-driver on asyncio: connection, the awaitable bridge, retries with backoff.
 
 `session.execute` blocks; every request made from an event loop goes through `Cassandra.run`, which
 uses `execute_async` and resolves an asyncio future from the driver's callback thread.
@@ -12,7 +12,6 @@ import logging
 import random
 from collections import namedtuple
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from cassandra import (
@@ -30,7 +29,6 @@ from fanout.metrics import Metrics
 from fanout.settings import Settings
 
 log = logging.getLogger(__name__)
-CQL_DIR = Path(__file__).resolve().parent.parent / "schemas" / "cql"
 TRANSIENT = (WriteTimeout, ReadTimeout, Unavailable, OperationTimedOut, NoHostAvailable, CoordinationFailure,
              ConnectionError)
 T = TypeVar("T")
@@ -157,24 +155,6 @@ class Cassandra:
         return count
 
 
-def migrate(settings: Settings) -> list[str]:
-    """Create the keyspace and every table (idempotent). Returns the statements applied."""
-    cluster, session = connect(settings)
-    try:
-        applied = [
-            f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = {settings.replication}"
-        ]
-        session.execute(applied[0])
-        for path in sorted(CQL_DIR.glob("*.cql")):
-            for stmt in _statements(path.read_text()):
-                cql = stmt.format(keyspace=settings.keyspace)
-                session.execute(cql, timeout=60)
-                applied.append(cql)
-        return applied
-    finally:
-        cluster.shutdown()
-
-
-def _statements(text: str) -> list[str]:
-    lines = [line for line in text.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+def micros(ms: int) -> int:
+    """Milliseconds of event time as a CQL write timestamp (microseconds)."""
+    return ms * 1000

@@ -1,0 +1,25 @@
+"""The Cassandra adapter: the session bridge, one module per group of tables, migrations apart."""
+
+from __future__ import annotations
+
+from fanout.adapters.cassandra.graph import CassandraGraph
+from fanout.adapters.cassandra.inbox import CassandraInboxes
+from fanout.adapters.cassandra.migrations import migrate
+from fanout.adapters.cassandra.posts import CassandraPosts
+from fanout.adapters.cassandra.readers import CassandraReaders
+from fanout.adapters.cassandra.session import Cassandra, connect
+from fanout.ports import Stores
+from fanout.settings import Settings
+
+__all__ = ["Cassandra", "cassandra_stores", "connect", "migrate"]
+
+
+def cassandra_stores(db: Cassandra, settings: Settings) -> Stores:
+    """Every port on one session; statements are prepared here, once."""
+    window = settings.write_window
+    return Stores(
+        posts=CassandraPosts(db),
+        graph=CassandraGraph(db, window),
+        readers=CassandraReaders(db, window, settings.inbox_ttl_seconds),
+        inboxes=CassandraInboxes(db, window, settings.inbox_batch_size, settings.inbox_ttl_seconds),
+    )

@@ -1,0 +1,54 @@
+"""Posts by id and author timelines (schemas/cql/001_tables.cql: posts, author_timeline)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from fanout.adapters.cassandra.session import Cassandra, micros
+from fanout.ids import MAX_ID, millis_of
+from fanout.model import Post, Tier
+
+
+class CassandraPosts:
+    def __init__(self, db: Cassandra) -> None:
+        self.db = db
+        p = db.prepare
+        self._tier = p("SELECT tier FROM {keyspace}.posts WHERE post_id = ?")
+        # The create is written at the post's own time, so a later delete (or a replay) orders with it.
+        self._insert = p("INSERT INTO {keyspace}.posts (post_id, author_id, body, tier, deleted) "
+                         "VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?")
+        self._insert_timeline = p("INSERT INTO {keyspace}.author_timeline (author_id, post_id) VALUES (?, ?)")
+        self._delete = p("UPDATE {keyspace}.posts USING TIMESTAMP ? SET deleted = true, deleted_by = ? "
+                         "WHERE post_id = ?")
+        # One request for a whole page of posts: the driver's per-request CPU, not Cassandra, bounds reads.
+        self._get = p("SELECT post_id, author_id, body, deleted, deleted_by FROM {keyspace}.posts "
+                      "WHERE post_id IN ?")
+        self._timeline_head = p("SELECT post_id FROM {keyspace}.author_timeline "
+                                "WHERE author_id = ? AND post_id < ? LIMIT ?")
+
+    async def stored_tier(self, post_id: int) -> Tier | None:
+        rows = await self.db.run(self._tier, (post_id,))
+        return Tier(rows[0].tier) if rows and rows[0].tier else None
+
+    async def save_post(self, post_id: int, author_id: int, body: str, tier: Tier) -> None:
+        post = (post_id, author_id, body, tier.value, micros(millis_of(post_id)))
+        await asyncio.gather(self.db.run(self._insert, post), self.db.run(self._insert_timeline, (author_id, post_id)))
+
+    async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
+        # A delete always wins over its own post's create, even if the clocks disagree.
+        ts = micros(max(event_time, millis_of(post_id) + 1))
+        await self.db.run(self._delete, (ts, author_id, post_id))
+
+    async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
+        if not post_ids:
+            return {}
+        rows = await self.db.run(self._get, (list(post_ids),))
+        # Only its author deletes a post: a delete claimed by anyone else is ignored. It may arrive before
+        # the post itself, so this is decided here, when both are known.
+        return {r.post_id: Post(r.post_id, r.author_id, r.body or "", bool(r.deleted) and r.deleted_by == r.author_id)
+                for r in rows if r.author_id is not None}
+
+    async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
+        rows = await self.db.run(self._timeline_head, (author_id, before or MAX_ID, limit))
+        return [r.post_id for r in rows]

@@ -1,0 +1,236 @@
+"""An in-memory adapter of every port, for unit tests without servers.
+
+It keeps Cassandra's semantics where the pipeline depends on them, so a handler that is right here is
+right on the real store: every cell carries a write timestamp (the event time where the CQL says USING
+TIMESTAMP, the clock otherwise), the newest write wins, a row tombstone shadows every cell written at or
+before it, INSERTs leave a row marker (UPDATEs do not), and TTLs expire on the clock. tests/contract runs
+the same suite against this and real Cassandra.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fanout.ids import MAX_ID, millis_of
+from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderState, Tier
+from fanout.ports import Stores
+from fanout.settings import Settings
+
+STATIC = ("static",)  # the clustering key under which a partition's static columns live
+MARKER = "\0marker"  # the row marker an INSERT writes
+DELETED = "\0deleted"  # a row tombstone
+
+
+def clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class Cell:
+    value: Any
+    ts: int
+    expires_us: int | None = None
+
+
+class Table:
+    """One table: partition -> clustering -> column -> Cell."""
+
+    def __init__(self, now_us: Callable[[], int]) -> None:
+        self.now_us = now_us
+        self.parts: dict[Any, dict[Any, dict[str, Cell]]] = {}
+
+    def write(self, part: Any, clust: Any, values: dict[str, Any], ts: int | None = None, ttl: int | None = None,
+              insert: bool = False) -> None:
+        now = self.now_us()
+        cell_ts = now if ts is None else ts
+        expires = now + ttl * 1_000_000 if ttl else None
+        row = self.parts.setdefault(part, {}).setdefault(clust, {})
+        for column, value in ({**values, MARKER: True} if insert else values).items():
+            old = row.get(column)
+            if old is None or cell_ts > old.ts or (cell_ts == old.ts and _greater(value, old.value)):
+                row[column] = Cell(value, cell_ts, expires)
+
+    def delete(self, part: Any, clust: Any, ts: int | None = None) -> None:
+        row = self.parts.setdefault(part, {}).setdefault(clust, {})
+        cell_ts = self.now_us() if ts is None else ts
+        if DELETED not in row or cell_ts > row[DELETED].ts:
+            row[DELETED] = Cell(None, cell_ts)
+
+    def row(self, part: Any, clust: Any) -> dict[str, Any] | None:
+        """The live columns of one row; None if nothing of it is live."""
+        return self._live(self.parts.get(part, {}).get(clust))
+
+    def rows(self, part: Any, descending: bool = False) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """Live rows of a partition in clustering order (static columns excluded)."""
+        rows = self.parts.get(part, {})
+        for clust in sorted((c for c in rows if c != STATIC), reverse=descending):
+            live = self._live(rows[clust])
+            if live is not None:
+                yield clust, live
+
+    def _live(self, row: dict[str, Cell] | None) -> dict[str, Any] | None:
+        if not row:
+            return None
+        now = self.now_us()
+        shadow = row[DELETED].ts if DELETED in row else -1
+        live = {c: cell.value for c, cell in row.items()
+                if c != DELETED and cell.ts > shadow and (cell.expires_us is None or now < cell.expires_us)}
+        if not live:
+            return None
+        live.pop(MARKER, None)
+        return live
+
+
+def _greater(a: Any, b: Any) -> bool:
+    try:
+        return bool(a > b)
+    except TypeError:
+        return False
+
+
+class MemoryStorage:
+    """All four ports on one set of tables (`stores()` hands them out as a `Stores`)."""
+
+    def __init__(self, settings: Settings, now_us: Callable[[], int] = clock_us) -> None:
+        self.ttl = settings.inbox_ttl_seconds
+        self.now_us = now_us
+        self.posts_t, self.timelines, self.followers, self.followings, self.activities, self.hidden, \
+            self.celebrity_sets, self.inboxes = (Table(now_us) for _ in range(8))
+
+    def stores(self) -> Stores:
+        return Stores(posts=self, graph=self, readers=self, inboxes=self)
+
+    # --- posts and timelines ---------------------------------------------------------------------
+
+    async def stored_tier(self, post_id: int) -> Tier | None:
+        row = self.posts_t.row(post_id, None) or {}
+        return Tier(row["tier"]) if row.get("tier") else None
+
+    async def save_post(self, post_id: int, author_id: int, body: str, tier: Tier) -> None:
+        values = {"author_id": author_id, "body": body, "tier": tier.value, "deleted": False}
+        self.posts_t.write(post_id, None, values, ts=millis_of(post_id) * 1000, insert=True)
+        self.timelines.write(author_id, post_id, {}, insert=True)
+
+    async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
+        ts = max(event_time, millis_of(post_id) + 1) * 1000
+        self.posts_t.write(post_id, None, {"deleted": True, "deleted_by": author_id}, ts=ts)
+
+    async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
+        found = {}
+        for pid in post_ids:
+            row = self.posts_t.row(pid, None)
+            if row and row.get("author_id") is not None:
+                deleted = bool(row.get("deleted")) and row.get("deleted_by") == row["author_id"]
+                found[pid] = Post(pid, row["author_id"], row.get("body") or "", deleted)
+        return found
+
+    async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
+        return _head(self.timelines, author_id, before, limit)
+
+    # --- the follow graph ------------------------------------------------------------------------
+
+    async def author_stats(self, author_id: int) -> AuthorStats:
+        row = self.followers.row(author_id, STATIC) or {}
+        return AuthorStats(row.get("follower_count") or 0, bool(row.get("is_celebrity")), row.get("version") or 0)
+
+    async def edge(self, author_id: int, follower_id: int) -> Edge | None:
+        row = self.followers.row(author_id, follower_id)
+        if not row or row.get("changed_at") is None:
+            return None
+        return Edge(bool(row.get("following")), row["changed_at"])
+
+    async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats,
+                       last_seen: int | None = None) -> None:
+        self.followers.write(author_id, follower_id, {"following": edge.following, "changed_at": edge.changed_at},
+                             ts=edge.changed_at * 1000)
+        if edge.following and last_seen is not None:
+            self.followers.write(author_id, follower_id, {"last_seen": last_seen})
+        self.followers.write(author_id, STATIC, {"follower_count": stats.follower_count,
+                                                 "is_celebrity": stats.is_celebrity, "version": stats.version})
+
+    async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None:
+        self.followings.write(user_id, followee_id, {"following": following}, ts=event_time * 1000)
+
+    async def followers_page(self, author_id: int, after: int, limit: int,
+                             seen_since: int | None = None) -> FollowerPage:
+        rows = [(f, row) for f, row in self.followers.rows(author_id) if f > after][:limit]
+        following = [(f, row) for f, row in rows if row.get("following")]
+        active = [f for f, row in following
+                  if seen_since is None or row.get("last_seen") is None or row["last_seen"] >= seen_since]
+        return FollowerPage(active, len(following) - len(active), rows[-1][0] if len(rows) == limit else None)
+
+    async def following(self, user_id: int, limit: int) -> list[int]:
+        return [f for f, row in self.followings.rows(user_id) if row.get("following")][:limit]
+
+    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
+        for author in followees:
+            self.followers.write(author, user_id, {"last_seen": last_seen})
+
+    # --- readers ---------------------------------------------------------------------------------
+
+    async def activity(self, user_id: int) -> Activity:
+        row = self.activities.row(user_id, None) or {}
+        return Activity(row.get("last_seen"), bool(row.get("regenerating")))
+
+    async def set_activity(self, user_id: int, activity: Activity) -> None:
+        self.activities.write(user_id, None, {"last_seen": activity.last_seen, "regenerating": activity.regenerating})
+
+    async def reader_state(self, user_id: int, max_celebrities: int) -> ReaderState:
+        return ReaderState(await self.activity(user_id), await self.celebrities(user_id, max_celebrities),
+                           frozenset(await self.hidden_authors(user_id)))
+
+    async def celebrities(self, user_id: int, limit: int) -> list[int]:
+        return [c for c, _ in self.celebrity_sets.rows(user_id)][:limit]
+
+    async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
+        users = list(user_ids)
+        for u in users:
+            self.celebrity_sets.write(u, celebrity_id, {}, ts=version, insert=True)
+        return len(users)
+
+    async def remove_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
+        users = list(user_ids)
+        for u in users:
+            self.celebrity_sets.delete(u, celebrity_id, ts=version)
+        return len(users)
+
+    async def hide_author(self, user_id: int, author_id: int, event_time: int) -> None:
+        self.hidden.write(user_id, author_id, {}, ts=event_time * 1000, ttl=self.ttl, insert=True)
+
+    async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None:
+        self.hidden.delete(user_id, author_id, ts=event_time * 1000)
+
+    async def hidden_authors(self, user_id: int) -> set[int]:
+        return {a for a, _ in self.hidden.rows(user_id)}
+
+    # --- inboxes ---------------------------------------------------------------------------------
+
+    async def push_rows(self, rows: Iterable[tuple[int, int]], author_id: int) -> int:
+        written = 0
+        for user, post in rows:
+            self.inboxes.write(user, post, {"author_id": author_id}, ttl=self.ttl, insert=True)
+            written += 1
+        return written
+
+    async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]:
+        return _head(self.inboxes, user_id, before, limit)
+
+    async def purge_inbox(self, user_id: int, author_id: int, as_of_us: int) -> int:
+        doomed = [pid for pid, row in self.inboxes.rows(user_id) if row.get("author_id") == author_id]
+        for pid in doomed:
+            self.inboxes.delete(user_id, pid, ts=as_of_us)
+        return len(doomed)
+
+
+def _head(table: Table, part: int, before: int | None, limit: int) -> list[int]:
+    bound = before or MAX_ID
+    out: list[int] = []
+    for clust, _ in table.rows(part, descending=True):
+        if clust < bound:
+            out.append(clust)
+            if len(out) == limit:
+                break
+    return out

@@ -1,0 +1,58 @@
+"""The composition root: every process builds its metrics, storage and producer here, from one Settings.
+
+Nothing connects at import time. Entry points (services/*) ask for what they need and close it when they
+stop; tests build the same objects with other arguments (the in-memory stores, a test registry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect
+from fanout.metrics import Metrics
+from fanout.ports import Stores
+from fanout.producer import EventProducer
+from fanout.settings import Settings
+
+
+@dataclass
+class Resources:
+    """What one process runs on; `close()` releases it in reverse order of opening."""
+
+    settings: Settings
+    metrics: Metrics
+    _stores: Stores | None = None
+    _producer: EventProducer | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def stores(self) -> Stores:
+        assert self._stores is not None, "opened without storage"
+        return self._stores
+
+    @property
+    def producer(self) -> EventProducer:
+        assert self._producer is not None, "opened without a producer"
+        return self._producer
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+
+def open_resources(settings: Settings, *, storage: bool = False, producer: bool = False) -> Resources:
+    """Metrics always; a Cassandra session with every store, and an event producer, when asked."""
+    res = Resources(settings, Metrics())
+    try:
+        if storage:
+            cluster, session = connect(settings, settings.keyspace)
+            res._closers.append(cluster.shutdown)
+            res._stores = cassandra_stores(Cassandra(session, settings, res.metrics), settings)
+        if producer:
+            res._producer = EventProducer(settings, node_id=settings.node_id)
+            res._closers.append(res._producer.close)
+    except BaseException:
+        res.close()
+        raise
+    return res

@@ -1,0 +1,65 @@
+"""Writing posts into inboxes: what every handler that delivers (posts, follows, rebuilds) shares."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from fanout.clock import Clock, wall_ms
+from fanout.events import ChunkTask
+from fanout.metrics import Metrics
+from fanout.policy import follower_bucket
+from fanout.ports import Stores
+from fanout.settings import Settings
+
+# Hands a task to the chunks topic; returns only once Kafka acknowledged it, so the event that produced
+# the task is never marked done before the task is safe.
+SendTask = Callable[[ChunkTask], Awaitable[None]]
+
+
+class Delivery:
+    """The dependencies of every handler, and the delivery steps they share."""
+
+    def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
+                 clock_ms: Clock = wall_ms) -> None:
+        self.stores = stores
+        self.settings = settings
+        self.metrics = metrics
+        self.send_task = send_task
+        self.clock_ms = clock_ms
+
+    async def push(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int,
+                   audience: int) -> None:
+        """The post into each follower's inbox; `audience` (the author's follower count) labels the lag."""
+        if not followers:
+            return
+        started = time.perf_counter()
+        rows = await self.stores.inboxes.push_rows(((u, post_id) for u in followers), author_id)
+        self.metrics.inbox_rows_written.inc(rows)
+        self.metrics.fanout_duration.observe(time.perf_counter() - started)
+        self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
+            max(0.0, (self.clock_ms() - event_time) / 1000))
+
+    async def active_followers(self, author_id: int, seen_since: int | None = None) -> list[int]:
+        """Every follower of the author seen since `seen_since` (None: every follower), in id order."""
+        followers: list[int] = []
+        after: int | None = 0
+        while after is not None:
+            page = await self.stores.graph.followers_page(author_id, after, self.settings.chunk_size, seen_since)
+            followers.extend(page.active)
+            self.metrics.inactive_skipped.inc(page.skipped_inactive)
+            after = page.next_after
+        return followers
+
+    def slices(self, users: Sequence[int]) -> list[tuple[int, ...]]:
+        size = self.settings.chunk_size
+        return [tuple(users[i : i + size]) for i in range(0, len(users), size)]
+
+    async def backfill(self, user_ids: Sequence[int], author_id: int, until_post_id: int | None = None) -> int:
+        """Copy the author's latest posts (FANOUT_FOLLOW_BACKFILL), up to `until_post_id`, into these
+        users' inboxes; returns rows written."""
+        before = until_post_id + 1 if until_post_id else None
+        posts = await self.stores.posts.timeline_head(author_id, before, self.settings.follow_backfill)
+        rows = await self.stores.inboxes.push_rows(((u, p) for p in posts for u in user_ids), author_id)
+        self.metrics.backfilled_rows.inc(rows)
+        return rows

@@ -1,0 +1,48 @@
+"""Posts: store and deliver a new post (push inline, in chunk tasks, or not at all), and deletes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fanout.events import InboxChunk, PostCreated, PostDeleted
+from fanout.handlers.delivery import Delivery
+from fanout.model import Strategy
+from fanout.policy import plan_fanout
+
+
+class PostHandlers:
+    def __init__(self, delivery: Delivery) -> None:
+        self.d = delivery
+
+    async def post_created(self, e: PostCreated) -> None:
+        d, s = self.d, self.d.settings
+        stats, stored_tier = await asyncio.gather(d.stores.graph.author_stats(e.author_id),
+                                                  d.stores.posts.stored_tier(e.post_id))
+        plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, stored_tier, s.strategy)
+        await d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
+        d.metrics.posts_by_tier.labels(plan.tier.value).inc()
+        if plan.chunks == 0:
+            return
+        # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.
+        seen_since = e.event_time - s.active_ms if s.strategy is Strategy.HYBRID else None
+        followers = await d.active_followers(e.author_id, seen_since=seen_since)
+        if len(followers) <= s.chunk_size:
+            await d.push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count)
+            return
+        # A big fan-out becomes chunk tasks on their own topic: they spread over workers, and a crash
+        # replays one chunk, not the whole fan-out. Sent (and acknowledged) before this event is done.
+        slices = d.slices(followers)
+        await asyncio.gather(*(
+            d.send_task(InboxChunk(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id,
+                                   follower_ids=chunk, chunk=n, chunks=len(slices), followers=stats.follower_count))
+            for n, chunk in enumerate(slices)
+        ))
+
+    async def inbox_chunk(self, task: InboxChunk) -> None:
+        await self.d.push(task.post_id, task.author_id, task.follower_ids, task.event_time, task.followers)
+        self.d.metrics.fanout_chunks.inc()
+
+    async def post_deleted(self, e: PostDeleted) -> None:
+        # Reads filter deleted posts, pushed or pulled, so no inbox is touched (no tombstones).
+        await self.d.stores.posts.mark_deleted(e.post_id, e.author_id, e.event_time)
+        self.d.metrics.deletes_applied.inc()

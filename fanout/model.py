@@ -1,0 +1,83 @@
+"""The domain records every part of the pipeline shares. Plain data: no Kafka, no Cassandra, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fanout.ids import millis_of
+
+
+class Tier(StrEnum):
+    """How one post is delivered; decided once per post and stored with it."""
+
+    PUSH = "push"  # written into each active follower's inbox
+    PULL = "pull"  # celebrity: indexed in the author timeline only, merged at read
+
+
+class Strategy(StrEnum):
+    """How the whole pipeline delivers posts. The hybrid is the product; push and pull deliver everything
+    one way and exist to be measured against it (`fanout bench`)."""
+
+    HYBRID = "hybrid"  # push normal authors, pull celebrities, skip inactive followers
+    PUSH = "push"
+    PULL = "pull"
+
+    @property
+    def pushes(self) -> bool:
+        """Whether any inbox row is ever written (pull-only writes none)."""
+        return self is not Strategy.PULL
+
+
+@dataclass(frozen=True)
+class Post:
+    post_id: int
+    author_id: int
+    body: str
+    deleted: bool
+
+    @property
+    def created_at(self) -> int:
+        """Unix milliseconds, from the time-sortable post id."""
+        return millis_of(self.post_id)
+
+
+@dataclass(frozen=True)
+class AuthorStats:
+    """What the fan-out decision needs to know about an author, kept beside its follower edges."""
+
+    follower_count: int
+    is_celebrity: bool
+    # Goes up with every change the worker decides for this author, in processing order: the write
+    # timestamp of celebrity-set rows, so those follow decision order rather than the events' clocks.
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Edge:
+    following: bool
+    changed_at: int  # event time (ms) of the follow/unfollow that set it
+
+
+@dataclass(frozen=True)
+class Activity:
+    last_seen: int | None  # event time (ms) of the last recorded feed read; None: never recorded
+    regenerating: bool  # the worker is rebuilding the inbox of a returning user
+
+
+@dataclass(frozen=True)
+class FollowerPage:
+    """One page of an author's followers, in follower id order."""
+
+    active: list[int]  # followers to push to
+    skipped_inactive: int  # followers left out because they have not read for FANOUT_ACTIVE_DAYS
+    next_after: int | None  # the follower id to continue after; None at the end
+
+
+@dataclass(frozen=True)
+class ReaderState:
+    """Everything a feed read needs to know about its reader before it touches the inbox."""
+
+    activity: Activity
+    celebrities: list[int] = field(default_factory=list)  # celebrities followed, merged at read
+    hidden: frozenset[int] = frozenset()  # authors unfollowed whose rows may still sit in the inbox

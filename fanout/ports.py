@@ -1,0 +1,126 @@
+"""What the worker and the read service need from storage, as protocols (ports).
+
+Two adapters implement every port: `fanout.adapters.cassandra` (the product) and `fanout.adapters.memory`
+(fast unit tests). tests/contract runs one suite against both, so the fake stays honest.
+
+Writes are idempotent: the same call twice leaves the same state. Calls that carry an event time are
+last-writer-wins by it (a stale call cannot undo a newer one). Batching, windows of requests in flight
+and TTLs are the adapter's business, set from Settings when it is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderState, Tier
+
+
+class PostStore(Protocol):
+    """Posts by id and each author's timeline (every post of an author, newest first)."""
+
+    async def stored_tier(self, post_id: int) -> Tier | None:
+        """The tier decided for the post when it was first stored; None for a post not stored yet."""
+        ...
+
+    async def save_post(self, post_id: int, author_id: int, body: str, tier: Tier) -> None:
+        """The post and its timeline entry."""
+        ...
+
+    async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
+        """Record a delete claimed by `author_id`; it hides the post only if that is the post's author.
+        Wins over the post's own create whatever the clocks say, and may arrive before it."""
+        ...
+
+    async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
+        """The stored posts among `post_ids` (missing ids are left out)."""
+        ...
+
+    async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
+        """The author's newest post ids below `before` (None: from the newest), newest first."""
+        ...
+
+
+class GraphStore(Protocol):
+    """The follow graph: followers by author (with the author's count, tier and version), and the
+    accounts each user follows."""
+
+    async def author_stats(self, author_id: int) -> AuthorStats: ...
+
+    async def edge(self, author_id: int, follower_id: int) -> Edge | None: ...
+
+    async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats,
+                       last_seen: int | None = None) -> None:
+        """The edge and the author's stats, atomically (the commit point of a follow change)."""
+        ...
+
+    async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None: ...
+
+    async def followers_page(self, author_id: int, after: int, limit: int,
+                             seen_since: int | None = None) -> FollowerPage:
+        """Up to `limit` followers with id > `after`; those last seen before `seen_since` are skipped
+        (a follower never seen counts as active)."""
+        ...
+
+    async def following(self, user_id: int, limit: int) -> list[int]:
+        """Accounts the user follows, in id order, at most `limit`."""
+        ...
+
+    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
+        """Copy the user's last feed read onto their edges, so fan-out knows they are active."""
+        ...
+
+
+class ReaderStore(Protocol):
+    """What a feed read needs to know about its reader: activity, celebrities followed, hidden authors."""
+
+    async def activity(self, user_id: int) -> Activity: ...
+
+    async def set_activity(self, user_id: int, activity: Activity) -> None: ...
+
+    async def reader_state(self, user_id: int, max_celebrities: int) -> ReaderState:
+        """Activity, celebrities followed (at most `max_celebrities`) and hidden authors together."""
+        ...
+
+    async def celebrities(self, user_id: int, limit: int) -> list[int]: ...
+
+    async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
+        """Add to these users' celebrity sets, written at the author's `version` so that set changes
+        follow the order of the author's decisions; returns how many rows were written."""
+        ...
+
+    async def remove_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int: ...
+
+    async def hide_author(self, user_id: int, author_id: int, event_time: int) -> None:
+        """Hide the author's posts from the user's feed (an unfollow), until the inbox TTL has passed."""
+        ...
+
+    async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None: ...
+
+    async def hidden_authors(self, user_id: int) -> set[int]: ...
+
+
+class InboxStore(Protocol):
+    """Inboxes: post ids pushed to each user, newest first, expiring after the inbox TTL."""
+
+    async def push_rows(self, rows: Iterable[tuple[int, int]], author_id: int) -> int:
+        """Write (user, post) rows of one author's posts; returns rows written."""
+        ...
+
+    async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]: ...
+
+    async def purge_inbox(self, user_id: int, author_id: int, as_of_us: int) -> int:
+        """Delete the author's rows from the user's inbox as of `as_of_us` (µs): rows written later (a
+        follow again) survive. Returns rows deleted."""
+        ...
+
+
+@dataclass(frozen=True)
+class Stores:
+    """One adapter's implementation of every port, handed to the pipeline and the read service."""
+
+    posts: PostStore
+    graph: GraphStore
+    readers: ReaderStore
+    inboxes: InboxStore

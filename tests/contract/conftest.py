@@ -1,0 +1,58 @@
+"""One suite, two adapters: every test here that asks for `stores` runs against the in-memory adapter
+(no servers) and against real Cassandra on the local stack (a keyspace of this session's own)."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect, migrate
+from fanout.adapters.memory import MemoryStorage
+from fanout.metrics import Metrics
+from fanout.ports import Stores
+from fanout.settings import Settings
+
+ADAPTERS = [pytest.param("memory"), pytest.param("cassandra", marks=pytest.mark.e2e)]
+_ids = itertools.count(9_000_000_000)
+
+
+@dataclass
+class Real:
+    settings: Settings
+    db: Cassandra
+
+
+@pytest.fixture(scope="session")
+def real_cassandra(stack: Settings) -> Iterator[Real]:
+    """A migrated keyspace of this test session's own on the real Cassandra, dropped at the end."""
+    settings = stack.isolated(f"contract_{uuid.uuid4().hex[:8]}")
+    migrate(settings)
+    cluster, session = connect(settings, settings.keyspace)
+    try:
+        yield Real(settings, Cassandra(session, settings, Metrics()))
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=120)
+        cluster.shutdown()
+
+
+@pytest.fixture(params=ADAPTERS)
+def adapter(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def stores(adapter: str, request: pytest.FixtureRequest) -> Stores:
+    if adapter == "memory":
+        return MemoryStorage(Settings()).stores()
+    real: Real = request.getfixturevalue("real_cassandra")
+    return cassandra_stores(real.db, real.settings)
+
+
+@pytest.fixture
+def new_id() -> Iterator[int]:
+    """Ids no other test uses (the real keyspace is shared by the whole session)."""
+    return _ids

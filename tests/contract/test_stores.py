@@ -1,0 +1,184 @@
+"""The ports' contract (fanout/ports.py), on the in-memory adapter and on real Cassandra alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+from fanout.ids import PostIdGenerator, millis_of
+from fanout.model import Activity, AuthorStats, Edge, Tier
+from fanout.ports import Stores
+
+_post_ids = PostIdGenerator(node=1002)
+
+
+def post_id() -> int:
+    return _post_ids.next_id()
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+# --- posts and timelines ---------------------------------------------------------------------------------
+
+
+async def test_a_saved_post_reads_back_with_its_tier(stores: Stores, new_id: Iterator[int]) -> None:
+    author, pid = next(new_id), post_id()
+    assert await stores.posts.stored_tier(pid) is None
+    await stores.posts.save_post(pid, author, "héllo", Tier.PULL)
+    assert await stores.posts.stored_tier(pid) is Tier.PULL
+    [post] = (await stores.posts.posts([pid, post_id()])).values()  # an unknown id is left out
+    assert (post.post_id, post.author_id, post.body, post.deleted) == (pid, author, "héllo", False)
+    assert post.created_at == millis_of(pid)
+
+
+async def test_only_the_author_deletes_and_a_delete_beats_its_post_in_any_order(stores: Stores,
+                                                                               new_id: Iterator[int]) -> None:
+    author, other = next(new_id), next(new_id)
+    early, late, claimed = post_id(), post_id(), post_id()
+    await stores.posts.mark_deleted(early, author, millis_of(early) - 5_000)  # before the post, older clock
+    for pid in (early, late, claimed):
+        await stores.posts.save_post(pid, author, "x", Tier.PUSH)
+    await stores.posts.mark_deleted(late, author, millis_of(late) + 1)
+    await stores.posts.mark_deleted(claimed, other, millis_of(claimed) + 1)
+    await stores.posts.save_post(late, author, "x", Tier.PUSH)  # a replay of the create changes nothing
+    posts = await stores.posts.posts([early, late, claimed])
+    assert {pid: p.deleted for pid, p in posts.items()} == {early: True, late: True, claimed: False}
+
+
+async def test_timeline_heads_are_newest_first_below_the_bound(stores: Stores, new_id: Iterator[int]) -> None:
+    author = next(new_id)
+    pids = [post_id() for _ in range(5)]
+    for pid in pids:
+        await stores.posts.save_post(pid, author, "x", Tier.PUSH)
+    newest_first = pids[::-1]
+    assert await stores.posts.timeline_head(author, None, 10) == newest_first
+    assert await stores.posts.timeline_head(author, None, 2) == newest_first[:2]
+    assert await stores.posts.timeline_head(author, pids[2], 10) == [pids[1], pids[0]]
+    assert await stores.posts.timeline_head(next(new_id), None, 10) == []
+
+
+# --- the follow graph -------------------------------------------------------------------------------------
+
+
+async def test_an_edge_and_the_author_stats_change_together(stores: Stores, new_id: Iterator[int]) -> None:
+    author, fan = next(new_id), next(new_id)
+    assert await stores.graph.author_stats(author) == AuthorStats(0, False, 0)
+    assert await stores.graph.edge(author, fan) is None
+    await stores.graph.set_edge(author, fan, Edge(True, 1000), AuthorStats(1, True, 7))
+    assert await stores.graph.edge(author, fan) == Edge(True, 1000)
+    assert await stores.graph.author_stats(author) == AuthorStats(1, True, 7)
+
+
+async def test_edges_are_last_writer_wins_by_event_time(stores: Stores, new_id: Iterator[int]) -> None:
+    author, fan = next(new_id), next(new_id)
+    await stores.graph.set_edge(author, fan, Edge(False, 2000), AuthorStats(0, False, 2))
+    await stores.graph.set_edge(author, fan, Edge(True, 1000), AuthorStats(1, False, 3))  # older: the edge stays
+    assert await stores.graph.edge(author, fan) == Edge(False, 2000)
+    await stores.graph.set_following(fan, author, False, 2000)
+    await stores.graph.set_following(fan, author, True, 1000)
+    assert await stores.graph.following(fan, 10) == []
+    await stores.graph.set_following(fan, author, True, 3000)
+    assert await stores.graph.following(fan, 10) == [author]
+
+
+async def test_following_lists_followees_in_id_order_up_to_the_limit(stores: Stores, new_id: Iterator[int]) -> None:
+    user = next(new_id)
+    followees = [next(new_id) for _ in range(5)]
+    for n, f in enumerate(followees):
+        await stores.graph.set_following(user, f, n != 2, 1000)
+    expected = [f for n, f in enumerate(followees) if n != 2]
+    assert await stores.graph.following(user, 10) == expected
+    assert await stores.graph.following(user, 2) == expected[:2]
+
+
+async def test_follower_pages_skip_unfollowed_and_inactive_followers(stores: Stores, new_id: Iterator[int]) -> None:
+    author = next(new_id)
+    fans = [next(new_id) for _ in range(5)]
+    # fans[0] never seen (counts as active), fans[1] seen recently, fans[2] long ago, fans[3] unfollowed
+    seen = {fans[1]: 5_000, fans[2]: 100, fans[4]: 9_000}
+    for n, fan in enumerate(fans):
+        await stores.graph.set_edge(author, fan, Edge(n != 3, 1000 + n), AuthorStats(n, False, n + 1),
+                                    last_seen=seen.get(fan))
+    first = await stores.graph.followers_page(author, 0, 3, seen_since=1_000)
+    assert (first.active, first.skipped_inactive, first.next_after) == ([fans[0], fans[1]], 1, fans[2])
+    rest = await stores.graph.followers_page(author, fans[2], 3, seen_since=1_000)
+    assert (rest.active, rest.skipped_inactive, rest.next_after) == ([fans[4]], 0, None)
+    everyone = await stores.graph.followers_page(author, 0, 10)
+    assert (everyone.active, everyone.skipped_inactive, everyone.next_after) == ([fans[0], fans[1], fans[2], fans[4]],
+                                                                                 0, None)
+    await stores.graph.set_edges_seen(fans[2], [author], 8_000)
+    assert (await stores.graph.followers_page(author, 0, 10, seen_since=6_000)).active == [fans[0], fans[2], fans[4]]
+
+
+# --- readers ----------------------------------------------------------------------------------------------
+
+
+async def test_reader_state_holds_activity_celebrities_and_hidden_authors(stores: Stores,
+                                                                         new_id: Iterator[int]) -> None:
+    user, celeb, gone = next(new_id), next(new_id), next(new_id)
+    assert (await stores.readers.reader_state(user, 10)).activity == Activity(None, False)
+    await stores.readers.set_activity(user, Activity(1234, True))
+    await stores.readers.add_celebrity([user], celeb, 10)
+    await stores.readers.hide_author(user, gone, 5000)
+    state = await stores.readers.reader_state(user, 10)
+    assert (state.activity, state.celebrities, state.hidden) == (Activity(1234, True), [celeb], frozenset({gone}))
+    assert await stores.readers.activity(user) == Activity(1234, True)
+
+
+async def test_celebrity_sets_follow_the_authors_versions(stores: Stores, new_id: Iterator[int]) -> None:
+    user, a, b, c = next(new_id), next(new_id), next(new_id), next(new_id)
+    await stores.readers.add_celebrity([user], a, 20)
+    await stores.readers.remove_celebrity([user], a, 10)  # an older decision: stays in the set
+    await stores.readers.remove_celebrity([user], b, 20)
+    await stores.readers.add_celebrity([user], b, 10)  # an older decision: stays out
+    await stores.readers.add_celebrity([user], c, 30)
+    await stores.readers.remove_celebrity([user], c, 30)  # a remove at the same version wins
+    assert await stores.readers.celebrities(user, 10) == [a]
+    many = [next(new_id) for _ in range(3)]
+    assert await stores.readers.add_celebrity([user], many[0], 1) == 1
+    for celeb in many[1:]:
+        await stores.readers.add_celebrity([user], celeb, 1)
+    assert len(await stores.readers.celebrities(user, 2)) == 2
+
+
+async def test_hiding_is_last_writer_wins_by_event_time(stores: Stores, new_id: Iterator[int]) -> None:
+    user, author = next(new_id), next(new_id)
+    await stores.readers.hide_author(user, author, 2000)
+    await stores.readers.unhide_author(user, author, 1000)  # an older follow: still hidden
+    assert await stores.readers.hidden_authors(user) == {author}
+    await stores.readers.unhide_author(user, author, 3000)
+    assert await stores.readers.hidden_authors(user) == set()
+    await stores.readers.hide_author(user, author, 2500)  # older than the follow: stays unhidden
+    assert await stores.readers.hidden_authors(user) == set()
+
+
+# --- inboxes ----------------------------------------------------------------------------------------------
+
+
+async def test_inbox_heads_are_newest_first_and_pushes_are_idempotent(stores: Stores, new_id: Iterator[int]) -> None:
+    user, author = next(new_id), next(new_id)
+    pids = [post_id() for _ in range(60)]  # more than one batch of rows
+    assert await stores.inboxes.push_rows([(user, p) for p in pids], author) == 60
+    await stores.inboxes.push_rows([(user, p) for p in pids[:10]], author)
+    newest_first = pids[::-1]
+    assert await stores.inboxes.inbox_head(user, None, 100) == newest_first
+    assert await stores.inboxes.inbox_head(user, pids[5], 3) == newest_first[-5:-2]
+    assert await stores.inboxes.inbox_head(next(new_id), None, 5) == []
+
+
+async def test_a_purge_removes_only_that_authors_rows_written_before_it(stores: Stores,
+                                                                       new_id: Iterator[int]) -> None:
+    user, gone, kept = next(new_id), next(new_id), next(new_id)
+    old = [post_id() for _ in range(3)]
+    other = post_id()
+    await stores.inboxes.push_rows([(user, p) for p in old], gone)
+    await stores.inboxes.push_rows([(user, other)], kept)
+    as_of = now_us()
+    await asyncio.sleep(0.002)
+    again = post_id()
+    await stores.inboxes.push_rows([(user, again)], gone)  # a follow again, after the unfollow was processed
+    assert await stores.inboxes.purge_inbox(user, gone, as_of) == 4  # every row of the author it saw ...
+    assert await stores.inboxes.inbox_head(user, None, 10) == [again, other]  # ... but the newer one survives

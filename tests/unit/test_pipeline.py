@@ -1,0 +1,286 @@
+"""The worker's handlers (fanout/pipeline.py, fanout/handlers/) on the in-memory adapter: no servers.
+
+The e2e tests cover the same flows through Kafka and Cassandra; these add the edge cases that are slow to
+reach end to end (chunk boundaries, replays after a threshold change, purges racing a follow again, a
+returning reader's rebuild). Chunk tasks are collected and handled when a test says so, as the worker would
+from the chunks topic.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from fanout.adapters.memory import MemoryStorage
+from fanout.events import (
+    CelebrityChunk,
+    ChunkTask,
+    DemotionChunk,
+    Event,
+    Followed,
+    InboxChunk,
+    InboxPurge,
+    PostCreated,
+    PostDeleted,
+    Unfollowed,
+    UserSeen,
+)
+from fanout.feed import home_feed
+from fanout.ids import PostIdGenerator, millis_of
+from fanout.metrics import Metrics, sample
+from fanout.model import Tier
+from fanout.pipeline import Pipeline
+from fanout.settings import Settings
+
+DAY_MS = 86_400_000
+
+
+class World:
+    """A pipeline on fresh in-memory stores, with a clock and the chunk tasks it sent."""
+
+    def __init__(self, **overrides: Any) -> None:
+        self.settings = Settings.load(env={}, **{"celebrity_threshold": 5, "chunk_size": 3, **overrides})
+        self.stores = MemoryStorage(self.settings).stores()
+        self.metrics = Metrics()
+        self.tasks: list[ChunkTask] = []
+        self.ids = PostIdGenerator(node=1)
+        self.t = millis_of(self.ids.next_id())
+        self.pipeline = Pipeline(self.stores, self.settings, self.metrics, self._send, clock_ms=lambda: self.t)
+
+    async def _send(self, task: ChunkTask) -> None:
+        self.tasks.append(task)
+
+    async def handle(self, *events: Event, run_tasks: bool = True) -> None:
+        for e in events:
+            await self.pipeline.handle(e)
+        if run_tasks:
+            await self.run_tasks()
+
+    async def run_tasks(self) -> None:
+        while self.tasks:
+            await self.pipeline.handle(self.tasks.pop(0))
+
+    def tick(self, ms: int = 1) -> int:
+        self.t += ms
+        return self.t
+
+    async def follow(self, follower: int, author: int, run_tasks: bool = True) -> None:
+        await self.handle(Followed(event_time=self.tick(), follower_id=follower, followee_id=author),
+                          run_tasks=run_tasks)
+
+    async def unfollow(self, follower: int, author: int, run_tasks: bool = True) -> None:
+        await self.handle(Unfollowed(event_time=self.tick(), follower_id=follower, followee_id=author),
+                          run_tasks=run_tasks)
+
+    async def post(self, author: int, run_tasks: bool = True) -> PostCreated:
+        pid = self.ids.next_id()
+        self.t = max(self.t, millis_of(pid)) + 1
+        event = PostCreated(event_time=millis_of(pid), post_id=pid, author_id=author, body=f"by {author}")
+        await self.handle(event, run_tasks=run_tasks)
+        return event
+
+    async def seen(self, user: int, at: int) -> None:
+        await self.handle(UserSeen(event_time=at, user_id=user))
+
+    async def inbox(self, user: int) -> list[int]:
+        return await self.stores.inboxes.inbox_head(user, None, 1000)
+
+    async def feed(self, user: int) -> list[int]:
+        page = (await home_feed(self.stores, self.settings, user, 100, None, self.t)).page
+        return [p.post_id for p in page.items]
+
+    def metric(self, name: str, **labels: str) -> float:
+        return sample(self.metrics, name, labels)
+
+
+_users = itertools.count(100)
+
+
+def users(n: int) -> list[int]:
+    return [next(_users) for _ in range(n)]
+
+
+# --- posts -------------------------------------------------------------------------------------------------
+
+
+async def test_a_normal_authors_post_is_pushed_to_each_follower_once() -> None:
+    w = World()
+    author, *fans = users(4)
+    for fan in fans:
+        await w.follow(fan, author)
+    post = await w.post(author)
+    await w.handle(post)  # a replay writes the same rows again
+    for fan in fans:
+        assert await w.inbox(fan) == [post.post_id]
+        assert await w.feed(fan) == [post.post_id]
+    assert await w.stores.posts.stored_tier(post.post_id) is Tier.PUSH
+    assert w.metric("fanout_posts_total", tier="push") == 2
+
+
+async def test_a_celebritys_post_is_indexed_only_and_merged_at_read() -> None:
+    w = World()
+    author, *fans = users(6)
+    for fan in fans:
+        await w.follow(fan, author)  # the fifth follower promotes the author
+    post = await w.post(author)
+    assert all([await w.inbox(fan) == [] for fan in fans])
+    assert await w.stores.posts.timeline_head(author, None, 5) == [post.post_id]
+    assert all([await w.feed(fan) == [post.post_id] for fan in fans])
+    assert w.metric("fanout_inbox_rows_written_total") == 0
+
+
+@pytest.mark.parametrize(("followers", "chunks"), [(3, 0), (4, 2), (6, 2), (7, 3)])
+async def test_fan_outs_beyond_one_chunk_become_chunk_tasks_covering_every_follower(followers: int,
+                                                                                    chunks: int) -> None:
+    w = World(celebrity_threshold=100)
+    author, *fans = users(followers + 1)
+    for fan in fans:
+        await w.follow(fan, author)
+    post = await w.post(author, run_tasks=False)
+    sent = [t for t in w.tasks if isinstance(t, InboxChunk)]
+    assert len(sent) == chunks
+    if chunks:
+        assert sorted(f for t in sent for f in t.follower_ids) == fans
+        assert {t.chunks for t in sent} == {chunks} and sorted(t.chunk for t in sent) == list(range(chunks))
+    await w.run_tasks()
+    assert all([await w.inbox(fan) == [post.post_id] for fan in fans])
+
+
+async def test_inactive_followers_are_skipped_and_their_feed_is_rebuilt_when_they_return() -> None:
+    w = World()
+    author, active, away = users(3)
+    await w.follow(active, author)
+    await w.follow(away, author)
+    await w.seen(active, w.t)
+    await w.seen(away, w.t - 10 * DAY_MS)  # last read ten days ago
+    post = await w.post(author)
+    assert await w.inbox(active) == [post.post_id]
+    assert await w.inbox(away) == []
+    assert w.metric("fanout_inactive_followers_skipped_total") == 1
+    feed = await home_feed(w.stores, w.settings, away, 10, None, w.t)  # back: answered by a pull at once
+    assert feed.regenerating and [p.post_id for p in feed.page.items] == [post.post_id]
+    await w.seen(away, w.t)  # the read's UserSeen: the worker rebuilds the inbox
+    assert await w.inbox(away) == [post.post_id]
+    assert not (await home_feed(w.stores, w.settings, away, 10, None, w.t)).regenerating
+    later = await w.post(author)  # pushes reach the returned reader again
+    assert await w.inbox(away) == [later.post_id, post.post_id]
+    assert w.metric("fanout_regenerations_total", phase="finished") == 1
+
+
+async def test_the_stored_tier_wins_when_a_post_is_replayed_after_a_threshold_change() -> None:
+    w = World()
+    author, *fans = users(6)
+    for fan in fans[:4]:
+        await w.follow(fan, author)
+    post = await w.post(author)
+    await w.follow(fans[4], author)  # now a celebrity
+    await w.handle(post)  # the replay keeps the tier decided first: pushed, not suddenly pulled
+    assert await w.stores.posts.stored_tier(post.post_id) is Tier.PUSH
+    assert await w.inbox(fans[0]) == [post.post_id]
+
+
+async def test_only_the_authors_delete_removes_a_post_from_every_feed() -> None:
+    w = World()
+    author, impostor, pushed_fan = users(3)
+    await w.follow(pushed_fan, author)
+    post = await w.post(author)
+    await w.handle(PostDeleted(event_time=w.tick(), post_id=post.post_id, author_id=impostor))
+    assert await w.feed(pushed_fan) == [post.post_id]
+    await w.handle(PostDeleted(event_time=w.tick(), post_id=post.post_id, author_id=author))
+    assert await w.feed(pushed_fan) == []
+    assert await w.inbox(pushed_fan) == [post.post_id]  # no inbox row is touched: reads filter deletes
+
+
+# --- the follow graph ---------------------------------------------------------------------------------------
+
+
+async def test_a_follow_backfills_recent_posts_and_an_unfollow_hides_then_purges_them() -> None:
+    w = World(follow_backfill=2)
+    author, fan, other = users(3)
+    posts = [await w.post(author) for _ in range(3)]
+    await w.follow(fan, author)
+    assert await w.inbox(fan) == [posts[2].post_id, posts[1].post_id]  # the latest FANOUT_FOLLOW_BACKFILL
+    await w.follow(fan, other)
+    theirs = await w.post(other)
+    await w.unfollow(fan, author, run_tasks=False)
+    assert await w.feed(fan) == [theirs.post_id]  # hidden at once ...
+    assert [type(t) for t in w.tasks] == [InboxPurge]
+    w.tick(5)
+    await w.run_tasks()
+    assert await w.inbox(fan) == [theirs.post_id]  # ... and purged in the background
+    assert w.metric("fanout_purged_rows_total") == 2
+
+
+async def test_a_purge_spares_the_rows_of_a_follow_again_that_came_first() -> None:
+    w = World(follow_backfill=5)
+    author, fan = users(2)
+    post = await w.post(author)
+    await w.follow(fan, author)
+    await w.unfollow(fan, author, run_tasks=False)  # the purge waits on the chunks topic ...
+    await w.follow(fan, author)  # ... while the follow again is processed
+    await w.run_tasks()
+    assert await w.inbox(fan) == [post.post_id]
+    assert await w.feed(fan) == [post.post_id]
+
+
+async def test_a_stale_unfollow_changes_nothing() -> None:
+    w = World()
+    author, fan = users(2)
+    follow_at = w.tick(10)
+    await w.handle(Followed(event_time=follow_at, follower_id=fan, followee_id=author))
+    await w.handle(Unfollowed(event_time=follow_at - 5, follower_id=fan, followee_id=author))
+    assert (await w.stores.graph.author_stats(author)).follower_count == 1
+    assert await w.stores.graph.following(fan, 10) == [author]
+    assert await w.stores.readers.hidden_authors(fan) == set()
+    assert w.tasks == []
+
+
+async def test_a_promotion_moves_existing_followers_to_the_pull_side() -> None:
+    w = World()
+    author, *fans = users(6)
+    for fan in fans[:4]:
+        await w.follow(fan, author)
+    await w.follow(fans[4], author, run_tasks=False)
+    promoted = [t for t in w.tasks if isinstance(t, CelebrityChunk)]
+    assert sorted(f for t in promoted for f in t.follower_ids) == fans[:4]  # the fifth is handled inline
+    await w.run_tasks()
+    assert all([await w.stores.readers.celebrities(fan, 10) == [author] for fan in fans])
+    assert w.metric("fanout_tier_switches_total", direction="to_pull") == 1
+
+
+async def test_a_demotion_backfills_pulled_posts_before_leaving_the_celebrity_sets() -> None:
+    w = World(celebrity_threshold=4, celebrity_demote_ratio=0.5)
+    author, *fans = users(5)
+    for fan in fans:
+        await w.follow(fan, author)
+    pulled = await w.post(author)
+    assert await w.inbox(fans[0]) == []
+    await w.unfollow(fans[3], author)
+    await w.unfollow(fans[2], author, run_tasks=False)  # 2 left: not below 4 x 0.5 yet
+    assert not any(isinstance(t, DemotionChunk) for t in w.tasks)
+    await w.run_tasks()
+    await w.unfollow(fans[1], author, run_tasks=False)  # 1 left: demoted
+    [demotion] = [t for t in w.tasks if isinstance(t, DemotionChunk)]
+    assert demotion.until_post_id == pulled.post_id and demotion.follower_ids == (fans[0],)
+    await w.run_tasks()
+    assert await w.inbox(fans[0]) == [pulled.post_id]
+    assert await w.stores.readers.celebrities(fans[0], 10) == []
+    pushed = await w.post(author)
+    assert await w.feed(fans[0]) == [pushed.post_id, pulled.post_id]
+
+
+# --- strategies -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["push", "pull"])
+async def test_the_baselines_deliver_every_post_one_way(strategy: str) -> None:
+    w = World(strategy=strategy)
+    author, *fans = users(7)
+    for fan in fans:
+        await w.follow(fan, author)  # past the threshold: the hybrid would pull
+    post = await w.post(author)
+    rows = [await w.inbox(fan) for fan in fans]
+    assert rows == ([[post.post_id]] * 6 if strategy == "push" else [[]] * 6)
+    assert all([await w.feed(fan) == [post.post_id] for fan in fans])
