@@ -1,37 +1,27 @@
-"""The Faust app: topics and two thin agents (decode -> pipeline -> store).
+"""The Faust app: topics and two thin agents that hand each batch of events to a `BatchRunner`.
 
 Built by `build_app` from its dependencies, never at import time. Each agent runs with concurrency 1
-and takes events in batches: the events of different authors in a batch run concurrently, those of
-one author in order, and the batch is acknowledged only when all of it is written, so Faust never
-commits an offset past an event still in flight (faust-streaming #606). Throughput also comes from the
-write window inside one event, from chunk tasks, and from more partitions and workers.
+and takes events in batches (streams/runner.py says why that is safe and fast). Throughput also comes
+from the write window inside one event, from chunk tasks, and from more partitions and workers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
-from fanout.events import ChunkTask, InvalidEvent, decode_author_event, decode_chunk_task, encode
+from fanout.events import ChunkTask, decode_author_event, decode_chunk_task, encode
 from fanout.metrics import Metrics
-from fanout.pipeline import Pipeline
+from fanout.pipeline import Pipeline, SendTask
 from fanout.settings import Settings
-
-log = logging.getLogger(__name__)
-
-# Exit code of a worker that stopped because an event could not be processed after all retries. The
-# event was not acknowledged, so the restarted worker (compose `restart: unless-stopped`) processes it again.
-EXIT_UNPROCESSED = 75
+from streams.runner import BatchRunner
 
 
-def build_app(settings: Settings, metrics: Metrics, pipeline_for: Any) -> faust.App:
+def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[SendTask], Pipeline]) -> faust.App:
     """The worker's Faust app. `pipeline_for(send_task)` builds the Pipeline once topics exist."""
-    datadir = settings.state_dir / "faust"
+    datadir = settings.worker_data_dir
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
@@ -46,6 +36,7 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Any) -> faust.
         broker_commit_interval=1.0,
         datadir=str(datadir / settings.app_id),  # not a folder per app in the working directory
     )
+
     def raw_topic(name: str, partitions: int) -> faust.TopicT:
         # Bytes in, bytes out: we decode and validate ourselves, so bad input can be dead-lettered.
         return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes,
@@ -59,63 +50,27 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Any) -> faust.
         delivered = await chunks.send(key=task.key, value=encode(task), force=True)
         await delivered  # acknowledged by Kafka before the event that produced it is done
 
-    pipeline: Pipeline = pipeline_for(send_task)
-
-    async def dead_letter(event: Any, error: InvalidEvent, source: str) -> None:
-        metrics.dead_lettered.labels(error.reason).inc()
-        log.warning("dead-lettered an event from %s[%s]@%s: %s", source, event.message.partition,
-                    event.message.offset, error)
-        headers = [
-            ("reason", error.reason.encode()),
-            ("error", error.detail.encode()[:1000]),
-            ("source_topic", source.encode()),
-            ("source_partition", str(event.message.partition).encode()),
-            ("source_offset", str(event.message.offset).encode()),
-        ]
-        delivered = await dead_letters.send(key=event.key, value=event.value, headers=headers, force=True)
+    async def send_dead_letter(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        delivered = await dead_letters.send(key=key, value=value, headers=headers, force=True)
         await delivered
 
-    async def handle_in_order(events: list[Any], source: str) -> None:
-        for decoded in events:
-            try:
-                await pipeline.handle(decoded)
-            except Exception:
-                # Faust would mark the event done if the agent raised. Stop hard instead: this event (and
-                # its batch) is not committed, and the restarted worker retries it (writes are idempotent).
-                log.critical("could not process %s from %s; stopping the worker unacknowledged",
-                             decoded.TYPE, source, exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_UNPROCESSED)
+    pipeline = pipeline_for(send_task)
+    author_runner = BatchRunner(settings.events_topic,
+                                lambda value, key: decode_author_event(value, key, settings.max_event_bytes),
+                                pipeline.handle, send_dead_letter, metrics)
+    chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
+                               pipeline.handle, send_dead_letter, metrics)
 
-    async def process(stream: Any, source: str, decoder: Any) -> None:
-        """Batches of events: invalid ones dead-lettered, the rest grouped by key (author), groups run
-        concurrently and each group in order. Faust acks a batch only once this returns for it, so no
-        offset is committed past an event still in flight (faust-streaming #606)."""
+    async def consume(stream: Any, runner: BatchRunner) -> None:
         async for batch in stream.take_events(settings.batch_events, within=settings.batch_seconds):
-            try:
-                by_key: dict[bytes, list[Any]] = defaultdict(list)
-                for event in batch:
-                    try:
-                        by_key[event.key].append(decoder(event.value, event.key))
-                    except InvalidEvent as error:
-                        await dead_letter(event, error, source)
-                await asyncio.gather(*(handle_in_order(events, source) for events in by_key.values()))
-            except Exception:
-                # Anything escaping here (e.g. the dead-letter topic unreachable) would let Faust restart the
-                # agent and ack the whole batch, processed or not. Stop unacknowledged instead.
-                log.critical("could not finish a batch from %s; stopping the worker unacknowledged", source,
-                             exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_UNPROCESSED)
+            await runner.run(batch)
 
     @app.agent(events, concurrency=1)
     async def author_events(stream: Any) -> None:
-        await process(stream, settings.events_topic,
-                      lambda value, key: decode_author_event(value, key, settings.max_event_bytes))
+        await consume(stream, author_runner)
 
     @app.agent(chunks, concurrency=1)
     async def chunk_tasks(stream: Any) -> None:
-        await process(stream, settings.chunks_topic,
-                      lambda value, key: decode_chunk_task(value))
+        await consume(stream, chunk_runner)
 
     return app
