@@ -28,14 +28,14 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress
 
+from bench.workload import build_workload, power_law_graph
+from deploy.processes import ProcessGroup, scrape
 from fanout.cassandra import migrate
 from fanout.events import Event, Followed, UserSeen
 from fanout.ids import millis_of
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
-from services.processes import ProcessGroup, scrape
-from services.workload import build_workload, power_law_graph
 
 console = Console()
 

@@ -23,14 +23,14 @@ from cassandra.concurrent import execute_concurrent_with_args
 from rich.console import Console
 from rich.progress import Progress
 
+from bench.pipeline import histogram_quantile, machine, percentile, scenario_settings
+from bench.workload import Graph, power_law_graph
 from deploy import stack as launcher
+from deploy.processes import ProcessGroup, scrape
 from fanout.cassandra import connect, migrate
 from fanout.lag import consumer_lag, wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import STRATEGIES, Settings
-from services.bench_pipeline import histogram_quantile, machine, percentile, scenario_settings
-from services.processes import ProcessGroup, scrape
-from services.workload import Graph, power_law_graph
 
 console = Console()
 DAY_MS = 86_400_000
@@ -261,8 +261,8 @@ def expected_rows(w: BenchWorkload, threshold: int) -> dict[str, int]:
 
 def bench(base: Settings, users: int, seed: int, exponent: float, inactive_share: float, posts: int, reads: int,
           rate: float, concurrency: int, driver_rows: int, out: Path, command: str) -> dict[str, Any]:
-    from services import bench_driver
-    from services.bench_report import write_report
+    from bench import driver as bench_driver
+    from bench.report import write_report
 
     w = build_workload(users, seed, exponent, inactive_share, posts, reads, base.celebrity_threshold)
     deliveries = expected_rows(w, base.celebrity_threshold)["push"]
