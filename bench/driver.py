@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bench.pipeline import percentile
+from bench.stats import percentile
 from fanout.cassandra import Cassandra
 from fanout.cassandra import connect as connect_cluster
 from fanout.metrics import Metrics

@@ -1,12 +1,64 @@
-"""The report of `fanout bench`: JSON with every figure, a Markdown summary, and PNG plots."""
+"""The reports of `fanout bench` and `fanout bench pipeline`: JSON with every figure, Markdown tables and
+PNG plots. matplotlib (the `bench` extra) is imported only when a plot is drawn."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 BUCKETS = ("1-9", "10-99", "100-999", "1k-9k", "10k+")
+
+
+# --- Markdown tables and plots, the same for every report ------------------------------------------------
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table."""
+    def line(cells: Iterable[Any]) -> str:
+        return "|" + "".join(f" {cell} |" if cell != "" else " |" for cell in cells)
+
+    return [line(header), "|---|" + "---|" * (len(header) - 1), *(line(row) for row in rows)]
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("the plots need matplotlib: pip install -e '.[bench]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure(width: float = 6, height: float = 4) -> tuple[Any, Any]:
+    """A new figure and its axes."""
+    fig, ax = pyplot().subplots(figsize=(width, height))
+    return fig, ax
+
+
+def save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
+def grouped_bars(ax: Any, categories: Sequence[str], series: dict[str, Sequence[float]]) -> None:
+    """One bar per series in each category, side by side and centred on the category's tick."""
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar([x + offset for x in range(len(categories))], values, width=width, label=label)
+    ax.set_xticks(list(range(len(categories))), categories)
+    ax.legend()
+
+
+# --- `fanout bench`: push-only, pull-only and hybrid against the bare driver ------------------------------
 
 
 def efficiency(report: dict[str, Any]) -> dict[str, float | None]:
@@ -26,18 +78,10 @@ def markdown(report: dict[str, Any]) -> str:
     s = report["strategies"]
     m, wl = report["machine"], report["workload"]
     names = list(s)
-    lines = [
-        f"`{report['command']}`", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}, Kafka {m['kafka']}, "
-        f"Cassandra {m['cassandra']}. Workload: {wl['users']:,} users (power law, exponent {wl['exponent']}), "
-        f"{wl['inactive_share']:.0%} inactive, {wl['posts']:,} posts at {wl['rate_posts_per_s']:.0f}/s "
-        f"({wl['deliveries']:,} deliveries if every follower got every post), {wl['reads']:,} feed reads, "
-        f"celebrity threshold {wl['threshold']:,}.", "",
-        "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
-    ]
+    rows: list[list[Any]] = []
 
     def row(label: str, value: Any) -> None:
-        lines.append(f"| {label} | " + " | ".join(str(value(s[n])) for n in names) + " |")
+        rows.append([label, *(value(s[n]) for n in names)])
 
     row("inbox rows written per post (write amplification)", lambda r: r["rows_per_post"])
     row("inbox rows stored / logical bytes", lambda r: f"{r['inbox_rows']:,} / {r['inbox_bytes_logical']:,}")
@@ -55,11 +99,20 @@ def markdown(report: dict[str, Any]) -> str:
         row(f"CPU s per 1,000 deliveries, {proc}", lambda r, p=proc: r["cpu_s_per_1000_deliveries"].get(p, "-"))
     d = report["driver"]
     eff = efficiency(report)
-    lines += ["", "Bare cassandra-driver limits on the same Cassandra, same run:", "",
-              "| request shape | protocol | window | rows/s | client CPU ms per 1,000 rows |", "|---|---|---|---|---|"]
-    for r in d.get("inserts", []):
-        lines.append(f"| {r.get('shape')} | v{r.get('protocol')} | {r.get('window', '-')} | "
-                     f"{r.get('rows_per_s', r.get('error', '-'))} | {r.get('cpu_ms_per_1000_rows', '-')} |")
+    lines = [
+        f"`{report['command']}`", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}, Kafka {m['kafka']}, "
+        f"Cassandra {m['cassandra']}. Workload: {wl['users']:,} users (power law, exponent {wl['exponent']}), "
+        f"{wl['inactive_share']:.0%} inactive, {wl['posts']:,} posts at {wl['rate_posts_per_s']:.0f}/s "
+        f"({wl['deliveries']:,} deliveries if every follower got every post), {wl['reads']:,} feed reads, "
+        f"celebrity threshold {wl['threshold']:,}.", "",
+        *table(["", *names], rows),
+        "", "Bare cassandra-driver limits on the same Cassandra, same run:", "",
+        *table(["request shape", "protocol", "window", "rows/s", "client CPU ms per 1,000 rows"],
+               ([r.get("shape"), f"v{r.get('protocol')}", r.get("window", "-"),
+                 r.get("rows_per_s", r.get("error", "-")), r.get("cpu_ms_per_1000_rows", "-")]
+                for r in d.get("inserts", []))),
+    ]
     if "reads" in d:
         lines.append(f"\nBare inbox-page read loop: {d['reads'].get('reads_per_s')} reads/s "
                      f"(p50 {d['reads'].get('p50_ms')} ms, p99 {d['reads'].get('p99_ms')} ms).")
@@ -76,22 +129,17 @@ def _latency(group: dict[str, Any] | None) -> str:
 
 
 def plot(report: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     s = report["strategies"]
     names = list(s)
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figure()
     ax.bar(names, [s[n]["rows_per_post"] for n in names], color=["#4c72b0", "#dd8452", "#55a868"][: len(names)])
     ax.set_ylabel("inbox rows written per post")
     ax.set_title("Write amplification by strategy")
-    paths.append(_save(fig, out / "write_amplification.png"))
+    paths.append(save(fig, out / "write_amplification.png"))
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figure()
     for n in names:
         values = sorted(s[n]["reads"]["latencies_ms"])
         ax.plot(values, [i / max(len(values) - 1, 1) for i in range(len(values))], label=n)
@@ -100,29 +148,16 @@ def plot(report: dict[str, Any], out: Path) -> list[Path]:
     ax.set_ylabel("share of reads at or below")
     ax.set_title(f"Read latency at {s[names[0]]['reads']['concurrency']} concurrent clients")
     ax.legend()
-    paths.append(_save(fig, out / "read_latency.png"))
+    paths.append(save(fig, out / "read_latency.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.8 / len(names)
-    for i, n in enumerate(names):
-        values = [s[n]["lag_by_followers"].get(b, {}).get("p99_ms", 0) for b in BUCKETS]
-        ax.bar([x + i * width for x in range(len(BUCKETS))], values, width=width, label=n)
-    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(BUCKETS))], BUCKETS)
+    fig, ax = figure(7)
+    grouped_bars(ax, BUCKETS, {n: [s[n]["lag_by_followers"].get(b, {}).get("p99_ms", 0) for b in BUCKETS]
+                               for n in names})
     ax.set_xlabel("author's followers")
     ax.set_ylabel("p99 end-to-end fan-out lag (ms)")
     ax.set_title("Fan-out lag by audience size (pull writes no inbox: no bars)")
-    ax.legend()
-    paths.append(_save(fig, out / "lag_by_followers.png"))
+    paths.append(save(fig, out / "lag_by_followers.png"))
     return paths
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
 
 
 def write_report(report: dict[str, Any], out: Path) -> str:
@@ -133,3 +168,44 @@ def write_report(report: dict[str, Any], out: Path) -> str:
     (out / "bench.md").write_text(text + "\n")
     plot(report, out)
     return text
+
+
+# --- `fanout bench pipeline`: fan-out rate, lag and read latency of the hybrid --------------------------
+
+
+@dataclass
+class PipelineReport:
+    command: str
+    machine: dict[str, Any]
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def pipeline_markdown(report: PipelineReport) -> str:
+    r = report.results
+    rows: list[tuple[str, Any]] = []
+    if big := r.get("big_fanout"):
+        rows += [(f"inbox rows/s, one {big['followers']:,}-follower post", f"{big['inbox_rows_per_second']:,}"),
+                 ("seconds from acceptance to last inbox write", big["seconds_from_ack_to_last_write"])]
+    if mix := r.get("steady_mix"):
+        rows += [(f"inbox rows/s, steady mix ({mix['rate_posts_per_second']:.0f} posts/s, {mix['users']:,} users)",
+                  f"{mix['inbox_rows_per_second']:,}"),
+                 ("end-to-end fan-out lag p50 / p99 (steady mix)", f"{mix['lag_p50_ms']} ms / {mix['lag_p99_ms']} ms")]
+    for name, v in r.get("reads", {}).items():
+        rows.append((f"read p50 / p99 at {v['concurrency']} clients, {name.replace('_', ' ')}",
+                     f"{v['p50_ms']} ms / {v['p99_ms']} ms"))
+    if regen := r.get("regeneration"):
+        rows += [(f"returning user following {regen['followees']}: first read (pull)", f"{regen['first_read_ms']} ms"),
+                 ("returning user: first read until inbox rebuilt", f"{regen['seconds_until_inbox_rebuilt']} s")]
+    head = f"`{report.command}` on {report.machine['cpu']} ({report.machine['cores']} cores)"
+    return "\n".join([head, "", *table(["figure", "value"], rows)])
+
+
+def pipeline_plot(report: PipelineReport, path: Path) -> Path:
+    """Read latency p50 and p99 by how many celebrities the reader follows."""
+    reads = report.results["reads"]
+    fig, ax = figure()
+    grouped_bars(ax, [f"{n.split('_')[1]} celebrities" for n in reads],
+                 {q: [v[f"{q}_ms"] for v in reads.values()] for q in ("p50", "p99")})
+    ax.set_ylabel("feed read latency (ms)")
+    ax.set_title(f"Read latency at {next(iter(reads.values()))['concurrency']} concurrent clients")
+    return save(fig, path)
