@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -158,6 +159,16 @@ def test_dockerfile_installs_this_package_and_runs_fanout() -> None:
     assert any("pip" in r and "install" in r and "/app" in r for r in runs)
     entrypoints = [json.loads(args) for op, args in instructions if op == "ENTRYPOINT"]
     assert entrypoints == [["fanout"]]
+
+
+def test_image_installs_the_product_without_the_bench_extra() -> None:
+    installs = [args for op, args in _instructions(DEPLOY / "Dockerfile") if op == "RUN" and "pip install" in args]
+    assert installs and not any("[" in args for args in installs), installs  # no extras: no matplotlib
+    # The benchmarks' own dependencies stay out of the product's.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = {re.split(r"[<>=\[ ]", dep, maxsplit=1)[0] for dep in project["dependencies"]}
+    assert "matplotlib" not in required
+    assert any(dep.startswith("matplotlib") for dep in project["optional-dependencies"]["bench"])
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
