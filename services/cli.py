@@ -129,6 +129,19 @@ def ingest_api() -> None:
     serve.ingest_api(Settings.load())
 
 
+@app.command()
+def up(
+    workers: int = typer.Option(1, min=1, help="worker processes; worker i serves metrics on "
+                                                "FANOUT_WORKER_METRICS_PORT + i - 1"),
+    stop_timeout: float = typer.Option(20.0, help="seconds from SIGTERM to SIGKILL when stopping"),
+) -> None:
+    """Run the pipeline in the foreground on the running stack: migrate, then the worker(s), read API and
+    ingest API; a process that exits is restarted with backoff; Ctrl-C stops them all."""
+    from services import up as up_process
+
+    raise typer.Exit(up_process.run(Settings.load(), workers, stop_timeout))
+
+
 publish_app = typer.Typer(no_args_is_help=True, help="Publish one event to Kafka (waits for the broker's ack).")
 app.add_typer(publish_app, name="publish")
 
