@@ -65,11 +65,12 @@ class Output:
             self.names.append(name)
             self.width = max(self.width, len(name))
         color = style or COLORS[self.names.index(name) % len(COLORS)]
-        prefix = Text(f"{name:<{self.width}} | ", style=color)
+        line = Text()
+        line.append(f"{name:<{self.width}} | ", style=color)  # only the prefix takes the color
         # from_ansi: a child's own colors survive on a terminal and are stripped elsewhere.
-        body = Text.from_ansi(text, style="bold" if style else "")
+        line.append_text(Text.from_ansi(text, style="bold" if style else ""))
         with self._lock:
-            self.console.print(prefix + body)
+            self.console.print(line)
 
 
 @dataclass
