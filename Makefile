@@ -14,10 +14,11 @@ PYTEST := $(VENV)/bin/pytest
 TESTS ?= tests/unit tests/contract tests/e2e
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test down lint clean
+.PHONY: help venv demo run test down lint clean
 
 help:
 	@echo "make demo   start the stack (Kafka, Cassandra, Prometheus) and run the demo; the stack stays up"
+	@echo "make run    start the stack, then run the pipeline in the foreground (fanout up); Ctrl-C stops it"
 	@echo "make test   unit + e2e tests on the real stack (started if needed, stopped after if it was down)"
 	@echo "make down   stop the stack"
 	@echo "make lint   ruff and mypy"
@@ -29,7 +30,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
-	$(VENV)/bin/python -m pip install -e '.[dev]'
+	$(VENV)/bin/python -m pip install -e '.[dev,bench]'
 	touch $@
 
 demo: $(STAMP)
@@ -37,6 +38,16 @@ demo: $(STAMP)
 	$(FANOUT) demo
 	@echo
 	@echo "The stack (Kafka, Cassandra, Prometheus) stays running: 'make down' stops it."
+	@echo "To keep the pipeline running on it (worker, read API, ingest API; Ctrl-C stops them): make run"
+	@echo "then, from another terminal (user 1 follows user 2, 2 posts, 1 reads):"
+	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/follows -H 'content-type: application/json' -d '{\"follower_id\": 1, \"followee_id\": 2}'"
+	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/posts -H 'content-type: application/json' -d '{\"author_id\": 2, \"body\": \"hello\"}'"
+	@echo "  curl -s 'localhost:$${FANOUT_READ_API_PORT:-8080}/v1/users/1/feed?limit=20'"
+
+# The stack, then the pipeline in the foreground: migrate, worker, read API, ingest API (fanout up).
+run: $(STAMP)
+	$(FANOUT) stack up
+	$(FANOUT) up
 
 # Leaves the stack as it found it: stopped after the tests only if it was not fully up before.
 # pytest's exit code is the recipe's, so 5 (no tests collected) fails the build too.

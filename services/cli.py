@@ -1,17 +1,17 @@
-"""The `fanout` command: one entry point for every process and tool of the project."""
+"""The `fanout` command: the process entry points (worker, read-api, ingest-api), the local stack,
+`migrate` and `publish`; the `bench` group and `demo` come from bench/cli.py."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.cli import register as register_bench
 from deploy import stack
 from fanout.events import Event
 from fanout.producer import EventProducer, PublishError
@@ -129,6 +129,19 @@ def ingest_api() -> None:
     ingest_service.run(Settings.load())
 
 
+@app.command()
+def up(
+    workers: int = typer.Option(1, min=1, help="worker processes; worker i serves metrics on "
+                                                "FANOUT_WORKER_METRICS_PORT + i - 1"),
+    stop_timeout: float = typer.Option(20.0, help="seconds from SIGTERM to SIGKILL when stopping"),
+) -> None:
+    """Run the pipeline in the foreground on the running stack: migrate, then the worker(s), read API and
+    ingest API; a process that exits is restarted with backoff; Ctrl-C stops them all."""
+    from services import up as up_process
+
+    raise typer.Exit(up_process.run(Settings.load(), workers, stop_timeout))
+
+
 publish_app = typer.Typer(no_args_is_help=True, help="Publish one event to Kafka (waits for the broker's ack).")
 app.add_typer(publish_app, name="publish")
 
@@ -172,81 +185,7 @@ def _publish(action: Callable[[EventProducer], Event]) -> None:
     typer.echo(encode(event).decode())
 
 
-@app.command()
-def demo(
-    users: int = typer.Option(2000, help="users in the generated graph"),
-    posts: int = typer.Option(1500, help="posts to publish"),
-    threshold: int = typer.Option(200, help="celebrity threshold for the demo graph"),
-    seed: int = typer.Option(42),
-) -> None:
-    """Run the pipeline on a generated power-law graph against the running stack, and show the feeds."""
-    from services import demo as demo_run
-
-    s = Settings.load()
-    demo_run.run(s, users, posts, threshold, seed, s.stack.state_dir / "demo-logs")
-
-
-BENCH_RESULTS = Path("bench-results")
-bench_app = typer.Typer(help="Benchmarks on the real local stack (they print figures and write plots).")
-app.add_typer(bench_app, name="bench")
-
-
-@bench_app.callback(invoke_without_command=True)
-def bench(
-    ctx: typer.Context,
-    quick: bool = typer.Option(False, "--quick", help="a small run (under 3 minutes): checks, not figures"),
-    users: int = typer.Option(30_000, help="users of the power-law graph"),
-    seed: int = typer.Option(1),
-    exponent: float = typer.Option(2.28, help="power-law exponent of follower counts (Kwak et al. 2010)"),
-    inactive_share: float = typer.Option(0.4, help="share of users who have not read for 10 days"),
-    posts: int = typer.Option(1_500, help="posts published, the same sequence for every strategy"),
-    reads: int = typer.Option(2_000, help="feed reads by active users, per strategy"),
-    rate: float = typer.Option(30.0, help="nominal posts per second"),
-    concurrency: int = typer.Option(16, help="concurrent HTTP readers"),
-    driver_rows: int = typer.Option(20_000, help="rows per request shape in the bare driver loops"),
-    threshold: int = typer.Option(0, help="celebrity threshold (0: FANOUT_CELEBRITY_THRESHOLD)"),
-    out: Annotated[Path, typer.Option(help="where bench.json, bench.md and the plots go")] = BENCH_RESULTS,
-) -> None:
-    """Push-only, pull-only and hybrid on the same workload, against the bare driver's limits."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from services import bench_strategies
-
-    if quick:
-        users, posts, reads, rate, driver_rows = 2_000, 300, 300, 100.0, 2_000
-        threshold = threshold or 300
-    base = Settings.load(celebrity_threshold=threshold) if threshold else Settings.load()
-    command = "fanout bench " + " ".join(sys.argv[2:])
-    report = bench_strategies.bench(base, users, seed, exponent, inactive_share, posts, reads,
-                                    rate, concurrency, driver_rows, out, command.strip())
-    from services.bench_report import markdown
-
-    Console().print(markdown(report))
-    console.print(f"written: {out}/bench.json, bench.md, write_amplification.png, read_latency.png, "
-                  "lag_by_followers.png")
-
-
-@bench_app.command("pipeline")
-def bench_pipeline(
-    followers: int = typer.Option(10_000, help="followers of the author in the big fan-out"),
-    users: int = typer.Option(5_000, help="users of the steady-mix graph"),
-    rate: float = typer.Option(40.0, help="posts per second in the steady mix"),
-    seconds: float = typer.Option(30.0, help="length of the steady mix"),
-    concurrency: int = typer.Option(16, help="concurrent HTTP clients for the reads"),
-    requests: int = typer.Option(1600, help="feed reads per reader group"),
-    out: Annotated[Path, typer.Option(help="where the JSON report and PNG plot go")] = BENCH_RESULTS,
-    scenarios: str = typer.Option("big_fanout,steady_mix,reads,regeneration", help="comma-separated subset"),
-) -> None:
-    """Fan-out rows/s (one big post, a steady mix), end-to-end lag, and read latency by celebrities followed."""
-    from services import bench_pipeline
-
-    command = "fanout bench pipeline " + " ".join(sys.argv[3:])
-    chosen = [name.strip() for name in scenarios.split(",") if name.strip()]
-    unknown = set(chosen) - set(bench_pipeline.SCENARIOS)
-    if unknown:
-        _fail(ValueError(f"unknown scenarios {sorted(unknown)}; choose from {bench_pipeline.SCENARIOS}"))
-    bench_pipeline.run(Settings.load(), followers, users, rate, seconds, concurrency, requests, out, command.strip(),
-                       chosen)
+register_bench(app)  # `fanout bench ...` and `fanout demo`
 
 
 def main() -> None:

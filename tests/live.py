@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 from cassandra.cluster import Cluster
 
+from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect, migrate
 from fanout.events import Event
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
-from services.processes import ProcessGroup
 
 PAGE = 7
 

@@ -12,8 +12,8 @@ import itertools
 import pytest
 from rich.progress import Progress
 
+from bench.driver import PROTOCOLS, SHAPES, connect, driver_limits, table
 from fanout.settings import Settings
-from services.bench_driver import PROTOCOLS, SHAPES, connect, driver_limits, table
 
 pytestmark = pytest.mark.e2e
 

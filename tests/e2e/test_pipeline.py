@@ -20,10 +20,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from dashboard_queries import dashboard_queries
 from live import Deployment, deploy
 
+from bench.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
+from deploy.processes import ProcessGroup
 from fanout.events import author_key, encode
 from fanout.settings import Settings
-from services.processes import ProcessGroup
-from services.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
 
 pytestmark = pytest.mark.e2e
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -97,6 +98,7 @@ def test_project_services_run_the_image_and_reach_the_servers(services: dict[str
 def test_published_ports_equal_the_settings_defaults(services: dict[str, dict[str, Any]]) -> None:
     s = Settings()
     expected = {
+        "kafka": s.kafka_port,  # the host's port; the container side is the EXTERNAL listener
         "cassandra": s.cassandra_port,
         "prometheus": s.stack.prometheus_port,
         "worker": s.worker_metrics_port,
@@ -104,8 +106,11 @@ def test_published_ports_equal_the_settings_defaults(services: dict[str, dict[st
         "ingest-api": s.ingest_api_port,
         "grafana": 3000,
     }
-    published = {name: _published(svc) for name, svc in services.items() if svc.get("ports")}
-    assert published == {name: [(port, port)] for name, port in expected.items()}
+    published = {name: [host for host, _ in _published(svc)] for name, svc in services.items() if svc.get("ports")}
+    assert published == {name: [port] for name, port in expected.items()}
+    for name, svc in services.items():
+        if name != "kafka":
+            assert [host for host, container in _published(svc) if host != container] == [], name
 
 
 def test_kafka_is_one_kraft_node_on_the_settings_ports(services: dict[str, dict[str, Any]]) -> None:
@@ -114,13 +119,42 @@ def test_kafka_is_one_kraft_node_on_the_settings_ports(services: dict[str, dict[
     env = _env(kafka)
     assert kafka["image"] == f"apache/kafka:{s.stack.kafka_version}"
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-    assert env["KAFKA_LISTENERS"] == f"PLAINTEXT://:{s.kafka_port},CONTROLLER://:{s.stack.kafka_controller_port}"
-    assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://kafka:{s.kafka_port}"
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    assert listeners["PLAINTEXT"] == ("", s.kafka_port)
+    assert listeners["CONTROLLER"] == ("", s.stack.kafka_controller_port)
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:{s.stack.kafka_controller_port}"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     for name in ("OFFSETS_TOPIC", "TRANSACTION_STATE_LOG"):
         assert env[f"KAFKA_{name}_REPLICATION_FACTOR"] == "1"
     assert f"-Xmx{s.stack.kafka_heap}" in env["KAFKA_HEAP_OPTS"].split()
+
+
+def _listeners(spec: str) -> dict[str, tuple[str, int]]:
+    """NAME://host:port,... as {NAME: (host, port)}."""
+    pairs = (item.split("://", 1) for item in spec.split(","))
+    return {name: (address.rsplit(":", 1)[0], int(address.rsplit(":", 1)[1])) for name, address in pairs}
+
+
+def test_kafka_is_reachable_from_the_containers_and_from_the_host(services: dict[str, dict[str, Any]]) -> None:
+    """Clients connect to the advertised address: containers must get kafka:9092, host clients an address
+    the host reaches, on the port published for the EXTERNAL listener (the settings' default)."""
+    s = Settings()
+    kafka = services["kafka"]
+    env = _env(kafka)
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(listeners) == {"PLAINTEXT", "CONTROLLER", "EXTERNAL"}
+    assert protocols == {"PLAINTEXT": "PLAINTEXT", "CONTROLLER": "PLAINTEXT", "EXTERNAL": "PLAINTEXT"}
+    assert advertised == {"PLAINTEXT": ("kafka", s.kafka_port), "EXTERNAL": ("localhost", s.kafka_port)}
+    # What the project's containers bootstrap with is the internal listener.
+    host, port = advertised["PLAINTEXT"]
+    assert Settings.load(env=_env(services["worker"])).kafka_bootstrap == f"{host}:{port}"
+    # The host's port leads to the EXTERNAL listener, and only there.
+    assert _published(kafka) == [(advertised["EXTERNAL"][1], listeners["EXTERNAL"][1])]
+    assert listeners["EXTERNAL"][1] not in (s.kafka_port, s.stack.kafka_controller_port)
 
 
 def test_cassandra_image_heap_and_healthcheck(services: dict[str, dict[str, Any]]) -> None:
@@ -160,6 +194,16 @@ def test_dockerfile_installs_this_package_and_runs_fanout() -> None:
     assert entrypoints == [["fanout"]]
 
 
+def test_image_installs_the_product_without_the_bench_extra() -> None:
+    installs = [args for op, args in _instructions(DEPLOY / "Dockerfile") if op == "RUN" and "pip install" in args]
+    assert installs and not any("[" in args for args in installs), installs  # no extras: no matplotlib
+    # The benchmarks' own dependencies stay out of the product's.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = {re.split(r"[<>=\[ ]", dep, maxsplit=1)[0] for dep in project["dependencies"]}
+    assert "matplotlib" not in required
+    assert any(dep.startswith("matplotlib") for dep in project["optional-dependencies"]["bench"])
+
+
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".fanout"} <= ignored
@@ -180,7 +224,7 @@ def test_prometheus_jobs_match_the_local_template_and_compose(services: dict[str
         [template_target] = template_jobs[name]["static_configs"][0]["targets"]
         host, port = target.rsplit(":", 1)
         port_setting = template_target.rsplit(":", 1)[1].strip("${}")
-        assert int(port) == getattr(s.stack if port_setting == "prometheus_port" else s, port_setting), name
+        assert int(port) == getattr(s, port_setting), name
         assert host in services or (name == "prometheus" and host == "localhost"), name
 
 
@@ -190,7 +234,7 @@ def test_prometheus_jobs_match_the_local_template_and_compose(services: dict[str
 def test_grafana_provisions_the_prometheus_datasource_and_dashboards(services: dict[str, dict[str, Any]]) -> None:
     [datasource] = _load(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
     assert datasource["uid"] == "prometheus"
-    assert datasource["url"] == f"http://prometheus:{Settings().stack.prometheus_port}"
+    assert datasource["url"] == f"http://prometheus:{Settings().prometheus_port}"
 
     [provider] = _load(GRAFANA / "provisioning" / "dashboards" / "fanout.yml")["providers"]
     mounts = dict(v.split(":")[:2] for v in services["grafana"]["volumes"])

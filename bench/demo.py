@@ -17,14 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
+from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import migrate
 from fanout.clock import wall_ms
 from fanout.events import Event, Followed, UserSeen
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
-from services.processes import ProcessGroup
-from services.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
 
 console = Console()
 DAY_MS = 86_400_000

@@ -21,11 +21,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from bench.stats import percentile
 from fanout.adapters.cassandra.session import Cassandra
 from fanout.adapters.cassandra.session import connect as connect_cluster
 from fanout.metrics import Metrics
 from fanout.settings import Settings
-from services.bench_pipeline import percentile
 
 SHAPES = (("single", 1), ("batch10", 10), ("batch50", 50), ("batch100", 100))
 PROTOCOLS = (4, 5)

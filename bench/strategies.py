@@ -20,20 +20,20 @@ from typing import Any
 
 import httpx
 from cassandra.concurrent import execute_concurrent_with_args
-from rich.console import Console
 from rich.progress import Progress
 
+from bench.report import BUCKETS, write_report
+from bench.scenario import console, publish_at_rate, scenario_settings
+from bench.stats import histogram_quantile, machine, percentile
+from bench.workload import Graph, power_law_graph
 from deploy import stack as launcher
-from fanout.adapters.cassandra import connect, migrate
+from deploy.processes import ProcessGroup, scrape
+from fanout.adapters.cassandra import connect
 from fanout.lag import consumer_lag, wait_until_drained
 from fanout.model import Strategy
-from fanout.producer import EventProducer, ensure_topics
+from fanout.producer import EventProducer
 from fanout.settings import Settings
-from services.bench_pipeline import histogram_quantile, machine, percentile, scenario_settings
-from services.processes import ProcessGroup, scrape
-from services.workload import Graph, power_law_graph
 
-console = Console()
 DAY_MS = 86_400_000
 
 
@@ -124,8 +124,6 @@ def cpu_seconds(pid: int) -> float:
 def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, concurrency: int,
                  log_dir: Path) -> dict[str, Any]:
     s = scenario_settings(base, strategy, strategy=strategy)
-    ensure_topics(s)
-    migrate(s)
     now = time.time_ns() // 1_000_000
     load_graph(s, w, now)
     servers = {srv.name: launcher.running_pid(srv) for srv in launcher.servers(base)}
@@ -139,14 +137,8 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
         half = len(w.post_authors) // 2
         # First half at the nominal rate: end-to-end lag under normal load.
         started = time.monotonic()
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"{strategy}: {half} posts at {rate:.0f}/s", total=half)
-            for i, author in enumerate(w.post_authors[:half]):
-                producer.send(producer.new_post(author, f"post {i} by {author}"))
-                bar.advance(task)
-                pause = started + (i + 1) / rate - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
+        publish_at_rate(producer, [(a, f"post {i} by {a}") for i, a in enumerate(w.post_authors[:half])], rate,
+                        strategy)
         wait_until_drained(s, timeout=1800, on_lag=lambda _: processes.check_alive())
         middle = scrape(worker)
         # Second half as one burst: fan-out throughput, from the first send to the last inbox write (the
@@ -175,7 +167,7 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
     rows = after.get(rows_name, 0) - before.get(rows_name, 0)
     burst_rows = after.get(rows_name, 0) - middle.get(rows_name, 0)
     lag = {}
-    for bucket in ("1-9", "10-99", "100-999", "1k-9k", "10k+"):
+    for bucket in BUCKETS:
         name = f'fanout_end_to_end_lag_seconds_bucket{{followers="{bucket}",'
         sub_after = {k.replace(name, "lag_bucket{"): v for k, v in middle.items() if k.startswith(name)}
         sub_before = {k.replace(name, "lag_bucket{"): v for k, v in before.items() if k.startswith(name)}
@@ -262,8 +254,7 @@ def expected_rows(w: BenchWorkload, threshold: int) -> dict[str, int]:
 
 def bench(base: Settings, users: int, seed: int, exponent: float, inactive_share: float, posts: int, reads: int,
           rate: float, concurrency: int, driver_rows: int, out: Path, command: str) -> dict[str, Any]:
-    from services import bench_driver
-    from services.bench_report import write_report
+    from bench import driver as bench_driver
 
     w = build_workload(users, seed, exponent, inactive_share, posts, reads, base.celebrity_threshold)
     deliveries = expected_rows(w, base.celebrity_threshold)["push"]

@@ -1,0 +1,95 @@
+"""`fanout bench` (and `fanout bench pipeline`) and `fanout demo`: the commands of the bench package,
+registered on the `fanout` command by services/cli.py. Their modules are imported when a command runs,
+so `fanout` itself starts without them (and without matplotlib)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fanout.settings import Settings
+
+BENCH_RESULTS = Path("bench-results")
+bench_app = typer.Typer(help="Benchmarks on the real local stack (they print figures and write plots).")
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `bench` group and the `demo` command to the `fanout` command."""
+    app.add_typer(bench_app, name="bench")
+    app.command()(demo)
+
+
+def demo(
+    users: int = typer.Option(2000, help="users in the generated graph"),
+    posts: int = typer.Option(1500, help="posts to publish"),
+    threshold: int = typer.Option(200, help="celebrity threshold for the demo graph"),
+    seed: int = typer.Option(42),
+) -> None:
+    """Run the pipeline on a generated power-law graph against the running stack, and show the feeds."""
+    from bench import demo as demo_run
+
+    s = Settings.load()
+    demo_run.run(s, users, posts, threshold, seed, s.stack.state_dir / "demo-logs")
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    quick: bool = typer.Option(False, "--quick", help="a small run (under 3 minutes): checks, not figures"),
+    users: int = typer.Option(30_000, help="users of the power-law graph"),
+    seed: int = typer.Option(1),
+    exponent: float = typer.Option(2.28, help="power-law exponent of follower counts (Kwak et al. 2010)"),
+    inactive_share: float = typer.Option(0.4, help="share of users who have not read for 10 days"),
+    posts: int = typer.Option(1_500, help="posts published, the same sequence for every strategy"),
+    reads: int = typer.Option(2_000, help="feed reads by active users, per strategy"),
+    rate: float = typer.Option(30.0, help="nominal posts per second"),
+    concurrency: int = typer.Option(16, help="concurrent HTTP readers"),
+    driver_rows: int = typer.Option(20_000, help="rows per request shape in the bare driver loops"),
+    threshold: int = typer.Option(0, help="celebrity threshold (0: FANOUT_CELEBRITY_THRESHOLD)"),
+    out: Annotated[Path, typer.Option(help="where bench.json, bench.md and the plots go")] = BENCH_RESULTS,
+) -> None:
+    """Push-only, pull-only and hybrid on the same workload, against the bare driver's limits."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from bench import strategies
+    from bench.report import markdown
+
+    if quick:
+        users, posts, reads, rate, driver_rows = 2_000, 300, 300, 100.0, 2_000
+        threshold = threshold or 300
+    base = Settings.load(celebrity_threshold=threshold) if threshold else Settings.load()
+    command = "fanout bench " + " ".join(sys.argv[2:])
+    report = strategies.bench(base, users, seed, exponent, inactive_share, posts, reads,
+                              rate, concurrency, driver_rows, out, command.strip())
+    Console().print(markdown(report))
+    console.print(f"written: {out}/bench.json, bench.md, write_amplification.png, read_latency.png, "
+                  "lag_by_followers.png")
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    followers: int = typer.Option(10_000, help="followers of the author in the big fan-out"),
+    users: int = typer.Option(5_000, help="users of the steady-mix graph"),
+    rate: float = typer.Option(40.0, help="posts per second in the steady mix"),
+    seconds: float = typer.Option(30.0, help="length of the steady mix"),
+    concurrency: int = typer.Option(16, help="concurrent HTTP clients for the reads"),
+    requests: int = typer.Option(1600, help="feed reads per reader group"),
+    out: Annotated[Path, typer.Option(help="where the JSON report and PNG plot go")] = BENCH_RESULTS,
+    scenarios: str = typer.Option("big_fanout,steady_mix,reads,regeneration", help="comma-separated subset"),
+) -> None:
+    """Fan-out rows/s (one big post, a steady mix), end-to-end lag, and read latency by celebrities followed."""
+    from bench import pipeline
+
+    command = "fanout bench pipeline " + " ".join(sys.argv[3:])
+    chosen = [name.strip() for name in scenarios.split(",") if name.strip()]
+    unknown = set(chosen) - set(pipeline.SCENARIOS)
+    if unknown:
+        console.print(f"[bold red]error:[/] unknown scenarios {sorted(unknown)}; choose from {pipeline.SCENARIOS}")
+        raise typer.Exit(1)
+    pipeline.run(Settings.load(), followers, users, rate, seconds, concurrency, requests, out, command.strip(),
+                 chosen)

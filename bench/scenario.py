@@ -1,0 +1,60 @@
+"""What every benchmark scenario does the same way: run in a keyspace and topics of its own, and feed
+the pipeline, in bulk (the follow graph) or posts at a nominal rate (measured)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from deploy.processes import ProcessGroup
+from fanout.adapters.cassandra import migrate
+from fanout.events import Event
+from fanout.lag import wait_until_drained
+from fanout.producer import EventProducer, ensure_topics
+from fanout.settings import Settings
+
+console = Console()
+
+
+def scenario_settings(base: Settings, name: str, **overrides: Any) -> Settings:
+    """Settings of a scenario's own (keyspace, topics, consumer group), migrated and ready."""
+    s = base.isolated(f"bench-{name}{time.strftime('%H%M%S')}", **overrides)
+    ensure_topics(s)
+    migrate(s)
+    return s
+
+
+def publish(producer: EventProducer, events: list[Event]) -> None:
+    """Send every event and wait for Kafka's ack of each."""
+    futures = [producer.send(e) for e in events]
+    for f in futures:
+        f.result(120)
+
+
+def seed_follows(s: Settings, processes: ProcessGroup, producer: EventProducer, follows: list[Event],
+                 what: str) -> float:
+    """Publish the follow graph through the pipeline and wait until the worker has processed it."""
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"seeding {what} through the pipeline", total=len(follows))
+        for i in range(0, len(follows), 5000):
+            publish(producer, follows[i : i + 5000])
+            bar.advance(task, len(follows[i : i + 5000]))
+    return wait_until_drained(s, timeout=1800, on_lag=lambda _: processes.check_alive())
+
+
+def publish_at_rate(producer: EventProducer, posts: Sequence[tuple[int, str]], rate: float, what: str) -> None:
+    """New posts (author, body) at `rate` per second, each with a fresh id at send time, so lag is
+    measured from the real post time. Does not wait for acks."""
+    started = time.monotonic()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"{what}: {len(posts)} posts at {rate:.0f}/s", total=len(posts))
+        for i, (author, body) in enumerate(posts):
+            producer.send(producer.new_post(author, body))
+            bar.advance(task)
+            pause = started + (i + 1) / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)

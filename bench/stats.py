@@ -1,0 +1,62 @@
+"""The numbers every benchmark reports the same way: quantiles of latency samples and of the worker's
+Prometheus histograms, and a description of the machine they were measured on."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def percentile(ascending: Sequence[float], q: float) -> float:
+    """The q-quantile of sorted values by nearest rank (the value below which a share q of them lie)."""
+    return ascending[min(len(ascending) - 1, int(len(ascending) * q))]
+
+
+def _buckets(samples: dict[str, float], before: dict[str, float], name: str) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of a histogram's buckets, counting only observations since `before`."""
+    buckets = []
+    for key, value in samples.items():
+        if key.startswith(name + "_bucket{"):
+            bound = key.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), value - before.get(key, 0.0)))  # float("+Inf") is inf
+    return sorted(buckets)
+
+
+def histogram_quantile(samples: dict[str, float], before: dict[str, float], name: str, q: float) -> float:
+    """Prometheus-style quantile (linear within a bucket) of the observations between two scrapes."""
+    buckets = _buckets(samples, before, name)
+    total = buckets[-1][1] if buckets else 0
+    if total <= 0:
+        return float("nan")
+    rank, prev_le, prev_count = q * total, 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_count) / max(count - prev_count, 1e-12)
+        prev_le, prev_count = le, count
+    return prev_le
+
+
+def highest_bucket(samples: dict[str, float], before: dict[str, float], name: str) -> float:
+    """Upper bound of the highest non-empty bucket between two scrapes: the maximum, to the bucket's
+    resolution."""
+    highest, prev = 0.0, 0.0
+    for le, count in _buckets(samples, before, name):
+        if count > prev:
+            highest = le
+        prev = count
+    return highest
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, memory and Python version of this machine (Linux /proc)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
+            "python": platform.python_version()}
