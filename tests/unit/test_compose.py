@@ -224,7 +224,7 @@ def test_prometheus_jobs_match_the_local_template_and_compose(services: dict[str
         [template_target] = template_jobs[name]["static_configs"][0]["targets"]
         host, port = target.rsplit(":", 1)
         port_setting = template_target.rsplit(":", 1)[1].strip("${}")
-        assert int(port) == getattr(s, port_setting), name
+        assert int(port) == getattr(s.stack if port_setting == "prometheus_port" else s, port_setting), name
         assert host in services or (name == "prometheus" and host == "localhost"), name
 
 
@@ -234,7 +234,7 @@ def test_prometheus_jobs_match_the_local_template_and_compose(services: dict[str
 def test_grafana_provisions_the_prometheus_datasource_and_dashboards(services: dict[str, dict[str, Any]]) -> None:
     [datasource] = _load(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
     assert datasource["uid"] == "prometheus"
-    assert datasource["url"] == f"http://prometheus:{Settings().prometheus_port}"
+    assert datasource["url"] == f"http://prometheus:{Settings().stack.prometheus_port}"
 
     [provider] = _load(GRAFANA / "provisioning" / "dashboards" / "fanout.yml")["providers"]
     mounts = dict(v.split(":")[:2] for v in services["grafana"]["volumes"])
