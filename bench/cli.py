@@ -93,3 +93,35 @@ def bench_pipeline(
         raise typer.Exit(1)
     pipeline.run(Settings.load(), followers, users, rate, seconds, concurrency, requests, out, command.strip(),
                  chosen)
+
+
+@bench_app.command("reads")
+def bench_reads(
+    quick: bool = typer.Option(False, "--quick", help="a small, short run: checks, not figures"),
+    users: int = typer.Option(5_000, help="users of the power-law graph of normal authors"),
+    readers: int = typer.Option(40, help="readers per group (0/5/20/250 celebrities, 200 normal authors, returning)"),
+    celebrities: int = typer.Option(300, help="celebrities in the graph"),
+    threshold: int = typer.Option(200, help="celebrity threshold"),
+    strategies: str = typer.Option("hybrid,pull", help="comma-separated: hybrid, pull, push"),
+    workers: str = typer.Option("1,2", help="read service processes to measure the hybrid with, comma-separated"),
+    rates: str = typer.Option("250,500,1000", help="fixed offered rates (reads/s), comma-separated"),
+    seconds: float = typer.Option(15.0, help="length of each load run"),
+    connections: int = typer.Option(16, help="wrk connections for the peak"),
+    driver_reads: int = typer.Option(20_000, help="reads of the bare driver's inbox-page loop"),
+    out: Annotated[Path, typer.Option(help="where reads.json, reads.md and the plots go")] = BENCH_RESULTS,
+) -> None:
+    """Feed reads/s and latency through the real read service (wrk, vegeta), hybrid vs pull-only, beside
+    the bare driver's inbox-page loop."""
+    from bench import reads as read_bench
+    from bench.reads_report import markdown
+
+    if quick:
+        users, readers, celebrities, threshold, seconds, driver_reads = 1_000, 5, 260, 20, 3.0, 2_000
+        rates, workers = "100", "1"
+    command = "fanout bench reads " + " ".join(sys.argv[3:])
+    report = read_bench.bench(Settings.load(), users, readers, celebrities, threshold,
+                              [s.strip() for s in strategies.split(",") if s.strip()],
+                              [int(n) for n in workers.split(",")], [float(r) for r in rates.split(",")], seconds,
+                              connections, driver_reads, out, command.strip())
+    Console().print(markdown(report))
+    console.print(f"written: {out}/reads.json, reads.md, read_p99_by_rate.png, read_p99_by_group.png")

@@ -80,7 +80,7 @@ def build_workload(users: int, seed: int, exponent: float, inactive_share: float
     return BenchWorkload(graph, inactive, post_authors, readers, by_followers[0])
 
 
-def load_graph(s: Settings, w: BenchWorkload, now_ms: int) -> None:
+def load_graph(s: Settings, w: BenchWorkload | Any, now_ms: int) -> None:
     """Write the follow graph as the follow handler would have: edges both ways, counts and tiers,
     celebrity sets (hybrid), and the last feed read of the inactive users (10 days ago)."""
     cluster, session = connect(s, s.keyspace)
@@ -91,8 +91,9 @@ def load_graph(s: Settings, w: BenchWorkload, now_ms: int) -> None:
                                 "WHERE author_id = ?")
         followee = session.prepare("INSERT INTO following_by_user (user_id, followee_id, following) "
                                    "VALUES (?, ?, true)")
-        celebrity_set = session.prepare("INSERT INTO celebrities_by_user (user_id, celebrity_id) VALUES (?, ?)")
-        activity = session.prepare("INSERT INTO user_activity (user_id, last_seen, regenerating) VALUES (?, ?, false)")
+        # The reader's state is static columns of their inbox partition (schemas/cql/003_reader_state.cql).
+        celebrity_set = session.prepare("UPDATE inbox SET celebrities = celebrities + ? WHERE user_id = ?")
+        activity = session.prepare("UPDATE inbox SET last_seen = ?, regenerating = false WHERE user_id = ?")
         away = now_ms - 10 * DAY_MS
         celebs = {a for a, f in w.graph.followers.items() if s.strategy == "hybrid" and len(f) >= s.celebrity_threshold}
         edges = [(a, f) for a, fs in w.graph.followers.items() for f in fs]
@@ -100,8 +101,8 @@ def load_graph(s: Settings, w: BenchWorkload, now_ms: int) -> None:
             (edge, [(a, f, now_ms - 20 * DAY_MS, away if f in w.inactive else now_ms) for a, f in edges]),
             (followee, [(f, a) for a, f in edges]),
             (stats, [(len(fs), a in celebs, a) for a, fs in w.graph.followers.items()]),
-            (celebrity_set, [(f, a) for a, f in edges if a in celebs]),
-            (activity, [(u, away) for u in w.inactive]),
+            (celebrity_set, [({a}, f) for a, f in edges if a in celebs]),
+            (activity, [(away, u) for u in w.inactive]),
         ]
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"loading the graph ({len(edges):,} edges) for {s.strategy}",

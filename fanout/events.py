@@ -158,12 +158,40 @@ class InboxPurge(Event):
         return author_key(self.user_id)
 
 
+@dataclass(frozen=True, slots=True)
+class PostStored(Event):
+    """Feed update from the worker: a post is stored, with the tier decided for it."""
+
+    TYPE: ClassVar[str] = "PostStored"
+    post_id: int
+    author_id: int
+    tier: str
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.author_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PostRemoved(Event):
+    """Feed update from the worker: a delete claimed by `author_id` was applied."""
+
+    TYPE: ClassVar[str] = "PostRemoved"
+    post_id: int
+    author_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.author_id)
+
+
 AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed | UserSeen
 ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge
+FeedUpdate = PostStored | PostRemoved
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
-                InboxPurge)
+                InboxPurge, PostStored, PostRemoved)
 }
 
 
@@ -207,7 +235,7 @@ def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
     # JSON Schema's "integer" accepts 7.0; ids and times must be exact integers (a float key is a bug).
     for name, value in doc.items():
         values = value if isinstance(value, list) else [value]
-        if name not in ("type", "body") and any(type(v) is not int for v in values):
+        if name not in ("type", "body", "tier") and any(type(v) is not int for v in values):
             raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
     doc.pop("version")
@@ -223,6 +251,14 @@ def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) ->
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the author event topic")
     if key != event.key:
         raise InvalidEvent("wrong_key", f"key {key!r} is not the author key {event.key!r}")
+    return event
+
+
+def decode_feed_update(raw: bytes | None) -> FeedUpdate:
+    """Decode an update of the feed updates topic (written by the worker, read by read services)."""
+    event = decode(raw)
+    if not isinstance(event, PostStored | PostRemoved):
+        raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the feed updates topic")
     return event
 
 

@@ -1,22 +1,21 @@
 """The read side: a user's inbox merged with the timelines of the celebrities they follow.
 
 `merge_newest_first` and the cursor functions are pure; `read_feed` runs them over the stores, and
-`home_feed` decides what to merge for one reader. One read costs O(limit + celebrities followed)
-requests: the reader's state, the inbox head, one timeline head per followed celebrity (bounded by a
-setting), and the posts of the page. A returning inactive user's read pulls the timelines of the
-accounts they follow instead (bounded by FANOUT_REGEN_LIMIT) while the worker rebuilds their inbox.
+`home_feed` decides what to merge for one reader: their inbox and every celebrity they follow, or, for a
+returning inactive reader, the timelines of every account they follow while the worker rebuilds their
+inbox. The read service hands these functions a post store backed by its caches, so a read costs about
+one Cassandra request (see `home_feed`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from fanout.ids import MAX_ID
-from fanout.model import Post, Strategy
+from fanout.model import Post, ReaderSets, ReaderState, Strategy
 from fanout.policy import is_returning
 from fanout.ports import Stores
 from fanout.settings import Settings
@@ -59,17 +58,22 @@ class FeedPage:
 
 
 async def read_feed(stores: Stores, user_id: int, limit: int, cursor: int | None, *, pull_authors: Sequence[int],
-                    use_inbox: bool = True, hidden: AbstractSet[int] = frozenset()) -> FeedPage:
+                    use_inbox: bool = True, hidden: AbstractSet[int] = frozenset(),
+                    inbox_head: list[int] | None = None) -> FeedPage:
     """One page, newest first, below `cursor`: the user's inbox (if `use_inbox`) merged with the timelines
-    of `pull_authors`; deleted posts and posts of `hidden` authors (unfollowed) left out."""
+    of `pull_authors`; deleted posts and posts of `hidden` authors (unfollowed) left out. `inbox_head`, if
+    given, is the inbox's first `limit + 1` ids below `cursor`, already read (with the reader's state)."""
     items: list[Post] = []
     before = cursor
     for _ in range(MAX_ROUNDS):
         want = limit + 1 - len(items)  # one beyond the page tells whether there is a next page
-        heads = await asyncio.gather(
-            *([stores.inboxes.inbox_head(user_id, before, want)] if use_inbox else []),
-            *(stores.posts.timeline_head(a, before, want) for a in pull_authors),
-        )
+        if not use_inbox:
+            inbox: list[list[int]] = []
+        elif inbox_head is not None:
+            inbox, inbox_head = [inbox_head], None
+        else:
+            inbox = [await stores.inboxes.inbox_head(user_id, before, want)]
+        heads = [*inbox, *(await stores.posts.timeline_heads(pull_authors, before, want) if pull_authors else [])]
         candidates = merge_newest_first(heads, want + 1)
         ids = candidates[:want]
         posts = await stores.posts.posts(ids)
@@ -94,17 +98,31 @@ class HomeFeed:
     regenerating: bool  # answered by a read-time pull while the reader's inbox is rebuilt
 
 
+SetsAt = Callable[[int, object | None], Awaitable[ReaderSets]]  # (user, version) -> the reader's sets
+
+
 async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int, before: int | None,
-                    now_ms: int) -> HomeFeed:
+                    now_ms: int, sets: SetsAt | None = None) -> HomeFeed:
     """A reader's home feed page: their inbox merged with the celebrities they follow; or, for a returning
-    reader (and in the pull-everything baseline), the timelines of every account they follow."""
-    state = await stores.readers.reader_state(user_id, settings.max_celebrities_read)
+    reader (and in the pull-everything baseline), the timelines of every account they follow. Nothing is
+    truncated: every celebrity followed (and every followee of a returning reader) is merged.
+
+    Cost: one request for the reader's activity and sets version with their inbox head (two for a page
+    below a cursor that holds no inbox row), one more for the reader's sets unless `sets` has them at that
+    version, plus what the post store cannot answer from memory (fanout/read_cache.py)."""
+    first = await stores.readers.reader_page(user_id, before, limit + 1)
+    if sets is not None:
+        reader_sets = await sets(user_id, first.sets_version)
+    else:
+        reader_sets = await stores.readers.reader_sets(user_id) if first.sets_version is not None else ReaderSets(None)
+    state = ReaderState(first.activity, reader_sets.celebrities, reader_sets.hidden)
     returning = is_returning(state.activity, now_ms, settings)
     if settings.strategy is Strategy.PULL or returning:
-        cap = settings.max_followees_read if settings.strategy is Strategy.PULL else settings.regen_limit
+        cap = settings.max_followees_read if settings.strategy is Strategy.PULL else 10**9
         followees = await stores.graph.following(user_id, cap)
         page = await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False,
                                hidden=state.hidden)
     else:
-        page = await read_feed(stores, user_id, limit, before, pull_authors=state.celebrities, hidden=state.hidden)
+        page = await read_feed(stores, user_id, limit, before, pull_authors=state.celebrities, hidden=state.hidden,
+                               inbox_head=first.inbox)
     return HomeFeed(page, returning)

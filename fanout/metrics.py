@@ -48,6 +48,16 @@ class Metrics:
         self.read_latency = Histogram("fanout_read_latency_seconds", "Feed read latency", buckets=LATENCY_BUCKETS,
                                       registry=r)
         self.feed_reads = Counter("fanout_feed_reads", "Feed reads, by HTTP status", ["status"], registry=r)
+        self.read_requests = Histogram("fanout_read_cassandra_requests", "Cassandra requests made by one feed read",
+                                       buckets=(0, 1, 2, 3, 4, 6, 8, 16, 32, 64, 256), registry=r)
+        self.post_cache = Counter("fanout_post_cache_lookups", "Post body lookups of the read cache, by result",
+                                  ["result"], registry=r)
+        self.head_cache = Counter("fanout_head_cache_lookups", "Timeline head lookups of the read cache, by result",
+                                  ["result"], registry=r)
+        self.reader_sets_cache = Counter("fanout_reader_sets_cache_lookups", "Readers' celebrity/hidden sets "
+                                         "looked up in the read cache, by result", ["result"], registry=r)
+        self.feed_updates = Counter("fanout_feed_updates_applied", "Worker feed updates applied to the read caches, "
+                                    "by type", ["type"], registry=r)
         # ingest service
         self.ingest_requests = Counter("fanout_ingest_requests", "Ingest requests, by endpoint and HTTP status",
                                        ["endpoint", "status"], registry=r)

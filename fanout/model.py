@@ -79,5 +79,24 @@ class ReaderState:
     """Everything a feed read needs to know about its reader before it touches the inbox."""
 
     activity: Activity
-    celebrities: list[int] = field(default_factory=list)  # celebrities followed, merged at read
+    celebrities: list[int] = field(default_factory=list)  # every celebrity followed, merged at read
     hidden: frozenset[int] = frozenset()  # authors unfollowed whose rows may still sit in the inbox
+
+
+@dataclass(frozen=True)
+class ReaderSets:
+    """The reader's celebrity set and hidden authors, and the version that changes with either."""
+
+    version: object | None  # opaque; None: never written
+    celebrities: list[int] = field(default_factory=list)
+    hidden: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class ReaderPage:
+    """The reader's activity, the version of their sets, and the head of their inbox: what one request
+    returns. The sets themselves are read only when their version is not the one a reader has cached."""
+
+    activity: Activity
+    sets_version: object | None
+    inbox: list[int]  # post ids below the cursor, newest first

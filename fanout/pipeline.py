@@ -27,7 +27,7 @@ from fanout.events import (
     Unfollowed,
     UserSeen,
 )
-from fanout.handlers.delivery import Delivery, SendTask
+from fanout.handlers.delivery import Delivery, SendTask, SendUpdate
 from fanout.handlers.graph import GraphHandlers
 from fanout.handlers.posts import PostHandlers
 from fanout.handlers.readers import ReaderHandlers
@@ -35,13 +35,13 @@ from fanout.metrics import Metrics
 from fanout.ports import Stores
 from fanout.settings import Settings
 
-__all__ = ["Pipeline", "SendTask"]
+__all__ = ["Pipeline", "SendTask", "SendUpdate"]
 
 
 class Pipeline:
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 clock_ms: Clock = wall_ms) -> None:
-        self.delivery = Delivery(stores, settings, metrics, send_task, clock_ms)
+                 send_update: SendUpdate, clock_ms: Clock = wall_ms) -> None:
+        self.delivery = Delivery(stores, settings, metrics, send_task, send_update, clock_ms)
         self.metrics = metrics
         posts, graph, readers = PostHandlers(self.delivery), GraphHandlers(self.delivery), ReaderHandlers(self.delivery)
         self.handlers: dict[type[Event], Callable[[Any], Awaitable[None]]] = {

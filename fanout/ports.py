@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderState, Tier
+from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderPage, ReaderSets, ReaderState, Tier
 
 
 class PostStore(Protocol):
@@ -39,6 +39,10 @@ class PostStore(Protocol):
 
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         """The author's newest post ids below `before` (None: from the newest), newest first."""
+        ...
+
+    async def timeline_heads(self, author_ids: Sequence[int], before: int | None, limit: int) -> list[list[int]]:
+        """`timeline_head` of each author, in the order given."""
         ...
 
 
@@ -73,17 +77,26 @@ class GraphStore(Protocol):
 
 
 class ReaderStore(Protocol):
-    """What a feed read needs to know about its reader: activity, celebrities followed, hidden authors."""
+    """What a feed read needs to know about its reader: activity, celebrities followed, hidden authors.
+    Kept beside the reader's inbox, so that one request returns both."""
+
+    async def reader_page(self, user_id: int, before: int | None, limit: int) -> ReaderPage:
+        """The reader's activity and sets version, and up to `limit` inbox post ids below `before`."""
+        ...
+
+    async def reader_sets(self, user_id: int) -> ReaderSets:
+        """The celebrity set and hidden authors, with their version (a new one with every change)."""
+        ...
+
+    async def reader_state(self, user_id: int) -> ReaderState: ...
 
     async def activity(self, user_id: int) -> Activity: ...
 
     async def set_activity(self, user_id: int, activity: Activity) -> None: ...
 
-    async def reader_state(self, user_id: int, max_celebrities: int) -> ReaderState:
-        """Activity, celebrities followed (at most `max_celebrities`) and hidden authors together."""
+    async def celebrities(self, user_id: int) -> list[int]:
+        """Every celebrity the user follows (never truncated: reads merge them all)."""
         ...
-
-    async def celebrities(self, user_id: int, limit: int) -> list[int]: ...
 
     async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
         """Add to these users' celebrity sets, written at the author's `version` so that set changes

@@ -129,6 +129,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         NewTopic(settings.events_topic, settings.kafka_partitions, 1),
         NewTopic(settings.chunks_topic, settings.kafka_partitions, 1),
         NewTopic(settings.dead_letter_topic, 1, 1),
+        # Read services read it from its end when they start: a day is plenty (live streams resume from it).
+        NewTopic(settings.updates_topic, settings.kafka_partitions, 1, config={"retention.ms": str(86_400_000)}),
     ]
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in wanted if t.topic not in existing]

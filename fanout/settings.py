@@ -68,6 +68,8 @@ class Settings:
     events_topic: str = field(default="fanout.author-events", metadata={"doc": "author-keyed events"})
     chunks_topic: str = field(default="fanout.fanout-chunks", metadata={"doc": "fan-out chunk tasks"})
     dead_letter_topic: str = field(default="fanout.dead-letter", metadata={"doc": "rejected events"})
+    updates_topic: str = field(default="fanout.feed-updates", metadata={"doc": "worker -> read services: posts "
+                                                                            "stored and deleted (cache updates)"})
     publish_timeout_ms: int = field(default=15_000, metadata={"doc": "producer gives up (HTTP 503) after this"})
     app_id: str = field(default="fanout", metadata={"doc": "Faust app id / consumer group"})
 
@@ -83,12 +85,21 @@ class Settings:
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
     max_followees_read: int = field(default=5000, metadata={"doc": "timelines merged per read, pull strategy"})
-    max_celebrities_read: int = field(default=200, metadata={"doc": "celebrity timelines merged per read"})
+
+    # --- the read service's caches and processes --------------------------------------------------------
+    read_workers: int = field(default=1, metadata={"doc": "read service processes (one per core at most)"})
+    post_cache_mb: int = field(default=64, metadata={"doc": "memory for cached post bodies, per read process"})
+    post_cache_ttl_s: float = field(default=300.0, metadata={"doc": "a cached post is re-read after this (bounds "
+                                                                    "a delete whose feed update was missed)"})
+    reader_sets_ttl_s: float = field(default=600.0, metadata={"doc": "a reader's cached sets are re-read after "
+                                                                      "this, even if their version is the same"})
+    head_cache_size: int = field(default=200, metadata={"doc": "newest post ids cached per pulled author"})
+    head_cache_ttl_ms: int = field(default=5000, metadata={"doc": "a cached timeline head is re-read after this "
+                                                                  "(bounds a new post whose update was missed)"})
 
     # --- a changing graph: backfill, inactive readers, regeneration ------------------------------------
     follow_backfill: int = field(default=200, metadata={"doc": "latest posts copied into an inbox on follow"})
     active_days: int = field(default=7, metadata={"doc": "followers not seen for longer get no pushes"})
-    regen_limit: int = field(default=200, metadata={"doc": "followees pulled for a returning user"})
     seen_debounce_seconds: int = field(default=3600, metadata={"doc": "read service emits UserSeen at most this often"})
 
     # --- retries ----------------------------------------------------------------------------------
@@ -124,7 +135,8 @@ class Settings:
         scenario or a test run), so runs never share state."""
         return dataclasses.replace(
             self, keyspace=name.replace("-", "_"), events_topic=f"{name}.author-events",
-            chunks_topic=f"{name}.fanout-chunks", dead_letter_topic=f"{name}.dead-letter", app_id=name, **overrides,
+            chunks_topic=f"{name}.fanout-chunks", dead_letter_topic=f"{name}.dead-letter",
+            updates_topic=f"{name}.feed-updates", app_id=name, **overrides,
         )
 
     def to_env(self) -> dict[str, str]:

@@ -100,7 +100,7 @@ def migrate() -> None:
 
     s = Settings.load()
     created = ensure_topics(s)
-    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters)")
+    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates)")
     statements = migrate_cassandra(s)
     console.print(f"cassandra keyspace {s.keyspace}: {len(statements)} statements applied")
 
@@ -114,11 +114,13 @@ def worker(loglevel: str = typer.Option("info", help="Faust log level")) -> None
 
 
 @app.command("read-api")
-def read_api() -> None:
+def read_api(
+    workers: int = typer.Option(0, "--workers", help="processes serving the port (0: FANOUT_READ_WORKERS)"),
+) -> None:
     """Serve the merged feed over HTTP on FANOUT_READ_API_PORT."""
     from services import read_api as read_service
 
-    read_service.run(Settings.load())
+    read_service.run(Settings.load(read_workers=workers) if workers else Settings.load())
 
 
 @app.command("ingest-api")

@@ -1,29 +1,47 @@
 """`fanout read-api`: GET /v1/users/{user_id}/feed, the merged home feed of one user.
 
-A normal read merges the inbox with the timelines of the celebrities the user follows. A user back after
+A normal read merges the inbox with the timelines of every celebrity the user follows. A user back after
 FANOUT_ACTIVE_DAYS (or whose inbox the worker is rebuilding) gets an answer at once from the timelines of
 the accounts they follow, with "regenerating": true. Reads are recorded as debounced UserSeen events on
 Kafka, never as a database write per request.
+
+A read costs about one Cassandra request: the reader's state comes with the head of their inbox, and post
+bodies and timeline heads come from caches kept current by the worker's feed updates (fanout/read_cache.py,
+fanout/updates.py). `fanout_read_cassandra_requests` counts the requests of every read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import os
+import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated
 
+import orjson
 import uvicorn
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Response
 from pydantic import BaseModel
 
+from fanout.adapters.cassandra.session import count_requests
 from fanout.bootstrap import open_resources
 from fanout.clock import Clock, wall_ms
-from fanout.feed import InvalidCursor, home_feed, parse_cursor
+from fanout.events import FeedUpdate, PostStored
+from fanout.feed import InvalidCursor, SetsAt, home_feed, parse_cursor
 from fanout.http import add_common_routes
 from fanout.ids import MAX_ID
 from fanout.metrics import Metrics
+from fanout.model import Tier
 from fanout.ports import Stores
+from fanout.read_cache import CachedPosts, ReaderSetsCache
 from fanout.seen import SeenRecorder
 from fanout.settings import Settings
+from fanout.updates import UpdatesListener
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 class FeedItem(BaseModel):
@@ -40,8 +58,8 @@ class FeedResponse(BaseModel):
 
 
 def create_app(stores: Stores, settings: Settings, metrics: Metrics, seen: SeenRecorder | None = None,
-               clock_ms: Clock = wall_ms) -> FastAPI:
-    app = FastAPI(title="Fanout read API", version="1")
+               clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None, sets: SetsAt | None = None) -> FastAPI:
+    app = FastAPI(title="Fanout read API", version="1", lifespan=lifespan)
     add_common_routes(app, metrics)
 
     @app.get("/v1/users/{user_id}/feed", response_model=FeedResponse)
@@ -49,7 +67,7 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, seen: SeenR
         user_id: Annotated[int, Path(ge=1, le=MAX_ID, description="the reader's user id")],
         limit: Annotated[int, Query(ge=1, le=100, description="items per page")] = 20,
         cursor: Annotated[str | None, Query(max_length=24, description="next_cursor of the previous page")] = None,
-    ) -> FeedResponse:
+    ) -> Response:
         started = time.perf_counter()
         try:
             before = parse_cursor(cursor)
@@ -57,28 +75,69 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, seen: SeenR
             metrics.feed_reads.labels("422").inc()
             raise HTTPException(status_code=422, detail=str(exc)) from None
         now = clock_ms()
-        feed = await home_feed(stores, settings, user_id, limit, before, now)
-        page = feed.page
+        requests = count_requests()
+        feed = await home_feed(stores, settings, user_id, limit, before, now, sets)
         if seen is not None:
             seen.seen(user_id, now)
+        metrics.read_requests.observe(requests[0])
         metrics.read_latency.observe(time.perf_counter() - started)
         metrics.feed_reads.labels("200").inc()
-        return FeedResponse(
-            items=[FeedItem(post_id=p.post_id, author_id=p.author_id, created_at=p.created_at, body=p.body)
-                   for p in page.items],
-            next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
-            regenerating=feed.regenerating,
-        )
+        # Serialized here with orjson, not validated again through the response model (which documents it).
+        page = feed.page
+        return Response(orjson.dumps({
+            "items": [{"post_id": p.post_id, "author_id": p.author_id, "created_at": p.created_at, "body": p.body}
+                      for p in page.items],
+            "next_cursor": str(page.next_cursor) if page.next_cursor is not None else None,
+            "regenerating": feed.regenerating,
+        }), media_type="application/json")
 
     return app
 
 
-def run(settings: Settings) -> None:
-    """The process: storage, a producer for UserSeen events, and the app under uvicorn."""
+def build(settings: Settings) -> FastAPI:
+    """The read service of one process: Cassandra, the caches in front of it, a listener that keeps the
+    caches current from the worker's feed updates, and a producer for debounced UserSeen events."""
     res = open_resources(settings, storage=True, producer=True)
-    try:
-        seen = SeenRecorder(res.producer, settings.seen_debounce_seconds * 1000)
-        app = create_app(res.stores, settings, res.metrics, seen)
-        uvicorn.run(app, host=settings.host, port=settings.read_api_port, log_level="warning")
-    finally:
-        res.close()
+    cache = CachedPosts(res.stores.posts, res.metrics, post_cache_mb=settings.post_cache_mb,
+                        post_ttl_s=settings.post_cache_ttl_s, head_size=settings.head_cache_size,
+                        head_ttl_ms=settings.head_cache_ttl_ms)
+    stores = dataclasses.replace(res.stores, posts=cache)
+
+    def apply(update: FeedUpdate) -> None:
+        if isinstance(update, PostStored):
+            cache.stored(update.post_id, update.author_id, Tier(update.tier))
+        else:
+            cache.removed(update.post_id, update.author_id)
+        res.metrics.feed_updates.labels(update.TYPE).inc()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        listener = UpdatesListener(settings, apply, asyncio.get_running_loop()).start()
+        try:
+            yield
+        finally:
+            listener.stop()
+            res.close()
+
+    seen = SeenRecorder(res.producer, settings.seen_debounce_seconds * 1000)
+    reader_sets = ReaderSetsCache(res.stores.readers, res.metrics, settings.reader_sets_ttl_s)
+    return create_app(stores, settings, res.metrics, seen, lifespan=lifespan, sets=reader_sets.sets)
+
+
+def app_from_env() -> FastAPI:
+    """What each uvicorn worker process builds (`--workers`): its own connections and caches."""
+    return build(Settings.load())
+
+
+def run(settings: Settings) -> None:
+    """The process (or processes: FANOUT_READ_WORKERS) under uvicorn."""
+    if settings.read_workers > 1:
+        os.environ.update(settings.to_env())  # the workers are spawned: they read settings from the env
+        # Each worker records its metrics in files here and /metrics sums them (prometheus_client's
+        # multiprocess mode); a fresh directory, so no earlier run's values are added in.
+        with tempfile.TemporaryDirectory(prefix="fanout-read-metrics-") as metrics_dir:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            uvicorn.run("services.read_api:app_from_env", factory=True, workers=settings.read_workers,
+                        host=settings.host, port=settings.read_api_port, log_level="warning")
+    else:
+        uvicorn.run(build(settings), host=settings.host, port=settings.read_api_port, log_level="warning")

@@ -8,7 +8,7 @@ import faust
 from prometheus_client import start_http_server
 
 from fanout.bootstrap import open_resources
-from fanout.pipeline import Pipeline, SendTask
+from fanout.pipeline import Pipeline, SendTask, SendUpdate
 from fanout.settings import Settings
 from streams.app import build_app
 
@@ -16,8 +16,8 @@ from streams.app import build_app
 def run(settings: Settings, loglevel: str = "info") -> None:
     res = open_resources(settings, storage=True)
 
-    def pipeline_for(send_task: SendTask) -> Pipeline:
-        return Pipeline(res.stores, settings, res.metrics, send_task)
+    def pipeline_for(send_task: SendTask, send_update: SendUpdate) -> Pipeline:
+        return Pipeline(res.stores, settings, res.metrics, send_task, send_update)
 
     app = build_app(settings, res.metrics, pipeline_for)
     start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)

@@ -12,15 +12,16 @@ from typing import Any
 
 import faust
 
-from fanout.events import ChunkTask, decode_author_event, decode_chunk_task, encode
+from fanout.events import ChunkTask, FeedUpdate, decode_author_event, decode_chunk_task, encode
 from fanout.metrics import Metrics
-from fanout.pipeline import Pipeline, SendTask
+from fanout.pipeline import Pipeline, SendTask, SendUpdate
 from fanout.settings import Settings
 from streams.runner import BatchRunner
 
 
-def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[SendTask], Pipeline]) -> faust.App:
-    """The worker's Faust app. `pipeline_for(send_task)` builds the Pipeline once topics exist."""
+def build_app(settings: Settings, metrics: Metrics,
+              pipeline_for: Callable[[SendTask, SendUpdate], Pipeline]) -> faust.App:
+    """The worker's Faust app. `pipeline_for(send_task, send_update)` builds the Pipeline once topics exist."""
     datadir = settings.worker_data_dir
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
@@ -45,6 +46,7 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     events = raw_topic(settings.events_topic, settings.kafka_partitions)
     chunks = raw_topic(settings.chunks_topic, settings.kafka_partitions)
     dead_letters = raw_topic(settings.dead_letter_topic, 1)
+    updates = raw_topic(settings.updates_topic, settings.kafka_partitions)
 
     async def send_task(task: ChunkTask) -> None:
         delivered = await chunks.send(key=task.key, value=encode(task), force=True)
@@ -54,7 +56,11 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
         delivered = await dead_letters.send(key=key, value=value, headers=headers, force=True)
         await delivered
 
-    pipeline = pipeline_for(send_task)
+    async def send_update(update: FeedUpdate) -> None:
+        delivered = await updates.send(key=update.key, value=encode(update), force=True)
+        await delivered
+
+    pipeline = pipeline_for(send_task, send_update)
     author_runner = BatchRunner(settings.events_topic,
                                 lambda value, key: decode_author_event(value, key, settings.max_event_bytes),
                                 pipeline.handle, send_dead_letter, metrics)

@@ -73,7 +73,19 @@ class Deployment:
         return list(self.cluster.connect(self.settings.keyspace).execute(query, params))
 
     def inbox_rows(self) -> list[tuple[int, int, int]]:
-        return [(r.user_id, r.post_id, r.author_id) for r in self.cql("SELECT user_id, post_id, author_id FROM inbox")]
+        """Every inbox row (a partition holding only its reader's static state reads as post_id null)."""
+        rows = self.cql("SELECT user_id, post_id, author_id FROM inbox")
+        return [(r.user_id, r.post_id, r.author_id) for r in rows if r.post_id is not None]
+
+    def celebrities(self, user: int) -> list[int]:
+        """The celebrities in a reader's set (static columns of their inbox partition)."""
+        rows = self.cql("SELECT celebrities FROM inbox WHERE user_id = %s LIMIT 1", user)
+        return sorted(rows[0].celebrities or ()) if rows else []
+
+    def inbox(self, user: int, *columns: str) -> list[Any]:
+        """One user's inbox rows (post_id and `columns`), newest first."""
+        selected = ", ".join(["post_id", *columns])
+        return [r for r in self.cql(f"SELECT {selected} FROM inbox WHERE user_id = %s", user) if r.post_id is not None]
 
 
 @contextmanager

@@ -10,18 +10,20 @@ the same suite against this and real Cassandra.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fanout.ids import MAX_ID, millis_of
-from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderState, Tier
+from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderPage, ReaderSets, ReaderState, Tier
 from fanout.ports import Stores
 from fanout.settings import Settings
 
 STATIC = ("static",)  # the clustering key under which a partition's static columns live
 MARKER = "\0marker"  # the row marker an INSERT writes
 DELETED = "\0deleted"  # a row tombstone
+TOMBSTONE = object()  # a cell tombstone
 
 
 def clock_us() -> int:
@@ -40,9 +42,9 @@ class Table:
 
     def __init__(self, now_us: Callable[[], int]) -> None:
         self.now_us = now_us
-        self.parts: dict[Any, dict[Any, dict[str, Cell]]] = {}
+        self.parts: dict[Any, dict[Any, dict[Any, Cell]]] = {}
 
-    def write(self, part: Any, clust: Any, values: dict[str, Any], ts: int | None = None, ttl: int | None = None,
+    def write(self, part: Any, clust: Any, values: dict[Any, Any], ts: int | None = None, ttl: int | None = None,
               insert: bool = False) -> None:
         now = self.now_us()
         cell_ts = now if ts is None else ts
@@ -50,7 +52,8 @@ class Table:
         row = self.parts.setdefault(part, {}).setdefault(clust, {})
         for column, value in ({**values, MARKER: True} if insert else values).items():
             old = row.get(column)
-            if old is None or cell_ts > old.ts or (cell_ts == old.ts and _greater(value, old.value)):
+            if old is None or cell_ts > old.ts or (cell_ts == old.ts and old.value is not TOMBSTONE
+                                                   and _greater(value, old.value)):
                 row[column] = Cell(value, cell_ts, expires)
 
     def delete(self, part: Any, clust: Any, ts: int | None = None) -> None:
@@ -59,11 +62,18 @@ class Table:
         if DELETED not in row or cell_ts > row[DELETED].ts:
             row[DELETED] = Cell(None, cell_ts)
 
-    def row(self, part: Any, clust: Any) -> dict[str, Any] | None:
+    def remove_element(self, part: Any, clust: Any, column: Any, ts: int) -> None:
+        """A cell tombstone (removing one element of a collection): shadows writes at or before `ts`."""
+        row = self.parts.setdefault(part, {}).setdefault(clust, {})
+        old = row.get(column)
+        if old is None or ts >= old.ts:
+            row[column] = Cell(TOMBSTONE, ts)
+
+    def row(self, part: Any, clust: Any) -> dict[Any, Any] | None:
         """The live columns of one row; None if nothing of it is live."""
         return self._live(self.parts.get(part, {}).get(clust))
 
-    def rows(self, part: Any, descending: bool = False) -> Iterator[tuple[Any, dict[str, Any]]]:
+    def rows(self, part: Any, descending: bool = False) -> Iterator[tuple[Any, dict[Any, Any]]]:
         """Live rows of a partition in clustering order (static columns excluded)."""
         rows = self.parts.get(part, {})
         for clust in sorted((c for c in rows if c != STATIC), reverse=descending):
@@ -71,13 +81,14 @@ class Table:
             if live is not None:
                 yield clust, live
 
-    def _live(self, row: dict[str, Cell] | None) -> dict[str, Any] | None:
+    def _live(self, row: dict[Any, Cell] | None) -> dict[Any, Any] | None:
         if not row:
             return None
         now = self.now_us()
         shadow = row[DELETED].ts if DELETED in row else -1
         live = {c: cell.value for c, cell in row.items()
-                if c != DELETED and cell.ts > shadow and (cell.expires_us is None or now < cell.expires_us)}
+                if c != DELETED and cell.value is not TOMBSTONE and cell.ts > shadow
+                and (cell.expires_us is None or now < cell.expires_us)}
         if not live:
             return None
         live.pop(MARKER, None)
@@ -97,8 +108,7 @@ class MemoryStorage:
     def __init__(self, settings: Settings, now_us: Callable[[], int] = clock_us) -> None:
         self.ttl = settings.inbox_ttl_seconds
         self.now_us = now_us
-        self.posts_t, self.timelines, self.followers, self.followings, self.activities, self.hidden, \
-            self.celebrity_sets, self.inboxes = (Table(now_us) for _ in range(8))
+        self.posts_t, self.timelines, self.followers, self.followings, self.inboxes = (Table(now_us) for _ in range(5))
 
     def stores(self) -> Stores:
         return Stores(posts=self, graph=self, readers=self, inboxes=self)
@@ -129,6 +139,9 @@ class MemoryStorage:
 
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         return _head(self.timelines, author_id, before, limit)
+
+    async def timeline_heads(self, author_ids: Sequence[int], before: int | None, limit: int) -> list[list[int]]:
+        return [_head(self.timelines, a, before, limit) for a in author_ids]
 
     # --- the follow graph ------------------------------------------------------------------------
 
@@ -169,42 +182,60 @@ class MemoryStorage:
         for author in followees:
             self.followers.write(author, user_id, {"last_seen": last_seen})
 
-    # --- readers ---------------------------------------------------------------------------------
+    # --- readers: static columns of the inbox partition; a set element is a cell of its own ------------
+
+    async def reader_page(self, user_id: int, before: int | None, limit: int) -> ReaderPage:
+        row = self.inboxes.row(user_id, STATIC) or {}
+        return ReaderPage(Activity(row.get("last_seen"), bool(row.get("regenerating"))), row.get("sets_version"),
+                          await self.inbox_head(user_id, before, limit))
+
+    async def reader_sets(self, user_id: int) -> ReaderSets:
+        row = self.inboxes.row(user_id, STATIC) or {}
+        celebrities = sorted(c[1] for c in row if isinstance(c, tuple) and c[0] == "celebrities")
+        hidden = frozenset(c[1] for c in row if isinstance(c, tuple) and c[0] == "hidden")
+        return ReaderSets(row.get("sets_version"), celebrities, hidden)
+
+    async def reader_state(self, user_id: int) -> ReaderState:
+        page, sets = await self.reader_page(user_id, None, 1), await self.reader_sets(user_id)
+        return ReaderState(page.activity, sets.celebrities, sets.hidden)
 
     async def activity(self, user_id: int) -> Activity:
-        row = self.activities.row(user_id, None) or {}
-        return Activity(row.get("last_seen"), bool(row.get("regenerating")))
+        return (await self.reader_page(user_id, None, 1)).activity
 
     async def set_activity(self, user_id: int, activity: Activity) -> None:
-        self.activities.write(user_id, None, {"last_seen": activity.last_seen, "regenerating": activity.regenerating})
+        self.inboxes.write(user_id, STATIC, {"last_seen": activity.last_seen, "regenerating": activity.regenerating})
 
-    async def reader_state(self, user_id: int, max_celebrities: int) -> ReaderState:
-        return ReaderState(await self.activity(user_id), await self.celebrities(user_id, max_celebrities),
-                           frozenset(await self.hidden_authors(user_id)))
+    async def celebrities(self, user_id: int) -> list[int]:
+        return (await self.reader_sets(user_id)).celebrities
 
-    async def celebrities(self, user_id: int, limit: int) -> list[int]:
-        return [c for c, _ in self.celebrity_sets.rows(user_id)][:limit]
+    def _new_version(self, user_id: int) -> None:
+        """Every change of a reader's sets writes a new version, at the clock's time (always the newest)."""
+        self.inboxes.write(user_id, STATIC, {"sets_version": uuid.uuid4()})
 
     async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
         users = list(user_ids)
         for u in users:
-            self.celebrity_sets.write(u, celebrity_id, {}, ts=version, insert=True)
+            self.inboxes.write(u, STATIC, {("celebrities", celebrity_id): True}, ts=version)
+            self._new_version(u)
         return len(users)
 
     async def remove_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
         users = list(user_ids)
         for u in users:
-            self.celebrity_sets.delete(u, celebrity_id, ts=version)
+            self.inboxes.remove_element(u, STATIC, ("celebrities", celebrity_id), ts=version)
+            self._new_version(u)
         return len(users)
 
     async def hide_author(self, user_id: int, author_id: int, event_time: int) -> None:
-        self.hidden.write(user_id, author_id, {}, ts=event_time * 1000, ttl=self.ttl, insert=True)
+        self.inboxes.write(user_id, STATIC, {("hidden", author_id): True}, ts=event_time * 1000, ttl=self.ttl)
+        self._new_version(user_id)
 
     async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None:
-        self.hidden.delete(user_id, author_id, ts=event_time * 1000)
+        self.inboxes.remove_element(user_id, STATIC, ("hidden", author_id), ts=event_time * 1000)
+        self._new_version(user_id)
 
     async def hidden_authors(self, user_id: int) -> set[int]:
-        return {a for a, _ in self.hidden.rows(user_id)}
+        return set((await self.reader_sets(user_id)).hidden)
 
     # --- inboxes ---------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from fanout.clock import Clock, wall_ms
-from fanout.events import ChunkTask
+from fanout.events import ChunkTask, FeedUpdate
 from fanout.metrics import Metrics
 from fanout.policy import follower_bucket
 from fanout.ports import Stores
@@ -15,17 +15,21 @@ from fanout.settings import Settings
 # Hands a task to the chunks topic; returns only once Kafka acknowledged it, so the event that produced
 # the task is never marked done before the task is safe.
 SendTask = Callable[[ChunkTask], Awaitable[None]]
+# Tells the read services what changed (a post stored, a delete applied); returns once Kafka has it, so a
+# crash before that replays the event and sends the update again (read services apply it idempotently).
+SendUpdate = Callable[[FeedUpdate], Awaitable[None]]
 
 
 class Delivery:
     """The dependencies of every handler, and the delivery steps they share."""
 
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 clock_ms: Clock = wall_ms) -> None:
+                 send_update: SendUpdate, clock_ms: Clock = wall_ms) -> None:
         self.stores = stores
         self.settings = settings
         self.metrics = metrics
         self.send_task = send_task
+        self.send_update = send_update
         self.clock_ms = clock_ms
 
     async def push(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int,

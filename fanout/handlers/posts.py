@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fanout.events import InboxChunk, PostCreated, PostDeleted
+from fanout.events import InboxChunk, PostCreated, PostDeleted, PostRemoved, PostStored
 from fanout.handlers.delivery import Delivery
 from fanout.model import Strategy
 from fanout.policy import plan_fanout
@@ -21,6 +21,8 @@ class PostHandlers:
         plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, stored_tier, s.strategy)
         await d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
         d.metrics.posts_by_tier.labels(plan.tier.value).inc()
+        await d.send_update(PostStored(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id,
+                                       tier=plan.tier.value))
         if plan.chunks == 0:
             return
         # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.
@@ -46,3 +48,4 @@ class PostHandlers:
         # Reads filter deleted posts, pushed or pulled, so no inbox is touched (no tombstones).
         await self.d.stores.posts.mark_deleted(e.post_id, e.author_id, e.event_time)
         self.d.metrics.deletes_applied.inc()
+        await self.d.send_update(PostRemoved(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id))

@@ -32,8 +32,9 @@ class ReaderHandlers:
         await d.stores.graph.set_edges_seen(user_id, followees, plan.seen)
         if not plan.returning:
             return
-        celebrities = set(await readers.celebrities(user_id, d.settings.max_celebrities_read))
-        authors = [a for a in followees[: d.settings.regen_limit] if a not in celebrities]
+        # Every followee, however many: a cap here would leave the rest out of the rebuilt inbox for good.
+        celebrities = set(await readers.celebrities(user_id))
+        authors = [a for a in followees if a not in celebrities]
         slots = asyncio.Semaphore(REGEN_CONCURRENCY)
 
         async def rebuild_from(author: int) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 from fanout.ids import PostIdGenerator, millis_of
-from fanout.model import Activity, AuthorStats, Edge, Tier
+from fanout.model import Activity, AuthorStats, Edge, ReaderSets, Tier
 from fanout.ports import Stores
 
 _post_ids = PostIdGenerator(node=1002)
@@ -119,11 +119,11 @@ async def test_follower_pages_skip_unfollowed_and_inactive_followers(stores: Sto
 async def test_reader_state_holds_activity_celebrities_and_hidden_authors(stores: Stores,
                                                                          new_id: Iterator[int]) -> None:
     user, celeb, gone = next(new_id), next(new_id), next(new_id)
-    assert (await stores.readers.reader_state(user, 10)).activity == Activity(None, False)
+    assert (await stores.readers.reader_state(user)).activity == Activity(None, False)
     await stores.readers.set_activity(user, Activity(1234, True))
     await stores.readers.add_celebrity([user], celeb, 10)
     await stores.readers.hide_author(user, gone, 5000)
-    state = await stores.readers.reader_state(user, 10)
+    state = await stores.readers.reader_state(user)
     assert (state.activity, state.celebrities, state.hidden) == (Activity(1234, True), [celeb], frozenset({gone}))
     assert await stores.readers.activity(user) == Activity(1234, True)
 
@@ -136,12 +136,12 @@ async def test_celebrity_sets_follow_the_authors_versions(stores: Stores, new_id
     await stores.readers.add_celebrity([user], b, 10)  # an older decision: stays out
     await stores.readers.add_celebrity([user], c, 30)
     await stores.readers.remove_celebrity([user], c, 30)  # a remove at the same version wins
-    assert await stores.readers.celebrities(user, 10) == [a]
+    assert await stores.readers.celebrities(user) == [a]
     many = [next(new_id) for _ in range(3)]
     assert await stores.readers.add_celebrity([user], many[0], 1) == 1
     for celeb in many[1:]:
         await stores.readers.add_celebrity([user], celeb, 1)
-    assert len(await stores.readers.celebrities(user, 2)) == 2
+    assert await stores.readers.celebrities(user) == sorted([a, *many])  # all of them: reads never truncate
 
 
 async def test_hiding_is_last_writer_wins_by_event_time(stores: Stores, new_id: Iterator[int]) -> None:
@@ -182,3 +182,39 @@ async def test_a_purge_removes_only_that_authors_rows_written_before_it(stores: 
     await stores.inboxes.push_rows([(user, again)], gone)  # a follow again, after the unfollow was processed
     assert await stores.inboxes.purge_inbox(user, gone, as_of) == 4  # every row of the author it saw ...
     assert await stores.inboxes.inbox_head(user, None, 10) == [again, other]  # ... but the newer one survives
+
+
+async def test_one_read_returns_the_readers_activity_with_their_inbox_head(stores: Stores,
+                                                                         new_id: Iterator[int]) -> None:
+    user, author = next(new_id), next(new_id)
+    empty = await stores.readers.reader_page(user, None, 5)  # nothing known about this reader yet
+    assert (empty.activity, empty.sets_version, empty.inbox) == (Activity(None, False), None, [])
+    assert await stores.readers.reader_sets(user) == ReaderSets(None)
+    pids = [post_id() for _ in range(4)]
+    await stores.inboxes.push_rows([(user, p) for p in pids], author)
+    await stores.readers.set_activity(user, Activity(77, False))
+    page = await stores.readers.reader_page(user, None, 3)
+    assert (page.activity, page.sets_version, page.inbox) == (Activity(77, False), None, pids[::-1][:3])
+    below = await stores.readers.reader_page(user, pids[0], 3)  # an empty slice of the inbox: state still there
+    assert (below.activity, below.inbox) == (Activity(77, False), [])
+    await stores.inboxes.purge_inbox(user, author, now_us())  # no inbox row left: the state stays
+    assert (await stores.readers.reader_page(user, None, 3)).activity == Activity(77, False)
+
+
+async def test_every_change_of_a_readers_sets_gives_them_a_new_version(stores: Stores,
+                                                                      new_id: Iterator[int]) -> None:
+    user, celeb, gone = next(new_id), next(new_id), next(new_id)
+    versions = []
+    for change in (stores.readers.add_celebrity([user], celeb, 5), stores.readers.hide_author(user, gone, 1000),
+                   stores.readers.add_celebrity([user], celeb, 1),  # an older decision: no change, new version
+                   stores.readers.unhide_author(user, gone, 2000), stores.readers.remove_celebrity([user], celeb, 9)):
+        await change
+        page = await stores.readers.reader_page(user, None, 3)
+        sets = await stores.readers.reader_sets(user)
+        assert sets.version == page.sets_version is not None
+        versions.append(sets.version)
+        await asyncio.sleep(0.001)
+    assert len(set(versions)) == len(versions)
+    assert await stores.readers.reader_sets(user) == ReaderSets(versions[-1], [], frozenset())
+    state = await stores.readers.reader_state(user)
+    assert (state.celebrities, state.hidden) == ([], frozenset())

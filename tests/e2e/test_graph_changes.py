@@ -91,7 +91,7 @@ def test_following_a_celebrity_merges_its_timeline_at_read(live: Deployment) -> 
     live.publish([clock.follow(reader, celebrity)])
     live.drain()
     assert live.feed(reader) == newest_first(posts)  # all of them: pulled, not copied
-    assert not live.cql("SELECT post_id FROM inbox WHERE user_id = %s", reader)
+    assert not live.inbox(reader)
 
 
 def test_unfollow_hides_at_once_and_purges_the_inbox_in_the_background(live: Deployment) -> None:
@@ -107,7 +107,7 @@ def test_unfollow_hides_at_once_and_purges_the_inbox_in_the_background(live: Dep
     live.publish([clock.unfollow(reader, author)])
     live.drain()
     assert live.feed(reader) == newest_first(kept)
-    rows = live.cql("SELECT author_id FROM inbox WHERE user_id = %s", reader)
+    rows = live.inbox(reader, "author_id")
     assert sorted(r.author_id for r in rows) == [other, other]  # purged: only the kept author's rows
     assert live.worker_metric("fanout_purged_rows_total") - purged_before == len(gone)
     # Following again brings the author's posts back (backfill), as if never unfollowed.
@@ -149,7 +149,7 @@ def test_threshold_crossing_both_ways_keeps_every_post_exactly_once(live: Deploy
     all_posts = before + celebrity_posts
     for f in followers:  # pushed before the switch, pulled after it: each exactly once
         assert live.feed(f) == newest_first(all_posts), f
-    assert all(live.cql("SELECT celebrity_id FROM celebrities_by_user WHERE user_id = %s", f) for f in followers)
+    assert all(live.celebrities(f) == [author] for f in followers)
     # Down again: 11 followers -> 7 (< 0.8 * 10) demotes; posts after that are pushed again.
     leaving = followers[:4]
     live.publish([clock.unfollow(f, author) for f in leaving])
@@ -160,7 +160,7 @@ def test_threshold_crossing_both_ways_keeps_every_post_exactly_once(live: Deploy
                         author)[0].is_celebrity
     for f in followers[4:]:  # the pulled posts were backfilled into inboxes before the sets changed
         assert live.feed(f) == newest_first(all_posts + after), f
-        assert not live.cql("SELECT celebrity_id FROM celebrities_by_user WHERE user_id = %s", f)
+        assert not live.celebrities(f)
     for f in leaving:
         assert live.feed(f) == []
     assert live.worker_metric('fanout_tier_switches_total{direction="to_pull"}') == switches["to_pull"] + 1
@@ -184,8 +184,8 @@ def test_inactive_followers_get_no_pushes_and_a_returning_user_is_regenerated(li
     posts = [now.post(a) for a in authors for _ in range(2)]
     live.publish(posts)
     live.drain()
-    assert len(live.cql("SELECT post_id FROM inbox WHERE user_id = %s", active)) == len(posts)
-    assert not live.cql("SELECT post_id FROM inbox WHERE user_id = %s", away)
+    assert len(live.inbox(active)) == len(posts)
+    assert not live.inbox(away)
     assert live.worker_metric("fanout_inactive_followers_skipped_total") - skipped_before == len(posts)
 
     started = live.worker_metric('fanout_regenerations_total{phase="finished"}')
@@ -196,7 +196,7 @@ def test_inactive_followers_get_no_pushes_and_a_returning_user_is_regenerated(li
     rebuilt = live.read(away, limit=20)
     assert rebuilt["regenerating"] is False
     assert [i["post_id"] for i in rebuilt["items"]] == newest_first(posts)
-    assert len(live.cql("SELECT post_id FROM inbox WHERE user_id = %s", away)) == len(posts)
+    assert len(live.inbox(away)) == len(posts)
     later = now.post(authors[0])  # and pushes reach the returning user again
     live.publish([later])
     live.drain()

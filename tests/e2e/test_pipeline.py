@@ -42,8 +42,7 @@ class Seeded(Deployment):
         session = self.cluster.connect(self.settings.keyspace)
         authors = {p.post_id: p.author_id for p in self.workload.posts}
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-        celebs = {r.celebrity_id
-                  for r in session.execute("SELECT celebrity_id FROM celebrities_by_user WHERE user_id=%s", (user,))}
+        celebs = set(self.celebrities(user))
         facts = {}
         for pid in missing + extra:
             a = authors.get(pid)

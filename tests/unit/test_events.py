@@ -26,11 +26,14 @@ from fanout.events import (
     InvalidEvent,
     PostCreated,
     PostDeleted,
+    PostRemoved,
+    PostStored,
     Unfollowed,
     UserSeen,
     decode,
     decode_author_event,
     decode_chunk_task,
+    decode_feed_update,
     encode,
 )
 from fanout.ids import MAX_ID
@@ -47,9 +50,12 @@ EXAMPLES: list[Event] = [
     DemotionChunk(event_time=T, author_id=7, follower_ids=(4, 5), author_version=T * 1000, until_post_id=123),
     UserSeen(event_time=T, user_id=7),  # keyed by the reader; 7 like the other author-topic examples
     InboxPurge(event_time=T, user_id=3, author_id=7, as_of_us=T * 1000),
+    PostStored(event_time=T, post_id=123, author_id=7, tier="pull"),
+    PostRemoved(event_time=T, post_id=123, author_id=7),
 ]
 CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
-AUTHOR_EVENTS = [e for e in EXAMPLES if not isinstance(e, ChunkTask)]
+FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, PostStored | PostRemoved)]
+AUTHOR_EVENTS = [e for e in EXAMPLES if e not in CHUNK_TASKS and e not in FEED_UPDATES]
 ID_FIELDS = ("post_id", "author_id", "follower_id", "followee_id")
 
 
@@ -328,3 +334,22 @@ def test_schema_fields_match_the_dataclass(path: Path) -> None:
     assert schema["additionalProperties"] is False
     assert schema["properties"]["type"] == {"const": cls.TYPE}
     assert schema["properties"]["version"] == {"const": SCHEMA_VERSION}
+
+
+@pytest.mark.parametrize("event", FEED_UPDATES, ids=ids(FEED_UPDATES))
+def test_feed_updates_belong_on_the_updates_topic_only(event: Event) -> None:
+    assert decode_feed_update(encode(event)) == event
+    with pytest.raises(InvalidEvent):
+        decode_chunk_task(encode(event))
+    with pytest.raises(InvalidEvent):
+        decode_author_event(encode(event), event.key, MAX_BYTES)
+
+
+def test_an_author_event_is_not_a_feed_update() -> None:
+    with pytest.raises(InvalidEvent, match="feed updates"):
+        decode_feed_update(encode(EXAMPLES[0]))
+
+
+def test_a_stored_post_has_a_known_tier() -> None:
+    doc = {**doc_of(FEED_UPDATES[0]), "tier": "sideways"}
+    assert reason(orjson.dumps(doc)) == "schema"

@@ -98,6 +98,9 @@ class MemoryFeedSource:
         self.calls["timeline_head"] += 1
         return _head(self.timelines.get(author_id, []), before, limit)
 
+    async def timeline_heads(self, author_ids: Sequence[int], before: int | None, limit: int) -> list[list[int]]:
+        return [await self.timeline_head(a, before, limit) for a in author_ids]
+
     async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
         self.calls["posts"] += 1
         return {pid: self.posts_by_id[pid] for pid in post_ids if pid in self.posts_by_id}

@@ -19,11 +19,14 @@ from fanout.events import (
     ChunkTask,
     DemotionChunk,
     Event,
+    FeedUpdate,
     Followed,
     InboxChunk,
     InboxPurge,
     PostCreated,
     PostDeleted,
+    PostRemoved,
+    PostStored,
     Unfollowed,
     UserSeen,
 )
@@ -45,12 +48,17 @@ class World:
         self.stores = MemoryStorage(self.settings).stores()
         self.metrics = Metrics()
         self.tasks: list[ChunkTask] = []
+        self.updates: list[FeedUpdate] = []
         self.ids = PostIdGenerator(node=1)
         self.t = millis_of(self.ids.next_id())
-        self.pipeline = Pipeline(self.stores, self.settings, self.metrics, self._send, clock_ms=lambda: self.t)
+        self.pipeline = Pipeline(self.stores, self.settings, self.metrics, self._send, self._update,
+                                 clock_ms=lambda: self.t)
 
     async def _send(self, task: ChunkTask) -> None:
         self.tasks.append(task)
+
+    async def _update(self, update: FeedUpdate) -> None:
+        self.updates.append(update)
 
     async def handle(self, *events: Event, run_tasks: bool = True) -> None:
         for e in events:
@@ -181,6 +189,17 @@ async def test_the_stored_tier_wins_when_a_post_is_replayed_after_a_threshold_ch
     assert await w.inbox(fans[0]) == [post.post_id]
 
 
+async def test_read_services_are_told_of_every_stored_post_and_applied_delete() -> None:
+    w = World()
+    author, *fans = users(6)
+    for fan in fans:
+        await w.follow(fan, author)
+    pulled = await w.post(author)
+    await w.handle(PostDeleted(event_time=w.tick(), post_id=pulled.post_id, author_id=author))
+    stored = PostStored(event_time=pulled.event_time, post_id=pulled.post_id, author_id=author, tier="pull")
+    assert w.updates == [stored, PostRemoved(event_time=w.t, post_id=pulled.post_id, author_id=author)]
+
+
 async def test_only_the_authors_delete_removes_a_post_from_every_feed() -> None:
     w = World()
     author, impostor, pushed_fan = users(3)
@@ -246,7 +265,7 @@ async def test_a_promotion_moves_existing_followers_to_the_pull_side() -> None:
     promoted = [t for t in w.tasks if isinstance(t, CelebrityChunk)]
     assert sorted(f for t in promoted for f in t.follower_ids) == fans[:4]  # the fifth is handled inline
     await w.run_tasks()
-    assert all([await w.stores.readers.celebrities(fan, 10) == [author] for fan in fans])
+    assert all([await w.stores.readers.celebrities(fan) == [author] for fan in fans])
     assert w.metric("fanout_tier_switches_total", direction="to_pull") == 1
 
 
@@ -266,7 +285,7 @@ async def test_a_demotion_backfills_pulled_posts_before_leaving_the_celebrity_se
     assert demotion.until_post_id == pulled.post_id and demotion.follower_ids == (fans[0],)
     await w.run_tasks()
     assert await w.inbox(fans[0]) == [pulled.post_id]
-    assert await w.stores.readers.celebrities(fans[0], 10) == []
+    assert await w.stores.readers.celebrities(fans[0]) == []
     pushed = await w.post(author)
     assert await w.feed(fans[0]) == [pushed.post_id, pulled.post_id]
 

@@ -82,7 +82,7 @@ def test_an_unknown_strategy_is_refused_naming_the_variable() -> None:
 def test_isolated_settings_share_nothing_named_with_the_original() -> None:
     base = Settings.load(env={})
     run = base.isolated("bench-push-1", strategy="push")
-    names = ("keyspace", "events_topic", "chunks_topic", "dead_letter_topic", "app_id")
+    names = ("keyspace", "events_topic", "chunks_topic", "dead_letter_topic", "updates_topic", "app_id")
     assert all(getattr(run, n) != getattr(base, n) for n in names)
     assert run.keyspace == "bench_push_1"  # a valid CQL identifier
     assert run.strategy == "push" and run.kafka_port == base.kafka_port

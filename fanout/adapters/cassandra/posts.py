@@ -52,3 +52,6 @@ class CassandraPosts:
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         rows = await self.db.run(self._timeline_head, (author_id, before or MAX_ID, limit))
         return [r.post_id for r in rows]
+
+    async def timeline_heads(self, author_ids: Sequence[int], before: int | None, limit: int) -> list[list[int]]:
+        return list(await asyncio.gather(*(self.timeline_head(a, before, limit) for a in author_ids)))

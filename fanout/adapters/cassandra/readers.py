@@ -1,12 +1,22 @@
-"""What reads need about their reader (schemas/cql: user_activity, celebrities_by_user, unfollowed_by_user)."""
+"""The reader's state, in static columns of their inbox partition (schemas/cql/003_reader_state.cql).
+
+One request returns the reader's activity and the version of their sets with the head of the inbox: the
+common feed read costs one Cassandra request (the sets, post bodies and celebrity timelines come from the
+read service's caches, the sets re-read only when their version changed).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
+
+from cassandra.query import BatchStatement, BatchType
 
 from fanout.adapters.cassandra.session import Cassandra, micros
-from fanout.model import Activity, ReaderState
+from fanout.model import Activity, ReaderPage, ReaderSets, ReaderState
+
+PAGE = "post_id, last_seen, regenerating, sets_version"
 
 
 class CassandraReaders:
@@ -15,50 +25,83 @@ class CassandraReaders:
         self.window = write_window
         self.hide_ttl = hide_ttl_seconds
         p = db.prepare
-        self._activity = p("SELECT last_seen, regenerating FROM {keyspace}.user_activity WHERE user_id = ?")
-        self._set_activity = p("UPDATE {keyspace}.user_activity SET last_seen = ?, regenerating = ? WHERE user_id = ?")
-        self._hide = p("INSERT INTO {keyspace}.unfollowed_by_user (user_id, author_id) VALUES (?, ?) "
-                       "USING TIMESTAMP ? AND TTL ?")
-        self._unhide = p("DELETE FROM {keyspace}.unfollowed_by_user USING TIMESTAMP ? "
-                         "WHERE user_id = ? AND author_id = ?")
-        self._hidden = p("SELECT author_id FROM {keyspace}.unfollowed_by_user WHERE user_id = ?")
-        self._add_celebrity = p("INSERT INTO {keyspace}.celebrities_by_user (user_id, celebrity_id) "
-                                "VALUES (?, ?) USING TIMESTAMP ?")
-        self._remove_celebrity = p("DELETE FROM {keyspace}.celebrities_by_user USING TIMESTAMP ? "
-                                   "WHERE user_id = ? AND celebrity_id = ?")
-        self._celebrities = p("SELECT celebrity_id FROM {keyspace}.celebrities_by_user WHERE user_id = ? LIMIT ?")
+        # Without a slice, the statics come back even from a partition with no (live) inbox row (as one row
+        # with a null post id): a first page is always one request. Below a cursor, an empty slice carries
+        # no statics, so they are read on their own.
+        self._first = p(f"SELECT {PAGE} FROM {{keyspace}}.inbox WHERE user_id = ? LIMIT ?")
+        self._page = p(f"SELECT {PAGE} FROM {{keyspace}}.inbox WHERE user_id = ? AND post_id < ? LIMIT ?")
+        self._scalars = p(f"SELECT {PAGE} FROM {{keyspace}}.inbox WHERE user_id = ? LIMIT 1")
+        self._sets = p("SELECT sets_version, celebrities, hidden FROM {keyspace}.inbox WHERE user_id = ? LIMIT 1")
+        self._set_activity = p("UPDATE {keyspace}.inbox SET last_seen = ?, regenerating = ? WHERE user_id = ?")
+        # Each set change goes with a new version, in one single-partition batch. The element is written at
+        # the decision's timestamp (event time, or the author's version), the version at the clock's: a new
+        # version always wins, so a reader never keeps sets older than what is stored.
+        self._new_version = p("UPDATE {keyspace}.inbox SET sets_version = now() WHERE user_id = ?")
+        self._add_celebrity = p("UPDATE {keyspace}.inbox USING TIMESTAMP ? SET celebrities = celebrities + ? "
+                                "WHERE user_id = ?")
+        self._remove_celebrity = p("UPDATE {keyspace}.inbox USING TIMESTAMP ? SET celebrities = celebrities - ? "
+                                   "WHERE user_id = ?")
+        self._hide = p("UPDATE {keyspace}.inbox USING TIMESTAMP ? AND TTL ? SET hidden = hidden + ? WHERE user_id = ?")
+        self._unhide = p("UPDATE {keyspace}.inbox USING TIMESTAMP ? SET hidden = hidden - ? WHERE user_id = ?")
+
+    async def reader_page(self, user_id: int, before: int | None, limit: int) -> ReaderPage:
+        if before is None:
+            rows = await self.db.run(self._first, (user_id, limit))
+        else:
+            rows = await self.db.run(self._page, (user_id, before, limit))
+            if not rows:  # an empty slice carries no statics
+                rows = await self.db.run(self._scalars, (user_id,))
+                return ReaderPage(*_scalars(rows[0]), []) if rows else ReaderPage(Activity(None, False), None, [])
+        if not rows:
+            return ReaderPage(Activity(None, False), None, [])
+        return ReaderPage(*_scalars(rows[0]), [r.post_id for r in rows if r.post_id is not None])
+
+    async def reader_sets(self, user_id: int) -> ReaderSets:
+        rows = await self.db.run(self._sets, (user_id,))
+        if not rows:
+            return ReaderSets(None)
+        r = rows[0]
+        return ReaderSets(r.sets_version, sorted(r.celebrities or ()), frozenset(r.hidden or ()))
+
+    async def reader_state(self, user_id: int) -> ReaderState:
+        page, sets = await asyncio.gather(self.reader_page(user_id, None, 1), self.reader_sets(user_id))
+        return ReaderState(page.activity, sets.celebrities, sets.hidden)
 
     async def activity(self, user_id: int) -> Activity:
-        rows = await self.db.run(self._activity, (user_id,))
-        if not rows:
-            return Activity(None, False)
-        return Activity(rows[0].last_seen, bool(rows[0].regenerating))
+        return (await self.reader_page(user_id, None, 1)).activity
 
     async def set_activity(self, user_id: int, activity: Activity) -> None:
         await self.db.run(self._set_activity, (activity.last_seen, activity.regenerating, user_id))
 
-    async def reader_state(self, user_id: int, max_celebrities: int) -> ReaderState:
-        activity, celebrities, hidden = await asyncio.gather(
-            self.activity(user_id), self.celebrities(user_id, max_celebrities), self.hidden_authors(user_id))
-        return ReaderState(activity, celebrities, frozenset(hidden))
-
-    async def celebrities(self, user_id: int, limit: int) -> list[int]:
-        rows = await self.db.run(self._celebrities, (user_id, limit))
-        return [r.celebrity_id for r in rows]
+    async def celebrities(self, user_id: int) -> list[int]:
+        return (await self.reader_sets(user_id)).celebrities
 
     async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
-        requests = ((self._add_celebrity, (u, celebrity_id, version)) for u in user_ids)
+        requests = (self._with_new_version(self._add_celebrity, (version, {celebrity_id}, u), u) for u in user_ids)
         return await self.db.run_window(requests, self.window)
 
     async def remove_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
-        requests = ((self._remove_celebrity, (version, u, celebrity_id)) for u in user_ids)
+        requests = (self._with_new_version(self._remove_celebrity, (version, {celebrity_id}, u), u)
+                    for u in user_ids)
         return await self.db.run_window(requests, self.window)
 
     async def hide_author(self, user_id: int, author_id: int, event_time: int) -> None:
-        await self.db.run(self._hide, (user_id, author_id, micros(event_time), self.hide_ttl))
+        await self.db.run(*self._with_new_version(self._hide, (micros(event_time), self.hide_ttl, {author_id},
+                                                               user_id), user_id))
 
     async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None:
-        await self.db.run(self._unhide, (micros(event_time), user_id, author_id))
+        await self.db.run(*self._with_new_version(self._unhide, (micros(event_time), {author_id}, user_id), user_id))
 
     async def hidden_authors(self, user_id: int) -> set[int]:
-        return {r.author_id for r in await self.db.run(self._hidden, (user_id,))}
+        return set((await self.reader_sets(user_id)).hidden)
+
+    def _with_new_version(self, stmt: Any, params: tuple[Any, ...], user_id: int) -> tuple[Any, None]:
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)  # one partition: atomic, one request
+        batch.add(stmt, params)
+        batch.add(self._new_version, (user_id,))
+        batch.is_idempotent = True  # a retry writes the same element and yet another new version
+        return batch, None
+
+
+def _scalars(row: Any) -> tuple[Activity, object | None]:
+    return Activity(row.last_seen, bool(row.regenerating)), row.sets_version

@@ -7,6 +7,7 @@ uses `execute_async` and resolves an asyncio future from the driver's callback t
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import random
@@ -32,6 +33,16 @@ log = logging.getLogger(__name__)
 TRANSIENT = (WriteTimeout, ReadTimeout, Unavailable, OperationTimedOut, NoHostAvailable, CoordinationFailure,
              ConnectionError)
 T = TypeVar("T")
+# Requests made in the current context (e.g. one feed read), when someone is counting: see count_requests.
+_requests: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("cassandra_requests", default=None)
+
+
+def count_requests() -> list[int]:
+    """Start counting the requests this context makes (tasks it starts share the count); returns the
+    counter, whose single element grows with every request, retries included."""
+    counter = [0]
+    _requests.set(counter)
+    return counter
 
 
 @functools.lru_cache(maxsize=512)
@@ -85,6 +96,9 @@ class Cassandra:
 
     def execute_async(self, stmt: Any, params: Sequence[Any] | None = None) -> asyncio.Future[list[Any]]:
         """One request, as an asyncio future of all rows of its first page."""
+        counter = _requests.get()
+        if counter is not None:
+            counter[0] += 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         response = self.session.execute_async(stmt, params)

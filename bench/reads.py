@@ -1,0 +1,175 @@
+"""`fanout bench reads`: feed reads through the real read service, judged by outside load generators (wrk
+for the peak, vegeta for fixed rates), for the hybrid and the pull-only baseline, beside the bare
+cassandra-driver inbox-page loop measured on the same Cassandra in the same run.
+
+The workload: a power-law graph of normal authors, a few hundred celebrities, and groups of readers who
+follow 0, 5, 20 or 250 celebrities (plus 20 normal authors each), readers who follow 200 normal authors
+(where pull-only must merge 200 timelines and the hybrid reads one inbox), and returning readers (back
+after ten days: their first read is a pull while the worker rebuilds their inbox). The graph is loaded
+as the follow handler would leave it; the posts go through Kafka and the real worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen
+from bench.reads_report import markdown, plot
+from bench.scenario import console, publish, scenario_settings
+from bench.stats import machine
+from bench.strategies import cpu_seconds, load_graph
+from bench.workload import Graph, power_law_graph
+from deploy import stack as launcher
+from deploy.processes import ProcessGroup
+from fanout.lag import wait_until_drained
+from fanout.producer import EventProducer
+from fanout.settings import Settings
+
+DAY_MS = 86_400_000
+STEADY = ("0 celebrities", "5 celebrities", "20 celebrities", "250 celebrities", "200 normal authors")
+
+
+@dataclass
+class ReadWorkload:
+    graph: Graph
+    inactive: set[int]  # the returning readers: last read ten days ago
+    groups: dict[str, list[int]]  # readers by what they follow
+    post_authors: list[int]
+
+
+def build(users: int, readers_per_group: int, celebrities: int, threshold: int, seed: int) -> ReadWorkload:
+    rng = random.Random(seed)
+    graph = power_law_graph(users, seed=seed)
+    normal = [u for u in graph.users if graph.follower_count(u) < threshold]
+    celebs = list(range(users + 1, users + 1 + celebrities))
+    for c in celebs:
+        graph.followers[c] = set(rng.sample(graph.users, threshold + 5))
+    next_id = users + celebrities + 1
+    groups: dict[str, list[int]] = {}
+    for name, n_celebs, n_normal in [("0 celebrities", 0, 20), ("5 celebrities", 5, 20), ("20 celebrities", 20, 20),
+                                     ("250 celebrities", 250, 20), ("200 normal authors", 0, 200),
+                                     ("returning", 5, 20)]:
+        groups[name] = list(range(next_id, next_id + readers_per_group))
+        next_id += readers_per_group
+        for reader in groups[name]:
+            for author in rng.sample(celebs, min(n_celebs, len(celebs))) + rng.sample(normal, n_normal):
+                graph.followers.setdefault(author, set()).add(reader)
+    graph.users = sorted(set(graph.users) | {r for g in groups.values() for r in g} | set(celebs))
+    followed = sorted({a for a, fs in graph.followers.items() if fs & set().union(*groups.values())})
+    post_authors = [a for a in followed for _ in range(3)]  # every author a reader follows posts 3 times
+    rng.shuffle(post_authors)
+    return ReadWorkload(graph, set(groups["returning"]), groups, post_authors)
+
+
+def targets(url: str, readers: list[int], limit: int = 20) -> list[loadgen.Target]:
+    return [(f"{url}/v1/users/{r}/feed?limit={limit}", {}) for r in readers]
+
+
+def bare_reads(settings: Settings, reads: int) -> dict[str, Any]:
+    """The bare driver's inbox-page loop (bench/driver.py), 16 and 64 requests in flight."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT
+
+    from bench.driver import connect, read_loop
+
+    s = scenario_settings(settings, "reads-bare")
+    cluster, session = connect(s, 4)
+    try:
+        return {f"window_{w}": read_loop(session, s.keyspace, reads, w, s.inbox_ttl_seconds, EXEC_PROFILE_DEFAULT)
+                for w in (16, 64)}
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=120)
+        cluster.shutdown()
+
+
+def run_strategy(base: Settings, strategy: str, workers: int, w: ReadWorkload, rates: list[float], seconds: float,
+                 connections: int, log_dir: Path, vegeta: str) -> dict[str, Any]:
+    s = scenario_settings(base, f"reads-{strategy}{workers}", strategy=strategy, read_workers=workers)
+    now = time.time_ns() // 1_000_000
+    load_graph(s, w, now)
+    result: dict[str, Any] = {"strategy": strategy, "read_workers": workers}
+    with ProcessGroup(s, log_dir / f"{strategy}-{workers}").start("worker", "read-api") as processes:
+        producer = EventProducer(s)
+        try:
+            publish(producer, [producer.new_post(a, f"post by {a}") for a in w.post_authors])
+        finally:
+            producer.close()
+        wait_until_drained(s, timeout=900, on_lag=lambda _: processes.check_alive())
+        url = processes.url("read-api")
+        steady = [r for g in STEADY for r in w.groups[g]]
+        console.log(f"{strategy}, {workers} read process(es): returning readers' first reads, then warming up")
+        # First reads of returning readers: a pull over their followees while the worker rebuilds.
+        result["returning_first_read"] = loadgen.vegeta(vegeta, targets(url, w.groups["returning"]), 20,
+                                                        max(1.0, len(w.groups["returning"]) / 20))
+        loadgen.vegeta(vegeta, targets(url, steady), 200, max(2.0, len(steady) / 200))
+        pids = [processes.procs["read-api"].pid, *_children(processes.procs["read-api"].pid)]
+        cassandra = launcher.running_pid(launcher.server_by_name(s, "cassandra"))
+        cpu_before = {"read-api": sum(cpu_seconds(p) for p in pids), "cassandra": cpu_seconds(cassandra or 0)}
+        requests_before = processes.scrape("read-api")
+        console.log(f"{strategy}: wrk, {connections} connections, {seconds:.0f}s")
+        result["peak"] = loadgen.wrk(targets(url, steady), connections, seconds)
+        result["cpu_ms_per_1000_reads"] = _cpu_per_read(pids, cassandra, cpu_before, result["peak"], seconds)
+        result["cassandra_requests_per_read"] = _requests_per_read(processes.scrape("read-api"), requests_before)
+        result["fixed_rate"] = []
+        for rate in rates:
+            console.log(f"{strategy}: vegeta at {rate:.0f} reads/s for {seconds:.0f}s")
+            result["fixed_rate"].append(loadgen.vegeta(vegeta, _shuffled(targets(url, steady)), rate, seconds))
+        result["by_group"] = {}
+        for group in STEADY:  # below saturation, each group on its own
+            result["by_group"][group] = loadgen.vegeta(vegeta, _shuffled(targets(url, w.groups[group])),
+                                                       min(rates), seconds / 2)
+    return result
+
+
+def bench(base: Settings, users: int, readers_per_group: int, celebrities: int, threshold: int,
+          strategies: list[str], workers: list[int], rates: list[float], seconds: float, connections: int,
+          driver_reads: int, out: Path, command: str, seed: int = 7) -> dict[str, Any]:
+    vegeta = loadgen.vegeta_binary(base)
+    loadgen.wrk_binary()
+    out.mkdir(parents=True, exist_ok=True)
+    w = build(users, readers_per_group, celebrities, threshold, seed)
+    report: dict[str, Any] = {"command": command, "machine": machine(), "users": len(w.graph.users),
+                              "edges": sum(len(f) for f in w.graph.followers.values()), "posts": len(w.post_authors),
+                              "readers_per_group": readers_per_group, "celebrities": celebrities, "runs": []}
+    console.rule("bare driver: inbox pages")
+    base = dataclasses.replace(base, celebrity_threshold=threshold)
+    report["bare_driver"] = bare_reads(base, driver_reads)
+    for strategy in strategies:
+        for n in workers if strategy == "hybrid" else workers[:1]:
+            console.rule(f"{strategy}, {n} read process(es)")
+            report["runs"].append(run_strategy(base, strategy, n, w, rates, seconds, connections, out / "logs",
+                                               vegeta))
+    (out / "reads.json").write_text(json.dumps(report, indent=2))
+    (out / "reads.md").write_text(markdown(report))
+    plot(report, out)
+    return report
+
+
+def _shuffled(items: list[loadgen.Target]) -> list[loadgen.Target]:
+    items = list(items)
+    random.Random(3).shuffle(items)
+    return items
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of a process (uvicorn's worker processes)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _cpu_per_read(pids: list[int], cassandra: int | None, before: dict[str, float], peak: dict[str, Any],
+                  seconds: float) -> dict[str, float]:
+    reads = max(1, peak["reads_per_s"] * seconds)
+    after = {"read-api": sum(cpu_seconds(p) for p in pids), "cassandra": cpu_seconds(cassandra or 0)}
+    return {name: round((after[name] - before[name]) * 1e6 / reads, 1) for name in after}
+
+
+def _requests_per_read(after: dict[str, float], before: dict[str, float]) -> float | None:
+    count = after.get("fanout_read_cassandra_requests_count", 0) - before.get("fanout_read_cassandra_requests_count", 0)
+    total = after.get("fanout_read_cassandra_requests_sum", 0) - before.get("fanout_read_cassandra_requests_sum", 0)
+    return round(total / count, 3) if count else None

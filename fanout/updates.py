@@ -1,0 +1,80 @@
+"""Feed updates from the worker to each read process: posts stored (with their tier) and deletes applied.
+
+Every read process reads the whole updates topic, without a consumer group (each needs every update for
+its own caches), from the end: its caches start empty, so nothing older can be stale in them. A thread
+polls Kafka and hands each update to the event loop, where the caches change (no locks needed).
+If the listener misses updates (Kafka unreachable for a while), the caches' TTLs bound the staleness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from fanout.events import FeedUpdate, InvalidEvent, decode_feed_update
+from fanout.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class UpdatesListener:
+    def __init__(self, settings: Settings, apply: Callable[[FeedUpdate], None],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.apply = apply
+        self.loop = loop
+        self.assigned = threading.Event()  # set once the consumer reads from the end of every partition
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feed-updates", daemon=True)
+
+    def start(self) -> UpdatesListener:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        topic = self.settings.updates_topic
+        consumer = Consumer({
+            "bootstrap.servers": self.settings.kafka_bootstrap,
+            "group.id": f"{self.settings.app_id}-read-updates",  # required by librdkafka; never committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        })
+        try:
+            while not self._stop.is_set():
+                try:
+                    partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+                    # The end offsets now, explicitly: an update written after this point is never skipped.
+                    ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p),
+                                                                                    timeout=5)[1])
+                            for p in partitions]
+                    break
+                except Exception as exc:  # Kafka not reachable yet: the caches' TTLs cover the gap
+                    log.warning("feed updates: cannot read %s yet (%s)", topic, exc)
+                    self._stop.wait(1.0)
+            else:
+                return
+            consumer.assign(ends)
+            self.assigned.set()
+            while not self._stop.is_set():
+                for message in consumer.consume(num_messages=500, timeout=0.2):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("feed updates: %s", error)
+                        continue
+                    try:
+                        update = decode_feed_update(message.value())
+                    except InvalidEvent as exc:
+                        log.warning("feed updates: ignored an invalid update: %s", exc)
+                        continue
+                    self.loop.call_soon_threadsafe(self.apply, update)
+        finally:
+            consumer.close()
