@@ -166,6 +166,7 @@ class PostStored(Event):
     post_id: int
     author_id: int
     tier: str
+    body: str
 
     @property
     def key(self) -> bytes:
@@ -185,13 +186,41 @@ class PostRemoved(Event):
         return author_key(self.author_id)
 
 
+@dataclass(frozen=True, slots=True)
+class PostDelivered(Event):
+    """Feed update from the worker: a pushed post is in these users' inboxes now."""
+
+    TYPE: ClassVar[str] = "PostDelivered"
+    post_id: int
+    author_id: int
+    user_ids: tuple[int, ...]
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.author_id)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowChanged(Event):
+    """Feed update from the worker: a follow or unfollow was applied."""
+
+    TYPE: ClassVar[str] = "FollowChanged"
+    follower_id: int
+    followee_id: int
+    following: bool
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.followee_id)
+
+
 AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed | UserSeen
 ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge
-FeedUpdate = PostStored | PostRemoved
+FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
-                InboxPurge, PostStored, PostRemoved)
+                InboxPurge, PostStored, PostRemoved, PostDelivered, FollowChanged)
 }
 
 
@@ -235,12 +264,13 @@ def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
     # JSON Schema's "integer" accepts 7.0; ids and times must be exact integers (a float key is a bug).
     for name, value in doc.items():
         values = value if isinstance(value, list) else [value]
-        if name not in ("type", "body", "tier") and any(type(v) is not int for v in values):
+        if name not in ("type", "body", "tier", "following") and any(type(v) is not int for v in values):
             raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
     doc.pop("version")
-    if "follower_ids" in doc:
-        doc["follower_ids"] = tuple(doc["follower_ids"])
+    for name in ("follower_ids", "user_ids"):
+        if name in doc:
+            doc[name] = tuple(doc[name])
     return cls(**doc)
 
 
@@ -257,7 +287,7 @@ def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) ->
 def decode_feed_update(raw: bytes | None) -> FeedUpdate:
     """Decode an update of the feed updates topic (written by the worker, read by read services)."""
     event = decode(raw)
-    if not isinstance(event, PostStored | PostRemoved):
+    if not isinstance(event, PostStored | PostRemoved | PostDelivered | FollowChanged):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the feed updates topic")
     return event
 

@@ -55,6 +55,7 @@ def merge_newest_first(sources: Iterable[Sequence[int]], limit: int) -> list[int
 class FeedPage:
     items: list[Post]
     next_cursor: int | None
+    pulled: frozenset[int] = frozenset()  # ids of items that came from a timeline, not the inbox
 
 
 async def read_feed(stores: Stores, user_id: int, limit: int, cursor: int | None, *, pull_authors: Sequence[int],
@@ -64,6 +65,7 @@ async def read_feed(stores: Stores, user_id: int, limit: int, cursor: int | None
     of `pull_authors`; deleted posts and posts of `hidden` authors (unfollowed) left out. `inbox_head`, if
     given, is the inbox's first `limit + 1` ids below `cursor`, already read (with the reader's state)."""
     items: list[Post] = []
+    from_inbox: set[int] = set()
     before = cursor
     for _ in range(MAX_ROUNDS):
         want = limit + 1 - len(items)  # one beyond the page tells whether there is a next page
@@ -73,6 +75,7 @@ async def read_feed(stores: Stores, user_id: int, limit: int, cursor: int | None
             inbox, inbox_head = [inbox_head], None
         else:
             inbox = [await stores.inboxes.inbox_head(user_id, before, want)]
+        from_inbox.update(*inbox)
         heads = [*inbox, *(await stores.posts.timeline_heads(pull_authors, before, want) if pull_authors else [])]
         candidates = merge_newest_first(heads, want + 1)
         ids = candidates[:want]
@@ -87,9 +90,13 @@ async def read_feed(stores: Stores, user_id: int, limit: int, cursor: int | None
         before = ids[-1]
     else:
         # Deleted posts filled every round: page what we have; the client continues below the last id seen.
-        return FeedPage(items, before)
+        return FeedPage(items, before, _pulled(items, from_inbox))
     page = items[:limit]
-    return FeedPage(page, page[-1].post_id if len(items) > limit else None)
+    return FeedPage(page, page[-1].post_id if len(items) > limit else None, _pulled(page, from_inbox))
+
+
+def _pulled(items: list[Post], from_inbox: set[int]) -> frozenset[int]:
+    return frozenset(p.post_id for p in items if p.post_id not in from_inbox)
 
 
 @dataclass(frozen=True)

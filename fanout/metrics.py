@@ -5,7 +5,7 @@ Tests build their own `Metrics()` and read values from its registry; nothing reg
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0,
                    3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0)
@@ -56,6 +56,12 @@ class Metrics:
                                   ["result"], registry=r)
         self.reader_sets_cache = Counter("fanout_reader_sets_cache_lookups", "Readers' celebrity/hidden sets "
                                          "looked up in the read cache, by result", ["result"], registry=r)
+        self.stream_connections = Gauge("fanout_stream_connections", "Readers connected to the live feed stream",
+                                        registry=r, multiprocess_mode="livesum")
+        self.stream_items = Counter("fanout_stream_items", "Items sent on live feed streams, by event (post, delete)",
+                                    ["event"], registry=r)
+        self.stream_lag = Histogram("fanout_stream_lag_seconds", "Acceptance of a post to its sending on a live "
+                                    "stream", buckets=LATENCY_BUCKETS, registry=r)
         self.feed_updates = Counter("fanout_feed_updates_applied", "Worker feed updates applied to the read caches, "
                                     "by type", ["type"], registry=r)
         # ingest service

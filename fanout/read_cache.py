@@ -203,8 +203,16 @@ class CachedPosts:
         finally:
             self._head_flights.pop(author, None)
 
-    def stored(self, post_id: int, author_id: int, tier: Tier) -> None:
-        """A post the worker stored: on the head of its author, if that head is cached."""
+    def peek(self, post_id: int) -> Post | None:
+        """The cached post, without a request (None if not cached)."""
+        hit = self._posts.get(post_id)
+        return hit[0] if hit is not None else None
+
+    def stored(self, post_id: int, author_id: int, tier: Tier, body: str | None = None) -> None:
+        """A post the worker stored: its body cached (when given), and its id on the cached head of its
+        author."""
+        if body is not None:
+            self._remember(self._apply_removal(Post(post_id, author_id, body, False)), self.clock())
         head = self._heads.get(author_id)
         if head is None:
             return

@@ -93,6 +93,9 @@ class Settings:
                                                                     "a delete whose feed update was missed)"})
     reader_sets_ttl_s: float = field(default=600.0, metadata={"doc": "a reader's cached sets are re-read after "
                                                                       "this, even if their version is the same"})
+    stream_reorder_ms: int = field(default=50, metadata={"doc": "live streams hold items this long to send "
+                                                                "them in post id order"})
+    stream_heartbeat_s: float = field(default=15.0, metadata={"doc": "a comment line keeps idle streams open"})
     head_cache_size: int = field(default=200, metadata={"doc": "newest post ids cached per pulled author"})
     head_cache_ttl_ms: int = field(default=5000, metadata={"doc": "a cached timeline head is re-read after this "
                                                                   "(bounds a new post whose update was missed)"})

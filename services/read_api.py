@@ -19,17 +19,19 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
 import orjson
 import uvicorn
-from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Response
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 
 from fanout.adapters.cassandra.session import count_requests
 from fanout.bootstrap import open_resources
 from fanout.clock import Clock, wall_ms
-from fanout.events import FeedUpdate, PostStored
+from fanout.events import FeedUpdate, PostRemoved, PostStored
 from fanout.feed import InvalidCursor, SetsAt, home_feed, parse_cursor
 from fanout.http import add_common_routes
 from fanout.ids import MAX_ID
@@ -39,9 +41,12 @@ from fanout.ports import Stores
 from fanout.read_cache import CachedPosts, ReaderSetsCache
 from fanout.seen import SeenRecorder
 from fanout.settings import Settings
+from fanout.stream import StreamHub, catch_up_items
 from fanout.updates import UpdatesListener
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+STATIC = FilePath(__file__).resolve().parent.parent / "fanout" / "static"
+PAGE = STATIC / "feed.html"
 
 
 class FeedItem(BaseModel):
@@ -49,6 +54,7 @@ class FeedItem(BaseModel):
     author_id: int
     created_at: int  # Unix milliseconds, from the post id
     body: str
+    via: str  # "inbox": pushed into the reader's inbox; "timeline": pulled from a celebrity's timeline
 
 
 class FeedResponse(BaseModel):
@@ -58,7 +64,8 @@ class FeedResponse(BaseModel):
 
 
 def create_app(stores: Stores, settings: Settings, metrics: Metrics, seen: SeenRecorder | None = None,
-               clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None, sets: SetsAt | None = None) -> FastAPI:
+               clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None, sets: SetsAt | None = None,
+               hub: StreamHub | None = None) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1", lifespan=lifespan)
     add_common_routes(app, metrics)
 
@@ -85,13 +92,64 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, seen: SeenR
         # Serialized here with orjson, not validated again through the response model (which documents it).
         page = feed.page
         return Response(orjson.dumps({
-            "items": [{"post_id": p.post_id, "author_id": p.author_id, "created_at": p.created_at, "body": p.body}
-                      for p in page.items],
+            "items": [{"post_id": p.post_id, "author_id": p.author_id, "created_at": p.created_at, "body": p.body,
+                       "via": "timeline" if p.post_id in page.pulled else "inbox"} for p in page.items],
             "next_cursor": str(page.next_cursor) if page.next_cursor is not None else None,
             "regenerating": feed.regenerating,
         }), media_type="application/json")
 
+    if hub is not None:
+        add_stream_routes(app, hub, stores, settings, sets, clock_ms)
     return app
+
+
+def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Settings, sets: SetsAt | None,
+                      clock_ms: Clock) -> None:
+    """The live feed (Server-Sent Events) and the page that shows it."""
+
+    @app.get("/v1/users/{user_id}/feed/stream", response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "new feed items (`event: post`, id = post id) and delete notices "
+                                             "(`event: delete`), with heartbeat comments"}})
+    async def feed_stream(
+        user_id: Annotated[int, Path(ge=1, le=MAX_ID, description="the reader's user id")],
+        last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{1,19}$",
+                                                    description="resume after this post id")] = None,
+    ) -> StreamingResponse:
+        followees = set(await stores.graph.following(user_id, 10**9))
+        conn = hub.connect(user_id, followees)  # before the catch-up read: nothing arriving meanwhile is lost
+        try:
+            catch_up = []
+            if last_event_id is not None:
+                async def page(cursor: int | None) -> Any:
+                    return (await home_feed(stores, settings, user_id, 100, cursor, clock_ms(), sets)).page
+
+                catch_up = await catch_up_items(page, int(last_event_id))
+        except BaseException:
+            hub.disconnect(conn)
+            raise
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                async for frame in hub.frames(conn, catch_up):
+                    yield frame
+            finally:
+                hub.disconnect(conn)
+
+        return StreamingResponse(frames(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.read_text())
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: Annotated[str, Path(pattern=r"^[a-z]+\.(js|css)$")]) -> Response:
+        path = STATIC / name
+        if not path.is_file():
+            raise HTTPException(status_code=404, detail=f"no such file: {name}")
+        kind = "text/javascript" if name.endswith(".js") else "text/css"
+        return Response(path.read_bytes(), media_type=kind)
 
 
 def build(settings: Settings) -> FastAPI:
@@ -103,11 +161,14 @@ def build(settings: Settings) -> FastAPI:
                         head_ttl_ms=settings.head_cache_ttl_ms)
     stores = dataclasses.replace(res.stores, posts=cache)
 
+    hub = StreamHub(cache, res.metrics, settings.stream_reorder_ms, settings.stream_heartbeat_s)
+
     def apply(update: FeedUpdate) -> None:
         if isinstance(update, PostStored):
-            cache.stored(update.post_id, update.author_id, Tier(update.tier))
-        else:
+            cache.stored(update.post_id, update.author_id, Tier(update.tier), update.body)
+        elif isinstance(update, PostRemoved):
             cache.removed(update.post_id, update.author_id)
+        hub.apply(update)
         res.metrics.feed_updates.labels(update.TYPE).inc()
 
     @asynccontextmanager
@@ -121,7 +182,7 @@ def build(settings: Settings) -> FastAPI:
 
     seen = SeenRecorder(res.producer, settings.seen_debounce_seconds * 1000)
     reader_sets = ReaderSetsCache(res.stores.readers, res.metrics, settings.reader_sets_ttl_s)
-    return create_app(stores, settings, res.metrics, seen, lifespan=lifespan, sets=reader_sets.sets)
+    return create_app(stores, settings, res.metrics, seen, lifespan=lifespan, sets=reader_sets.sets, hub=hub)
 
 
 def app_from_env() -> FastAPI:

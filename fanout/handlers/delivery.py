@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from fanout.clock import Clock, wall_ms
-from fanout.events import ChunkTask, FeedUpdate
+from fanout.events import ChunkTask, FeedUpdate, PostDelivered
 from fanout.metrics import Metrics
 from fanout.policy import follower_bucket
 from fanout.ports import Stores
@@ -43,6 +43,9 @@ class Delivery:
         self.metrics.fanout_duration.observe(time.perf_counter() - started)
         self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
             max(0.0, (self.clock_ms() - event_time) / 1000))
+        # Live streams send the post to those of these followers who are connected, now that it is written.
+        await self.send_update(PostDelivered(event_time=event_time, post_id=post_id, author_id=author_id,
+                                             user_ids=tuple(followers)))
 
     async def active_followers(self, author_id: int, seen_since: int | None = None) -> list[int]:
         """Every follower of the author seen since `seen_since` (None: every follower), in id order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-from fanout.events import CelebrityChunk, ChunkTask, DemotionChunk, InboxPurge
+from fanout.events import CelebrityChunk, ChunkTask, DemotionChunk, FollowChanged, InboxPurge
 from fanout.handlers.delivery import Delivery
 from fanout.model import Edge
 from fanout.policy import CelebritySet, decide_follow
@@ -50,6 +50,8 @@ class GraphHandlers:
         # batch. A crash before it replays this event as fresh, with the same version.
         await graph.set_edge(author_id, follower_id, Edge(following, event_time), change.stats,
                              last_seen=activity.last_seen)
+        await d.send_update(FollowChanged(event_time=event_time, follower_id=follower_id, followee_id=author_id,
+                                          following=following))
         if following:
             # A UserSeen of the follower may have run meanwhile (it is keyed by the follower, so another
             # batch group or worker) and listed the followees before this edge existed. It records the

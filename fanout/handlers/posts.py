@@ -22,7 +22,7 @@ class PostHandlers:
         await d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
         d.metrics.posts_by_tier.labels(plan.tier.value).inc()
         await d.send_update(PostStored(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id,
-                                       tier=plan.tier.value))
+                                       tier=plan.tier.value, body=e.body))
         if plan.chunks == 0:
             return
         # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.

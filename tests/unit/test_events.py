@@ -20,12 +20,14 @@ from fanout.events import (
     ChunkTask,
     DemotionChunk,
     Event,
+    FollowChanged,
     Followed,
     InboxChunk,
     InboxPurge,
     InvalidEvent,
     PostCreated,
     PostDeleted,
+    PostDelivered,
     PostRemoved,
     PostStored,
     Unfollowed,
@@ -50,11 +52,13 @@ EXAMPLES: list[Event] = [
     DemotionChunk(event_time=T, author_id=7, follower_ids=(4, 5), author_version=T * 1000, until_post_id=123),
     UserSeen(event_time=T, user_id=7),  # keyed by the reader; 7 like the other author-topic examples
     InboxPurge(event_time=T, user_id=3, author_id=7, as_of_us=T * 1000),
-    PostStored(event_time=T, post_id=123, author_id=7, tier="pull"),
+    PostStored(event_time=T, post_id=123, author_id=7, tier="pull", body="hi"),
     PostRemoved(event_time=T, post_id=123, author_id=7),
+    PostDelivered(event_time=T, post_id=123, author_id=7, user_ids=(1, 2)),
+    FollowChanged(event_time=T, follower_id=3, followee_id=7, following=False),
 ]
 CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
-FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, PostStored | PostRemoved)]
+FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, PostStored | PostRemoved | PostDelivered | FollowChanged)]
 AUTHOR_EVENTS = [e for e in EXAMPLES if e not in CHUNK_TASKS and e not in FEED_UPDATES]
 ID_FIELDS = ("post_id", "author_id", "follower_id", "followee_id")
 

@@ -20,11 +20,13 @@ from fanout.events import (
     DemotionChunk,
     Event,
     FeedUpdate,
+    FollowChanged,
     Followed,
     InboxChunk,
     InboxPurge,
     PostCreated,
     PostDeleted,
+    PostDelivered,
     PostRemoved,
     PostStored,
     Unfollowed,
@@ -194,10 +196,26 @@ async def test_read_services_are_told_of_every_stored_post_and_applied_delete() 
     author, *fans = users(6)
     for fan in fans:
         await w.follow(fan, author)
+    w.updates.clear()
     pulled = await w.post(author)
     await w.handle(PostDeleted(event_time=w.tick(), post_id=pulled.post_id, author_id=author))
-    stored = PostStored(event_time=pulled.event_time, post_id=pulled.post_id, author_id=author, tier="pull")
+    stored = PostStored(event_time=pulled.event_time, post_id=pulled.post_id, author_id=author, tier="pull",
+                        body=pulled.body)
     assert w.updates == [stored, PostRemoved(event_time=w.t, post_id=pulled.post_id, author_id=author)]
+
+
+async def test_read_services_are_told_of_deliveries_and_follow_changes() -> None:
+    w = World(chunk_size=2)
+    author, *fans = users(4)
+    for fan in fans:
+        await w.follow(fan, author)
+    follows = [(u.follower_id, u.following) for u in w.updates if isinstance(u, FollowChanged)]
+    assert follows == [(f, True) for f in fans]
+    w.updates.clear()
+    post = await w.post(author)  # three followers, chunks of two: two deliveries
+    delivered = [u for u in w.updates if isinstance(u, PostDelivered)]
+    assert sorted(f for u in delivered for f in u.user_ids) == fans
+    assert all(u.post_id == post.post_id for u in delivered) and len(delivered) == 2
 
 
 async def test_only_the_authors_delete_removes_a_post_from_every_feed() -> None:

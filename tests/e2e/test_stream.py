@@ -1,0 +1,123 @@
+"""Live feeds end to end: several readers connected to GET /v1/users/{id}/feed/stream receive exactly the new
+items of their feeds (pushed and pulled), delete notices, follows made while connected, and a reconnect with
+Last-Event-ID resumes without a gap or a duplicate. Checked against an oracle of each reader's feed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from live import Deployment, deploy
+from sse import Stream
+
+from fanout.events import Event, Followed, PostCreated, PostDeleted
+from fanout.ids import PostIdGenerator, millis_of
+from fanout.settings import Settings
+
+pytestmark = pytest.mark.e2e
+_ids = PostIdGenerator(node=1018)
+
+
+def post(author: int) -> PostCreated:
+    pid = _ids.next_id()
+    return PostCreated(event_time=millis_of(pid), post_id=pid, author_id=author, body=f"live from {author}")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@pytest.fixture(scope="module")
+def live(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deploy(stack, tmp_path_factory.mktemp("logs"), "stream", celebrity_threshold=3, stream_heartbeat_s=1.0,
+                stream_reorder_ms=50) as d:
+        yield d
+
+
+def connect(live: Deployment, reader: int, last_event_id: str | None = None) -> Stream:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    return Stream(f"{live.processes.url('read-api')}/v1/users/{reader}/feed/stream", headers).start()
+
+
+def settle(streams: list[Stream], counts: list[int]) -> None:
+    for stream, count in zip(streams, counts, strict=True):
+        stream.wait_for(count)
+    time.sleep(0.5)  # anything more would be an extra item
+
+
+def test_connected_readers_receive_exactly_their_new_items(live: Deployment) -> None:
+    a, b, c, d, normal, celeb, other, x = range(3_000_001, 3_000_009)
+    t = now_ms() - 10_000
+    follows: list[Event] = [Followed(event_time=t, follower_id=f, followee_id=normal) for f in (a, b)]
+    follows += [Followed(event_time=t, follower_id=f, followee_id=celeb) for f in (a, c, x)]  # 3: a celebrity
+    follows += [Followed(event_time=t, follower_id=c, followee_id=other)]
+    live.publish(follows)
+    live.drain()
+    streams = {r: connect(live, r) for r in (a, b, c, d)}
+    p1, p2, p3, p4 = post(normal), post(celeb), post(other), post(normal)
+    live.publish([p1, p2, p3, p4])
+    live.drain()
+    settle([streams[a], streams[b], streams[c]], [3, 2, 2])
+    assert streams[a].posts() == [p1.post_id, p2.post_id, p4.post_id]  # pushed and pulled, in id order
+    assert streams[b].posts() == [p1.post_id, p4.post_id]
+    assert streams[c].posts() == [p2.post_id, p3.post_id]
+    assert streams[d].events == []  # follows nobody: nothing, and nothing was written for it
+    vias = {e.data["post_id"]: e.data["via"] for e in streams[a].events}
+    assert (vias[p1.post_id], vias[p2.post_id]) == ("inbox", "timeline")
+    assert [e.id for e in streams[a].events] == [str(p) for p in streams[a].posts()]
+
+    live.publish([PostDeleted(event_time=now_ms(), post_id=p1.post_id, author_id=normal)])
+    live.drain()
+    settle([streams[a], streams[b]], [4, 3])
+    assert streams[a].deletes() == [p1.post_id] and streams[b].deletes() == [p1.post_id]
+    assert streams[c].deletes() == []
+
+    # Follows made while connected count at once: a pushed author and a celebrity.
+    live.publish([Followed(event_time=now_ms(), follower_id=d, followee_id=normal),
+                  Followed(event_time=now_ms(), follower_id=d, followee_id=celeb)])
+    live.drain()
+    p5, p6 = post(normal), post(celeb)
+    live.publish([p5, p6])
+    live.drain()
+    settle([streams[d]], [2])
+    assert streams[d].posts() == [p5.post_id, p6.post_id]
+    for s in streams.values():
+        s.stop()
+        assert s.error is None or isinstance(s.error, Exception)
+
+
+def test_a_reconnect_with_last_event_id_resumes_without_gap_or_duplicate(live: Deployment) -> None:
+    reader, author = 3_000_101, 3_000_102
+    live.publish([Followed(event_time=now_ms() - 1000, follower_id=reader, followee_id=author)])
+    live.drain()
+    first = connect(live, reader)
+    before = [post(author) for _ in range(2)]
+    live.publish(before)
+    live.drain()
+    settle([first], [2])
+    last = first.last_id()
+    first.stop()
+    time.sleep(1.5)  # the heartbeat lets the reader thread see the stop and close the connection
+    missed = [post(author) for _ in range(3)]  # while disconnected
+    live.publish(missed)
+    live.drain()
+    again = connect(live, reader, last_event_id=last)
+    after = post(author)
+    live.publish([after])
+    live.drain()
+    settle([again], [4])
+    assert again.posts() == [p.post_id for p in [*missed, after]]
+    assert set(first.posts()).isdisjoint(again.posts())
+    again.stop()
+
+
+def test_the_page_and_its_assets_are_served(live: Deployment) -> None:
+    import httpx
+
+    url = live.processes.url("read-api")
+    page = httpx.get(url + "/")
+    assert page.status_code == 200 and "/static/feed.js" in page.text
+    assert httpx.get(url + "/static/feed.js").headers["content-type"].startswith("text/javascript")
+    assert httpx.get(url + "/static/nope.js").status_code == 404
+    assert httpx.get(url + "/static/..%2Fread_api.py").status_code in (404, 422)
