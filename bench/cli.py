@@ -125,3 +125,20 @@ def bench_reads(
                               connections, driver_reads, out, command.strip())
     Console().print(markdown(report))
     console.print(f"written: {out}/reads.json, reads.md, read_p99_by_rate.png, read_p99_by_group.png")
+
+
+@bench_app.command("stream")
+def bench_stream(
+    readers: int = typer.Option(500, help="readers connected to the live feed"),
+    authors: int = typer.Option(200, help="normal authors (each reader follows 5, and one celebrity)"),
+    rate: float = typer.Option(30.0, help="posts per second"),
+    seconds: float = typer.Option(30.0, help="how long posts are published"),
+    out: Annotated[Path, typer.Option(help="where stream.json and the plot go")] = BENCH_RESULTS,
+) -> None:
+    """Acceptance-to-arrival latency of live feed items with many connected readers, and its CPU cost."""
+    from bench import stream
+
+    command = "fanout bench stream " + " ".join(sys.argv[3:])
+    report = stream.bench(Settings.load(), readers, authors, rate, seconds, out, command.strip())
+    Console().print_json(data=report)
+    console.print(f"written: {out}/stream.json, stream_latency.png")

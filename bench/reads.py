@@ -22,7 +22,7 @@ from typing import Any
 from bench import loadgen
 from bench.reads_report import markdown, plot
 from bench.scenario import console, publish, scenario_settings
-from bench.stats import machine
+from bench.stats import highest_bucket, machine
 from bench.strategies import cpu_seconds, load_graph
 from bench.workload import Graph, power_law_graph
 from deploy import stack as launcher
@@ -114,7 +114,9 @@ def run_strategy(base: Settings, strategy: str, workers: int, w: ReadWorkload, r
         console.log(f"{strategy}: wrk, {connections} connections, {seconds:.0f}s")
         result["peak"] = loadgen.wrk(targets(url, steady), connections, seconds)
         result["cpu_ms_per_1000_reads"] = _cpu_per_read(pids, cassandra, cpu_before, result["peak"], seconds)
-        result["cassandra_requests_per_read"] = _requests_per_read(processes.scrape("read-api"), requests_before)
+        after = processes.scrape("read-api")
+        result["cassandra_requests_per_read"] = _requests_per_read(after, requests_before)
+        result["gc_during_peak"] = _gc(after, requests_before)
         result["fixed_rate"] = []
         for rate in rates:
             console.log(f"{strategy}: vegeta at {rate:.0f} reads/s for {seconds:.0f}s")
@@ -167,6 +169,15 @@ def _cpu_per_read(pids: list[int], cassandra: int | None, before: dict[str, floa
     reads = max(1, peak["reads_per_s"] * seconds)
     after = {"read-api": sum(cpu_seconds(p) for p in pids), "cassandra": cpu_seconds(cassandra or 0)}
     return {name: round((after[name] - before[name]) * 1e6 / reads, 1) for name in after}
+
+
+def _gc(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """Garbage collections of the read service during the peak run: how many, their total, the longest."""
+    def total(suffix: str) -> float:
+        return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith("fanout_gc_pause_seconds" + suffix))
+
+    return {"collections": total("_count"), "total_ms": round(total("_sum") * 1000, 1),
+            "longest_ms_at_most": highest_bucket(after, before, "fanout_gc_pause_seconds") * 1000}
 
 
 def _requests_per_read(after: dict[str, float], before: dict[str, float]) -> float | None:

@@ -64,7 +64,12 @@ class UpdatesListener:
             consumer.assign(ends)
             self.assigned.set()
             while not self._stop.is_set():
-                for message in consumer.consume(num_messages=500, timeout=0.2):
+                # Wait for one update, then take whatever else is already fetched: consume() alone would
+                # hold a lone update back until its batch filled up or its timeout passed.
+                first = consumer.poll(0.2)
+                if first is None:
+                    continue
+                for message in [first, *consumer.consume(num_messages=500, timeout=0)]:
                     error = message.error()
                     if error is not None:
                         if error.code() != KafkaError._PARTITION_EOF:

@@ -35,7 +35,7 @@ from fanout.events import FeedUpdate, PostRemoved, PostStored
 from fanout.feed import InvalidCursor, SetsAt, home_feed, parse_cursor
 from fanout.http import add_common_routes
 from fanout.ids import MAX_ID
-from fanout.metrics import Metrics
+from fanout.metrics import Metrics, observe_gc
 from fanout.model import Tier
 from fanout.ports import Stores
 from fanout.read_cache import CachedPosts, ReaderSetsCache
@@ -173,6 +173,7 @@ def build(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        observe_gc(res.metrics)
         listener = UpdatesListener(settings, apply, asyncio.get_running_loop()).start()
         try:
             yield
