@@ -24,7 +24,7 @@ from typing import Any
 
 import jwt
 
-from fanout.ids import MAX_ID
+from fanout.ids import MAX_USER_ID
 from fanout.settings import Settings
 
 ALGORITHMS = ("HS256", "RS256", "ES256")
@@ -75,8 +75,8 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"invalid bearer token: {exc}") from None
         sub = claims["sub"]
-        if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and 1 <= int(sub) <= MAX_ID):
-            raise InvalidToken("invalid bearer token: sub must be a user id (a positive 64-bit integer)")
+        if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and 1 <= int(sub) <= MAX_USER_ID):
+            raise InvalidToken(f"invalid bearer token: sub must be a user id (an integer in 1..{MAX_USER_ID})")
         return int(sub), float(claims["exp"])
 
     def _key_for(self, token: str) -> Any:
@@ -95,8 +95,8 @@ class TokenVerifier:
 def mint_token(settings: Settings, user_id: int, ttl_seconds: int | None = None, now: float | None = None,
                kid: str | None = None) -> str:
     """A token for `user_id`, signed with the local secret (HS256) or FANOUT_JWT_PRIVATE_KEY_FILE."""
-    if not 1 <= user_id <= MAX_ID:
-        raise ValueError("a user id is a positive 64-bit integer")
+    if not 1 <= user_id <= MAX_USER_ID:
+        raise ValueError(f"a user id is an integer in 1..{MAX_USER_ID}")
     algorithm = _algorithm(settings)
     if algorithm == "HS256":
         key: Any = local_secret(settings.jwt_secret_path)
@@ -110,6 +110,21 @@ def mint_token(settings: Settings, user_id: int, ttl_seconds: int | None = None,
     claims = {"sub": str(user_id), "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "iat": issued,
               "exp": issued + ttl}
     return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": kid} if kid else None)
+
+
+class Tokens:
+    """Bearer headers for many users (the demo, benchmarks and tests act as each of their users): one
+    token per user, minted on first use and reused for the run."""
+
+    def __init__(self, settings: Settings, ttl_seconds: int = 6 * 3600) -> None:
+        self.settings, self.ttl = settings, ttl_seconds
+        self._headers: dict[int, dict[str, str]] = {}
+
+    def headers(self, user_id: int) -> dict[str, str]:
+        found = self._headers.get(user_id)
+        if found is None:
+            found = self._headers[user_id] = {"Authorization": f"Bearer {mint_token(self.settings, user_id, self.ttl)}"}
+        return found
 
 
 def local_secret(path: Path) -> bytes:

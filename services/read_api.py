@@ -1,4 +1,7 @@
-"""`fanout read-api`: GET /v1/users/{user_id}/feed, the merged home feed of one user.
+"""`fanout read-api`: GET /v1/feed (also GET /v1/users/{user_id}/feed), the caller's merged home feed.
+
+Every feed request carries a bearer token (fanout/auth.py); a user reads only their own feed (403 for
+another's), and a request that fails authentication reads and writes nothing.
 
 A normal read merges the inbox with the timelines of the celebrities the user follows. A user back after
 FANOUT_ACTIVE_DAYS (or whose inbox the worker is rebuilding) gets an answer at once from the timelines of
@@ -15,11 +18,12 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel
 
+from fanout.auth import TokenVerifier
 from fanout.bootstrap import open_resources
 from fanout.clock import Clock, wall_ms
-from fanout.feed import InvalidCursor, home_feed, parse_cursor
-from fanout.http import add_common_routes
-from fanout.ids import MAX_ID
+from fanout.feed import CURSOR_PATTERN, InvalidCursor, home_feed, parse_cursor
+from fanout.http import Caller, add_common_routes, error_responses, forbid_other, require_tokens
+from fanout.ids import MAX_USER_ID
 from fanout.metrics import Metrics
 from fanout.ports import Stores
 from fanout.seen import SeenRecorder
@@ -33,23 +37,38 @@ class FeedItem(BaseModel):
     body: str
 
 
+Limit = Annotated[int, Query(ge=1, le=100, description="items per page")]
+Cursor = Annotated[str | None, Query(max_length=19, pattern=CURSOR_PATTERN,
+                                     description="next_cursor of the previous page")]
+
+
 class FeedResponse(BaseModel):
     items: list[FeedItem]
     next_cursor: str | None  # pass back as ?cursor= for the next (older) page; null at the end
     regenerating: bool = False  # true: answered by a read-time pull while the inbox is being rebuilt
 
 
-def create_app(stores: Stores, settings: Settings, metrics: Metrics, seen: SeenRecorder | None = None,
-               clock_ms: Clock = wall_ms) -> FastAPI:
+def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: TokenVerifier,
+               seen: SeenRecorder | None = None, clock_ms: Clock = wall_ms) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1")
     add_common_routes(app, metrics)
+    require_tokens(app, verifier, metrics)
 
-    @app.get("/v1/users/{user_id}/feed", response_model=FeedResponse)
+    @app.get("/v1/feed", response_model=FeedResponse, operation_id="own_feed", responses=error_responses(401))
+    async def own_feed(reader: Caller, limit: Limit = 20, cursor: Cursor = None) -> FeedResponse:
+        """The caller's home feed, newest first."""
+        return await feed_page(reader, limit, cursor)
+
+    @app.get("/v1/users/{user_id}/feed", response_model=FeedResponse, operation_id="user_feed",
+             responses=error_responses(401, 403))
     async def feed(
-        user_id: Annotated[int, Path(ge=1, le=MAX_ID, description="the reader's user id")],
-        limit: Annotated[int, Query(ge=1, le=100, description="items per page")] = 20,
-        cursor: Annotated[str | None, Query(max_length=24, description="next_cursor of the previous page")] = None,
+        user_id: Annotated[int, Path(ge=1, le=MAX_USER_ID, description="the reader's user id: the token's own")],
+        reader: Caller, limit: Limit = 20, cursor: Cursor = None,
     ) -> FeedResponse:
+        """The home feed of `user_id`, who must be the caller (403 otherwise)."""
+        return await feed_page(forbid_other(metrics, reader, user_id, "user"), limit, cursor)
+
+    async def feed_page(user_id: int, limit: int, cursor: str | None) -> FeedResponse:
         started = time.perf_counter()
         try:
             before = parse_cursor(cursor)
@@ -78,7 +97,7 @@ def run(settings: Settings) -> None:
     res = open_resources(settings, storage=True, producer=True)
     try:
         seen = SeenRecorder(res.producer, settings.seen_debounce_seconds * 1000)
-        app = create_app(res.stores, settings, res.metrics, seen)
+        app = create_app(res.stores, settings, res.metrics, TokenVerifier(settings), seen)
         uvicorn.run(app, host=settings.host, port=settings.read_api_port, log_level="warning")
     finally:
         res.close()

@@ -15,6 +15,7 @@ from cassandra.cluster import Cluster
 
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect, migrate
+from fanout.auth import Tokens
 from fanout.events import Event
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
@@ -29,6 +30,7 @@ class Deployment:
     processes: ProcessGroup
     producer: EventProducer
     cluster: Cluster
+    tokens: Tokens
 
     def publish(self, events: Sequence[Event]) -> None:
         futures = [self.producer.send(e) for e in events]
@@ -38,9 +40,15 @@ class Deployment:
     def drain(self) -> None:
         wait_until_drained(self.settings, timeout=240, on_lag=lambda _: self.processes.check_alive())
 
+    def http(self, service: str, user: int | None = None) -> httpx.Client:
+        """A client of 'read-api' or 'ingest-api', acting as `user` (a bearer token of theirs) if given."""
+        return httpx.Client(base_url=self.processes.url(service), timeout=30,
+                            headers=self.tokens.headers(user) if user is not None else None)
+
     def read(self, user: int, **params: Any) -> dict[str, Any]:
-        """One feed page over HTTP, as JSON."""
-        response = httpx.get(f"{self.processes.url('read-api')}/v1/users/{user}/feed", params=params, timeout=30)
+        """One page of the user's own feed over HTTP, as JSON."""
+        response = httpx.get(f"{self.processes.url('read-api')}/v1/feed", params=params,
+                             headers=self.tokens.headers(user), timeout=30)
         result: dict[str, Any] = response.raise_for_status().json()
         return result
 
@@ -86,7 +94,7 @@ def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Itera
     producer = EventProducer(s)
     cluster, _ = connect(s)
     try:
-        yield Deployment(s, processes, producer, cluster)
+        yield Deployment(s, processes, producer, cluster, Tokens(s))
     finally:
         processes.stop()
         producer.close()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fanout.auth import InvalidToken, TokenVerifier, local_secret, mint_token
-from fanout.ids import MAX_ID
+from fanout.ids import MAX_USER_ID
 from fanout.settings import Settings
 
 
@@ -24,7 +24,7 @@ def hs(tmp_path: Path) -> Settings:
 
 def test_a_minted_token_verifies_as_its_user(hs: Settings) -> None:
     assert TokenVerifier(hs).verify(mint_token(hs, 42)) == 42
-    assert TokenVerifier(hs).verify(mint_token(hs, MAX_ID)) == MAX_ID
+    assert TokenVerifier(hs).verify(mint_token(hs, MAX_USER_ID)) == MAX_USER_ID
 
 
 def test_the_local_secret_is_generated_once_private_and_shared(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def _claims(**overrides: object) -> dict[str, object]:
     (_claims(sub=None), "sub"),
     (_claims(sub="0"), "user id"),
     (_claims(sub="-3"), "user id"),
-    (_claims(sub=str(MAX_ID + 1)), "user id"),
+    (_claims(sub=str(MAX_USER_ID + 1)), "user id"),
     (_claims(sub=7), "subject"),
     (_claims(nbf=int(time.time()) + 600), "not yet valid"),
 ])
