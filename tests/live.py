@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -82,6 +83,12 @@ class Deployment:
 
     def inbox_rows(self) -> list[tuple[int, int, int]]:
         return [(r.user_id, r.post_id, r.author_id) for r in self.cql("SELECT user_id, post_id, author_id FROM inbox")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextmanager
