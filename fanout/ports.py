@@ -30,7 +30,8 @@ class PostStore(Protocol):
 
     async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
         """Record a delete claimed by `author_id`; it hides the post only if that is the post's author.
-        Wins over the post's own create whatever the clocks say, and may arrive before it."""
+        Claims accumulate (a set, not a last-writer-wins cell): nothing arriving later, a create's replay
+        or another claim, ever brings the post back. A claim may arrive before its post."""
         ...
 
     async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
