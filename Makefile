@@ -39,10 +39,10 @@ demo: $(STAMP)
 	@echo
 	@echo "The stack (Kafka, Cassandra, Prometheus) stays running: 'make down' stops it."
 	@echo "To keep the pipeline running on it (worker, read API, ingest API; Ctrl-C stops them): make run"
-	@echo "then, from another terminal (user 1 follows user 2, 2 posts, 1 reads):"
-	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/follows -H 'content-type: application/json' -d '{\"follower_id\": 1, \"followee_id\": 2}'"
-	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/posts -H 'content-type: application/json' -d '{\"author_id\": 2, \"body\": \"hello\"}'"
-	@echo "  curl -s 'localhost:$${FANOUT_READ_API_PORT:-8080}/v1/users/1/feed?limit=20'"
+	@echo "then, from another terminal (user 1 follows user 2, 2 posts, 1 reads; each acts with a token of its own):"
+	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/follows -H \"Authorization: Bearer \$$(fanout token 1)\" -H 'content-type: application/json' -d '{\"followee_id\": 2}'"
+	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/posts -H \"Authorization: Bearer \$$(fanout token 2)\" -H 'content-type: application/json' -d '{\"body\": \"hello\"}'"
+	@echo "  curl -s 'localhost:$${FANOUT_READ_API_PORT:-8080}/v1/feed?limit=20' -H \"Authorization: Bearer \$$(fanout token 1)\""
 
 # The stack, then the pipeline in the foreground: migrate, worker, read API, ingest API (fanout up).
 run: $(STAMP)

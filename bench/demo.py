@@ -20,6 +20,7 @@ from rich.table import Table
 from bench.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import migrate
+from fanout.auth import Tokens
 from fanout.clock import wall_ms
 from fanout.events import Event, Followed, UserSeen
 from fanout.lag import wait_until_drained
@@ -97,9 +98,12 @@ def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_d
             wait_processed(s, processes, "follows")
             # A few posts through the ingest HTTP API, as a client would send them; the rest in bulk.
             via_http = []
+            # Each request carries a bearer token of its author (`fanout token USER_ID` mints one).
+            tokens = Tokens(s)
             with httpx.Client(base_url=processes.url("ingest-api"), timeout=30) as http:
                 for author in sorted(celebs)[:1] + [graph.users[0]]:
-                    r = http.post("/v1/posts", json={"author_id": author, "body": f"hello from {author} over HTTP"})
+                    r = http.post("/v1/posts", json={"body": f"hello from {author} over HTTP"},
+                                  headers=tokens.headers(author))
                     r.raise_for_status()
                     via_http.append((author, r.json()["post_id"]))
             started = time.monotonic()
@@ -126,9 +130,10 @@ def show_feeds(processes: ProcessGroup, workload: Workload, celebs: set[int], in
     groups = [[u for u in users if celebs_followed(u) == 0 and following.get(u)],
               [u for u in users if celebs_followed(u) == 1], [u for u in users if celebs_followed(u) >= 2]]
     readers = [max(group, key=lambda u: len(feeds[u])) for group in groups if group]
+    tokens = Tokens(processes.settings)
     with httpx.Client(base_url=processes.url("read-api"), timeout=30) as http:
         for reader in readers:
-            feed = http.get(f"/v1/users/{reader}/feed", params={"limit": 6}).raise_for_status().json()
+            feed = http.get("/v1/feed", params={"limit": 6}, headers=tokens.headers(reader)).raise_for_status().json()
             follows = following.get(reader, set())
             table = Table(title=f"feed of user {reader}: follows {len(follows)} accounts, "
                                 f"{len(follows & celebs)} of them celebrities", title_justify="left")
@@ -176,8 +181,9 @@ def show_returning_user(processes: ProcessGroup, workload: Workload, inactive: s
     """An inactive user comes back: answered at once by a pull, inbox rebuilt in the background."""
     following = workload.graph.following()
     user = max(inactive, key=lambda u: len(following.get(u, ())))
-    feed_url = f"/v1/users/{user}/feed"
-    with httpx.Client(base_url=processes.url("read-api"), timeout=30) as http:
+    feed_url = "/v1/feed"
+    with httpx.Client(base_url=processes.url("read-api"), headers=Tokens(processes.settings).headers(user),
+                      timeout=30) as http:
         started = time.perf_counter()
         first = http.get(feed_url, params={"limit": 5}).raise_for_status().json()
         first_ms = (time.perf_counter() - started) * 1000
@@ -210,8 +216,8 @@ def show_threshold_crossing(s: Settings, processes: ProcessGroup, producer: Even
     post = producer.publish_post(author, "my first post as a celebrity")
     wait_processed(s, processes, "the post")
     reader = next(iter(graph.followers[author]))
-    with httpx.Client(base_url=processes.url("read-api"), timeout=30) as http:
-        head = http.get(f"/v1/users/{reader}/feed", params={"limit": 1}).json()["items"][0]
+    with httpx.Client(base_url=processes.url("read-api"), headers=Tokens(s).headers(reader), timeout=30) as http:
+        head = http.get("/v1/feed", params={"limit": 1}).json()["items"][0]
     console.rule(f"author {author} crosses the threshold ({graph.follower_count(author)} -> "
                  f"{s.celebrity_threshold} followers)")
     switched = processes.metric('fanout_tier_switches_total{direction="to_pull"}') - before

@@ -28,6 +28,7 @@ from bench.scenario import console, publish, publish_at_rate, scenario_settings,
 from bench.stats import highest_bucket, histogram_quantile, machine, percentile
 from bench.workload import build_workload, power_law_graph
 from deploy.processes import ProcessGroup, scrape
+from fanout.auth import Tokens
 from fanout.events import Event, Followed, UserSeen
 from fanout.ids import millis_of
 from fanout.lag import wait_until_drained
@@ -118,7 +119,7 @@ def reads(base: Settings, concurrency: int, requests: int, log_dir: Path) -> dic
         producer.close()
         results = {}
         for n_celebs, readers in groups.items():
-            latencies = asyncio.run(_load(processes.url("read-api"), readers, concurrency, requests))
+            latencies = asyncio.run(_load(processes.url("read-api"), Tokens(s), readers, concurrency, requests))
             latencies.sort()
             results[f"following_{n_celebs}_celebrities"] = {
                 "requests": len(latencies), "concurrency": concurrency,
@@ -145,13 +146,13 @@ def regeneration(base: Settings, followees: int, posts_each: int, log_dir: Path)
         wait_until_drained(s, timeout=600, on_lag=lambda _: processes.check_alive())
         producer.close()
         skipped = scrape(processes.url("worker")).get("fanout_inactive_followers_skipped_total", 0.0)
-        feed = processes.url("read-api") + f"/v1/users/{reader}/feed"
+        feed, auth = processes.url("read-api") + "/v1/feed", Tokens(s).headers(reader)
         started = time.perf_counter()
-        first = httpx.get(feed, params={"limit": 20}, timeout=30).raise_for_status().json()
+        first = httpx.get(feed, params={"limit": 20}, headers=auth, timeout=30).raise_for_status().json()
         first_read = time.perf_counter() - started
         rebuilt = None
         while time.perf_counter() - started < 300:
-            if not httpx.get(feed, params={"limit": 20}, timeout=30).json()["regenerating"]:
+            if not httpx.get(feed, params={"limit": 20}, headers=auth, timeout=30).json()["regenerating"]:
                 rebuilt = time.perf_counter() - started
                 break
             time.sleep(0.02)
@@ -163,15 +164,16 @@ def regeneration(base: Settings, followees: int, posts_each: int, log_dir: Path)
             "inbox_rows_rebuilt": int(inbox_rows)}
 
 
-async def _load(url: str, readers: list[int], concurrency: int, requests: int) -> list[float]:
+async def _load(url: str, tokens: Tokens, readers: list[int], concurrency: int, requests: int) -> list[float]:
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
         async def client(n: int) -> None:
             rng = random.Random(n)
             for _ in range(requests // concurrency):
+                auth = tokens.headers(rng.choice(readers))  # minted before the clock starts
                 started = time.perf_counter()
-                response = await http.get(f"/v1/users/{rng.choice(readers)}/feed", params={"limit": 20})
+                response = await http.get("/v1/feed", params={"limit": 20}, headers=auth)
                 latencies.append(time.perf_counter() - started)
                 response.raise_for_status()
                 assert len(response.json()["items"]) == 20

@@ -27,6 +27,7 @@ from bench.strategies import cpu_seconds, load_graph
 from bench.workload import Graph, power_law_graph
 from deploy import stack as launcher
 from deploy.processes import ProcessGroup
+from fanout.auth import Tokens
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer
 from fanout.settings import Settings
@@ -67,8 +68,9 @@ def build(users: int, readers_per_group: int, celebrities: int, threshold: int, 
     return ReadWorkload(graph, set(groups["returning"]), groups, post_authors)
 
 
-def targets(url: str, readers: list[int], limit: int = 20) -> list[loadgen.Target]:
-    return [(f"{url}/v1/users/{r}/feed?limit={limit}", {}) for r in readers]
+def targets(url: str, readers: list[int], tokens: Tokens, limit: int = 20) -> list[loadgen.Target]:
+    """Each reader's own feed, with their bearer token."""
+    return [(f"{url}/v1/feed?limit={limit}", tokens.headers(r)) for r in readers]
 
 
 def bare_reads(settings: Settings, reads: int) -> dict[str, Any]:
@@ -101,18 +103,19 @@ def run_strategy(base: Settings, strategy: str, workers: int, w: ReadWorkload, r
             producer.close()
         wait_until_drained(s, timeout=900, on_lag=lambda _: processes.check_alive())
         url = processes.url("read-api")
+        tokens = Tokens(s)
         steady = [r for g in STEADY for r in w.groups[g]]
         console.log(f"{strategy}, {workers} read process(es): returning readers' first reads, then warming up")
         # First reads of returning readers: a pull over their followees while the worker rebuilds.
-        result["returning_first_read"] = loadgen.vegeta(vegeta, targets(url, w.groups["returning"]), 20,
+        result["returning_first_read"] = loadgen.vegeta(vegeta, targets(url, w.groups["returning"], tokens), 20,
                                                         max(1.0, len(w.groups["returning"]) / 20))
-        loadgen.vegeta(vegeta, targets(url, steady), 200, max(2.0, len(steady) / 200))
+        loadgen.vegeta(vegeta, targets(url, steady, tokens), 200, max(2.0, len(steady) / 200))
         pids = [processes.procs["read-api"].pid, *_children(processes.procs["read-api"].pid)]
         cassandra = launcher.running_pid(launcher.server_by_name(s, "cassandra"))
         cpu_before = {"read-api": sum(cpu_seconds(p) for p in pids), "cassandra": cpu_seconds(cassandra or 0)}
         requests_before = processes.scrape("read-api")
         console.log(f"{strategy}: wrk, {connections} connections, {seconds:.0f}s")
-        result["peak"] = loadgen.wrk(targets(url, steady), connections, seconds)
+        result["peak"] = loadgen.wrk(targets(url, steady, tokens), connections, seconds)
         result["cpu_ms_per_1000_reads"] = _cpu_per_read(pids, cassandra, cpu_before, result["peak"], seconds)
         after = processes.scrape("read-api")
         result["cassandra_requests_per_read"] = _requests_per_read(after, requests_before)
@@ -120,10 +123,10 @@ def run_strategy(base: Settings, strategy: str, workers: int, w: ReadWorkload, r
         result["fixed_rate"] = []
         for rate in rates:
             console.log(f"{strategy}: vegeta at {rate:.0f} reads/s for {seconds:.0f}s")
-            result["fixed_rate"].append(loadgen.vegeta(vegeta, _shuffled(targets(url, steady)), rate, seconds))
+            result["fixed_rate"].append(loadgen.vegeta(vegeta, _shuffled(targets(url, steady, tokens)), rate, seconds))
         result["by_group"] = {}
         for group in STEADY:  # below saturation, each group on its own
-            result["by_group"][group] = loadgen.vegeta(vegeta, _shuffled(targets(url, w.groups[group])),
+            result["by_group"][group] = loadgen.vegeta(vegeta, _shuffled(targets(url, w.groups[group], tokens)),
                                                        min(rates), seconds / 2)
     return result
 

@@ -29,6 +29,7 @@ from bench.workload import Graph, power_law_graph
 from deploy import stack as launcher
 from deploy.processes import ProcessGroup, scrape
 from fanout.adapters.cassandra import connect
+from fanout.auth import Tokens
 from fanout.lag import consumer_lag, wait_until_drained
 from fanout.model import Strategy
 from fanout.producer import EventProducer
@@ -162,7 +163,7 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
         after = scrape(worker)
         visible_ms = time_until_visible(processes, producer, s, w)
         producer.close()
-        reads = asyncio.run(read_load(processes.url("read-api"), w, concurrency, s.celebrity_threshold))
+        reads = asyncio.run(read_load(processes.url("read-api"), Tokens(s), w, concurrency, s.celebrity_threshold))
         cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items() if pid}
     rows_name = "fanout_inbox_rows_written_total"
     rows = after.get(rows_name, 0) - before.get(rows_name, 0)
@@ -191,9 +192,10 @@ def time_until_visible(processes: ProcessGroup, producer: EventProducer, s: Sett
     post = producer.new_post(w.celebrity, "is everyone seeing this?")
 
     async def poll() -> float:
+        tokens = Tokens(s)
         async with httpx.AsyncClient(base_url=processes.url("read-api"), timeout=30) as http:
             async def sees(f: int) -> bool:
-                items = (await http.get(f"/v1/users/{f}/feed", params={"limit": 1})).json()["items"]
+                items = (await http.get("/v1/feed", params={"limit": 1}, headers=tokens.headers(f))).json()["items"]
                 return bool(items) and items[0]["post_id"] == post.post_id
 
             producer.send(post).result(30)
@@ -210,7 +212,7 @@ def time_until_visible(processes: ProcessGroup, producer: EventProducer, s: Sett
     return round(elapsed, 1)
 
 
-async def read_load(url: str, w: BenchWorkload, concurrency: int, threshold: int) -> dict[str, Any]:
+async def read_load(url: str, tokens: Tokens, w: BenchWorkload, concurrency: int, threshold: int) -> dict[str, Any]:
     """The workload's feed reads at a fixed concurrency; latency by how many accounts and celebrities
     the reader follows."""
     following = w.following()
@@ -223,8 +225,9 @@ async def read_load(url: str, w: BenchWorkload, concurrency: int, threshold: int
         async def client() -> None:
             while queue:
                 reader = queue.pop()
+                auth = tokens.headers(reader)  # minted before the clock starts
                 t0 = time.perf_counter()
-                (await http.get(f"/v1/users/{reader}/feed", params={"limit": 20})).raise_for_status()
+                (await http.get("/v1/feed", params={"limit": 20}, headers=auth)).raise_for_status()
                 latency = time.perf_counter() - t0
                 n = len(following.get(reader, ()))
                 c = len(following.get(reader, set()) & celebs)

@@ -25,6 +25,7 @@ from bench.stats import machine, percentile
 from bench.strategies import cpu_seconds, load_graph
 from bench.workload import Graph
 from deploy.processes import ProcessGroup
+from fanout.auth import Tokens
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer
 from fanout.settings import Settings
@@ -52,10 +53,10 @@ class Workload:
         self.posters = [*self.authors, *self.celebrities]
 
 
-async def listen(url: str, reader: int, got: dict[int, list[tuple[int, float]]], ready: asyncio.Event,
-                 connected: list[int]) -> None:
+async def listen(url: str, reader: int, headers: dict[str, str], got: dict[int, list[tuple[int, float]]],
+                 ready: asyncio.Event, connected: list[int]) -> None:
     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client, \
-            client.stream("GET", f"{url}/v1/users/{reader}/feed/stream") as response:
+            client.stream("GET", f"{url}/v1/feed/stream", headers=headers) as response:
         event = ""
         async for line in response.aiter_lines():
             if line.startswith("retry:"):
@@ -68,10 +69,11 @@ async def listen(url: str, reader: int, got: dict[int, list[tuple[int, float]]],
                 got[reader].append((orjson.loads(line[6:])["post_id"], time.time()))
 
 
-async def run_streams(url: str, readers: list[int], publish: Any) -> dict[int, list[tuple[int, float]]]:
+async def run_streams(url: str, readers: list[int], tokens: Tokens,
+                      publish: Any) -> dict[int, list[tuple[int, float]]]:
     got: dict[int, list[tuple[int, float]]] = {r: [] for r in readers}
     ready, connected = asyncio.Event(), list[int]()
-    tasks = [asyncio.ensure_future(listen(url, r, got, ready, connected)) for r in readers]
+    tasks = [asyncio.ensure_future(listen(url, r, tokens.headers(r), got, ready, connected)) for r in readers]
     await asyncio.wait_for(ready.wait(), 120)
     await asyncio.get_running_loop().run_in_executor(None, publish)
     await asyncio.sleep(3)  # the last deliveries
@@ -101,7 +103,7 @@ def bench(base: Settings, readers: int, authors: int, rate: float, seconds: floa
             producer.flush()
 
         console.log(f"connecting {readers} readers")
-        got = asyncio.run(run_streams(processes.url("read-api"), w.readers, publish))
+        got = asyncio.run(run_streams(processes.url("read-api"), w.readers, Tokens(s), publish))
         cpu = cpu_seconds(read_api) - cpu_before
         producer.close()
         wait_until_drained(s, timeout=300)

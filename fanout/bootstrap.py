@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect
+from fanout.adapters.cassandra.keys import CassandraKeys
 from fanout.metrics import Metrics
-from fanout.ports import Stores
+from fanout.ports import IdempotencyStore, Stores
 from fanout.producer import EventProducer
 from fanout.settings import Settings
 
@@ -24,6 +25,7 @@ class Resources:
     metrics: Metrics
     _stores: Stores | None = None
     _producer: EventProducer | None = None
+    _keys: IdempotencyStore | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -36,19 +38,29 @@ class Resources:
         assert self._producer is not None, "opened without a producer"
         return self._producer
 
+    @property
+    def keys(self) -> IdempotencyStore:
+        assert self._keys is not None, "opened without idempotency keys"
+        return self._keys
+
     def close(self) -> None:
         while self._closers:
             self._closers.pop()()
 
 
-def open_resources(settings: Settings, *, storage: bool = False, producer: bool = False) -> Resources:
-    """Metrics always; a Cassandra session with every store, and an event producer, when asked."""
+def open_resources(settings: Settings, *, storage: bool = False, producer: bool = False,
+                   idempotency: bool = False) -> Resources:
+    """Metrics always; a Cassandra session with every store (and the idempotency keys), and an event
+    producer, when asked."""
     res = Resources(settings, Metrics())
     try:
         if storage:
             cluster, session = connect(settings, settings.keyspace)
             res._closers.append(cluster.shutdown)
-            res._stores = cassandra_stores(Cassandra(session, settings, res.metrics), settings)
+            db = Cassandra(session, settings, res.metrics)
+            res._stores = cassandra_stores(db, settings)
+            if idempotency:
+                res._keys = CassandraKeys(db, settings.idempotency_ttl_seconds)
         if producer:
             res._producer = EventProducer(settings, node_id=settings.node_id)
             res._closers.append(res._producer.close)

@@ -27,13 +27,17 @@ class InvalidCursor(ValueError):
     pass
 
 
+CURSOR_PATTERN = r"^([1-9][0-9]{0,18})?$"  # the OpenAPI spec's; every value it admits is a valid cursor
+
+
 def parse_cursor(cursor: str | None) -> int | None:
-    """A cursor is the post id of the last item of the previous page (keyset: ids below it)."""
+    """A cursor is the post id of the last item of the previous page (keyset: ids below it). A number
+    above every id (up to 19 digits) means "from the newest", so each cursor the spec admits is valid."""
     if cursor is None or cursor == "":
         return None
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or not 0 < int(cursor) <= MAX_ID:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or cursor[0] == "0":
         raise InvalidCursor(f"cursor must be a post id (a positive 64-bit integer), got {cursor[:40]!r}")
-    return int(cursor)
+    return min(int(cursor), MAX_ID)
 
 
 def merge_newest_first(sources: Iterable[Sequence[int]], limit: int) -> list[int]:

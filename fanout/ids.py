@@ -17,6 +17,9 @@ MAX_NODE = (1 << NODE_BITS) - 1
 MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
 TIME_SHIFT = NODE_BITS + SEQUENCE_BITS
 MAX_ID = (1 << 63) - 1
+# User ids at the API edge (tokens, paths, bodies): the integers every JSON client reads exactly (I-JSON,
+# RFC 7493); a bigger number in a JSON body is rounded by most parsers, so it could name another user.
+MAX_USER_ID = (1 << 53) - 1
 
 
 def millis_of(post_id: int) -> int:

@@ -16,8 +16,7 @@ from fanout.settings import Settings
 
 def consumer_lag(settings: Settings) -> int:
     """Events not yet processed by the worker group, summed over the event and chunk topics."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id,
-                         "enable.auto.commit": False})
+    consumer = Consumer({**settings.kafka_config(), "group.id": settings.app_id, "enable.auto.commit": False})
     try:
         lag = 0
         for topic in (settings.events_topic, settings.chunks_topic):

@@ -42,6 +42,8 @@ class Metrics:
                                        "regeneration", registry=r)
         self.purged_rows = Counter("fanout_purged_rows", "Inbox rows removed after an unfollow", registry=r)
         self.deletes_applied = Counter("fanout_deletes_applied", "Post deletions applied", registry=r)
+        self.deletes_refused = Counter("fanout_deletes_refused", "Deletes refused: the claimed author is not the "
+                                       "post's", registry=r)
         self.tier_switches = Counter("fanout_tier_switches", "Authors crossing the celebrity threshold",
                                      ["direction"], registry=r)
         self.inactive_skipped = Counter("fanout_inactive_followers_skipped", "Followers not pushed to because "
@@ -74,6 +76,10 @@ class Metrics:
         # ingest service
         self.ingest_requests = Counter("fanout_ingest_requests", "Ingest requests, by endpoint and HTTP status",
                                        ["endpoint", "status"], registry=r)
+        self.idempotent_replays = Counter("fanout_idempotent_replays", "Requests answered with the first response "
+                                          "of their Idempotency-Key", ["endpoint"], registry=r)
+        self.auth_rejections = Counter("fanout_auth_rejections", "Requests refused: 401 no or bad token, 403 "
+                                       "acting as another user", ["status"], registry=r)
         self.events_published = Counter("fanout_events_published", "Events acknowledged by Kafka, by type",
                                         ["type"], registry=r)
 

@@ -100,3 +100,14 @@ class ReaderPage:
     activity: Activity
     sets_version: object | None
     inbox: list[int]  # post ids below the cursor, newest first
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What an Idempotency-Key holds: the first request's fingerprint and event, who is publishing it
+    until when, and once published, the response every retry gets."""
+
+    request_hash: str  # endpoint + the request's resolved content: the same key with another request is a 409
+    event: bytes  # the encoded event, so a retry republishes this one (same post id), never a new one
+    claimed_until: int  # ms: a request is publishing it until then; 0 when nobody is
+    response: bytes | None = None  # the first response, once the event was published

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from fanout.model import Activity, AuthorStats, Edge, Strategy, Tier
+from fanout.model import Activity, AuthorStats, Edge, Post, Strategy, Tier
 from fanout.settings import Settings
 
 # Edges carry the follower's last_seen to a day's precision: enough for a 7-day activity rule, and it
@@ -97,6 +97,12 @@ def decide_follow(edge: Edge | None, stats: AuthorStats, following: bool, event_
         purge=not following and was_following and pushes,
         tier_switch=celebrity != stats.is_celebrity,
     )
+
+
+def may_delete(stored: Post | None, claimed_author: int) -> bool:
+    """Only its author deletes a post. A delete of a post not stored yet is recorded as a claim, which
+    hides the post only if it turns out to be the claimant's (the store decides that at read)."""
+    return stored is None or stored.author_id == claimed_author
 
 
 def is_returning(activity: Activity, now_ms: int, settings: Settings) -> bool:

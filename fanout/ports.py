@@ -14,7 +14,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderPage, ReaderSets, ReaderState, Tier
+from fanout.model import (
+    Activity,
+    AuthorStats,
+    Edge,
+    FollowerPage,
+    KeyRecord,
+    Post,
+    ReaderPage,
+    ReaderSets,
+    ReaderState,
+    Tier,
+)
 
 
 class PostStore(Protocol):
@@ -30,7 +41,8 @@ class PostStore(Protocol):
 
     async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
         """Record a delete claimed by `author_id`; it hides the post only if that is the post's author.
-        Wins over the post's own create whatever the clocks say, and may arrive before it."""
+        Claims accumulate (a set, not a last-writer-wins cell): nothing arriving later, a create's replay
+        or another claim, ever brings the post back. A claim may arrive before its post."""
         ...
 
     async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
@@ -126,6 +138,24 @@ class InboxStore(Protocol):
     async def purge_inbox(self, user_id: int, author_id: int, as_of_us: int) -> int:
         """Delete the author's rows from the user's inbox as of `as_of_us` (µs): rows written later (a
         follow again) survive. Returns rows deleted."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency keys of the ingest API, per (user, key), expiring after FANOUT_IDEMPOTENCY_TTL_SECONDS
+    from their last write. Every write is a compare-and-set (Cassandra: a lightweight transaction), so
+    replicas racing on one key agree on one owner."""
+
+    async def claim(self, user_id: int, key: str, record: KeyRecord) -> KeyRecord | None:
+        """Store `record` if the key is free: None when this call now owns the key, else what it holds."""
+        ...
+
+    async def record(self, user_id: int, key: str) -> KeyRecord | None:
+        """What the key holds (None: free or expired), as of every claim and replace that returned."""
+        ...
+
+    async def replace(self, user_id: int, key: str, claimed_until: int, record: KeyRecord) -> bool:
+        """Overwrite the key's record with `record` if its `claimed_until` is still the one given."""
         ...
 
 

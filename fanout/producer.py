@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **settings.kafka_config(),
         "enable.idempotence": True,  # off by default in librdkafka
         "acks": "all",
         # librdkafka's default partitioner is CRC32-based; Faust/aiokafka and Java use murmur2.
@@ -124,7 +124,7 @@ class EventProducer:
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create the pipeline's topics with the configured partition counts (existing ones are kept)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_config())
     wanted = [
         NewTopic(settings.events_topic, settings.kafka_partitions, 1),
         NewTopic(settings.chunks_topic, settings.kafka_partitions, 1),

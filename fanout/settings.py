@@ -109,6 +109,27 @@ class Settings:
     retry_attempts: int = field(default=8, metadata={"doc": "tries of a failed Cassandra write"})
     retry_base_delay: float = field(default=0.05, metadata={"doc": "first backoff, seconds (doubles)"})
 
+    # --- API authentication: bearer tokens (JWT) -----------------------------------------------------
+    jwt_algorithm: str = field(default="HS256", metadata={"doc": "HS256 (local secret), RS256 or ES256"})
+    jwt_secret_file: str = field(default="", metadata={"doc": "HS256 secret; empty: STATE_DIR/jwt-hs256.secret, "
+                                                              "generated on first use"})
+    jwt_public_key_file: str = field(default="", metadata={"doc": "RS256/ES256: PEM public key that verifies"})
+    jwks_file: str = field(default="", metadata={"doc": "RS256/ES256: JWKS file (keys chosen by kid)"})
+    jwt_private_key_file: str = field(default="", metadata={"doc": "RS256/ES256: PEM key `fanout token` signs with"})
+    jwt_issuer: str = field(default="fanout-local", metadata={"doc": "required iss claim"})
+    jwt_audience: str = field(default="fanout", metadata={"doc": "required aud claim"})
+    jwt_leeway_seconds: int = field(default=30, metadata={"doc": "clock skew tolerated on exp/nbf/iat"})
+    token_ttl_seconds: int = field(default=3600, metadata={"doc": "lifetime of a token from `fanout token`"})
+    max_body_bytes: int = field(default=65_536, metadata={"doc": "larger request bodies are a 413"})
+    idempotency_ttl_seconds: int = field(default=86_400, metadata={"doc": "how long an Idempotency-Key is kept"})
+
+    # --- credentials of the clients (unused while empty; the servers' side is deploy's) ---------------
+    kafka_sasl_mechanism: str = field(default="SCRAM-SHA-512", metadata={"doc": "SASL mechanism when a user is set"})
+    kafka_sasl_username: str = field(default="", metadata={"doc": "Kafka SASL user; empty: no SASL"})
+    kafka_sasl_password: str = field(default="", metadata={"doc": "Kafka SASL password"})
+    cassandra_username: str = field(default="", metadata={"doc": "Cassandra role; empty: no authentication"})
+    cassandra_password: str = field(default="", metadata={"doc": "Cassandra role's password"})
+
     # --- the local launcher's own settings (FANOUT_STATE_DIR, FANOUT_KAFKA_VERSION, ...) ------------
     stack: StackSettings = field(default_factory=StackSettings, metadata={"doc": ""})
 
@@ -151,6 +172,14 @@ class Settings:
     def kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap_servers or f"{self.client_host}:{self.kafka_port}"
 
+    def kafka_config(self) -> dict[str, Any]:
+        """librdkafka's connection settings: the bootstrap list, and SASL when a user is set."""
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        if self.kafka_sasl_username:
+            config.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": self.kafka_sasl_mechanism,
+                           "sasl.username": self.kafka_sasl_username, "sasl.password": self.kafka_sasl_password})
+        return config
+
     @property
     def cassandra_contact_points(self) -> list[str]:
         return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()] or [self.client_host]
@@ -159,6 +188,10 @@ class Settings:
     def client_host(self) -> str:
         """Where clients connect when no explicit server list is set (a wildcard bind is not an address)."""
         return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def jwt_secret_path(self) -> Path:
+        return Path(self.jwt_secret_file) if self.jwt_secret_file else self.stack.state_dir / "jwt-hs256.secret"
 
     @property
     def inbox_ttl_seconds(self) -> int:

@@ -1,102 +1,186 @@
 """`fanout ingest-api`: accepts posts, deletes, follows and unfollows over HTTP and publishes them.
 
-202 Accepted only after Kafka acknowledged the event; 422 for invalid input; 503 when Kafka cannot
-take it (the client retries). Nothing is dropped silently.
+Every request carries a bearer token; its user is the author or follower (an id in the body or query
+that disagrees is a 403), and only its author deletes a post. 202 Accepted only after Kafka acknowledged
+the event; 422 for invalid input; 503 when Kafka or Cassandra cannot take it (the client retries, with
+the same Idempotency-Key for a POST: the retry gets the first response and publishes nothing new).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query
-from pydantic import BaseModel, Field, model_validator
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from fanout.adapters.cassandra.session import TRANSIENT
+from fanout.auth import TokenVerifier
 from fanout.bootstrap import open_resources
 from fanout.clock import wall_ms
-from fanout.events import Event, Followed, PostDeleted, Unfollowed
-from fanout.http import add_common_routes
-from fanout.ids import MAX_ID
+from fanout.events import Event, Followed, PostDeleted, Unfollowed, decode, encode
+from fanout.http import BodyLimit, Caller, add_common_routes, error_responses, forbid_other, require_tokens
+from fanout.idempotency import KeyReused, once, request_hash
+from fanout.ids import MAX_ID, MAX_USER_ID
 from fanout.metrics import Metrics
-from fanout.producer import Delivered, EventProducer, PublishError
+from fanout.ports import IdempotencyStore, PostStore
+from fanout.producer import EventProducer, PublishError
 from fanout.settings import Settings
 
-UserId = Annotated[int, Field(ge=1, le=MAX_ID)]
+UserId = Annotated[int, Field(ge=1, le=MAX_USER_ID)]
+
+
+def _unicode_text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (a lone surrogate is not)") from None
+    return value
 
 
 class NewPost(BaseModel):
-    author_id: UserId
-    body: str = Field(min_length=1, max_length=5000)
+    model_config = ConfigDict(extra="forbid")
+    body: Annotated[str, Field(min_length=1, max_length=5000), AfterValidator(_unicode_text)]
+    author_id: UserId | None = Field(None, description="the token's user; optional, a 403 if another")
 
 
 class Follow(BaseModel):
-    follower_id: UserId
+    model_config = ConfigDict(extra="forbid")
     followee_id: UserId
-
-    @model_validator(mode="after")
-    def not_self(self) -> Follow:
-        if self.follower_id == self.followee_id:
-            raise ValueError("a user cannot follow themselves")
-        return self
+    follower_id: UserId | None = Field(None, description="the token's user; optional, a 403 if another")
 
 
 class Accepted(BaseModel):
-    type: str
-    post_id: int | None = None
-    partition: int
+    type: str  # the event published
+    partition: int  # where Kafka stored it
     offset: int
 
 
-def create_app(producer: EventProducer, metrics: Metrics) -> FastAPI:
+class PostAccepted(Accepted):
+    post_id: int  # the new post's id (time-sortable); pass it to DELETE /v1/posts/{post_id}
+
+
+# The token's user, optional in the query: a 403 if it is another user.
+MeInQuery = Annotated[int | None, Query(ge=1, le=MAX_USER_ID, description="the token's user; optional")]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$",
+    description="retries with the same key within 24 h get the first response and publish nothing new")]
+
+
+def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifier, posts: PostStore,
+               keys: IdempotencyStore, settings: Settings) -> FastAPI:
     app = FastAPI(title="Fanout ingest API", version="1")
     add_common_routes(app, metrics)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    require_tokens(app, verifier, metrics)
+    lease_ms = settings.publish_timeout_ms + 5_000
 
-    async def publish(endpoint: str, event: Event) -> Delivered:
+    @app.exception_handler(PublishError)
+    async def kafka_unavailable(request: Request, exc: PublishError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"error": f"{exc}; retry later"})
+
+    async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"error": f"storage unavailable ({type(exc).__name__}); "
+                                                               "retry later"})
+
+    for error in TRANSIENT:
+        app.add_exception_handler(error, storage_unavailable)
+
+    async def publish(endpoint: str, event: Event) -> Accepted:
         try:
-            delivered = await producer.send_async(event)
-        except PublishError as exc:
+            d = await producer.send_async(event)
+        except PublishError:
             metrics.ingest_requests.labels(endpoint, "503").inc()
-            raise HTTPException(status_code=503, detail=f"{exc}; retry later") from None
+            raise
         metrics.ingest_requests.labels(endpoint, "202").inc()
         metrics.events_published.labels(event.TYPE).inc()
-        return delivered
-
-    @app.post("/v1/posts", status_code=202, response_model=Accepted)
-    async def create_post(post: NewPost) -> Accepted:
-        event = producer.new_post(post.author_id, post.body)
-        d = await publish("posts", event)
-        return Accepted(type=event.TYPE, post_id=event.post_id, partition=d.partition, offset=d.offset)
-
-    @app.delete("/v1/posts/{post_id}", status_code=202, response_model=Accepted)
-    async def delete_post(post_id: int, author_id: Annotated[int, Query(ge=1, le=MAX_ID)]) -> Accepted:
-        if not 1 <= post_id <= MAX_ID:
-            raise HTTPException(status_code=422, detail="post_id must be a positive 64-bit integer")
-        event = PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author_id)
-        d = await publish("posts", event)
-        return Accepted(type=event.TYPE, post_id=post_id, partition=d.partition, offset=d.offset)
-
-    @app.post("/v1/follows", status_code=202, response_model=Accepted)
-    async def follow(body: Follow) -> Accepted:
-        event = Followed(event_time=wall_ms(), follower_id=body.follower_id, followee_id=body.followee_id)
-        d = await publish("follows", event)
+        post_id = getattr(event, "post_id", None)
+        if post_id is not None:
+            return PostAccepted(type=event.TYPE, post_id=post_id, partition=d.partition, offset=d.offset)
         return Accepted(type=event.TYPE, partition=d.partition, offset=d.offset)
 
-    @app.delete("/v1/follows", status_code=202, response_model=Accepted)
-    async def unfollow(
-        follower_id: Annotated[int, Query(ge=1, le=MAX_ID)], followee_id: Annotated[int, Query(ge=1, le=MAX_ID)]
+    async def publish_once(endpoint: str, user_id: int, key: str | None, content: dict[str, Any],
+                           event: Event) -> Response:
+        """Publish `event`; under an Idempotency-Key, only if no earlier request with the key did."""
+        if key is None:
+            return _json(await publish(endpoint, event))
+
+        async def first(raw: bytes) -> bytes:
+            return (await publish(endpoint, decode(raw))).model_dump_json().encode()
+
+        try:
+            body, replayed = await once(keys, user_id, key, request_hash(endpoint, content), encode(event), first,
+                                        lease_ms)
+        except KeyReused as exc:
+            raise HTTPException(409, str(exc)) from None
+        if replayed:
+            metrics.idempotent_replays.labels(endpoint).inc()
+        return Response(body, 202, media_type="application/json",
+                        headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+    @app.post("/v1/posts", status_code=202, response_model=PostAccepted, operation_id="create_post",
+              responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"delete_it": {
+                  "operationId": "delete_post", "parameters": {"post_id": "$response.body#/post_id"}}}}})
+    async def create_post(post: NewPost, caller: Caller, key: IdempotencyKey = None) -> Response:
+        """A new post by the caller; the answer carries its id."""
+        author = forbid_other(metrics, caller, post.author_id, "author_id")
+        event = producer.new_post(author, post.body)
+        return await publish_once("posts", author, key, {"author_id": author, "body": post.body}, event)
+
+    @app.delete("/v1/posts/{post_id}", status_code=202, response_model=PostAccepted, operation_id="delete_post",
+                responses=error_responses(401, 403, 413, 503))
+    async def delete_post(
+        post_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Caller,
+        author_id: MeInQuery = None,
     ) -> Accepted:
-        event = Unfollowed(event_time=wall_ms(), follower_id=follower_id, followee_id=followee_id)
-        d = await publish("follows", event)
-        return Accepted(type=event.TYPE, partition=d.partition, offset=d.offset)
+        """Delete a post of the caller's. A post not stored yet is accepted: the worker applies the delete
+        only if the post turns out to be the caller's."""
+        author = forbid_other(metrics, caller, author_id, "author_id")
+        stored = (await posts.posts([post_id])).get(post_id)
+        if stored is not None and stored.author_id != author:
+            metrics.auth_rejections.labels("403").inc()
+            raise HTTPException(403, f"post {post_id} is not user {author}'s: only its author deletes a post")
+        return await publish("posts", PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author))
+
+    @app.post("/v1/follows", status_code=202, response_model=Accepted, operation_id="follow",
+              responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"unfollow": {
+                  "operationId": "unfollow", "parameters": {"followee_id": "$request.body#/followee_id"}}}}})
+    async def follow(body: Follow, caller: Caller, key: IdempotencyKey = None) -> Response:
+        """The caller follows `followee_id`."""
+        follower = _not_self(forbid_other(metrics, caller, body.follower_id, "follower_id"), body.followee_id)
+        event = Followed(event_time=wall_ms(), follower_id=follower, followee_id=body.followee_id)
+        return await publish_once("follows", follower, key, {"followee_id": body.followee_id}, event)
+
+    @app.delete("/v1/follows", status_code=202, response_model=Accepted, operation_id="unfollow",
+                responses=error_responses(401, 403, 413, 503))
+    async def unfollow(
+        followee_id: Annotated[int, Query(ge=1, le=MAX_USER_ID)], caller: Caller,
+        follower_id: MeInQuery = None,
+    ) -> Accepted:
+        """The caller stops following `followee_id`."""
+        follower = _not_self(forbid_other(metrics, caller, follower_id, "follower_id"), followee_id)
+        event = Unfollowed(event_time=wall_ms(), follower_id=follower, followee_id=followee_id)
+        return await publish("follows", event)
 
     return app
 
 
+def _not_self(follower: int, followee: int) -> int:
+    if follower == followee:
+        raise HTTPException(422, "a user cannot follow themselves")
+    return follower
+
+
+def _json(accepted: Accepted) -> Response:
+    return Response(accepted.model_dump_json(), 202, media_type="application/json")
+
+
 def run(settings: Settings) -> None:
-    """The process: a producer and the app under uvicorn."""
-    res = open_resources(settings, producer=True)
+    """The process: a producer, Cassandra (post authors for deletes, idempotency keys), and the app."""
+    res = open_resources(settings, storage=True, producer=True, idempotency=True)
     try:
-        app = create_app(res.producer, res.metrics)
+        app = create_app(res.producer, res.metrics, TokenVerifier(settings), res.stores.posts, res.keys, settings)
         uvicorn.run(app, host=settings.host, port=settings.ingest_api_port, log_level="warning")
     finally:
         res.close()

@@ -1,4 +1,8 @@
-"""`fanout read-api`: GET /v1/users/{user_id}/feed, the merged home feed of one user.
+"""`fanout read-api`: GET /v1/feed (also GET /v1/users/{user_id}/feed), the caller's merged home feed, and
+its live stream GET /v1/feed/stream.
+
+Every feed request carries a bearer token (fanout/auth.py); a user reads only their own feed (403 for
+another's), and a request that fails authentication reads and writes nothing.
 
 A normal read merges the inbox with the timelines of every celebrity the user follows. A user back after
 FANOUT_ACTIVE_DAYS (or whose inbox the worker is rebuilding) gets an answer at once from the timelines of
@@ -29,12 +33,13 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel
 
 from fanout.adapters.cassandra.session import count_requests
+from fanout.auth import TokenVerifier
 from fanout.bootstrap import open_resources
 from fanout.clock import Clock, wall_ms
 from fanout.events import FeedUpdate, PostRemoved, PostStored
-from fanout.feed import InvalidCursor, SetsAt, home_feed, parse_cursor
-from fanout.http import add_common_routes
-from fanout.ids import MAX_ID
+from fanout.feed import CURSOR_PATTERN, InvalidCursor, SetsAt, home_feed, parse_cursor
+from fanout.http import Caller, add_common_routes, error_responses, forbid_other, require_tokens
+from fanout.ids import MAX_USER_ID
 from fanout.metrics import Metrics, observe_gc
 from fanout.model import Tier
 from fanout.ports import Stores
@@ -57,24 +62,37 @@ class FeedItem(BaseModel):
     via: str  # "inbox": pushed into the reader's inbox; "timeline": pulled from a celebrity's timeline
 
 
+Limit = Annotated[int, Query(ge=1, le=100, description="items per page")]
+Cursor = Annotated[str | None, Query(max_length=19, pattern=CURSOR_PATTERN,
+                                     description="next_cursor of the previous page")]
+UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID, description="the reader's user id: the token's own")]
+
+
 class FeedResponse(BaseModel):
     items: list[FeedItem]
     next_cursor: str | None  # pass back as ?cursor= for the next (older) page; null at the end
     regenerating: bool = False  # true: answered by a read-time pull while the inbox is being rebuilt
 
 
-def create_app(stores: Stores, settings: Settings, metrics: Metrics, seen: SeenRecorder | None = None,
-               clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None, sets: SetsAt | None = None,
-               hub: StreamHub | None = None) -> FastAPI:
+def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: TokenVerifier,
+               seen: SeenRecorder | None = None, clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None,
+               sets: SetsAt | None = None, hub: StreamHub | None = None) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1", lifespan=lifespan)
     add_common_routes(app, metrics)
+    require_tokens(app, verifier, metrics)
 
-    @app.get("/v1/users/{user_id}/feed", response_model=FeedResponse)
-    async def feed(
-        user_id: Annotated[int, Path(ge=1, le=MAX_ID, description="the reader's user id")],
-        limit: Annotated[int, Query(ge=1, le=100, description="items per page")] = 20,
-        cursor: Annotated[str | None, Query(max_length=24, description="next_cursor of the previous page")] = None,
-    ) -> Response:
+    @app.get("/v1/feed", response_model=FeedResponse, operation_id="own_feed", responses=error_responses(401))
+    async def own_feed(reader: Caller, limit: Limit = 20, cursor: Cursor = None) -> Response:
+        """The caller's home feed, newest first."""
+        return await feed_page(reader, limit, cursor)
+
+    @app.get("/v1/users/{user_id}/feed", response_model=FeedResponse, operation_id="user_feed",
+             responses=error_responses(401, 403))
+    async def feed(user_id: UserId, reader: Caller, limit: Limit = 20, cursor: Cursor = None) -> Response:
+        """The home feed of `user_id`, who must be the caller (403 otherwise)."""
+        return await feed_page(forbid_other(metrics, reader, user_id, "user"), limit, cursor)
+
+    async def feed_page(user_id: int, limit: int, cursor: str | None) -> Response:
         started = time.perf_counter()
         try:
             before = parse_cursor(cursor)
@@ -107,15 +125,17 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
                       clock_ms: Clock) -> None:
     """The live feed (Server-Sent Events) and the page that shows it."""
 
-    @app.get("/v1/users/{user_id}/feed/stream", response_class=StreamingResponse,
+    @app.get("/v1/feed/stream", response_class=StreamingResponse, operation_id="feed_stream",
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "new feed items (`event: post`, id = post id) and delete notices "
-                                             "(`event: delete`), with heartbeat comments"}})
+                                             "(`event: delete`), with heartbeat comments"},
+                        **error_responses(401)})
     async def feed_stream(
-        user_id: Annotated[int, Path(ge=1, le=MAX_ID, description="the reader's user id")],
+        user_id: Caller,
         last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{1,19}$",
                                                     description="resume after this post id")] = None,
     ) -> StreamingResponse:
+        """The caller's new feed items as Server-Sent Events, from now (or after Last-Event-ID) on."""
         followees = set(await stores.graph.following(user_id, 10**9))
         conn = hub.connect(user_id, followees)  # before the catch-up read: nothing arriving meanwhile is lost
         try:
@@ -183,7 +203,8 @@ def build(settings: Settings) -> FastAPI:
 
     seen = SeenRecorder(res.producer, settings.seen_debounce_seconds * 1000)
     reader_sets = ReaderSetsCache(res.stores.readers, res.metrics, settings.reader_sets_ttl_s)
-    return create_app(stores, settings, res.metrics, seen, lifespan=lifespan, sets=reader_sets.sets, hub=hub)
+    return create_app(stores, settings, res.metrics, TokenVerifier(settings), seen, lifespan=lifespan,
+                      sets=reader_sets.sets, hub=hub)
 
 
 def app_from_env() -> FastAPI:

@@ -36,6 +36,10 @@ def build_app(settings: Settings, metrics: Metrics,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         datadir=str(datadir / settings.app_id),  # not a folder per app in the working directory
+        broker_credentials=(faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                                  password=settings.kafka_sasl_password,
+                                                  mechanism=settings.kafka_sasl_mechanism)
+                            if settings.kafka_sasl_username else None),
     )
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:

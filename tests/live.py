@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from cassandra.cluster import Cluster
 
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect, migrate
+from fanout.auth import Tokens
 from fanout.events import Event
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, ensure_topics
@@ -29,6 +31,7 @@ class Deployment:
     processes: ProcessGroup
     producer: EventProducer
     cluster: Cluster
+    tokens: Tokens
 
     def publish(self, events: Sequence[Event]) -> None:
         futures = [self.producer.send(e) for e in events]
@@ -38,9 +41,15 @@ class Deployment:
     def drain(self) -> None:
         wait_until_drained(self.settings, timeout=240, on_lag=lambda _: self.processes.check_alive())
 
+    def http(self, service: str, user: int | None = None) -> httpx.Client:
+        """A client of 'read-api' or 'ingest-api', acting as `user` (a bearer token of theirs) if given."""
+        return httpx.Client(base_url=self.processes.url(service), timeout=30,
+                            headers=self.tokens.headers(user) if user is not None else None)
+
     def read(self, user: int, **params: Any) -> dict[str, Any]:
-        """One feed page over HTTP, as JSON."""
-        response = httpx.get(f"{self.processes.url('read-api')}/v1/users/{user}/feed", params=params, timeout=30)
+        """One page of the user's own feed over HTTP, as JSON."""
+        response = httpx.get(f"{self.processes.url('read-api')}/v1/feed", params=params,
+                             headers=self.tokens.headers(user), timeout=30)
         result: dict[str, Any] = response.raise_for_status().json()
         return result
 
@@ -88,6 +97,12 @@ class Deployment:
         return [r for r in self.cql(f"SELECT {selected} FROM inbox WHERE user_id = %s", user) if r.post_id is not None]
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Iterator[Deployment]:
     """Migrate a keyspace and topics of the test's own, start worker, read and ingest processes."""
@@ -98,7 +113,7 @@ def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Itera
     producer = EventProducer(s)
     cluster, _ = connect(s)
     try:
-        yield Deployment(s, processes, producer, cluster)
+        yield Deployment(s, processes, producer, cluster, Tokens(s))
     finally:
         processes.stop()
         producer.close()

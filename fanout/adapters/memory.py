@@ -126,14 +126,14 @@ class MemoryStorage:
 
     async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
         ts = max(event_time, millis_of(post_id) + 1) * 1000
-        self.posts_t.write(post_id, None, {"deleted": True, "deleted_by": author_id}, ts=ts)
+        self.posts_t.write(post_id, None, {f"deleter:{author_id}": True}, ts=ts)  # one cell per set element
 
     async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
         found = {}
         for pid in post_ids:
             row = self.posts_t.row(pid, None)
             if row and row.get("author_id") is not None:
-                deleted = bool(row.get("deleted")) and row.get("deleted_by") == row["author_id"]
+                deleted = bool(row.get(f"deleter:{row['author_id']}"))
                 found[pid] = Post(pid, row["author_id"], row.get("body") or "", deleted)
         return found
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fanout.events import InboxChunk, PostCreated, PostDeleted, PostRemoved, PostStored
 from fanout.handlers.delivery import Delivery
 from fanout.model import Strategy
-from fanout.policy import plan_fanout
+from fanout.policy import may_delete, plan_fanout
+
+log = logging.getLogger(__name__)
 
 
 class PostHandlers:
@@ -45,6 +48,11 @@ class PostHandlers:
         self.d.metrics.fanout_chunks.inc()
 
     async def post_deleted(self, e: PostDeleted) -> None:
+        stored = (await self.d.stores.posts.posts([e.post_id])).get(e.post_id)
+        if not may_delete(stored, e.author_id):
+            log.warning("refused a delete of post %d claimed by user %d, not its author", e.post_id, e.author_id)
+            self.d.metrics.deletes_refused.inc()
+            return
         # Reads filter deleted posts, pushed or pulled, so no inbox is touched (no tombstones).
         await self.d.stores.posts.mark_deleted(e.post_id, e.author_id, e.event_time)
         self.d.metrics.deletes_applied.inc()

@@ -23,9 +23,9 @@ function setStatus(text, kind) {
 
 function parseReader(value) {
   value = value.trim();
-  if (/^\d+$/.test(value)) return { userId: value, headers: {} };
   const parts = value.split(".");
-  if (parts.length !== 3) throw new Error("paste a token (fanout token USER_ID) or a user id");
+  if (parts.length !== 3) throw new Error("paste a bearer token: fanout token USER_ID prints one");
+  // The user id is only shown; the read service takes it from the token it verifies.
   const claims = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
   return { userId: String(claims.sub), headers: { Authorization: "Bearer " + value } };
 }
@@ -66,7 +66,7 @@ async function loadPage() {
   const query = new URLSearchParams({ limit: "20" });
   if (session.cursor) query.set("cursor", session.cursor);
   try {
-    const response = await fetch(`/v1/users/${session.userId}/feed?${query}`, { headers: session.headers });
+    const response = await fetch(`/v1/feed?${query}`, { headers: session.headers });
     const page = parseJson(await response.text());
     if (!response.ok) throw new Error(page.error || response.statusText);
     page.items.forEach((item) => render(item, false));
@@ -95,7 +95,7 @@ async function stream(s) {
     const headers = { ...s.headers, Accept: "text/event-stream" };
     if (s.lastEventId) headers["Last-Event-ID"] = s.lastEventId;
     try {
-      const response = await fetch(`/v1/users/${s.userId}/feed/stream`, { headers, signal: s.abort.signal });
+      const response = await fetch("/v1/feed/stream", { headers, signal: s.abort.signal });
       if (!response.ok) throw new Error((await response.json()).error || response.statusText);
       setStatus(`Live: new posts for user ${s.userId} appear as they are delivered.`, "live");
       const reader = response.body.getReader();

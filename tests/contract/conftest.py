@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import pytest
 
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect, migrate
+from fanout.adapters.cassandra.keys import CassandraKeys
 from fanout.adapters.memory import MemoryStorage
+from fanout.adapters.memory_keys import MemoryKeys
 from fanout.metrics import Metrics
-from fanout.ports import Stores
+from fanout.ports import IdempotencyStore, Stores
 from fanout.settings import Settings
 
 ADAPTERS = [pytest.param("memory"), pytest.param("cassandra", marks=pytest.mark.e2e)]
@@ -50,6 +52,15 @@ def stores(adapter: str, request: pytest.FixtureRequest) -> Stores:
         return MemoryStorage(Settings()).stores()
     real: Real = request.getfixturevalue("real_cassandra")
     return cassandra_stores(real.db, real.settings)
+
+
+@pytest.fixture
+def keys(adapter: str, request: pytest.FixtureRequest) -> IdempotencyStore:
+    """Idempotency keys with a TTL of 3 s, so their expiry is testable."""
+    if adapter == "memory":
+        return MemoryKeys(3)
+    real: Real = request.getfixturevalue("real_cassandra")
+    return CassandraKeys(real.db, 3)
 
 
 @pytest.fixture

@@ -48,6 +48,18 @@ async def test_only_the_author_deletes_and_a_delete_beats_its_post_in_any_order(
     assert {pid: p.deleted for pid, p in posts.items()} == {early: True, late: True, claimed: False}
 
 
+async def test_a_deleted_post_never_comes_back_whatever_arrives_later(stores: Stores, new_id: Iterator[int]) -> None:
+    author, other = next(new_id), next(new_id)
+    pid = post_id()
+    await stores.posts.mark_deleted(pid, other, millis_of(pid) - 1)  # someone else's claim, even before the post
+    await stores.posts.save_post(pid, author, "x", Tier.PUSH)
+    await stores.posts.mark_deleted(pid, author, millis_of(pid) + 10)
+    await stores.posts.mark_deleted(pid, other, millis_of(pid) + 20)  # later clock, later arrival
+    await stores.posts.mark_deleted(pid, author, millis_of(pid) + 5)  # a late duplicate of the author's
+    await stores.posts.save_post(pid, author, "x", Tier.PUSH)  # a replay of the create
+    assert (await stores.posts.posts([pid]))[pid].deleted
+
+
 async def test_timeline_heads_are_newest_first_below_the_bound(stores: Stores, new_id: Iterator[int]) -> None:
     author = next(new_id)
     pids = [post_id() for _ in range(5)]

@@ -64,7 +64,8 @@ def test_the_page_shows_the_feed_and_a_new_post_appears_live(live: Deployment, b
     live.drain()
 
     browser.get(live.processes.url("read-api") + "/")
-    browser.find_element(By.ID, "reader").send_keys(str(READER))
+    token = live.tokens.headers(READER)["Authorization"].split()[1]  # what `fanout token` prints
+    browser.find_element(By.ID, "reader").send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "#who button").click()
     wait = WebDriverWait(browser, 30)
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#feed li")) == 2)  # two posts of one millisecond

@@ -62,7 +62,7 @@ def deployment(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 chunk_size=CHUNK) as live:
         graph = power_law_graph(300, seed=7, min_followers=2, celebrities=3, celebrity_followers=120)
         workload = build_workload(graph, n_posts=400, seed=7, delete_share=0.05, unfollow_share=0.05)
-        d = Seeded(live.settings, live.processes, live.producer, live.cluster, workload)
+        d = Seeded(live.settings, live.processes, live.producer, live.cluster, live.tokens, workload)
         # Follows first (so every author's tier is settled), then posts and deletes.
         d.publish(workload.follows)
         d.drain()
@@ -107,7 +107,7 @@ def test_inbox_rows_written_equal_normal_authors_follower_counts(deployment: See
 
 
 def test_feed_api_rejects_bad_requests_with_messages(deployment: Seeded) -> None:
-    with httpx.Client(base_url=deployment.processes.url("read-api"), timeout=10) as http:
+    with deployment.http("read-api", user=1) as http:
         for params, needle in [({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"limit": "x"}, "limit"),
                                ({"cursor": "abc"}, "cursor"), ({"cursor": "-5"}, "cursor")]:
             response = http.get("/v1/users/1/feed", params=params)
@@ -124,7 +124,7 @@ def test_cursor_is_stable_while_new_posts_arrive(deployment: Seeded) -> None:
     reader = max(graph.users, key=lambda u: len(expected_feeds(deployment.workload)[u]))
     before = expected_feeds(deployment.workload)[reader]
     author = next(iter(graph.following()[reader]))
-    with httpx.Client(base_url=deployment.processes.url("read-api"), timeout=30) as http:
+    with deployment.http("read-api", user=reader) as http:
         first = http.get(f"/v1/users/{reader}/feed", params={"limit": 5}).json()
         new = deployment.producer.publish_post(author, "arrives between two pages")
         deployment.drain()
@@ -144,7 +144,7 @@ def test_ingest_api_accepts_only_after_kafka_and_rejects_invalid_input(deploymen
     graph = deployment.workload.graph
     author = max((a for a in graph.users if a not in celebrities(deployment.workload)), key=graph.follower_count)
     follower = next(iter(graph.followers[author]))
-    with httpx.Client(base_url=deployment.processes.url("ingest-api"), timeout=30) as http:
+    with deployment.http("ingest-api", user=author) as http:
         accepted = http.post("/v1/posts", json={"author_id": author, "body": "via HTTP"})
         assert accepted.status_code == 202
         post_id = accepted.json()["post_id"]
@@ -154,7 +154,7 @@ def test_ingest_api_accepts_only_after_kafka_and_rejects_invalid_input(deploymen
             assert response.status_code == 422 and response.json()["error"], bad
         bad_json = http.post("/v1/posts", content=b"{not json", headers={"content-type": "application/json"})
         assert bad_json.status_code == 422 and bad_json.json()["error"]
-        assert http.post("/v1/follows", json={"follower_id": 5, "followee_id": 5}).status_code == 422
+        assert http.post("/v1/follows", json={"follower_id": author, "followee_id": author}).status_code == 422
         deployment.drain()
         assert deployment.feed(follower)[0] == post_id
         assert http.delete(f"/v1/posts/{post_id}", params={"author_id": author}).status_code == 202
@@ -166,7 +166,8 @@ def test_ingest_api_answers_503_when_kafka_cannot_take_the_event(deployment: See
     s = Settings.load(**{**_fields(deployment.settings), "kafka_port": _free_port(), "publish_timeout_ms": 1500,
                          "ingest_api_port": _free_port()})
     with ProcessGroup(s, tmp_path).start("ingest-api") as group:
-        response = httpx.post(group.url("ingest-api") + "/v1/posts", json={"author_id": 1, "body": "x"}, timeout=30)
+        response = httpx.post(group.url("ingest-api") + "/v1/posts", json={"author_id": 1, "body": "x"}, timeout=30,
+                              headers=deployment.tokens.headers(1))
     assert response.status_code == 503
     assert "retry" in response.json()["error"]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from live import Deployment, deploy
 
@@ -124,5 +123,4 @@ def test_an_impostors_delete_update_leaves_the_cached_post_shown(live: Deploymen
     live.publish([PostDeleted(event_time=now_ms(), post_id=kept.post_id, author_id=impostor)])
     live.drain()
     time.sleep(0.5)
-    response = httpx.get(f"{live.processes.url('read-api')}/v1/users/{reader}/feed", params={"limit": 100})
-    assert kept.post_id in [item["post_id"] for item in response.json()["items"]]
+    assert kept.post_id in [item["post_id"] for item in live.read(reader, limit=100)["items"]]

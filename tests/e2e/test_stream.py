@@ -1,4 +1,4 @@
-"""Live feeds end to end: several readers connected to GET /v1/users/{id}/feed/stream receive exactly the new
+"""Live feeds end to end: several readers connected to GET /v1/feed/stream receive exactly the new
 items of their feeds (pushed and pulled), delete notices, follows made while connected, and a reconnect with
 Last-Event-ID resumes without a gap or a duplicate. Checked against an oracle of each reader's feed."""
 
@@ -36,8 +36,8 @@ def live(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def connect(live: Deployment, reader: int, last_event_id: str | None = None) -> Stream:
-    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-    return Stream(f"{live.processes.url('read-api')}/v1/users/{reader}/feed/stream", headers).start()
+    headers = {**live.tokens.headers(reader), **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+    return Stream(f"{live.processes.url('read-api')}/v1/feed/stream", headers).start()
 
 
 def settle(streams: list[Stream], counts: list[int]) -> None:
@@ -110,6 +110,14 @@ def test_a_reconnect_with_last_event_id_resumes_without_gap_or_duplicate(live: D
     assert again.posts() == [p.post_id for p in [*missed, after]]
     assert set(first.posts()).isdisjoint(again.posts())
     again.stop()
+
+
+def test_a_stream_needs_the_readers_token(live: Deployment) -> None:
+    import httpx
+
+    url = live.processes.url("read-api") + "/v1/feed/stream"
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer not.a.token"}).status_code == 401
 
 
 def test_the_page_and_its_assets_are_served(live: Deployment) -> None:

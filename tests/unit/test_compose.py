@@ -95,6 +95,14 @@ def test_project_services_run_the_image_and_reach_the_servers(services: dict[str
         assert s.cassandra_port == defaults.cassandra_port
 
 
+def test_project_services_share_one_token_secret(services: dict[str, dict[str, Any]]) -> None:
+    project = [name for name, svc in services.items() if svc.get("image") == "fanout:local"]
+    assert {"read-api", "ingest-api"} <= set(project)
+    for name in project:
+        secret = Settings.load(env=_env(services[name])).jwt_secret_path
+        assert any(str(secret).startswith(v.split(":")[1] + "/") for v in services[name]["volumes"]), name
+
+
 def test_published_ports_equal_the_settings_defaults(services: dict[str, dict[str, Any]]) -> None:
     s = Settings()
     expected = {

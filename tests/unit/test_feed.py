@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.feed import MAX_ROUNDS, FeedPage, InvalidCursor, merge_newest_first, parse_cursor, read_feed
+from fanout.feed import CURSOR_PATTERN, MAX_ROUNDS, FeedPage, InvalidCursor, merge_newest_first, parse_cursor, read_feed
 from fanout.ids import MAX_ID
 from fanout.model import Post
 from fanout.ports import Stores
@@ -22,7 +23,8 @@ USER = 1
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(None, None), ("", None), ("1", 1), ("42", 42), (str(MAX_ID), MAX_ID)],
+    [(None, None), ("", None), ("1", 1), ("42", 42), (str(MAX_ID), MAX_ID), (str(MAX_ID + 1), MAX_ID),
+     ("9" * 19, MAX_ID)],  # above every id: from the newest
 )
 def test_parse_cursor_accepts_positive_64_bit_ids(raw: str | None, expected: int | None) -> None:
     assert parse_cursor(raw) == expected
@@ -30,11 +32,18 @@ def test_parse_cursor_accepts_positive_64_bit_ids(raw: str | None, expected: int
 
 @pytest.mark.parametrize(
     "raw",
-    ["abc", "-5", "0", "00", "1.5", "+5", " 5", "5 ", "1e3", "0x10", str(MAX_ID + 1), str(2**64)],
+    ["abc", "-5", "0", "00", "07", "1.5", "+5", " 5", "5 ", "1e3", "0x10", str(2**64)],
 )
 def test_parse_cursor_rejects_what_is_not_a_positive_64_bit_id(raw: str) -> None:
     with pytest.raises(InvalidCursor):
         parse_cursor(raw)
+    assert re.fullmatch(CURSOR_PATTERN, raw) is None  # the OpenAPI pattern rejects it too
+
+
+@given(st.from_regex(CURSOR_PATTERN, fullmatch=True))
+def test_every_cursor_the_spec_admits_parses(raw: str) -> None:
+    parsed = parse_cursor(raw)
+    assert parsed is None if raw == "" else 1 <= parsed <= MAX_ID
 
 
 @pytest.mark.parametrize("raw", ["²", "١٢", "1" * 5000])

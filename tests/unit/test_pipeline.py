@@ -84,10 +84,13 @@ class World:
         await self.handle(Unfollowed(event_time=self.tick(), follower_id=follower, followee_id=author),
                           run_tasks=run_tasks)
 
-    async def post(self, author: int, run_tasks: bool = True) -> PostCreated:
+    def new_post(self, author: int) -> PostCreated:
         pid = self.ids.next_id()
         self.t = max(self.t, millis_of(pid)) + 1
-        event = PostCreated(event_time=millis_of(pid), post_id=pid, author_id=author, body=f"by {author}")
+        return PostCreated(event_time=millis_of(pid), post_id=pid, author_id=author, body=f"by {author}")
+
+    async def post(self, author: int, run_tasks: bool = True) -> PostCreated:
+        event = self.new_post(author)
         await self.handle(event, run_tasks=run_tasks)
         return event
 
@@ -225,9 +228,25 @@ async def test_only_the_authors_delete_removes_a_post_from_every_feed() -> None:
     post = await w.post(author)
     await w.handle(PostDeleted(event_time=w.tick(), post_id=post.post_id, author_id=impostor))
     assert await w.feed(pushed_fan) == [post.post_id]
+    assert w.metric("fanout_deletes_refused_total") == 1  # refused: it names someone else as the author
     await w.handle(PostDeleted(event_time=w.tick(), post_id=post.post_id, author_id=author))
     assert await w.feed(pushed_fan) == []
     assert await w.inbox(pushed_fan) == [post.post_id]  # no inbox row is touched: reads filter deletes
+    await w.handle(PostDeleted(event_time=w.tick(60_000), post_id=post.post_id, author_id=impostor))
+    assert await w.feed(pushed_fan) == []  # whatever arrives later, a deleted post never comes back
+    assert (w.metric("fanout_deletes_refused_total"), w.metric("fanout_deletes_applied_total")) == (2, 1)
+
+
+async def test_a_delete_before_its_post_counts_only_if_it_is_the_authors() -> None:
+    w = World()
+    author, impostor, fan = users(3)
+    await w.follow(fan, author)
+    mine, theirs = w.new_post(author), w.new_post(author)
+    await w.handle(PostDeleted(event_time=w.tick(), post_id=mine.post_id, author_id=author))
+    await w.handle(PostDeleted(event_time=w.tick(), post_id=theirs.post_id, author_id=impostor))
+    await w.handle(mine)
+    await w.handle(theirs)
+    assert await w.feed(fan) == [theirs.post_id]
 
 
 # --- the follow graph ---------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ class CassandraPosts:
         self._insert = p("INSERT INTO {keyspace}.posts (post_id, author_id, body, tier, deleted) "
                          "VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?")
         self._insert_timeline = p("INSERT INTO {keyspace}.author_timeline (author_id, post_id) VALUES (?, ?)")
-        self._delete = p("UPDATE {keyspace}.posts USING TIMESTAMP ? SET deleted = true, deleted_by = ? "
-                         "WHERE post_id = ?")
+        # A set of claimed deleters, not one last-writer-wins column: a later claim by someone else can
+        # never take the author's delete away (schemas/cql/003_security.cql).
+        self._delete = p("UPDATE {keyspace}.posts USING TIMESTAMP ? SET deleters = deleters + ? WHERE post_id = ?")
         # One request for a whole page of posts: the driver's per-request CPU, not Cassandra, bounds reads.
-        self._get = p("SELECT post_id, author_id, body, deleted, deleted_by FROM {keyspace}.posts "
-                      "WHERE post_id IN ?")
+        self._get = p("SELECT post_id, author_id, body, deleters FROM {keyspace}.posts WHERE post_id IN ?")
         self._timeline_head = p("SELECT post_id FROM {keyspace}.author_timeline "
                                 "WHERE author_id = ? AND post_id < ? LIMIT ?")
 
@@ -38,7 +38,7 @@ class CassandraPosts:
     async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
         # A delete always wins over its own post's create, even if the clocks disagree.
         ts = micros(max(event_time, millis_of(post_id) + 1))
-        await self.db.run(self._delete, (ts, author_id, post_id))
+        await self.db.run(self._delete, (ts, {author_id}, post_id))
 
     async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
         if not post_ids:
@@ -46,7 +46,7 @@ class CassandraPosts:
         rows = await self.db.run(self._get, (list(post_ids),))
         # Only its author deletes a post: a delete claimed by anyone else is ignored. It may arrive before
         # the post itself, so this is decided here, when both are known.
-        return {r.post_id: Post(r.post_id, r.author_id, r.body or "", bool(r.deleted) and r.deleted_by == r.author_id)
+        return {r.post_id: Post(r.post_id, r.author_id, r.body or "", r.author_id in (r.deleters or ()))
                 for r in rows if r.author_id is not None}
 
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:

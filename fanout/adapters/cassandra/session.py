@@ -22,6 +22,7 @@ from cassandra import (
     Unavailable,
     WriteTimeout,
 )
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 from cassandra.query import PreparedStatement
@@ -70,6 +71,8 @@ def connect(settings: Settings, keyspace: str | None = None, protocol_version: i
                                                    row_factory=factory) for name, factory in factories.items()},
         reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None),
         connect_timeout=10,
+        auth_provider=(PlainTextAuthProvider(settings.cassandra_username, settings.cassandra_password)
+                       if settings.cassandra_username else None),
     )
     try:
         return cluster, cluster.connect(keyspace)

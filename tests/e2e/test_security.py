@@ -1,0 +1,216 @@
+"""Every authorization rule of the APIs, end to end on the real stack: who may read a feed, who may post,
+delete, follow and unfollow as whom, deletes only by the author (also when forged past the API), the
+Idempotency-Key across two ingest replicas, the limits, and the unauthenticated /metrics and /healthz."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import jwt
+import pytest
+from live import Deployment, deploy, free_port
+
+from deploy.processes import ProcessGroup
+from fanout.auth import local_secret, mint_token
+from fanout.clock import wall_ms
+from fanout.events import Followed, PostDeleted
+from fanout.ids import MAX_USER_ID
+from fanout.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+_ids = itertools.count(7_310_000_001)  # distinctive, so /metrics can be searched for them
+
+
+def users(n: int) -> list[int]:
+    return [next(_ids) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def live(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    with deploy(stack, tmp_path_factory.mktemp("logs"), "sec") as d:
+        yield d
+
+
+def bad_tokens(s: Settings, user: int) -> dict[str, str]:
+    secret = local_secret(s.jwt_secret_path)
+    now = int(time.time())
+
+    def signed(key: bytes | str = secret, **claims: object) -> str:
+        base = {"sub": str(user), "iss": s.jwt_issuer, "aud": s.jwt_audience, "iat": now, "exp": now + 600}
+        return jwt.encode({**base, **claims}, key, algorithm="HS256")
+
+    return {"garbage": "not-a-token", "expired": mint_token(s, user, ttl_seconds=60, now=now - 3600),
+            "another key": signed(b"x" * 64), "another issuer": signed(iss="evil"),
+            "another audience": signed(aud="another-api"), "no expiry": signed(exp=None)}
+
+
+def assert_error(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]
+
+
+def test_a_user_reads_only_their_own_feed_and_a_refused_read_writes_nothing(live: Deployment) -> None:
+    reader, author = users(2)
+    post = live.producer.publish_post(author, "for my follower only")
+    live.publish([Followed(event_time=wall_ms(), follower_id=reader, followee_id=author)])
+    live.drain()
+    seen_before = live.worker_metric('fanout_events_consumed_total{type="UserSeen"}')
+    with live.http("read-api") as anonymous:
+        for path in ("/v1/feed", f"/v1/users/{reader}/feed"):
+            response = anonymous.get(path)
+            assert_error(response, 401)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            for why, token in bad_tokens(live.settings, reader).items():
+                response = anonymous.get(path, headers={"Authorization": f"Bearer {token}"})
+                assert_error(response, 401)
+                assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"', why
+            assert_error(anonymous.get(path, headers={"Authorization": f"Basic {mint_token(live.settings, reader)}"}),
+                         401)
+    with live.http("read-api", user=author) as someone_else:
+        assert_error(someone_else.get(f"/v1/users/{reader}/feed"), 403)
+    live.drain()
+    time.sleep(1)  # UserSeen is sent in the background: give a wrong one time to arrive
+    live.drain()
+    assert live.worker_metric('fanout_events_consumed_total{type="UserSeen"}') == seen_before
+    assert live.cql("SELECT user_id FROM user_activity WHERE user_id = %s", reader) == []
+
+    with live.http("read-api", user=reader) as own:
+        mine = own.get("/v1/feed").raise_for_status().json()
+        assert own.get(f"/v1/users/{reader}/feed").raise_for_status().json() == mine
+    assert [i["post_id"] for i in mine["items"]] == [post.post_id]
+    live.wait_metric('fanout_events_consumed_total{type="UserSeen"}', seen_before + 1)  # the control
+
+
+def test_the_ingest_api_acts_only_as_the_token_user(live: Deployment) -> None:
+    me, other = users(2)
+    published = live.processes.metric("fanout_events_published_total", "ingest-api")
+    calls = [("POST", "/v1/posts", {"json": {"body": "x"}}), ("DELETE", "/v1/posts/123", {}),
+             ("POST", "/v1/follows", {"json": {"followee_id": other}}),
+             ("DELETE", "/v1/follows", {"params": {"followee_id": other}})]
+    with live.http("ingest-api") as anonymous:
+        for method, path, kwargs in calls:
+            assert_error(anonymous.request(method, path, **kwargs), 401)
+            bad = {"Authorization": f"Bearer {bad_tokens(live.settings, me)['expired']}"}
+            assert_error(anonymous.request(method, path, headers=bad, **kwargs), 401)
+    with live.http("ingest-api", user=me) as http:
+        assert_error(http.post("/v1/posts", json={"author_id": other, "body": "as someone else"}), 403)
+        assert_error(http.delete("/v1/posts/123", params={"author_id": other}), 403)
+        assert_error(http.post("/v1/follows", json={"follower_id": other, "followee_id": me}), 403)
+        assert_error(http.delete("/v1/follows", params={"follower_id": other, "followee_id": me}), 403)
+        assert_error(http.post("/v1/follows", json={"followee_id": me}), 422)
+        assert_error(http.delete("/v1/follows", params={"followee_id": me}), 422)
+    assert live.processes.metric("fanout_events_published_total", "ingest-api") == published
+    with live.http("ingest-api", user=me) as http:  # the same requests as themselves are accepted
+        assert http.post("/v1/posts", json={"author_id": me, "body": "as myself"}).status_code == 202
+        assert http.post("/v1/follows", json={"follower_id": me, "followee_id": other}).status_code == 202
+        assert http.delete("/v1/follows", params={"followee_id": other}).status_code == 202
+
+
+def test_only_the_author_deletes_a_post_and_a_deleted_post_never_comes_back(live: Deployment) -> None:
+    author, follower, intruder = users(3)
+    live.publish([Followed(event_time=wall_ms(), follower_id=follower, followee_id=author)])
+    live.drain()
+    with live.http("ingest-api", user=author) as as_author:
+        doomed = as_author.post("/v1/posts", json={"body": "to be deleted"}).raise_for_status().json()["post_id"]
+        kept = as_author.post("/v1/posts", json={"body": "to stay"}).raise_for_status().json()["post_id"]
+    live.drain()
+    assert live.feed(follower) == [kept, doomed]
+    with live.http("ingest-api", user=intruder) as as_intruder:
+        assert_error(as_intruder.delete(f"/v1/posts/{doomed}"), 403)
+    with live.http("ingest-api", user=author) as as_author:
+        assert as_author.delete(f"/v1/posts/{doomed}").status_code == 202
+    live.drain()
+    assert live.feed(follower) == [kept]
+    # Past the API, straight to Kafka: the worker refuses, counts, and neither post changes.
+    refused = live.worker_metric("fanout_deletes_refused_total")
+    later = wall_ms() + 60_000
+    live.publish([PostDeleted(event_time=later, post_id=pid, author_id=intruder) for pid in (doomed, kept)])
+    live.drain()
+    assert live.worker_metric("fanout_deletes_refused_total") == refused + 2
+    assert live.feed(follower) == [kept]
+
+
+def test_a_retried_post_gets_the_first_answer_and_publishes_once_across_two_replicas(live: Deployment,
+                                                                                      tmp_path_factory:
+                                                                                      pytest.TempPathFactory) -> None:
+    author, follower = users(2)
+    live.publish([Followed(event_time=wall_ms(), follower_id=follower, followee_id=author)])
+    live.drain()
+    second = dataclasses.replace(live.settings, ingest_api_port=free_port(), node_id=7)
+    with ProcessGroup(second, tmp_path_factory.mktemp("second-ingest")).start("ingest-api") as replica:
+        urls = [live.processes.url("ingest-api"), replica.url("ingest-api")]
+        published = sum(g.metric("fanout_events_published_total", "ingest-api")
+                        for g in (live.processes, replica))
+        headers = {**live.tokens.headers(author), "Idempotency-Key": "post-once-1"}
+
+        def post(n: int) -> httpx.Response:  # a client retrying through a load balancer, all at once
+            return httpx.post(urls[n % 2] + "/v1/posts", json={"body": "exactly once"}, headers=headers, timeout=60)
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post, range(8)))
+        assert {r.status_code for r in answers} == {202}
+        assert len({r.json()["post_id"] for r in answers}) == 1
+        assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 7
+        later = httpx.post(urls[1] + "/v1/posts", json={"body": "exactly once"}, headers=headers, timeout=60)
+        assert later.json() == answers[0].json()
+        assert_error(httpx.post(urls[0] + "/v1/posts", json={"body": "another post"}, headers=headers), 409)
+
+        follow = {**live.tokens.headers(follower), "Idempotency-Key": "follow-once"}
+        followed = [httpx.post(u + "/v1/follows", json={"followee_id": author + 100}, headers=follow) for u in urls]
+        assert [f.status_code for f in followed] == [202, 202] and followed[0].json() == followed[1].json()
+        assert sum(g.metric("fanout_events_published_total", "ingest-api")
+                   for g in (live.processes, replica)) == published + 2  # one post, one follow
+    live.drain()
+    assert live.feed(follower) == [answers[0].json()["post_id"]]
+    [row] = live.cql("SELECT response FROM idempotency_keys WHERE user_id = %s AND key = %s", author, "post-once-1")
+    assert row.response == later.content
+
+
+def test_limits_answer_with_clear_errors(live: Deployment) -> None:
+    me = users(1)[0]
+    with live.http("ingest-api", user=me) as http:
+        assert_error(http.post("/v1/posts", json={"body": "x" * 70_000}), 413)
+        assert_error(http.post("/v1/posts", json={"body": "x" * 5001}), 422)
+        assert_error(http.post("/v1/posts", json={"body": ""}), 422)
+        as_json = {"content-type": "application/json"}
+        assert_error(http.post("/v1/posts", content=b'{"body": "\\ud800 alone"}', headers=as_json), 422)
+        assert_error(http.post("/v1/posts", content=b'{"body": "\xff"}', headers=as_json), 400)
+        assert_error(http.post("/v1/follows", json={"followee_id": MAX_USER_ID + 1}), 422)
+        assert_error(http.delete("/v1/posts/0"), 422)
+        assert_error(http.post("/v1/posts", json={"body": "x"}, headers={"Idempotency-Key": "with space"}), 422)
+        assert_error(http.post("/v1/posts", json={"body": "x", "extra": 1}), 422)
+        for method in ("TRACE", "PUT", "PATCH"):
+            response = http.request(method, "/v1/follows")
+            assert_error(response, 405)
+            assert response.headers["allow"] == "DELETE, POST"
+    with live.http("read-api", user=me) as http:
+        assert_error(http.get("/v1/feed", params={"cursor": "abc"}), 422)
+        assert http.get("/v1/feed", params={"cursor": "9" * 19}).status_code == 200  # above every id: the newest
+        assert_error(http.request("TRACE", "/v1/feed"), 405)
+        spec = http.get("/openapi.json").json()
+    cursor = next(p for p in spec["paths"]["/v1/feed"]["get"]["parameters"] if p["name"] == "cursor")
+    assert cursor["schema"]["anyOf"][0]["pattern"]
+    scheme = spec["components"]["securitySchemes"]["HTTPBearer"]
+    assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
+    assert spec["paths"]["/v1/feed"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert set(spec["paths"]["/v1/users/{user_id}/feed"]["get"]["responses"]) == {"200", "401", "403", "422", "500"}
+
+
+def test_metrics_and_health_need_no_token_and_show_no_user_data(live: Deployment) -> None:
+    for name in ("read-api", "ingest-api", "worker"):
+        url = live.processes.url(name)
+        if name != "worker":
+            assert httpx.get(url + "/healthz").json() == {"status": "ok"}
+        page = httpx.get(url + "/metrics").raise_for_status().text
+        assert "fanout_" in page
+        # Every user of this module has read, posted or followed by now: none of their ids is on the page.
+        assert not any(str(user) in page for user in range(7_310_000_001, next(_ids))), name
+        labels = ('user="', 'user_id="', 'author="', 'author_id="', 'follower_id="')
+        assert not any(label in page for label in labels), name

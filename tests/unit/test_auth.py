@@ -1,0 +1,144 @@
+"""Bearer tokens (fanout/auth.py): what verifies and what does not, with each supported key kind."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from fanout.auth import InvalidToken, TokenVerifier, local_secret, mint_token
+from fanout.ids import MAX_USER_ID
+from fanout.settings import Settings
+
+
+@pytest.fixture
+def hs(tmp_path: Path) -> Settings:
+    return Settings(jwt_secret_file=str(tmp_path / "secret"))
+
+
+def test_a_minted_token_verifies_as_its_user(hs: Settings) -> None:
+    assert TokenVerifier(hs).verify(mint_token(hs, 42)) == 42
+    assert TokenVerifier(hs).verify(mint_token(hs, MAX_USER_ID)) == MAX_USER_ID
+
+
+def test_the_local_secret_is_generated_once_private_and_shared(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "jwt-hs256.secret"
+    secrets: list[bytes] = []
+    threads = [threading.Thread(target=lambda: secrets.append(local_secret(path))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(secrets)) == 1 and len(secrets[0]) == 64
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_the_default_secret_lives_in_the_state_dir(tmp_path: Path) -> None:
+    s = Settings.load(env={"FANOUT_STATE_DIR": str(tmp_path)})
+    assert s.jwt_secret_path == tmp_path / "jwt-hs256.secret"
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": "7", "iss": "fanout-local", "aud": "fanout", "iat": now, "exp": now + 60}
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+@pytest.mark.parametrize(("claims", "why"), [
+    (_claims(exp=int(time.time()) - 120), "expired"),
+    (_claims(iss="someone-else"), "issuer"),
+    (_claims(aud="another-api"), "audience"),
+    (_claims(exp=None), "exp"),
+    (_claims(sub=None), "sub"),
+    (_claims(sub="0"), "user id"),
+    (_claims(sub="-3"), "user id"),
+    (_claims(sub=str(MAX_USER_ID + 1)), "user id"),
+    (_claims(sub=7), "subject"),
+    (_claims(nbf=int(time.time()) + 600), "not yet valid"),
+])
+def test_tokens_that_do_not_authenticate(hs: Settings, claims: dict[str, object], why: str) -> None:
+    token = jwt.encode(claims, local_secret(hs.jwt_secret_path), algorithm="HS256")
+    with pytest.raises(InvalidToken, match=f"(?i){why}"):
+        TokenVerifier(hs).verify(token)
+
+
+def test_a_wrong_signature_none_algorithm_and_garbage_are_refused(hs: Settings, tmp_path: Path) -> None:
+    verifier = TokenVerifier(hs)
+    forged = jwt.encode(_claims(), "another secret of at least thirty-two bytes!!", algorithm="HS256")
+    unsigned = jwt.encode(_claims(), None, algorithm="none")
+    for token in (forged, unsigned, "not-a-jwt", "", "a.b.c"):
+        with pytest.raises(InvalidToken):
+            verifier.verify(token)
+
+
+def test_a_verified_token_is_cached_until_it_expires(tmp_path: Path) -> None:
+    s = Settings(jwt_secret_file=str(tmp_path / "secret"), jwt_leeway_seconds=0)
+    verifier = TokenVerifier(s, cache_size=2)
+    token = mint_token(s, 5, ttl_seconds=1)
+    assert verifier.verify(token) == 5
+    started = time.perf_counter()
+    for _ in range(10_000):
+        verifier.verify(token)
+    assert (time.perf_counter() - started) / 10_000 < 20e-6  # a dict lookup, not a signature check
+    time.sleep(1.1)
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+    for user in (1, 2, 3):  # bounded: the oldest entry goes
+        verifier.verify(mint_token(s, user))
+    assert len(verifier._cache) == 2
+
+
+def _pem_pair(kind: str) -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(65537, 2048) if kind == "RS256" else ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+def test_production_keys_public_key_file_and_jwks(tmp_path: Path, algorithm: str) -> None:
+    private, public = _pem_pair(algorithm)
+    (tmp_path / "private.pem").write_bytes(private)
+    (tmp_path / "public.pem").write_bytes(public)
+    signer = Settings(jwt_algorithm=algorithm, jwt_private_key_file=str(tmp_path / "private.pem"))
+    token = mint_token(signer, 9, kid="k1")
+    by_pem = Settings(jwt_algorithm=algorithm, jwt_public_key_file=str(tmp_path / "public.pem"))
+    assert TokenVerifier(by_pem).verify(token) == 9
+
+    jwk = json.loads(jwt.PyJWK.from_json(json.dumps(_jwk(public, algorithm))).Algorithm.to_jwk(
+        serialization.load_pem_public_key(public)))
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "alg": algorithm, "use": "sig"}]}))
+    by_jwks = Settings(jwt_algorithm=algorithm, jwks_file=str(tmp_path / "jwks.json"))
+    assert TokenVerifier(by_jwks).verify(token) == 9
+    with pytest.raises(InvalidToken, match="kid"):
+        TokenVerifier(by_jwks).verify(mint_token(signer, 9, kid="rotated-away"))
+    # The algorithm is the verifier's, never the token's: an HS256 token "signed" with the public key fails.
+    confused = jwt.encode(_claims(), "x" * 32, algorithm="HS256")
+    with pytest.raises(InvalidToken):
+        TokenVerifier(by_pem).verify(confused)
+
+
+def _jwk(public: bytes, algorithm: str) -> dict[str, str]:
+    algo = jwt.get_algorithm_by_name(algorithm)
+    return json.loads(algo.to_jwk(algo.prepare_key(public)))  # type: ignore[no-any-return]
+
+
+def test_misconfiguration_is_an_error_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="PUBLIC_KEY_FILE or FANOUT_JWKS_FILE"):
+        TokenVerifier(Settings(jwt_algorithm="RS256"))
+    with pytest.raises(ValueError, match="not one of"):
+        TokenVerifier(Settings(jwt_algorithm="none"))
+    with pytest.raises(ValueError, match="PRIVATE_KEY_FILE"):
+        mint_token(Settings(jwt_algorithm="ES256"), 1)
+    (tmp_path / "short").write_text("too short")
+    with pytest.raises(ValueError, match="32 bytes"):
+        TokenVerifier(Settings(jwt_secret_file=str(tmp_path / "short")))
