@@ -132,15 +132,15 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
                         **error_responses(401)})
     async def feed_stream(
         user_id: Caller,
-        last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{1,19}$",
-                                                    description="resume after this post id")] = None,
+        # A plain string (empty: not resuming), so the spec does not offer a null that a header cannot carry.
+        last_event_id: Annotated[str, Header(pattern=r"^[0-9]{0,19}$", description="resume after this post id")] = "",
     ) -> StreamingResponse:
         """The caller's new feed items as Server-Sent Events, from now (or after Last-Event-ID) on."""
         followees = set(await stores.graph.following(user_id, 10**9))
         conn = hub.connect(user_id, followees)  # before the catch-up read: nothing arriving meanwhile is lost
         try:
             catch_up = []
-            if last_event_id is not None:
+            if last_event_id:
                 async def page(cursor: int | None) -> Any:
                     return (await home_feed(stores, settings, user_id, 100, cursor, clock_ms(), sets)).page
 
