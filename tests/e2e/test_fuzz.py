@@ -2,7 +2,11 @@
 run it (`schemathesis run URL -H 'Authorization: Bearer ...'`) with every check and every phase: examples,
 coverage, fuzzing, and stateful sequences along the ingest spec's links (a post, then its delete; a
 follow, then its unfollow). The read API changes no state, so its stateful phase does not apply. It must
-find nothing."""
+find nothing.
+
+The live stream (GET /v1/feed/stream, operation feed_stream) is left out: its response never ends, so a
+request-response fuzzer only waits on it. tests/e2e/test_stream.py checks its errors (401, a malformed
+Last-Event-ID) instead."""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def test_schemathesis_finds_nothing(live: Deployment, service: str, tmp_path: Pa
     command = [str(FUZZER), "run", f"{live.processes.url(service)}/openapi.json", "--checks", "all",
                "-H", f"Authorization: {live.tokens.headers(USER)['Authorization']}",
                "--max-examples", "100", "--request-timeout", "30", "--generation-database", "none",
-               "--no-color", "--output-sanitize", "true"]
+               "--no-color", "--output-sanitize", "true", "--exclude-operation-id", "feed_stream"]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     summary = run.stdout[run.stdout.find("SUMMARY"):]
     print(f"schemathesis against the {service}:\n{summary}")

@@ -118,6 +118,8 @@ def test_a_stream_needs_the_readers_token(live: Deployment) -> None:
     url = live.processes.url("read-api") + "/v1/feed/stream"
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, headers={"Authorization": "Bearer not.a.token"}).status_code == 401
+    bad = httpx.get(url, headers={**live.tokens.headers(3_000_301), "Last-Event-ID": "the start"})
+    assert bad.status_code == 422 and "last-event-id" in bad.json()["error"]
 
 
 def test_the_page_and_its_assets_are_served(live: Deployment) -> None:
