@@ -93,7 +93,8 @@ def load_graph(s: Settings, w: BenchWorkload | Any, now_ms: int) -> None:
         followee = session.prepare("INSERT INTO following_by_user (user_id, followee_id, following) "
                                    "VALUES (?, ?, true)")
         # The reader's state is static columns of their inbox partition (schemas/cql/003_reader_state.cql).
-        celebrity_set = session.prepare("UPDATE inbox SET celebrities = celebrities + ? WHERE user_id = ?")
+        celebrity_set = session.prepare("UPDATE inbox SET celebrities = celebrities + ?, sets_version = now() "
+                                        "WHERE user_id = ?")
         activity = session.prepare("UPDATE inbox SET last_seen = ?, regenerating = false WHERE user_id = ?")
         away = now_ms - 10 * DAY_MS
         celebs = {a for a, f in w.graph.followers.items() if s.strategy == "hybrid" and len(f) >= s.celebrity_threshold}

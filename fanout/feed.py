@@ -125,7 +125,7 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
     if sets is not None:
         reader_sets = await sets(user_id, first.sets_version)
     else:
-        reader_sets = await stores.readers.reader_sets(user_id) if first.sets_version is not None else ReaderSets(None)
+        reader_sets = await stores.readers.reader_sets(user_id)
     state = ReaderState(first.activity, reader_sets.celebrities, reader_sets.hidden)
     returning = is_returning(state.activity, now_ms, settings)
     if settings.strategy is Strategy.PULL or returning:

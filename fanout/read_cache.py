@@ -247,9 +247,9 @@ class ReaderSetsCache:
         self._sets: OrderedDict[int, tuple[ReaderSets, float]] = OrderedDict()
 
     async def sets(self, user_id: int, version: object | None) -> ReaderSets:
-        """The reader's sets at `version` (what their inbox partition says now)."""
-        if version is None:
-            return ReaderSets(None)  # never written: nothing to read
+        """The reader's sets at `version` (what their inbox partition says now). A null version (no set ever
+        written through the adapter) is cached like any other, so even a bulk load that wrote sets without
+        a version is read, once per FANOUT_READER_SETS_TTL_S."""
         hit = self._sets.get(user_id)
         now = self.clock()
         if hit is not None and hit[0].version == version and now - hit[1] < self.ttl:

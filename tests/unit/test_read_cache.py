@@ -184,16 +184,17 @@ async def test_a_readers_sets_are_read_again_only_when_their_version_changes() -
             return await stores.readers.reader_sets(user_id)
 
     cache = ReaderSetsCache(CountingReaders(), Metrics(), ttl_s=600, clock=clock)  # type: ignore[arg-type]
-    assert (await cache.sets(5, None)).celebrities == [] and reads["sets"] == 0  # never written: nothing to read
+    assert (await cache.sets(5, None)).celebrities == [] and reads["sets"] == 1  # no version yet: read once
+    assert (await cache.sets(5, None)).celebrities == [] and reads["sets"] == 1
     await stores.readers.add_celebrity([5], 77, 1)
     version = (await stores.readers.reader_page(5, None, 1)).sets_version
     for _ in range(3):
         assert (await cache.sets(5, version)).celebrities == [77]
-    assert reads["sets"] == 1
+    assert reads["sets"] == 2
     await stores.readers.add_celebrity([5], 78, 2)
     version = (await stores.readers.reader_page(5, None, 1)).sets_version
     assert (await cache.sets(5, version)).celebrities == [77, 78]
-    assert reads["sets"] == 2
+    assert reads["sets"] == 3
     clock.now += 601
     await cache.sets(5, version)
-    assert reads["sets"] == 3
+    assert reads["sets"] == 4
