@@ -5,7 +5,7 @@ Tests build their own `Metrics()` and read values from its registry; nothing reg
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0,
                    3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0)
@@ -30,6 +30,12 @@ class Metrics:
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.dead_lettered = Counter("fanout_dead_lettered_events", "Events sent to the dead-letter topic",
                                      ["reason"], registry=r)
+        self.event_retries = Counter("fanout_event_retries", "Events retried by the worker: kind=outage (a server "
+                                     "was unreachable) or event (the event's own error)", ["kind", "error"], registry=r)
+        self.parked = Counter("fanout_parked_events", "Events parked on the dead-letter topic after their handler "
+                              "kept failing, by error class", ["error"], registry=r)
+        self.outage_waits = Gauge("fanout_outage_waits", "Events waiting right now for Cassandra or Kafka to come "
+                                  "back", registry=r)
         self.cassandra_errors = Counter("fanout_cassandra_errors", "Failed Cassandra requests, by error class",
                                         ["error"], registry=r)
         self.cassandra_retries = Counter("fanout_cassandra_retries", "Cassandra requests retried", registry=r)

@@ -94,6 +94,11 @@ class Settings:
     # --- retries ----------------------------------------------------------------------------------
     retry_attempts: int = field(default=8, metadata={"doc": "tries of a failed Cassandra write"})
     retry_base_delay: float = field(default=0.05, metadata={"doc": "first backoff, seconds (doubles)"})
+    event_attempts: int = field(default=3, metadata={"doc": "tries of an event whose handler fails, then parked"})
+    event_retry_delay: float = field(default=0.5, metadata={"doc": "first backoff between those tries (doubles)"})
+    outage_max_delay: float = field(default=15.0, metadata={"doc": "longest backoff while a server is down"})
+    outage_timeout: float = field(default=900.0, metadata={"doc": "worker exits (75) after an outage this long; "
+                                                                  "0: waits forever"})
 
     # --- the local launcher's own settings (FANOUT_STATE_DIR, FANOUT_KAFKA_VERSION, ...) ------------
     stack: StackSettings = field(default_factory=StackSettings, metadata={"doc": ""})

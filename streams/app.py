@@ -16,7 +16,7 @@ from fanout.events import ChunkTask, decode_author_event, decode_chunk_task, enc
 from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, SendTask
 from fanout.settings import Settings
-from streams.runner import BatchRunner
+from streams.runner import BatchRunner, RetryPolicy
 
 
 def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[SendTask], Pipeline]) -> faust.App:
@@ -55,11 +55,12 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
         await delivered
 
     pipeline = pipeline_for(send_task)
+    policy = RetryPolicy.of(settings)
     author_runner = BatchRunner(settings.events_topic,
                                 lambda value, key: decode_author_event(value, key, settings.max_event_bytes),
-                                pipeline.handle, send_dead_letter, metrics)
+                                pipeline.handle, send_dead_letter, metrics, policy)
     chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
-                               pipeline.handle, send_dead_letter, metrics)
+                               pipeline.handle, send_dead_letter, metrics, policy)
 
     async def consume(stream: Any, runner: BatchRunner) -> None:
         async for batch in stream.take_events(settings.batch_events, within=settings.batch_seconds):
