@@ -16,6 +16,7 @@ from deploy import stack
 from fanout.events import Event
 from fanout.producer import EventProducer, PublishError
 from fanout.settings import Settings
+from services.dead_letters_cli import register as register_dead_letters
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hybrid feed fan-out pipeline.")
 stack_app = typer.Typer(no_args_is_help=True, help="Local Kafka, Cassandra and Prometheus (real servers).")
@@ -186,6 +187,7 @@ def _publish(action: Callable[[EventProducer], Event]) -> None:
 
 
 register_bench(app)  # `fanout bench ...` and `fanout demo`
+register_dead_letters(app)  # `fanout dead-letters list|replay`
 
 
 def main() -> None:
