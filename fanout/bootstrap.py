@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect
+from fanout.adapters.cassandra.leases import CassandraNodeLeases
+from fanout.leases import LeasedIds, NodeLease
 from fanout.metrics import Metrics
 from fanout.ports import Stores
 from fanout.producer import EventProducer
@@ -41,8 +43,10 @@ class Resources:
             self._closers.pop()()
 
 
-def open_resources(settings: Settings, *, storage: bool = False, producer: bool = False) -> Resources:
-    """Metrics always; a Cassandra session with every store, and an event producer, when asked."""
+def open_resources(settings: Settings, *, storage: bool = False, producer: bool = False,
+                   lease: bool = False) -> Resources:
+    """Metrics always; a Cassandra session with every store, and an event producer, when asked. With
+    `lease`, the producer mints post ids under a node id leased for this process (fanout/leases.py)."""
     res = Resources(settings, Metrics())
     try:
         if storage:
@@ -50,9 +54,20 @@ def open_resources(settings: Settings, *, storage: bool = False, producer: bool 
             res._closers.append(cluster.shutdown)
             res._stores = cassandra_stores(Cassandra(session, settings, res.metrics), settings)
         if producer:
-            res._producer = EventProducer(settings, node_id=settings.node_id)
+            ids = _leased_ids(settings, res) if lease else None
+            res._producer = EventProducer(settings, node_id=settings.node_id, ids=ids)
             res._closers.append(res._producer.close)
     except BaseException:
         res.close()
         raise
     return res
+
+
+def _leased_ids(settings: Settings, res: Resources) -> LeasedIds:
+    cluster, session = connect(settings)
+    res._closers.append(cluster.shutdown)
+    node_lease = NodeLease(CassandraNodeLeases(session, settings), settings.node_lease_ttl,
+                           pinned=settings.node_id or None)
+    node_lease.start()
+    res._closers.append(node_lease.close)
+    return LeasedIds(node_lease)

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from fanout.clock import wall_ms
 from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, encode
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.ids import IdSource, PostIdGenerator, millis_of
 from fanout.settings import Settings
 
 E = TypeVar("E", bound=Event)
@@ -52,10 +52,11 @@ class PublishError(RuntimeError):
 
 
 class EventProducer:
-    def __init__(self, settings: Settings, node_id: int = 0, **config: Any) -> None:
+    def __init__(self, settings: Settings, node_id: int = 0, ids: IdSource | None = None, **config: Any) -> None:
+        """`ids` mints post ids (a leased node id, fanout/leases.py); without it, node `node_id` unleased."""
         self.settings = settings
         self.topic = settings.events_topic
-        self.ids = PostIdGenerator(node_id)
+        self.ids: IdSource = ids or PostIdGenerator(node_id)
         self._producer = Producer(producer_config(settings, **config))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)

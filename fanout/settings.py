@@ -60,7 +60,9 @@ class Settings:
     )
     read_api_port: int = field(default=8080, metadata={"doc": "read service HTTP port"})
     ingest_api_port: int = field(default=8081, metadata={"doc": "ingest service HTTP port"})
-    node_id: int = field(default=0, metadata={"doc": "post id node bits (0-1023), unique per ingest process"})
+    node_id: int = field(default=0, metadata={"doc": "post id node bits: 0 leases a free one (1-1023) at start, "
+                                                     "1-1023 leases exactly that one"})
+    node_lease_ttl: int = field(default=30, metadata={"doc": "seconds a node id lease outlives its last renewal"})
     worker_metrics_port: int = field(default=6066, metadata={"doc": "worker web/metrics port"})
     worker_data_dir: Path = field(default=Path(".fanout/state/faust"), metadata={"doc": "the worker's Faust data"})
 

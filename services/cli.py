@@ -150,7 +150,7 @@ app.add_typer(publish_app, name="publish")
 @publish_app.command("post")
 def publish_post(author_id: int, body: str) -> None:
     """Publish a new post by AUTHOR_ID."""
-    _publish(lambda p: p.publish_post(author_id, body))
+    _publish(lambda p: p.publish_post(author_id, body), mints_ids=True)
 
 
 @publish_app.command("delete")
@@ -171,18 +171,24 @@ def publish_unfollow(follower_id: int, followee_id: int) -> None:
     _publish(lambda p: p.unfollow(follower_id, followee_id))
 
 
-def _publish(action: Callable[[EventProducer], Event]) -> None:
+def _publish(action: Callable[[EventProducer], Event], mints_ids: bool = False) -> None:
+    """Publish one event; a post's id is minted under a leased node id (it needs Cassandra too)."""
+    from fanout.bootstrap import open_resources
     from fanout.events import encode
+    from fanout.leases import NoLease
 
-    s = Settings.load()
-    producer = EventProducer(s, node_id=s.node_id)
     try:
-        event = action(producer)
-    except PublishError as exc:
+        res = open_resources(Settings.load(), producer=True, lease=mints_ids)
+    except NoLease as exc:
+        _fail(exc)
+        return
+    try:
+        event = action(res.producer)
+    except (PublishError, NoLease) as exc:
         _fail(exc)
         return
     finally:
-        producer.close()
+        res.close()
     typer.echo(encode(event).decode())
 
 

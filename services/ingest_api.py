@@ -17,6 +17,7 @@ from fanout.clock import wall_ms
 from fanout.events import Event, Followed, PostDeleted, Unfollowed
 from fanout.http import add_common_routes
 from fanout.ids import MAX_ID
+from fanout.leases import NoLease
 from fanout.metrics import Metrics
 from fanout.producer import Delivered, EventProducer, PublishError
 from fanout.settings import Settings
@@ -63,7 +64,11 @@ def create_app(producer: EventProducer, metrics: Metrics) -> FastAPI:
 
     @app.post("/v1/posts", status_code=202, response_model=Accepted)
     async def create_post(post: NewPost) -> Accepted:
-        event = producer.new_post(post.author_id, post.body)
+        try:
+            event = producer.new_post(post.author_id, post.body)
+        except NoLease as exc:  # no valid node id lease: an id minted now might not be unique
+            metrics.ingest_requests.labels("posts", "503").inc()
+            raise HTTPException(status_code=503, detail=f"{exc}; retry later") from None
         d = await publish("posts", event)
         return Accepted(type=event.TYPE, post_id=event.post_id, partition=d.partition, offset=d.offset)
 
@@ -93,8 +98,8 @@ def create_app(producer: EventProducer, metrics: Metrics) -> FastAPI:
 
 
 def run(settings: Settings) -> None:
-    """The process: a producer and the app under uvicorn."""
-    res = open_resources(settings, producer=True)
+    """The process: a producer minting post ids under a leased node id, and the app under uvicorn."""
+    res = open_resources(settings, producer=True, lease=True)
     try:
         app = create_app(res.producer, res.metrics)
         uvicorn.run(app, host=settings.host, port=settings.ingest_api_port, log_level="warning")
