@@ -105,6 +105,11 @@ class Server:
         return self.run_dir / "data"
 
     @property
+    def host(self) -> str:
+        """Where clients reach it."""
+        return self.settings.client_host
+
+    @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.ports[0]}"
 
@@ -211,8 +216,9 @@ def _cassandra_command(srv: Server, say: Callable[[str], None]) -> list[str]:
         f"-Dcassandra.config=file://{yaml}", "-Dcassandra-foreground=yes",
         f"-Dcassandra.storagedir={srv.data_dir}", f"-Dcassandra.logdir={srv.log_file.parent}",
         f"-Dlogback.configurationFile={logback}", "-Dcassandra.skip_wait_for_gossip_to_settle=0",
-        # Local stack only: skips fsync of system tables, which makes a cold start much faster.
-        "-Dcassandra.unsafesystem=true",
+        # Never -Dcassandra.unsafesystem: it keeps schema changes in memtables only, so a kill -9 before
+        # the next clean stop lost every table created since, with its data (issue 11).
+        "-XX:+ExitOnOutOfMemoryError",
         f"-Djna.tmpdir={srv.run_dir / 'tmp'}",
         "-cp", os.pathsep.join(jars), "org.apache.cassandra.service.CassandraDaemon",
     ]
