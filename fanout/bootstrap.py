@@ -6,16 +6,23 @@ stop; tests build the same objects with other arguments (the in-memory stores, a
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cassandra.cluster import Cluster, Session
+
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect
 from fanout.adapters.cassandra.leases import CassandraNodeLeases
+from fanout.failures import is_outage
 from fanout.leases import LeasedIds, NodeLease
 from fanout.metrics import Metrics
 from fanout.ports import Stores
 from fanout.producer import EventProducer
 from fanout.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,7 +57,7 @@ def open_resources(settings: Settings, *, storage: bool = False, producer: bool 
     res = Resources(settings, Metrics())
     try:
         if storage:
-            cluster, session = connect(settings, settings.keyspace)
+            cluster, session = connect_waiting(settings, settings.keyspace)
             res._closers.append(cluster.shutdown)
             res._stores = cassandra_stores(Cassandra(session, settings, res.metrics), settings)
         if producer:
@@ -63,8 +70,24 @@ def open_resources(settings: Settings, *, storage: bool = False, producer: bool 
     return res
 
 
+def connect_waiting(settings: Settings, keyspace: str | None = None) -> tuple[Cluster, Session]:
+    """Connect to Cassandra, waiting out an outage (a process started while Cassandra is down or still
+    starting, or before `fanout migrate`) for up to FANOUT_OUTAGE_TIMEOUT, as the worker waits mid-run."""
+    started, delay = time.monotonic(), 1.0
+    while True:
+        try:
+            return connect(settings, keyspace)
+        except Exception as exc:
+            waited = time.monotonic() - started
+            if not is_outage(exc) or (settings.outage_timeout and waited >= settings.outage_timeout):
+                raise
+            log.warning("Cassandra not reachable yet (%s: %s); retrying in %.0fs", type(exc).__name__, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, settings.outage_max_delay)
+
+
 def _leased_ids(settings: Settings, res: Resources) -> LeasedIds:
-    cluster, session = connect(settings)
+    cluster, session = connect_waiting(settings)
     res._closers.append(cluster.shutdown)
     node_lease = NodeLease(CassandraNodeLeases(session, settings), settings.node_lease_ttl,
                            pinned=settings.node_id or None)

@@ -30,6 +30,7 @@ class StackSettings:
     """The local launcher's settings: the servers `fanout stack up` starts, not how the pipeline runs."""
 
     state_dir: Path = field(default=Path(".fanout/state"), metadata={"doc": "configs, data, logs, pids"})
+    nodes: int = field(default=1, metadata={"doc": "Kafka brokers and Cassandra nodes of the local stack (1 or 3)"})
     cache_dir: Path = field(default=Path(".fanout/cache"), metadata={"doc": "Maven repository and jar lists"})
     kafka_version: str = field(default="3.9.1", metadata={"doc": "org.apache.kafka:kafka_2.13 version"})
     kafka_controller_port: int = field(default=9093, metadata={"doc": "KRaft controller listener"})
@@ -72,6 +73,8 @@ class Settings:
     dead_letter_topic: str = field(default="fanout.dead-letter", metadata={"doc": "rejected events"})
     publish_timeout_ms: int = field(default=15_000, metadata={"doc": "producer gives up (HTTP 503) after this"})
     app_id: str = field(default="fanout", metadata={"doc": "Faust app id / consumer group"})
+    worker_session_timeout: float = field(default=15.0, metadata={"doc": "a worker silent this long (crashed) "
+                                                                         "loses its partitions to the others"})
 
     # --- fan-out policy and write path ------------------------------------------------------------
     strategy: Strategy = field(default=Strategy.HYBRID, metadata={"doc": "hybrid, push (everything) or pull"})

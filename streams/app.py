@@ -33,6 +33,9 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         broker_commit_every=100,
+        # A killed worker's partitions move to the others after this (Faust's default is 60 s).
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 5),
         broker_commit_interval=1.0,
         datadir=str(datadir / settings.app_id),  # not a folder per app in the working directory
     )

@@ -5,7 +5,7 @@ The runner makes that safe (faust-streaming #606: with concurrency > 1 Faust can
 still in flight): the events of a batch are grouped by key (the author), groups run concurrently and
 each group in order, and `run` returns only when every event of the batch is written or dead-lettered.
 
-When a handler fails, streams/failures.py decides whose fault it is:
+When a handler fails, fanout/failures.py decides whose fault it is:
 - an outage (Cassandra or Kafka unreachable, a missing keyspace): the event is retried with backoff
   (capped at `outage_max_delay`) for as long as the outage lasts, up to `outage_timeout`; nothing is
   parked and nothing after it in its group runs, so nothing is acknowledged before it is written;
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
 from fanout.events import Event, InvalidEvent
+from fanout.failures import is_outage
 from fanout.metrics import Metrics
 from fanout.settings import Settings
-from streams.failures import is_outage
 
 log = logging.getLogger(__name__)
 

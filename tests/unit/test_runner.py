@@ -11,8 +11,8 @@ from cassandra import InvalidRequest, WriteTimeout
 from cassandra.cluster import NoHostAvailable
 
 from fanout.events import Event, InvalidEvent, PostCreated, PostDeleted, decode_author_event, encode
+from fanout.failures import is_outage
 from fanout.metrics import Metrics, sample
-from streams.failures import is_outage
 from streams.runner import BatchRunner, RetryPolicy
 
 
