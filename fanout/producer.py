@@ -124,12 +124,14 @@ class EventProducer:
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the pipeline's topics with the configured partition counts (existing ones are kept)."""
+    """Create the pipeline's topics with the configured partitions, replicas and min.insync.replicas
+    (existing ones are kept)."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    config = {"min.insync.replicas": str(settings.min_insync_replicas)}
     wanted = [
-        NewTopic(settings.events_topic, settings.kafka_partitions, 1),
-        NewTopic(settings.chunks_topic, settings.kafka_partitions, 1),
-        NewTopic(settings.dead_letter_topic, 1, 1),
+        NewTopic(topic, partitions, settings.topic_replicas, config=config)
+        for topic, partitions in ((settings.events_topic, settings.kafka_partitions),
+                                  (settings.chunks_topic, settings.kafka_partitions), (settings.dead_letter_topic, 1))
     ]
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in wanted if t.topic not in existing]

@@ -55,10 +55,12 @@ class Settings:
     cassandra_port: int = field(default=9042, metadata={"doc": "CQL native transport"})
     cassandra_hosts: str = field(default="", metadata={"doc": "comma-separated contact points; empty: host"})
     keyspace: str = field(default="fanout", metadata={"doc": "Cassandra keyspace of every table"})
-    replication: str = field(
-        default="{'class': 'SimpleStrategy', 'replication_factor': 1}",
-        metadata={"doc": "keyspace replication map, CQL syntax"},
-    )
+    replication: str = field(default="", metadata={"doc": "keyspace replication map, CQL syntax; empty: "
+                                                          "SimpleStrategy with min(3, nodes) replicas"})
+    write_consistency: str = field(default="LOCAL_QUORUM", metadata={"doc": "Cassandra writes (1 of 1 replica "
+                                                                           "on one node, 2 of 3 on three)"})
+    read_consistency: str = field(default="LOCAL_QUORUM", metadata={"doc": "Cassandra reads (overlaps writes)"})
+    serial_consistency: str = field(default="LOCAL_SERIAL", metadata={"doc": "lightweight transactions"})
     read_api_port: int = field(default=8080, metadata={"doc": "read service HTTP port"})
     ingest_api_port: int = field(default=8081, metadata={"doc": "ingest service HTTP port"})
     node_id: int = field(default=0, metadata={"doc": "post id node bits: 0 leases a free one (1-1023) at start, "
@@ -71,6 +73,9 @@ class Settings:
     events_topic: str = field(default="fanout.author-events", metadata={"doc": "author-keyed events"})
     chunks_topic: str = field(default="fanout.fanout-chunks", metadata={"doc": "fan-out chunk tasks"})
     dead_letter_topic: str = field(default="fanout.dead-letter", metadata={"doc": "rejected events"})
+    topic_replication_factor: int = field(default=0, metadata={"doc": "replicas of our topics; 0: min(3, nodes)"})
+    topic_min_insync_replicas: int = field(default=0, metadata={"doc": "acks=all needs this many; 0: 2 when "
+                                                                       "replicated 3+ times, else 1"})
     publish_timeout_ms: int = field(default=15_000, metadata={"doc": "producer gives up (HTTP 503) after this"})
     app_id: str = field(default="fanout", metadata={"doc": "Faust app id / consumer group"})
     worker_session_timeout: float = field(default=15.0, metadata={"doc": "a worker silent this long (crashed) "
@@ -143,12 +148,30 @@ class Settings:
         return {_env_name(f.name): str(values[f.name]) for f in _fields()}
 
     @property
+    def node_hosts(self) -> list[str]:
+        """Where the local stack's nodes listen: the host, or 127.0.0.1..N for N nodes (same ports)."""
+        n = self.stack.nodes
+        return [self.client_host] if n == 1 else [f"127.0.0.{i}" for i in range(1, n + 1)]
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return self.kafka_bootstrap_servers or f"{self.client_host}:{self.kafka_port}"
+        return self.kafka_bootstrap_servers or ",".join(f"{h}:{self.kafka_port}" for h in self.node_hosts)
 
     @property
     def cassandra_contact_points(self) -> list[str]:
-        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()] or [self.client_host]
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()] or self.node_hosts
+
+    @property
+    def keyspace_replication(self) -> str:
+        return self.replication or f"{{'class': 'SimpleStrategy', 'replication_factor': {min(3, self.stack.nodes)}}}"
+
+    @property
+    def topic_replicas(self) -> int:
+        return self.topic_replication_factor or min(3, self.stack.nodes)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return self.topic_min_insync_replicas or (2 if self.topic_replicas >= 3 else 1)
 
     @property
     def client_host(self) -> str:

@@ -29,10 +29,18 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+def settings() -> Settings:
+    """The settings of every command: FANOUT_* variables, on the stack in FANOUT_STATE_DIR (its node count)."""
+    return stack.on_stack(Settings.load())
+
+
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    nodes: int = typer.Option(None, "--nodes", help="1 (default), or 3+: that many Kafka brokers and Cassandra "
+                                                      "nodes on 127.0.0.1..N, replication factor 3, quorum"),
+) -> None:
     """Start Kafka, Cassandra and Prometheus (what is not running yet) and wait until each is ready."""
-    s = Settings.load()
+    s = stack.on_stack(Settings.load(), nodes)
     t0 = time.monotonic()
     try:
         with console.status("starting the stack") as spinner:
@@ -52,13 +60,13 @@ def stack_up() -> None:
 @stack_app.command("down")
 def stack_down(wipe: bool = typer.Option(False, "--wipe", help="also delete the servers' data")) -> None:
     """Stop the servers this stack started (by pid); data is kept unless --wipe."""
-    stack.down(Settings.load(), wipe=wipe, say=console.print)
+    stack.down(settings(), wipe=wipe, say=console.print)
 
 
 @stack_app.command("status")
 def stack_status() -> None:
     """Show each server up or down."""
-    statuses = stack.status(Settings.load())
+    statuses = stack.status(settings())
     _print_status(statuses)
     if not all(st.ready for st in statuses):
         raise typer.Exit(3)
@@ -72,7 +80,7 @@ def stack_logs(
 ) -> None:
     """Show a server's log."""
     try:
-        for chunk in stack.follow_log(stack.server_by_name(Settings.load(), name), lines, follow):
+        for chunk in stack.follow_log(stack.server_by_name(settings(), name), lines, follow):
             sys.stdout.write(chunk)
             sys.stdout.flush()
     except stack.StackError as exc:
@@ -99,7 +107,7 @@ def migrate() -> None:
     from fanout.adapters.cassandra import migrate as migrate_cassandra
     from fanout.producer import ensure_topics
 
-    s = Settings.load()
+    s = settings()
     created = ensure_topics(s)
     console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters)")
     statements = migrate_cassandra(s)
@@ -111,7 +119,7 @@ def worker(loglevel: str = typer.Option("info", help="Faust log level")) -> None
     """Run the stream processor (Faust worker) with metrics on FANOUT_WORKER_METRICS_PORT."""
     from services import worker as worker_process
 
-    worker_process.run(Settings.load(), loglevel)
+    worker_process.run(settings(), loglevel)
 
 
 @app.command("read-api")
@@ -119,7 +127,7 @@ def read_api() -> None:
     """Serve the merged feed over HTTP on FANOUT_READ_API_PORT."""
     from services import read_api as read_service
 
-    read_service.run(Settings.load())
+    read_service.run(settings())
 
 
 @app.command("ingest-api")
@@ -127,7 +135,7 @@ def ingest_api() -> None:
     """Accept events over HTTP on FANOUT_INGEST_API_PORT and publish them to Kafka."""
     from services import ingest_api as ingest_service
 
-    ingest_service.run(Settings.load())
+    ingest_service.run(settings())
 
 
 @app.command()
@@ -140,7 +148,7 @@ def up(
     ingest API; a process that exits is restarted with backoff; Ctrl-C stops them all."""
     from services import up as up_process
 
-    raise typer.Exit(up_process.run(Settings.load(), workers, stop_timeout))
+    raise typer.Exit(up_process.run(settings(), workers, stop_timeout))
 
 
 publish_app = typer.Typer(no_args_is_help=True, help="Publish one event to Kafka (waits for the broker's ack).")
@@ -178,7 +186,7 @@ def _publish(action: Callable[[EventProducer], Event], mints_ids: bool = False) 
     from fanout.leases import NoLease
 
     try:
-        res = open_resources(Settings.load(), producer=True, lease=mints_ids)
+        res = open_resources(settings(), producer=True, lease=mints_ids)
     except NoLease as exc:
         _fail(exc)
         return

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.stack import on_stack
 from fanout.dead_letters import DeadLetter, read_dead_letters, replay, select
 from fanout.settings import Settings
 
@@ -38,7 +39,7 @@ def list_dead_letters(
     reason: Annotated[str | None, typer.Option(help="only this reason (handler_error: parked; bad_json, ...)")] = None,
 ) -> None:
     """Show every dead letter: reason, source topic[partition]@offset, time, key, error and a preview."""
-    letters = select(read_dead_letters(Settings.load()), reason)
+    letters = select(read_dead_letters(on_stack(Settings.load())), reason)
     Console(soft_wrap=False).print(_table(letters))
     console.print(f"{len(letters)} dead letters" + (f" with reason {reason}" if reason else ""))
 
@@ -53,7 +54,7 @@ def replay_dead_letters(
     if not (reason or ids or everything):
         console.print("[bold red]error:[/] name what to replay: --reason R, --id N (repeatable) or --all")
         raise typer.Exit(2)
-    s = Settings.load()
+    s = on_stack(Settings.load())
     ids = ids or []
     letters = select(read_dead_letters(s), reason, ids)
     missing = sorted(set(ids) - {d.id for d in letters})

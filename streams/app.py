@@ -25,9 +25,10 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
         store="memory://",
         topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=settings.topic_replicas,
         topic_disable_leader=True,
         web_enabled=False,  # metrics come from prometheus_client on the worker metrics port
         consumer_auto_offset_reset="earliest",
