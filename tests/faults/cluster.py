@@ -59,6 +59,11 @@ def own_stack(state_dir: Path, **overrides: Any) -> Iterator[Settings]:
         launcher.down(s, say=lambda m: print(f"[own stack] {m}", flush=True))
 
 
+def names(s: Settings, kind: str) -> list[str]:
+    """The servers of one kind: ["cassandra"] alone, ["cassandra-1", "cassandra-2", ...] in a cluster."""
+    return [srv.name for srv in launcher.servers(s) if srv.kind == kind]
+
+
 def server_pid(s: Settings, name: str) -> int:
     pid = launcher.running_pid(launcher.server_by_name(s, name))
     assert pid is not None, f"{name} is not running"
@@ -90,11 +95,13 @@ def restart(s: Settings) -> float:
 
 
 @contextmanager
-def paused(s: Settings, name: str) -> Iterator[int]:
-    """SIGSTOP one server for the duration of the block, SIGCONT after it."""
-    pid = server_pid(s, name)
-    os.kill(pid, signal.SIGSTOP)
+def paused(s: Settings, *server_names: str) -> Iterator[None]:
+    """SIGSTOP these servers for the duration of the block, SIGCONT after it."""
+    pids = [server_pid(s, name) for name in server_names]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
     try:
-        yield pid
+        yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)

@@ -147,9 +147,27 @@ class Rig:
         print(f"[rig] {outcome}", flush=True)
         return outcome
 
-    def restarts(self) -> int:
-        """How often any worker logged a start (a worker that exits and is restarted shows here)."""
-        return sum(self.processes.log(name).count("===== starting") for name in self.processes.procs)
+    def worker_sum(self, needle: str) -> float:
+        """The sum of every worker's samples whose key contains `needle` (a name, or a label like kind="outage")."""
+        total = 0.0
+        for name in [n for n in self.processes.procs if n.startswith("worker")]:
+            try:
+                total += sum(v for k, v in self.processes.scrape(name).items() if needle in k)
+            except OSError:
+                pass  # a worker being restarted
+        return total
+
+    def rows_written(self) -> float:
+        return self.worker_sum("fanout_inbox_rows_written_total")
+
+    def wait_rows(self, at_least: float, timeout: float = 300.0) -> float:
+        """Wait until the live workers wrote `at_least` inbox rows (a fan-out under way); returns the count."""
+        deadline = time.monotonic() + timeout
+        while (rows := self.rows_written()) < at_least:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {rows:.0f} inbox rows written after {timeout:.0f}s")
+            time.sleep(0.1)
+        return rows
 
 
 @contextmanager
