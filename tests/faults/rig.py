@@ -147,15 +147,24 @@ class Rig:
         print(f"[rig] {outcome}", flush=True)
         return outcome
 
-    def worker_sum(self, needle: str) -> float:
-        """The sum of every worker's samples whose key contains `needle` (a name, or a label like kind="outage")."""
+    def worker_sum(self, name: str, label: str = "") -> float:
+        """The sum over the live workers of a metric's samples (`name`, e.g. fanout_parked_events_total),
+        those with `label` (e.g. kind="outage") only if given."""
         total = 0.0
-        for name in [n for n in self.processes.procs if n.startswith("worker")]:
+        for worker in [n for n in self.processes.procs if n.startswith("worker")]:
             try:
-                total += sum(v for k, v in self.processes.scrape(name).items() if needle in k)
+                samples = self.processes.scrape(worker)
             except OSError:
-                pass  # a worker being restarted
+                continue  # a worker being restarted
+            total += sum(v for k, v in samples.items() if k.split("{")[0] == name and label in k)
         return total
+
+    def failure_counts(self) -> dict[str, float]:
+        """How the live workers handled failures: retries through an outage, retries of an event's own
+        error, events parked."""
+        return {"outage_retries": self.worker_sum("fanout_event_retries_total", 'kind="outage"'),
+                "event_retries": self.worker_sum("fanout_event_retries_total", 'kind="event"'),
+                "parked": self.worker_sum("fanout_parked_events_total")}
 
     def rows_written(self) -> float:
         return self.worker_sum("fanout_inbox_rows_written_total")

@@ -32,8 +32,7 @@ def test_cassandra_kill_9_mid_fan_out_and_restart_after_30_s(stack_up: Settings,
         drain = r.drain()  # a worker that exited fails this at once
         outcome = r.compare("Cassandra kill -9 mid-fan-out, restarted after 30 s", 1, drain,
                             "make test-faults PYTEST_ARGS='-k test_cassandra_kill'", rows_at_kill=at_kill,
-                            restart_seconds=round(restart_seconds, 1),
-                            outage_retries=r.worker_sum('kind="outage"'), parked=r.worker_sum("fanout_parked"))
+                            restart_seconds=round(restart_seconds, 1), **r.failure_counts())
         assert at_kill < POSTS * len(FOLLOWERS), "the fan-out was over before the kill"
         assert outcome.notes["outage_retries"] > 0 and outcome.notes["parked"] == 0
     assert (outcome.missing, outcome.extra) == (0, 0)
@@ -50,8 +49,7 @@ def test_cassandra_paused_30_s_mid_fan_out(stack_up: Settings, big_graph: Oracle
         drain = r.drain()
         outcome = r.compare("Cassandra paused (SIGSTOP) 30 s mid-fan-out", 1, drain,
                             "make test-faults PYTEST_ARGS='-k test_cassandra_paused'", rows_at_pause=at_pause,
-                            since_resume=round(time.monotonic() - resumed, 1),
-                            outage_retries=r.worker_sum('kind="outage"'), parked=r.worker_sum("fanout_parked"))
+                            since_resume=round(time.monotonic() - resumed, 1), **r.failure_counts())
         assert at_pause < POSTS * len(FOLLOWERS), "the fan-out was over before the pause"
         assert outcome.notes["parked"] == 0
     assert (outcome.missing, outcome.extra) == (0, 0)

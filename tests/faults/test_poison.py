@@ -46,7 +46,7 @@ def test_a_poisoned_event_is_parked_its_partition_moves_on_and_replay_delivers_i
         [letter] = parked
         assert letter.headers["error_class"] == "RuntimeError" and "handler bug" in letter.headers["error"]
         assert letter.headers["attempts"] == "3" and letter.headers["source_topic"] == r.settings.events_topic
-        assert r.worker_sum('kind="event"') == 2  # retried twice before it was parked
+        assert r.failure_counts()["event_retries"] == 2  # retried twice before it was parked
         listed = fanout_cli(r.settings, "dead-letters", "list")
         assert "handler_error" in listed and f"{r.settings.events_topic}[" in listed and "RuntimeError" in listed
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from rig import AUTHOR, FOLLOWERS, Oracle, Rig, rig
+from rig import AUTHOR, FOLLOWERS, Oracle, rig
 
 from fanout.settings import Settings
 
@@ -16,31 +15,18 @@ pytestmark = pytest.mark.faults
 POSTS = 20
 
 
-def post_steadily(r: Rig, n: int, every: float) -> threading.Thread:
-    """`n` posts by AUTHOR, one every `every` seconds, in the background (acknowledged before the next)."""
-    def run() -> None:
-        for _ in range(n):
-            r.post(AUTHOR)
-            time.sleep(every)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_kill_9_a_worker_three_times_during_a_10k_follower_fan_out(stack_up: Settings, big_graph: Oracle,
                                                                    tmp_path: Path) -> None:
     before = len(big_graph.expected)
     with rig(stack_up, tmp_path / "logs", "kill-worker", big_graph, workers=2) as r:
-        publisher = post_steadily(r, POSTS, every=1.0)
         lag_at_kill = []
-        for i in range(3):
-            time.sleep(3)
+        for i, posts in enumerate((7, 7, 6)):  # 20 posts in three waves, a kill in the middle of each
+            r.post(AUTHOR, posts)
+            r.wait_rows(r.rows_written() + len(FOLLOWERS))
             name = ("worker", "worker-2")[i % 2]
             lag_at_kill.append(r.lag())
             r.processes.kill(name)
             r.processes.start(name, timeout=180)
-        publisher.join(120)
         recovered = time.monotonic()
         drain = r.drain()
         outcome = r.compare("worker kill -9 during a 10k-follower fan-out (2 workers)", 3, drain,
