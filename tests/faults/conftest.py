@@ -3,13 +3,12 @@ killed part of it. FANOUT_FAULTS_NODES=3 runs the same tests on a 3-broker, 3-no
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 
 import pytest
 from cluster import own_stack, restart
-from rig import AUTHOR, FOLLOWERS, REPORT, Oracle, rig
+from rig import AUTHOR, FOLLOWERS, REPORT, RESULTS, Oracle, rig
 
 from fanout.settings import Settings
 
@@ -18,7 +17,8 @@ NODES = int(os.environ.get("FANOUT_FAULTS_NODES", "1"))
 
 @pytest.fixture(scope="session")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    with own_stack(tmp_path_factory.mktemp("fault-stack") / "state", nodes=NODES) as s:
+    heaps = {"cassandra_heap": "512M", "kafka_heap": "384m"} if NODES > 1 else {}
+    with own_stack(tmp_path_factory.mktemp("fault-stack") / "state", nodes=NODES, **heaps) as s:
         yield s
 
 
@@ -30,14 +30,13 @@ def stack_up(fault_stack: Settings) -> Settings:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not REPORT.exists():
+    if not RESULTS:
         return
-    rows = [json.loads(line) for line in REPORT.read_text().splitlines() if line.strip()]
-    terminalreporter.section("faults report (all runs so far: .fanout/faults-report.jsonl)")
-    terminalreporter.write_line(f"{'fault':<58} {'n':>2} {'nodes':>5} {'expected':>9} {'missing':>7} {'extra':>5} "
+    terminalreporter.section(f"faults report (every run is also appended to {REPORT})")
+    terminalreporter.write_line(f"{'fault':<70} {'n':>2} {'nodes':>5} {'expected':>9} {'missing':>7} {'extra':>5} "
                                 f"{'drain s':>7}")
-    for r in rows[-20:]:
-        terminalreporter.write_line(f"{r['fault']:<58} {r['times']:>2} {r['nodes']:>5} {r['expected']:>9} "
+    for r in RESULTS:
+        terminalreporter.write_line(f"{r['fault']:<70} {r['times']:>2} {r['nodes']:>5} {r['expected']:>9} "
                                     f"{r['missing']:>7} {r['extra']:>5} {r['drain_seconds']:>7}")
 
 

@@ -31,7 +31,8 @@ from fanout.lag import consumer_lag
 from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
 
-REPORT = Path(__file__).resolve().parents[2] / ".fanout" / "faults-report.jsonl"
+REPORT = Path(__file__).resolve().parents[2] / ".fanout" / "faults-report.jsonl"  # every run, appended
+RESULTS: list[dict[str, Any]] = []  # this session's
 FOLLOW_TIME = 1_790_000_000_000
 AUTHOR = 1  # of the big fan-out tests' shared graph
 FOLLOWERS = range(100_000, 110_000)  # 10,000 of them
@@ -52,9 +53,11 @@ class Outcome:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> None:
+        row = {**self.__dict__, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        RESULTS.append(row)
         REPORT.parent.mkdir(parents=True, exist_ok=True)
         with REPORT.open("a") as f:
-            f.write(json.dumps({**self.__dict__, "at": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+            f.write(json.dumps(row) + "\n")
 
 
 @dataclass

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
-from cluster import kill9, own_stack, restart
+from cluster import kill9, names, restart
 
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect, migrate
 from fanout.metrics import Metrics
@@ -32,20 +31,20 @@ async def _write_inbox_rows(s: Settings) -> int:
         cluster.shutdown()
 
 
-def test_kill_9_right_after_migrate_and_writes_loses_nothing(tmp_path: Path) -> None:
-    with own_stack(tmp_path / "state") as s:
-        s = s.isolated("durability")
-        migrate(s)
-        assert asyncio.run(_write_inbox_rows(s)) == ROWS  # every row acknowledged
-        time.sleep(0.5)
-        kill9(s, "cassandra")
-        restart(s)
-        cluster, session = connect(s)
-        try:
-            tables = {r.table_name for r in session.execute(
-                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (s.keyspace,))}
-            assert {"inbox", "posts", "followers_by_author", "node_leases"} <= tables
-            rows = session.execute(f"SELECT user_id FROM {s.keyspace}.inbox", timeout=60)
-            assert {r.user_id for r in rows} == set(range(1, ROWS + 1))
-        finally:
-            cluster.shutdown()
+def test_kill_9_right_after_migrate_and_writes_loses_nothing(stack_up: Settings) -> None:
+    s = stack_up.isolated(f"durability_{int(time.time())}")
+    migrate(s)
+    assert asyncio.run(_write_inbox_rows(s)) == ROWS  # every row acknowledged
+    time.sleep(0.5)
+    for name in names(s, "cassandra"):  # every node: on a cluster too, no replica is left to help
+        kill9(s, name)
+    restart(s)
+    cluster, session = connect(s)
+    try:
+        tables = {r.table_name for r in session.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (s.keyspace,))}
+        assert {"inbox", "posts", "followers_by_author", "node_leases"} <= tables
+        rows = session.execute(f"SELECT user_id FROM {s.keyspace}.inbox", timeout=60)
+        assert {r.user_id for r in rows} == set(range(1, ROWS + 1))
+    finally:
+        cluster.shutdown()
