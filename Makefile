@@ -14,12 +14,16 @@ PYTEST := $(VENV)/bin/pytest
 TESTS ?= tests/unit tests/contract tests/e2e
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo run test down lint clean
+FAULT_NODES ?= 1 3
+
+.PHONY: help venv demo run test test-faults test-cluster down lint clean
 
 help:
 	@echo "make demo   start the stack (Kafka, Cassandra, Prometheus) and run the demo; the stack stays up"
 	@echo "make run    start the stack, then run the pipeline in the foreground (fanout up); Ctrl-C stops it"
 	@echo "make test   unit + e2e tests on the real stack (started if needed, stopped after if it was down)"
+	@echo "make test-faults  kill servers and workers during fan-outs, on stacks of their own (1 node, then 3)"
+	@echo "make test-cluster  the end-to-end oracle tests on a 3-node cluster of their own"
 	@echo "make down   stop the stack"
 	@echo "make lint   ruff and mypy"
 	@echo "make clean  remove the venv and caches (keeps the jar cache in .fanout/cache)"
@@ -60,6 +64,21 @@ test: $(STAMP)
 	if [ "$$rc" = 5 ]; then echo "make test: pytest collected no tests (exit 5); that is a failure" >&2; fi; \
 	if [ "$$was_up" = 1 ]; then echo "make test: the stack was up before, so it stays up"; fi; \
 	exit "$$rc"
+
+# Fault tests start stacks of their own (never the one `make test` uses) and kill their servers: first on
+# one node, then on a 3-broker, 3-node cluster (FAULT_NODES="1" or "3" for one pass; PYTEST_ARGS="-k ...").
+test-faults: $(STAMP)
+	@for n in $(FAULT_NODES); do \
+	  only_cluster=; if [ "$$n" -lt 3 ]; then only_cluster=--ignore=tests/faults/test_cluster.py; fi; \
+	  echo "== fault tests on $$n node(s)"; \
+	  FANOUT_FAULTS_NODES=$$n $(PYTEST) -ra $(PYTEST_ARGS) tests/faults $$only_cluster || exit $$?; \
+	done
+
+# The end-to-end oracle tests on a 3-broker, 3-node cluster of their own (state in .fanout/cluster-state;
+# it listens on 127.0.0.1-3 with the usual ports, so the single-node stack must not be running).
+test-cluster: $(STAMP)
+	FANOUT_NODES=3 FANOUT_STATE_DIR=.fanout/cluster-state $(MAKE) test \
+	  TESTS="tests/e2e/test_pipeline.py tests/e2e/test_node_leases.py tests/e2e/test_graph_changes.py"
 
 down: $(STAMP)
 	$(FANOUT) stack down

@@ -133,7 +133,7 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
     admin_cluster, admin = connect(settings, 4)
     try:
         admin.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
-        admin.execute(f"CREATE KEYSPACE {ks} WITH replication = {settings.replication}", timeout=60)
+        admin.execute(f"CREATE KEYSPACE {ks} WITH replication = {settings.keyspace_replication}", timeout=60)
         admin.execute(INBOX_CQL.format(ks=ks), timeout=60)
         for protocol in PROTOCOLS:
             try:

@@ -1,5 +1,8 @@
 """Start the project's own processes (worker, read service, ingest service) as children, wait until
-they serve, and stop them by pid. Used by `fanout demo`, the benchmarks and the end-to-end tests."""
+they serve, and stop them by pid. Used by `fanout demo`, the benchmarks, the end-to-end and fault tests.
+
+More workers of one group are named `worker-2`, `worker-3`, ...: worker-N serves its metrics on
+FANOUT_WORKER_METRICS_PORT + N - 1 (as under `fanout up --workers N`)."""
 
 from __future__ import annotations
 
@@ -35,31 +38,47 @@ class ProcessGroup:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
-        port = getattr(self.settings, PROCESSES[name][1])
-        return f"http://{self.settings.client_host}:{port}"
+        return f"http://{self.settings.client_host}:{self._port(name)}"
 
-    def start(self, *names: str, timeout: float = 60.0) -> ProcessGroup:
+    def _port(self, name: str) -> int:
+        kind, number = _kind(name)
+        return int(getattr(self.settings, PROCESSES[kind][1])) + number - 1
+
+    def start(self, *names: str, timeout: float = 60.0, argv: list[str] | None = None) -> ProcessGroup:
+        """Start these processes and wait until each serves (and each worker has its partitions). `argv`
+        replaces the command (e.g. a worker built with other arguments for a test)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.settings.to_env()}
         for name in names:
+            kind, _ = _kind(name)
+            env = {**os.environ, **self.settings.to_env(), _env_name(PROCESSES[kind][1]): str(self._port(name))}
             log = (self.log_dir / f"{name}.log").open("ab")
-            cmd = [sys.executable, "-m", "services.cli", PROCESSES[name][0]]
+            log.write(f"\n===== starting {name} at {time.ctime()} =====\n".encode())
+            log.flush()
+            cmd = argv or [sys.executable, "-m", "services.cli", PROCESSES[kind][0]]
             self.procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL)
             log.close()
         try:
             for name in names:
                 self._wait_serving(name, timeout)
-            if "worker" in names:
-                self._wait_worker_assigned(timeout)
+            for name in names:
+                if _kind(name)[0] == "worker":
+                    self._wait_worker_assigned(name, timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
+    def kill(self, name: str) -> int:
+        """kill -9 one process (no chance to commit or leave its group); returns its pid."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(30)
+        return proc.pid
+
     def _wait_serving(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        url = self.url(name) + PROCESSES[name][2]
+        url = self.url(name) + PROCESSES[_kind(name)[0]][2]
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
                 raise RuntimeError(f"{name} exited with {self.procs[name].returncode}:\n{self.log_tail(name)}")
@@ -72,16 +91,16 @@ class ProcessGroup:
             time.sleep(0.3)
         raise TimeoutError(f"{name} did not serve {url} within {timeout:.0f}s:\n{self.log_tail(name)}")
 
-    def _wait_worker_assigned(self, timeout: float) -> None:
-        """The worker is useful once Faust has its partitions ("Worker ready" in its log)."""
+    def _wait_worker_assigned(self, name: str, timeout: float) -> None:
+        """The worker is useful once Faust has its partitions ("Worker ready" in its log, this run's part)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "[^Worker]: Ready" in self.log("worker"):
+            if "[^Worker]: Ready" in self.log(name).rsplit("===== starting", 1)[-1]:
                 return
-            if self.procs["worker"].poll() is not None:
-                raise RuntimeError(f"worker exited:\n{self.log_tail('worker')}")
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{self.log_tail(name)}")
             time.sleep(0.3)
-        raise TimeoutError(f"worker not ready within {timeout:.0f}s:\n{self.log_tail('worker')}")
+        raise TimeoutError(f"{name} not ready within {timeout:.0f}s:\n{self.log_tail(name)}")
 
     def metric(self, name: str, process: str = "worker") -> float:
         """A counter of one of the processes, summed over its label sets; `name` may carry labels
@@ -122,3 +141,15 @@ class ProcessGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _kind(name: str) -> tuple[str, int]:
+    """("worker", 2) for "worker-2"; ("read-api", 1) for "read-api"."""
+    base, _, number = name.rpartition("-")
+    if base in PROCESSES and number.isdigit():
+        return base, int(number)
+    return name, 1
+
+
+def _env_name(field_name: str) -> str:
+    return "FANOUT_" + field_name.upper()

@@ -1,13 +1,13 @@
-"""What the local stack runs: Kafka, Cassandra and Prometheus, their command lines, config files and readiness.
+"""What the local stack runs: Kafka, Cassandra and Prometheus (or N brokers and N nodes), where, and readiness.
 
-`deploy.stack` starts and stops these servers; this module only describes them. Relative state and cache
+`deploy.stack` starts and stops these servers, `deploy.commands` writes their configs and command lines;
+this module only describes them. Relative state and cache
 directories (the defaults, `.fanout/state` and `.fanout/cache`) are anchored at the project root, so every
 command finds the same stack from any working directory.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import socket
@@ -16,7 +16,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from string import Template
 
 from fanout.settings import Settings
 
@@ -36,53 +35,21 @@ def project_path(path: Path) -> Path:
     return (root / path).resolve()
 
 
-# Upstream conf/jvm17-server.options: Cassandra needs these module flags on Java 17.
-CASSANDRA_JAVA17_FLAGS = [
-    *(
-        f"--add-exports={m}=ALL-UNNAMED"
-        for m in (
-            "java.base/jdk.internal.misc",
-            "java.management.rmi/com.sun.jmx.remote.internal.rmi",
-            "java.management/com.sun.jmx.remote.security",
-            "java.rmi/sun.rmi.registry",
-            "java.rmi/sun.rmi.server",
-            "java.sql/java.sql",
-            "java.base/java.lang.ref",
-            "jdk.unsupported/sun.misc",
-        )
-    ),
-    *(
-        f"--add-opens={m}=ALL-UNNAMED"
-        for m in (
-            "java.base/java.lang.module",
-            "java.base/jdk.internal.loader",
-            "java.base/jdk.internal.ref",
-            "java.base/jdk.internal.reflect",
-            "java.base/jdk.internal.math",
-            "java.base/jdk.internal.module",
-            "java.base/jdk.internal.util.jar",
-            "jdk.management/com.sun.management.internal",
-            "java.base/sun.nio.ch",
-            "java.base/java.io",
-            "java.base/java.lang.reflect",
-            "java.base/java.lang",
-            "java.base/java.util",
-            "java.base/java.nio",
-        )
-    ),
-]
-
-
 class StackError(RuntimeError):
     """A failure with a message meant for the person at the terminal."""
 
 
 @dataclass
 class Server:
-    name: str
+    name: str  # kafka, cassandra, prometheus; kafka-2, cassandra-3, ... in a cluster
     ports: tuple[int, ...]
     ready_timeout: float
     settings: Settings
+    kind: str = ""  # kafka, cassandra or prometheus; the name when empty
+    node: int = 0  # 1..N in a cluster, 0 alone
+
+    def __post_init__(self) -> None:
+        self.kind = self.kind or self.name
 
     @property
     def state_dir(self) -> Path:
@@ -105,8 +72,17 @@ class Server:
         return self.run_dir / "data"
 
     @property
+    def host(self) -> str:
+        """Where it listens and clients reach it: node i of a cluster on 127.0.0.i."""
+        return self.settings.node_hosts[self.node - 1] if self.node else self.settings.client_host
+
+    @property
+    def bind_host(self) -> str:
+        return self.host if self.node else self.settings.host
+
+    @property
     def address(self) -> str:
-        return f"{self.settings.host}:{self.ports[0]}"
+        return f"{self.bind_host}:{self.ports[0]}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -150,123 +126,73 @@ def java_binary() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Server definitions: config files, command line, readiness
+# The servers of a stack: one of each, or N brokers and N nodes on 127.0.0.1..N (`--nodes N`)
 
-
-def _render(template: str, dest: Path, **values: object) -> Path:
-    text = Template((TEMPLATES / template).read_text()).substitute(**{k: str(v) for k, v in values.items()})
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text)
-    return dest
+MAX_NODES = 9
 
 
 def servers(s: Settings) -> list[Server]:
-    return [
-        Server("kafka", (s.kafka_port, s.stack.kafka_controller_port), 120.0, s),
-        Server("cassandra", (s.cassandra_port, s.stack.cassandra_storage_port), 240.0, s),
-        Server("prometheus", (s.stack.prometheus_port,), 60.0, s),
-    ]
+    n = s.stack.nodes
+    if n == 1:
+        return [
+            Server("kafka", (s.kafka_port, s.stack.kafka_controller_port), 120.0, s),
+            Server("cassandra", (s.cassandra_port, s.stack.cassandra_storage_port), 240.0, s),
+            Server("prometheus", (s.stack.prometheus_port,), 60.0, s),
+        ]
+    if not 3 <= n <= MAX_NODES:
+        raise StackError(f"--nodes is 1, or 3 to {MAX_NODES} (a quorum of 2 nodes cannot lose one); got {n}")
+    if s.client_host != "127.0.0.1":
+        raise StackError(f"a local cluster listens on 127.0.0.1..127.0.0.{n}; FANOUT_HOST must be 127.0.0.1")
+    kafka = [Server(f"kafka-{i}", (s.kafka_port, s.stack.kafka_controller_port), 180.0, s, "kafka", i)
+             for i in range(1, n + 1)]
+    cassandra = [Server(f"cassandra-{i}", (s.cassandra_port, s.stack.cassandra_storage_port), 300.0, s,
+                        "cassandra", i) for i in range(1, n + 1)]
+    return [*kafka, *cassandra, Server("prometheus", (s.stack.prometheus_port,), 60.0, s)]
 
 
 def server_by_name(s: Settings, name: str) -> Server:
-    for srv in servers(s):
+    every = servers(s)
+    for srv in every:
         if srv.name == name:
             return srv
-    raise StackError(f"unknown server {name!r}; one of: kafka, cassandra, prometheus")
-
-
-def _kafka_command(srv: Server, say: Callable[[str], None]) -> list[str]:
-    s = srv.settings
-    java = java_binary()
-    cp = os.pathsep.join(resolve_classpath(s, "kafka", s.stack.kafka_version, say))
-    props = _render("kafka-server.properties", srv.run_dir / "server.properties", host=s.host,
-                    port=s.kafka_port, controller_port=s.stack.kafka_controller_port, data_dir=srv.data_dir)
-    log4j = _render("kafka-log4j.properties", srv.run_dir / "log4j.properties")
-    jvm = [java, f"-Xms{s.stack.kafka_heap}", f"-Xmx{s.stack.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-           "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}",
-           f"-Dkafka.logs.dir={srv.log_file.parent}", "-cp", cp]
-    if not (srv.data_dir / "meta.properties").exists():
-        # KRaft storage must be formatted once with a cluster id: 16 random bytes, base64url.
-        cluster_id = "A" + base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")[1:]
-        fmt = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                              "--config", str(props), "--ignore-formatted"], capture_output=True, text=True)
-        if fmt.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
-    return [*jvm, "kafka.Kafka", str(props)]
-
-
-def _cassandra_command(srv: Server, say: Callable[[str], None]) -> list[str]:
-    s = srv.settings
-    java = java_binary()
-    jars = resolve_classpath(s, "cassandra", s.stack.cassandra_version, say)
-    yaml = _render("cassandra.yaml", srv.run_dir / "cassandra.yaml", host=s.host,
-                   port=s.cassandra_port, storage_port=s.stack.cassandra_storage_port)
-    logback = _render("cassandra-logback.xml", srv.run_dir / "logback.xml")
-    jamm = [j for j in jars if Path(j).name.startswith("jamm-")]
-    return [
-        java, f"-Xms{s.stack.cassandra_heap}", f"-Xmx{s.stack.cassandra_heap}", "-XX:+UseG1GC", "-Xss256k",
-        *CASSANDRA_JAVA17_FLAGS,
-        *([f"-javaagent:{jamm[0]}"] if jamm else []),
-        "-Djdk.attach.allowAttachSelf=true", "-Djava.net.preferIPv4Stack=true",
-        f"-Dcassandra.config=file://{yaml}", "-Dcassandra-foreground=yes",
-        f"-Dcassandra.storagedir={srv.data_dir}", f"-Dcassandra.logdir={srv.log_file.parent}",
-        f"-Dlogback.configurationFile={logback}", "-Dcassandra.skip_wait_for_gossip_to_settle=0",
-        # Local stack only: skips fsync of system tables, which makes a cold start much faster.
-        "-Dcassandra.unsafesystem=true",
-        f"-Djna.tmpdir={srv.run_dir / 'tmp'}",
-        "-cp", os.pathsep.join(jars), "org.apache.cassandra.service.CassandraDaemon",
-    ]
-
-
-def _prometheus_command(srv: Server, say: Callable[[str], None]) -> list[str]:
-    s = srv.settings
-    path = s.stack.prometheus_bin
-    binary = shutil.which(path) or (path if Path(path).exists() else None)
-    if binary is None:
-        raise StackError(f"Prometheus ({s.stack.prometheus_bin}) is not installed "
-                         "(Debian: apt-get install prometheus; .ci/run installs it).")
-    # Scrape targets are addresses to connect to, so a wildcard bind address becomes the client host.
-    cfg = _render("prometheus.yml", srv.run_dir / "prometheus.yml", host=s.client_host,
-                  scrape_interval=s.stack.scrape_interval, prometheus_port=s.stack.prometheus_port,
-                  worker_metrics_port=s.worker_metrics_port, read_api_port=s.read_api_port,
-                  ingest_api_port=s.ingest_api_port)
-    return [binary, f"--config.file={cfg}", f"--storage.tsdb.path={srv.data_dir}",
-            f"--web.listen-address={s.host}:{s.stack.prometheus_port}", "--storage.tsdb.retention.time=2d"]
-
-
-COMMANDS: dict[str, Callable[[Server, Callable[[str], None]], list[str]]] = {
-    "kafka": _kafka_command, "cassandra": _cassandra_command, "prometheus": _prometheus_command,
-}
+    raise StackError(f"unknown server {name!r}; one of: {', '.join(srv.name for srv in every)}")
 
 
 def is_ready(srv: Server) -> bool:
-    """Real readiness: a Kafka metadata answer, a CQL query answer, Prometheus /-/ready.
-
-    Clients connect to `client_host` (a wildcard bind address such as 0.0.0.0 is not an address).
-    """
+    """Real readiness: a Kafka metadata answer listing every broker, a CQL answer from this very node that
+    knows every peer, Prometheus /-/ready. Clients connect to `srv.host` (never a wildcard address)."""
     s = srv.settings
-    if not port_open(s.client_host, srv.ports[0]):
+    if not port_open(srv.host, srv.ports[0]):
         return False
     try:
-        if srv.name == "kafka":
+        if srv.kind == "kafka":
             from confluent_kafka.admin import AdminClient
 
-            AdminClient({"bootstrap.servers": s.kafka_bootstrap}).list_topics(timeout=3)
-            return True
-        if srv.name == "cassandra":
-            from cassandra.cluster import Cluster
-
-            cluster = Cluster(s.cassandra_contact_points, port=s.cassandra_port, protocol_version=4,
-                              connect_timeout=3)
-            try:
-                row = cluster.connect().execute("SELECT release_version FROM system.local").one()
-                return row is not None
-            finally:
-                cluster.shutdown()
-        with urllib.request.urlopen(f"http://{s.client_host}:{s.stack.prometheus_port}/-/ready", timeout=3) as r:
+            brokers = AdminClient({"bootstrap.servers": f"{srv.host}:{srv.ports[0]}"}).list_topics(timeout=3).brokers
+            return len(brokers) >= s.stack.nodes
+        if srv.kind == "cassandra":
+            return _cassandra_answers(srv)
+        with urllib.request.urlopen(f"http://{srv.host}:{s.stack.prometheus_port}/-/ready", timeout=3) as r:
             return bool(r.status == 200)
     except Exception:
         return False
+
+
+def _cassandra_answers(srv: Server) -> bool:
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import WhiteListRoundRobinPolicy
+
+    only_this = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([srv.host]))
+    cluster = Cluster([srv.host], port=srv.ports[0], protocol_version=4, connect_timeout=3,
+                      execution_profiles={EXEC_PROFILE_DEFAULT: only_this})
+    try:
+        session = cluster.connect()
+        if session.execute("SELECT release_version FROM system.local").one() is None:
+            return False
+        peers = list(session.execute("SELECT peer FROM system.peers_v2"))
+        return len(peers) >= srv.settings.stack.nodes - 1
+    finally:
+        cluster.shutdown()
 
 
 def port_open(host: str, port: int) -> bool:

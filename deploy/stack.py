@@ -8,6 +8,7 @@ the pid still runs a command line of ours (pids get reused).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -18,8 +19,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.commands import COMMANDS
+from deploy.procfs import GONE, resident_memory_mb
+from deploy.procfs import cmdline as _cmdline
+from deploy.procfs import is_kernel_thread as _is_kernel_thread
+from deploy.procfs import proc_state as _proc_state
+from deploy.procfs import wait_gone as _wait_gone
 from deploy.servers import (
-    COMMANDS,
     PROJECT_ROOT,
     Server,
     StackError,
@@ -33,12 +39,12 @@ from fanout.settings import Settings
 
 __all__ = [
     "COMMANDS", "PROJECT_ROOT", "Server", "StackError", "Status", "down", "follow_log", "is_ready", "log_tail",
-    "port_open", "project_path", "resident_memory_mb", "running_pid", "server_by_name", "servers", "start",
-    "status", "stop_pid", "up",
+    "on_stack", "port_open", "project_path", "recorded_nodes", "resident_memory_mb", "running_pid",
+    "server_by_name", "servers", "start", "status", "stop_pid", "up",
 ]
 
+KAFKA_GRACE = 20.0  # seconds a broker may take to stop after SIGTERM
 EXEC_GRACE = 1.0  # seconds a live process may show an empty cmdline (it is inside execve) before we give up
-GONE = (None, "Z", "X")  # process states of a pid that runs nothing any more
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -80,31 +86,6 @@ def running_pid(srv: Server) -> int | None:
     return None
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").strip("\0")
-    except OSError:
-        return ""
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat from the state field on (the command name before it may contain spaces)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _proc_state(pid: int) -> str | None:
-    fields = _stat_fields(pid)
-    return fields[0] if fields else None
-
-
-def _is_kernel_thread(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and len(fields) > 6 and int(fields[6]) & 0x00200000 != 0  # PF_KTHREAD
-
-
 def log_tail(srv: Server, lines: int = 25) -> str:
     try:
         return "\n".join(srv.log_file.read_text(errors="replace").splitlines()[-lines:])
@@ -113,7 +94,7 @@ def log_tail(srv: Server, lines: int = 25) -> str:
 
 
 def start(srv: Server, say: Callable[[str], None]) -> subprocess.Popen[bytes]:
-    cmd = COMMANDS[srv.name](srv, say)
+    cmd = COMMANDS[srv.kind](srv, say)
     srv.run_dir.mkdir(parents=True, exist_ok=True)
     (srv.run_dir / "tmp").mkdir(exist_ok=True)
     srv.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -143,24 +124,6 @@ def stop_pid(srv: Server, pid: int, timeout: float = 60.0) -> None:
     srv.pid_file.unlink(missing_ok=True)
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        _reap(pid)
-        if _proc_state(pid) in GONE:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.2)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 # ---------------------------------------------------------------------------------------------------
 # Commands
 
@@ -177,9 +140,39 @@ class Status:
 Started = list[tuple[Server, subprocess.Popen[bytes]]]
 
 
+def recorded_nodes(s: Settings) -> int | None:
+    """How many nodes the stack in this state dir was started with (None: never started)."""
+    try:
+        return int((project_path(s.stack.state_dir) / "nodes").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def on_stack(s: Settings, nodes: int | None = None) -> Settings:
+    """`s` for the stack in its state dir: `nodes` if given, else FANOUT_NODES if set, else the node count
+    that stack was started with, so `fanout up`, `migrate` and `status` find a cluster started with
+    `fanout stack up --nodes 3` without more settings."""
+    if nodes is None and "FANOUT_NODES" not in os.environ:
+        nodes = recorded_nodes(s)
+    return s if nodes is None else dataclasses.replace(s, stack=dataclasses.replace(s.stack, nodes=nodes))
+
+
+def _record_nodes(s: Settings) -> None:
+    recorded = recorded_nodes(s)
+    if recorded is not None and recorded != s.stack.nodes:
+        others = dataclasses.replace(s, stack=dataclasses.replace(s.stack, nodes=recorded))
+        if any(running_pid(srv) or srv.data_dir.exists() for srv in servers(others) if srv.kind != "prometheus"):
+            raise StackError(f"{project_path(s.stack.state_dir)} holds a {recorded}-node stack; stop and wipe it "
+                             f"first (fanout stack down --wipe) or use another FANOUT_STATE_DIR")
+    state = project_path(s.stack.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "nodes").write_text(str(s.stack.nodes))
+
+
 def up(s: Settings, say: Callable[[str], None] = print) -> list[Status]:
     """Start every server not already running, wait until all are ready, or stop what we started."""
     every = servers(s)
+    _record_nodes(s)
     to_start = []
     for srv in every:
         pid = running_pid(srv)
@@ -205,10 +198,10 @@ def up(s: Settings, say: Callable[[str], None] = print) -> list[Status]:
 
 
 def _check_ports_free(srvs: list[Server]) -> None:
-    busy = [(srv, port) for srv in srvs for port in srv.ports if port_open(srv.settings.client_host, port)]
+    busy = [(srv, port) for srv in srvs for port in srv.ports if port_open(srv.host, port)]
     if not busy:
         return
-    taken = ", ".join(f"{srv.settings.client_host}:{port} for {srv.name}" for srv, port in busy)
+    taken = ", ".join(f"{srv.host}:{port} for {srv.name}" for srv, port in busy)
     names = ", ".join(dict.fromkeys(srv.name for srv, _ in busy))
     ports, are = ("port", "is") if len(busy) == 1 else ("ports", "are")
     raise StackError(f"{ports} {taken} {are} already in use by a process this stack did not start; nothing "
@@ -247,16 +240,38 @@ def _wait_ready(srv: Server, started: Started) -> None:
 
 
 def down(s: Settings, wipe: bool = False, say: Callable[[str], None] = print) -> None:
-    for srv in reversed(servers(s)):
-        pid = running_pid(srv)
-        if pid is None:
+    """SIGTERM to every server at once, SIGKILL to those still running after their grace time.
+
+    At once, because the last broker of a KRaft cluster stopped alone has no controller quorum left and
+    never finishes its controlled shutdown; a broker that still hangs is killed after KAFKA_GRACE seconds
+    (its log is recovered at the next start; in a cluster its partitions are replicated)."""
+    running = [(srv, pid) for srv in reversed(servers(s)) if (pid := running_pid(srv)) is not None]
+    for srv in servers(s):
+        if srv.name not in {other.name for other, _ in running}:
             say(f"{srv.name}: not running")
-        else:
-            stop_pid(srv, pid)
-            say(f"{srv.name}: stopped (pid {pid})")
-        if wipe and srv.data_dir.exists():
+    for _, pid in running:
+        _signal(pid, signal.SIGTERM)
+    for srv, pid in running:
+        grace = KAFKA_GRACE if srv.kind == "kafka" else 60.0
+        if not _wait_gone(pid, grace):
+            say(f"{srv.name}: still running {grace:.0f}s after SIGTERM; SIGKILL")
+            _signal(pid, signal.SIGKILL)
+            _wait_gone(pid, 10.0)
+        srv.pid_file.unlink(missing_ok=True)
+        say(f"{srv.name}: stopped (pid {pid})")
+    for srv in servers(s) if wipe else []:
+        if srv.data_dir.exists():
             shutil.rmtree(srv.data_dir)
             say(f"{srv.name}: data wiped ({srv.data_dir})")
+    if wipe:
+        (project_path(s.stack.state_dir) / "kafka-cluster-id").unlink(missing_ok=True)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # gone already
 
 
 def status(s: Settings) -> list[Status]:
@@ -281,13 +296,6 @@ def follow_log(srv: Server, lines: int, follow: bool) -> Iterator[str]:
                 yield chunk
             else:
                 time.sleep(0.5)
-
-
-def resident_memory_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 if __name__ == "__main__":  # pragma: no cover - `fanout stack` is the entry point

@@ -6,15 +6,24 @@ stop; tests build the same objects with other arguments (the in-memory stores, a
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cassandra.cluster import Cluster, Session
+
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect
 from fanout.adapters.cassandra.keys import CassandraKeys
+from fanout.adapters.cassandra.leases import CassandraNodeLeases
+from fanout.failures import is_outage
+from fanout.leases import LeasedIds, NodeLease
 from fanout.metrics import Metrics
 from fanout.ports import IdempotencyStore, Stores
 from fanout.producer import EventProducer
 from fanout.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,22 +58,50 @@ class Resources:
 
 
 def open_resources(settings: Settings, *, storage: bool = False, producer: bool = False,
-                   idempotency: bool = False) -> Resources:
+                   idempotency: bool = False, lease: bool = False) -> Resources:
     """Metrics always; a Cassandra session with every store (and the idempotency keys), and an event
-    producer, when asked."""
+    producer, when asked. With `lease`, the producer mints post ids under a node id leased for this
+    process (fanout/leases.py)."""
     res = Resources(settings, Metrics())
     try:
         if storage:
-            cluster, session = connect(settings, settings.keyspace)
+            cluster, session = connect_waiting(settings, settings.keyspace)
             res._closers.append(cluster.shutdown)
             db = Cassandra(session, settings, res.metrics)
             res._stores = cassandra_stores(db, settings)
             if idempotency:
                 res._keys = CassandraKeys(db, settings.idempotency_ttl_seconds)
         if producer:
-            res._producer = EventProducer(settings, node_id=settings.node_id)
+            ids = _leased_ids(settings, res) if lease else None
+            res._producer = EventProducer(settings, node_id=settings.node_id, ids=ids)
             res._closers.append(res._producer.close)
     except BaseException:
         res.close()
         raise
     return res
+
+
+def connect_waiting(settings: Settings, keyspace: str | None = None) -> tuple[Cluster, Session]:
+    """Connect to Cassandra, waiting out an outage (a process started while Cassandra is down or still
+    starting, or before `fanout migrate`) for up to FANOUT_OUTAGE_TIMEOUT, as the worker waits mid-run."""
+    started, delay = time.monotonic(), 1.0
+    while True:
+        try:
+            return connect(settings, keyspace)
+        except Exception as exc:
+            waited = time.monotonic() - started
+            if not is_outage(exc) or (settings.outage_timeout and waited >= settings.outage_timeout):
+                raise
+            log.warning("Cassandra not reachable yet (%s: %s); retrying in %.0fs", type(exc).__name__, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, settings.outage_max_delay)
+
+
+def _leased_ids(settings: Settings, res: Resources) -> LeasedIds:
+    cluster, session = connect_waiting(settings)
+    res._closers.append(cluster.shutdown)
+    node_lease = NodeLease(CassandraNodeLeases(session, settings), settings.node_lease_ttl,
+                           pinned=settings.node_id or None)
+    node_lease.start()
+    res._closers.append(node_lease.close)
+    return LeasedIds(node_lease)

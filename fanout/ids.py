@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 NODE_BITS = 10
@@ -30,6 +31,10 @@ def millis_of(post_id: int) -> int:
 def smallest_id_at(unix_ms: int) -> int:
     """The smallest post id that any producer can generate at `unix_ms` (for time-bounded reads)."""
     return max(0, unix_ms - EPOCH_MS) << TIME_SHIFT
+
+
+class IdSource(Protocol):
+    def next_id(self) -> int: ...
 
 
 class PostIdGenerator:

@@ -34,6 +34,12 @@ class Metrics:
                                         buckets=LATENCY_BUCKETS, registry=r)
         self.dead_lettered = Counter("fanout_dead_lettered_events", "Events sent to the dead-letter topic",
                                      ["reason"], registry=r)
+        self.event_retries = Counter("fanout_event_retries", "Events retried by the worker: kind=outage (a server "
+                                     "was unreachable) or event (the event's own error)", ["kind", "error"], registry=r)
+        self.parked = Counter("fanout_parked_events", "Events parked on the dead-letter topic after their handler "
+                              "kept failing, by error class", ["error"], registry=r)
+        self.outage_waits = Gauge("fanout_outage_waits", "Events waiting right now for Cassandra or Kafka to come "
+                                  "back", registry=r)
         self.cassandra_errors = Counter("fanout_cassandra_errors", "Failed Cassandra requests, by error class",
                                         ["error"], registry=r)
         self.cassandra_retries = Counter("fanout_cassandra_retries", "Cassandra requests retried", registry=r)

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from fanout.clock import wall_ms
 from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, encode
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.ids import IdSource, PostIdGenerator, millis_of
 from fanout.settings import Settings
 
 E = TypeVar("E", bound=Event)
@@ -52,10 +52,11 @@ class PublishError(RuntimeError):
 
 
 class EventProducer:
-    def __init__(self, settings: Settings, node_id: int = 0, **config: Any) -> None:
+    def __init__(self, settings: Settings, node_id: int = 0, ids: IdSource | None = None, **config: Any) -> None:
+        """`ids` mints post ids (a leased node id, fanout/leases.py); without it, node `node_id` unleased."""
         self.settings = settings
         self.topic = settings.events_topic
-        self.ids = PostIdGenerator(node_id)
+        self.ids: IdSource = ids or PostIdGenerator(node_id)
         self._producer = Producer(producer_config(settings, **config))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
@@ -123,14 +124,20 @@ class EventProducer:
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the pipeline's topics with the configured partition counts (existing ones are kept)."""
+    """Create the pipeline's topics with the configured partitions, replicas and min.insync.replicas
+    (existing ones are kept)."""
     admin = AdminClient(settings.kafka_config())
+    config = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    # Read services read the feed updates from their end when they start: a day is plenty (live streams
+    # resume from it).
+    updates_config = {**config, "retention.ms": str(86_400_000)}
     wanted = [
-        NewTopic(settings.events_topic, settings.kafka_partitions, 1),
-        NewTopic(settings.chunks_topic, settings.kafka_partitions, 1),
-        NewTopic(settings.dead_letter_topic, 1, 1),
-        # Read services read it from its end when they start: a day is plenty (live streams resume from it).
-        NewTopic(settings.updates_topic, settings.kafka_partitions, 1, config={"retention.ms": str(86_400_000)}),
+        NewTopic(topic, partitions, settings.topic_replicas, config=topic_config)
+        for topic, partitions, topic_config in (
+            (settings.events_topic, settings.kafka_partitions, config),
+            (settings.chunks_topic, settings.kafka_partitions, config),
+            (settings.dead_letter_topic, 1, config),
+            (settings.updates_topic, settings.kafka_partitions, updates_config))
     ]
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in wanted if t.topic not in existing]

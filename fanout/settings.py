@@ -30,6 +30,7 @@ class StackSettings:
     """The local launcher's settings: the servers `fanout stack up` starts, not how the pipeline runs."""
 
     state_dir: Path = field(default=Path(".fanout/state"), metadata={"doc": "configs, data, logs, pids"})
+    nodes: int = field(default=1, metadata={"doc": "Kafka brokers and Cassandra nodes of the local stack (1 or 3)"})
     cache_dir: Path = field(default=Path(".fanout/cache"), metadata={"doc": "Maven repository and jar lists"})
     kafka_version: str = field(default="3.9.1", metadata={"doc": "org.apache.kafka:kafka_2.13 version"})
     kafka_controller_port: int = field(default=9093, metadata={"doc": "KRaft controller listener"})
@@ -54,13 +55,17 @@ class Settings:
     cassandra_port: int = field(default=9042, metadata={"doc": "CQL native transport"})
     cassandra_hosts: str = field(default="", metadata={"doc": "comma-separated contact points; empty: host"})
     keyspace: str = field(default="fanout", metadata={"doc": "Cassandra keyspace of every table"})
-    replication: str = field(
-        default="{'class': 'SimpleStrategy', 'replication_factor': 1}",
-        metadata={"doc": "keyspace replication map, CQL syntax"},
-    )
+    replication: str = field(default="", metadata={"doc": "keyspace replication map, CQL syntax; empty: "
+                                                          "SimpleStrategy with min(3, nodes) replicas"})
+    write_consistency: str = field(default="LOCAL_QUORUM", metadata={"doc": "Cassandra writes (1 of 1 replica "
+                                                                           "on one node, 2 of 3 on three)"})
+    read_consistency: str = field(default="LOCAL_QUORUM", metadata={"doc": "Cassandra reads (overlaps writes)"})
+    serial_consistency: str = field(default="LOCAL_SERIAL", metadata={"doc": "lightweight transactions"})
     read_api_port: int = field(default=8080, metadata={"doc": "read service HTTP port"})
     ingest_api_port: int = field(default=8081, metadata={"doc": "ingest service HTTP port"})
-    node_id: int = field(default=0, metadata={"doc": "post id node bits (0-1023), unique per ingest process"})
+    node_id: int = field(default=0, metadata={"doc": "post id node bits: 0 leases a free one (1-1023) at start, "
+                                                     "1-1023 leases exactly that one"})
+    node_lease_ttl: int = field(default=30, metadata={"doc": "seconds a node id lease outlives its last renewal"})
     worker_metrics_port: int = field(default=6066, metadata={"doc": "worker web/metrics port"})
     worker_data_dir: Path = field(default=Path(".fanout/state/faust"), metadata={"doc": "the worker's Faust data"})
 
@@ -70,8 +75,13 @@ class Settings:
     dead_letter_topic: str = field(default="fanout.dead-letter", metadata={"doc": "rejected events"})
     updates_topic: str = field(default="fanout.feed-updates", metadata={"doc": "worker -> read services: posts "
                                                                             "stored and deleted (cache updates)"})
+    topic_replication_factor: int = field(default=0, metadata={"doc": "replicas of our topics; 0: min(3, nodes)"})
+    topic_min_insync_replicas: int = field(default=0, metadata={"doc": "acks=all needs this many; 0: 2 when "
+                                                                       "replicated 3+ times, else 1"})
     publish_timeout_ms: int = field(default=15_000, metadata={"doc": "producer gives up (HTTP 503) after this"})
     app_id: str = field(default="fanout", metadata={"doc": "Faust app id / consumer group"})
+    worker_session_timeout: float = field(default=15.0, metadata={"doc": "a worker silent this long (crashed) "
+                                                                         "loses its partitions to the others"})
 
     # --- fan-out policy and write path ------------------------------------------------------------
     strategy: Strategy = field(default=Strategy.HYBRID, metadata={"doc": "hybrid, push (everything) or pull"})
@@ -108,6 +118,11 @@ class Settings:
     # --- retries ----------------------------------------------------------------------------------
     retry_attempts: int = field(default=8, metadata={"doc": "tries of a failed Cassandra write"})
     retry_base_delay: float = field(default=0.05, metadata={"doc": "first backoff, seconds (doubles)"})
+    event_attempts: int = field(default=3, metadata={"doc": "tries of an event whose handler fails, then parked"})
+    event_retry_delay: float = field(default=0.5, metadata={"doc": "first backoff between those tries (doubles)"})
+    outage_max_delay: float = field(default=15.0, metadata={"doc": "longest backoff while a server is down"})
+    outage_timeout: float = field(default=900.0, metadata={"doc": "worker exits (75) after an outage this long; "
+                                                                  "0: waits forever"})
 
     # --- API authentication: bearer tokens (JWT) -----------------------------------------------------
     jwt_algorithm: str = field(default="HS256", metadata={"doc": "HS256 (local secret), RS256 or ES256"})
@@ -169,8 +184,14 @@ class Settings:
         return {_env_name(f.name): str(values[f.name]) for f in _fields()}
 
     @property
+    def node_hosts(self) -> list[str]:
+        """Where the local stack's nodes listen: the host, or 127.0.0.1..N for N nodes (same ports)."""
+        n = self.stack.nodes
+        return [self.client_host] if n == 1 else [f"127.0.0.{i}" for i in range(1, n + 1)]
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return self.kafka_bootstrap_servers or f"{self.client_host}:{self.kafka_port}"
+        return self.kafka_bootstrap_servers or ",".join(f"{h}:{self.kafka_port}" for h in self.node_hosts)
 
     def kafka_config(self) -> dict[str, Any]:
         """librdkafka's connection settings: the bootstrap list, and SASL when a user is set."""
@@ -182,7 +203,19 @@ class Settings:
 
     @property
     def cassandra_contact_points(self) -> list[str]:
-        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()] or [self.client_host]
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()] or self.node_hosts
+
+    @property
+    def keyspace_replication(self) -> str:
+        return self.replication or f"{{'class': 'SimpleStrategy', 'replication_factor': {min(3, self.stack.nodes)}}}"
+
+    @property
+    def topic_replicas(self) -> int:
+        return self.topic_replication_factor or min(3, self.stack.nodes)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return self.topic_min_insync_replicas or (2 if self.topic_replicas >= 3 else 1)
 
     @property
     def client_host(self) -> str:

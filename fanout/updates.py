@@ -42,7 +42,7 @@ class UpdatesListener:
     def _run(self) -> None:
         topic = self.settings.updates_topic
         consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap,
+            **self.settings.kafka_config(),
             "group.id": f"{self.settings.app_id}-read-updates",  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "enable.partition.eof": False,

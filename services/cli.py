@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from deploy import stack
 from fanout.events import Event
 from fanout.producer import EventProducer, PublishError
 from fanout.settings import Settings
+from services.dead_letters_cli import register as register_dead_letters
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hybrid feed fan-out pipeline.")
 stack_app = typer.Typer(no_args_is_help=True, help="Local Kafka, Cassandra and Prometheus (real servers).")
@@ -28,10 +30,18 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+def settings() -> Settings:
+    """The settings of every command: FANOUT_* variables, on the stack in FANOUT_STATE_DIR (its node count)."""
+    return stack.on_stack(Settings.load())
+
+
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    nodes: int = typer.Option(None, "--nodes", help="1 (default), or 3+: that many Kafka brokers and Cassandra "
+                                                      "nodes on 127.0.0.1..N, replication factor 3, quorum"),
+) -> None:
     """Start Kafka, Cassandra and Prometheus (what is not running yet) and wait until each is ready."""
-    s = Settings.load()
+    s = stack.on_stack(Settings.load(), nodes)
     t0 = time.monotonic()
     try:
         with console.status("starting the stack") as spinner:
@@ -51,13 +61,13 @@ def stack_up() -> None:
 @stack_app.command("down")
 def stack_down(wipe: bool = typer.Option(False, "--wipe", help="also delete the servers' data")) -> None:
     """Stop the servers this stack started (by pid); data is kept unless --wipe."""
-    stack.down(Settings.load(), wipe=wipe, say=console.print)
+    stack.down(settings(), wipe=wipe, say=console.print)
 
 
 @stack_app.command("status")
 def stack_status() -> None:
     """Show each server up or down."""
-    statuses = stack.status(Settings.load())
+    statuses = stack.status(settings())
     _print_status(statuses)
     if not all(st.ready for st in statuses):
         raise typer.Exit(3)
@@ -71,7 +81,7 @@ def stack_logs(
 ) -> None:
     """Show a server's log."""
     try:
-        for chunk in stack.follow_log(stack.server_by_name(Settings.load(), name), lines, follow):
+        for chunk in stack.follow_log(stack.server_by_name(settings(), name), lines, follow):
             sys.stdout.write(chunk)
             sys.stdout.flush()
     except stack.StackError as exc:
@@ -98,7 +108,7 @@ def migrate() -> None:
     from fanout.adapters.cassandra import migrate as migrate_cassandra
     from fanout.producer import ensure_topics
 
-    s = Settings.load()
+    s = settings()
     created = ensure_topics(s)
     console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates)")
     statements = migrate_cassandra(s)
@@ -110,7 +120,7 @@ def worker(loglevel: str = typer.Option("info", help="Faust log level")) -> None
     """Run the stream processor (Faust worker) with metrics on FANOUT_WORKER_METRICS_PORT."""
     from services import worker as worker_process
 
-    worker_process.run(Settings.load(), loglevel)
+    worker_process.run(settings(), loglevel)
 
 
 @app.command("read-api")
@@ -120,7 +130,7 @@ def read_api(
     """Serve the merged feed over HTTP on FANOUT_READ_API_PORT."""
     from services import read_api as read_service
 
-    read_service.run(Settings.load(read_workers=workers) if workers else Settings.load())
+    read_service.run(dataclasses.replace(settings(), read_workers=workers) if workers else settings())
 
 
 @app.command("ingest-api")
@@ -128,7 +138,7 @@ def ingest_api() -> None:
     """Accept events over HTTP on FANOUT_INGEST_API_PORT and publish them to Kafka."""
     from services import ingest_api as ingest_service
 
-    ingest_service.run(Settings.load())
+    ingest_service.run(settings())
 
 
 @app.command()
@@ -141,7 +151,7 @@ def up(
     ingest API; a process that exits is restarted with backoff; Ctrl-C stops them all."""
     from services import up as up_process
 
-    raise typer.Exit(up_process.run(Settings.load(), workers, stop_timeout))
+    raise typer.Exit(up_process.run(settings(), workers, stop_timeout))
 
 
 @app.command()
@@ -168,7 +178,7 @@ app.add_typer(publish_app, name="publish")
 @publish_app.command("post")
 def publish_post(author_id: int, body: str) -> None:
     """Publish a new post by AUTHOR_ID."""
-    _publish(lambda p: p.publish_post(author_id, body))
+    _publish(lambda p: p.publish_post(author_id, body), mints_ids=True)
 
 
 @publish_app.command("delete")
@@ -189,22 +199,29 @@ def publish_unfollow(follower_id: int, followee_id: int) -> None:
     _publish(lambda p: p.unfollow(follower_id, followee_id))
 
 
-def _publish(action: Callable[[EventProducer], Event]) -> None:
+def _publish(action: Callable[[EventProducer], Event], mints_ids: bool = False) -> None:
+    """Publish one event; a post's id is minted under a leased node id (it needs Cassandra too)."""
+    from fanout.bootstrap import open_resources
     from fanout.events import encode
+    from fanout.leases import NoLease
 
-    s = Settings.load()
-    producer = EventProducer(s, node_id=s.node_id)
     try:
-        event = action(producer)
-    except PublishError as exc:
+        res = open_resources(settings(), producer=True, lease=mints_ids)
+    except NoLease as exc:
+        _fail(exc)
+        return
+    try:
+        event = action(res.producer)
+    except (PublishError, NoLease) as exc:
         _fail(exc)
         return
     finally:
-        producer.close()
+        res.close()
     typer.echo(encode(event).decode())
 
 
 register_bench(app)  # `fanout bench ...` and `fanout demo`
+register_dead_letters(app)  # `fanout dead-letters list|replay`
 
 
 def main() -> None:

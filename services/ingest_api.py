@@ -23,6 +23,7 @@ from fanout.events import Event, Followed, PostDeleted, Unfollowed, decode, enco
 from fanout.http import BodyLimit, Caller, add_common_routes, error_responses, forbid_other, require_tokens
 from fanout.idempotency import KeyReused, once, request_hash
 from fanout.ids import MAX_ID, MAX_USER_ID
+from fanout.leases import NoLease
 from fanout.metrics import Metrics
 from fanout.ports import IdempotencyStore, PostStore
 from fanout.producer import EventProducer, PublishError
@@ -125,7 +126,11 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     async def create_post(post: NewPost, caller: Caller, key: IdempotencyKey = None) -> Response:
         """A new post by the caller; the answer carries its id."""
         author = forbid_other(metrics, caller, post.author_id, "author_id")
-        event = producer.new_post(author, post.body)
+        try:
+            event = producer.new_post(author, post.body)
+        except NoLease as exc:  # no valid node id lease: an id minted now might not be unique
+            metrics.ingest_requests.labels("posts", "503").inc()
+            raise HTTPException(status_code=503, detail=f"{exc}; retry later") from None
         return await publish_once("posts", author, key, {"author_id": author, "body": post.body}, event)
 
     @app.delete("/v1/posts/{post_id}", status_code=202, response_model=PostAccepted, operation_id="delete_post",
@@ -177,8 +182,9 @@ def _json(accepted: Accepted) -> Response:
 
 
 def run(settings: Settings) -> None:
-    """The process: a producer, Cassandra (post authors for deletes, idempotency keys), and the app."""
-    res = open_resources(settings, storage=True, producer=True, idempotency=True)
+    """The process: a producer minting post ids under a leased node id, Cassandra (post authors for
+    deletes, idempotency keys), and the app."""
+    res = open_resources(settings, storage=True, producer=True, idempotency=True, lease=True)
     try:
         app = create_app(res.producer, res.metrics, TokenVerifier(settings), res.stores.posts, res.keys, settings)
         uvicorn.run(app, host=settings.host, port=settings.ingest_api_port, log_level="warning")

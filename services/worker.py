@@ -13,11 +13,12 @@ from fanout.settings import Settings
 from streams.app import build_app
 
 
-def run(settings: Settings, loglevel: str = "info") -> None:
+def run(settings: Settings, loglevel: str = "info", pipeline: type[Pipeline] = Pipeline) -> None:
+    """The worker process; tests may hand in a Pipeline subclass (e.g. one whose handler always fails)."""
     res = open_resources(settings, storage=True)
 
     def pipeline_for(send_task: SendTask, send_update: SendUpdate) -> Pipeline:
-        return Pipeline(res.stores, settings, res.metrics, send_task, send_update)
+        return pipeline(res.stores, settings, res.metrics, send_task, send_update)
 
     app = build_app(settings, res.metrics, pipeline_for)
     start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)

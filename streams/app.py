@@ -16,7 +16,7 @@ from fanout.events import ChunkTask, FeedUpdate, decode_author_event, decode_chu
 from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, SendTask, SendUpdate
 from fanout.settings import Settings
-from streams.runner import BatchRunner
+from streams.runner import BatchRunner, RetryPolicy
 
 
 def build_app(settings: Settings, metrics: Metrics,
@@ -26,14 +26,18 @@ def build_app(settings: Settings, metrics: Metrics,
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
         store="memory://",
         topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=settings.topic_replicas,
         topic_disable_leader=True,
         web_enabled=False,  # metrics come from prometheus_client on the worker metrics port
         consumer_auto_offset_reset="earliest",
         autodiscover=False,
         broker_commit_every=100,
+        # A killed worker's partitions move to the others after this (Faust's default is 60 s).
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 5),
         broker_commit_interval=1.0,
         datadir=str(datadir / settings.app_id),  # not a folder per app in the working directory
         broker_credentials=(faust.SASLCredentials(username=settings.kafka_sasl_username,
@@ -65,11 +69,12 @@ def build_app(settings: Settings, metrics: Metrics,
         await delivered
 
     pipeline = pipeline_for(send_task, send_update)
+    policy = RetryPolicy.of(settings)
     author_runner = BatchRunner(settings.events_topic,
                                 lambda value, key: decode_author_event(value, key, settings.max_event_bytes),
-                                pipeline.handle, send_dead_letter, metrics)
+                                pipeline.handle, send_dead_letter, metrics, policy)
     chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
-                               pipeline.handle, send_dead_letter, metrics)
+                               pipeline.handle, send_dead_letter, metrics, policy)
 
     async def consume(stream: Any, runner: BatchRunner) -> None:
         async for batch in stream.take_events(settings.batch_events, within=settings.batch_seconds):

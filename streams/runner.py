@@ -1,13 +1,22 @@
-"""The worker's batch runner: decode, dead-letter, group by author, handle, and the one way out.
+"""The worker's batch runner: decode, dead-letter, group by author, handle with retries, park, and the way out.
 
 Faust hands an agent batches of events and acknowledges a batch when the agent moves on to the next one.
 The runner makes that safe (faust-streaming #606: with concurrency > 1 Faust can commit past an event
 still in flight): the events of a batch are grouped by key (the author), groups run concurrently and
 each group in order, and `run` returns only when every event of the batch is written or dead-lettered.
 
-Anything else, a handler that failed after its retries or a dead-letter topic that cannot be reached,
-ends in `stop`: Faust would otherwise mark the event done although it was never processed. By default
-`stop` ends the process at once, unacknowledged (exit 75), and the restarted worker processes the batch
+When a handler fails, fanout/failures.py decides whose fault it is:
+- an outage (Cassandra or Kafka unreachable, a missing keyspace): the event is retried with backoff
+  (capped at `outage_max_delay`) for as long as the outage lasts, up to `outage_timeout`; nothing is
+  parked and nothing after it in its group runs, so nothing is acknowledged before it is written;
+- the event's own failure: retried `attempts` times with backoff, then parked on the dead-letter topic
+  with the reason (error class and message, attempts, source topic/partition/offset) and the group
+  goes on, so one poisoned event never stalls its partition nor kills the workers it moves to.
+`fanout dead-letters replay` re-publishes a parked event once it can succeed (handlers are idempotent).
+
+Anything else ends in `stop`: an outage longer than `outage_timeout`, a dead-letter topic unreachable
+that long, or a bug in the runner itself. By default `stop` ends the process at once, unacknowledged
+(exit 75), and the restarted worker (`fanout up`'s supervisor, compose `restart:`) processes the batch
 again; every write is idempotent, so that is safe.
 """
 
@@ -16,18 +25,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
 from fanout.events import Event, InvalidEvent
+from fanout.failures import is_outage
 from fanout.metrics import Metrics
+from fanout.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Exit code of a worker that stopped because an event could not be processed. The event was not
 # acknowledged, so the restarted worker (compose `restart: unless-stopped`, `fanout up`) retries it.
 EXIT_UNPROCESSED = 75
+PARKED_REASON = "handler_error"  # the dead-letter reason of a parked event (malformed ones have others)
 
 
 class Message(Protocol):
@@ -45,8 +59,30 @@ class Record(Protocol):
 
 Decode = Callable[[bytes | None, bytes | None], Event]  # (value, key) -> event, or InvalidEvent
 Handle = Callable[[Event], Awaitable[None]]
-SendDeadLetter = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], Awaitable[None]]
+Headers = list[tuple[str, bytes]]
+SendDeadLetter = Callable[[bytes | None, bytes | None, Headers], Awaitable[None]]
 Stop = Callable[[str], NoReturn]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3  # tries of an event whose handler fails on its own account, then it is parked
+    base_delay: float = 0.5  # first backoff, doubling
+    outage_max_delay: float = 15.0  # longest backoff while a server is unreachable
+    outage_timeout: float = 900.0  # an outage longer than this stops the worker (exit 75); 0: never
+
+    @classmethod
+    def of(cls, s: Settings) -> RetryPolicy:
+        return cls(s.event_attempts, s.event_retry_delay, s.outage_max_delay, s.outage_timeout)
+
+    def delay(self, retry: int) -> float:
+        """Backoff before retry number `retry` (1, 2, ...)."""
+        return float(min(self.base_delay * 2 ** (retry - 1), self.outage_max_delay))
+
+
+class OutageTooLong(RuntimeError):
+    """A server stayed unreachable for longer than the policy's outage_timeout."""
 
 
 def stop_unacknowledged(reason: str) -> NoReturn:
@@ -56,32 +92,47 @@ def stop_unacknowledged(reason: str) -> NoReturn:
     os._exit(EXIT_UNPROCESSED)
 
 
-def dead_letter_headers(record: Record, error: InvalidEvent, source: str) -> list[tuple[str, bytes]]:
-    """Why and where from: enough to find the original and to replay it."""
+def source_headers(record: Record, source: str) -> Headers:
+    """Where a dead letter came from, and when it was written: enough to find the original and replay it."""
     return [
-        ("reason", error.reason.encode()),
-        ("error", error.detail.encode()[:1000]),
         ("source_topic", source.encode()),
         ("source_partition", str(record.message.partition).encode()),
         ("source_offset", str(record.message.offset).encode()),
+        ("dead_lettered_at", str(time.time_ns() // 1_000_000).encode()),
     ]
+
+
+def dead_letter_headers(record: Record, error: InvalidEvent, source: str) -> Headers:
+    """A malformed event: the decoder's reason and detail."""
+    return [("reason", error.reason.encode()), ("error", error.detail.encode()[:1000]), *source_headers(record, source)]
+
+
+def parked_headers(record: Record, error: BaseException, attempts: int, source: str) -> Headers:
+    """An event whose handler kept failing: the error's class and message, and how often it was tried."""
+    return [("reason", PARKED_REASON.encode()), ("error", str(error).encode()[:1000]),
+            ("error_class", type(error).__name__.encode()), ("attempts", str(attempts).encode()),
+            *source_headers(record, source)]
 
 
 class BatchRunner:
     def __init__(self, source: str, decode: Decode, handle: Handle, send_dead_letter: SendDeadLetter,
-                 metrics: Metrics, stop: Stop = stop_unacknowledged) -> None:
+                 metrics: Metrics, policy: RetryPolicy | None = None, stop: Stop = stop_unacknowledged,
+                 sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self.decode = decode
         self.handle = handle
         self.send_dead_letter = send_dead_letter
         self.metrics = metrics
+        self.policy = policy or RetryPolicy()
         self.stop = stop
+        self.sleep = sleep
+        self.clock = clock
 
     async def run(self, batch: Sequence[Record]) -> None:
-        """Handle or dead-letter every record of the batch; returns only when all of it is done."""
+        """Handle, park or dead-letter every record of the batch; returns only when all of it is done."""
         try:
             groups = await self._decode_grouped(batch)
-            outcomes = await asyncio.gather(*(self._in_order(events) for events in groups), return_exceptions=True)
+            outcomes = await asyncio.gather(*(self._in_order(group) for group in groups), return_exceptions=True)
         except Exception:
             self.stop(f"could not finish a batch from {self.source}")
         failed = [o for o in outcomes if isinstance(o, BaseException)]
@@ -91,21 +142,85 @@ class BatchRunner:
             except BaseException:  # re-raised so that `stop` logs it with its traceback
                 self.stop(f"could not process an event from {self.source}")
 
-    async def _decode_grouped(self, batch: Sequence[Record]) -> list[list[Event]]:
-        by_key: dict[Any, list[Event]] = defaultdict(list)
+    async def _decode_grouped(self, batch: Sequence[Record]) -> list[list[tuple[Record, Event]]]:
+        by_key: dict[Any, list[tuple[Record, Event]]] = defaultdict(list)
         for record in batch:
             try:
-                by_key[record.key].append(self.decode(record.value, record.key))
+                by_key[record.key].append((record, self.decode(record.value, record.key)))
             except InvalidEvent as error:
-                await self._dead_letter(record, error)
+                self.metrics.dead_lettered.labels(error.reason).inc()
+                log.warning("dead-lettered an event from %s[%s]@%s: %s", self.source, record.message.partition,
+                            record.message.offset, error)
+                await self._send_dead_letter(record, dead_letter_headers(record, error, self.source))
         return list(by_key.values())
 
-    async def _in_order(self, events: list[Event]) -> None:
-        for event in events:
-            await self.handle(event)
+    async def _in_order(self, group: list[tuple[Record, Event]]) -> None:
+        for record, event in group:
+            await self._handle(record, event)
 
-    async def _dead_letter(self, record: Record, error: InvalidEvent) -> None:
-        self.metrics.dead_lettered.labels(error.reason).inc()
-        log.warning("dead-lettered an event from %s[%s]@%s: %s", self.source, record.message.partition,
-                    record.message.offset, error)
-        await self.send_dead_letter(record.key, record.value, dead_letter_headers(record, error, self.source))
+    async def _handle(self, record: Record, event: Event) -> None:
+        """Handle one event: retry an outage until it ends, an error of the event's own a few times, then park it."""
+        failures = 0
+        outage = Outage(self)
+        while True:
+            try:
+                await self.handle(event)
+                return
+            except Exception as error:
+                if is_outage(error):
+                    await outage.wait(error, f"{event.TYPE} from {self.source}[{record.message.partition}]")
+                    continue
+                failures += 1
+                if failures >= self.policy.attempts:
+                    await self._park(record, event, error, failures)
+                    return
+                self.metrics.event_retries.labels("event", type(error).__name__).inc()
+                log.warning("%s from %s[%s]@%s failed (%s: %s), try %d of %d", event.TYPE, self.source,
+                            record.message.partition, record.message.offset, type(error).__name__, error,
+                            failures + 1, self.policy.attempts)
+                await self.sleep(self.policy.delay(failures))
+
+    async def _park(self, record: Record, event: Event, error: BaseException, attempts: int) -> None:
+        self.metrics.dead_lettered.labels(PARKED_REASON).inc()
+        self.metrics.parked.labels(type(error).__name__).inc()
+        log.error("parked %s from %s[%s]@%s after %d tries: %s: %s", event.TYPE, self.source,
+                  record.message.partition, record.message.offset, attempts, type(error).__name__, error)
+        await self._send_dead_letter(record, parked_headers(record, error, attempts, self.source))
+
+    async def _send_dead_letter(self, record: Record, headers: Headers) -> None:
+        """Send to the dead-letter topic, waiting out a Kafka outage like any other."""
+        outage = Outage(self)
+        while True:
+            try:
+                await self.send_dead_letter(record.key, record.value, headers)
+                return
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                await outage.wait(error, f"a dead letter from {self.source}")
+
+
+class Outage:
+    """The backoff of one event through one outage; raises OutageTooLong when it lasts beyond the policy."""
+
+    def __init__(self, runner: BatchRunner) -> None:
+        self.runner = runner
+        self.retries = 0
+        self.started: float | None = None
+
+    async def wait(self, error: BaseException, what: str) -> None:
+        r, policy = self.runner, self.runner.policy
+        now = r.clock()
+        self.started = now if self.started is None else self.started
+        if policy.outage_timeout and now - self.started >= policy.outage_timeout:
+            raise OutageTooLong(f"{what}: still failing after {now - self.started:.0f}s") from error
+        self.retries += 1
+        delay = policy.delay(self.retries)
+        r.metrics.event_retries.labels("outage", type(error).__name__).inc()
+        log.warning("%s waits for an outage (%s: %s); retry %d in %.1fs", what, type(error).__name__, error,
+                    self.retries, delay)
+        r.metrics.outage_waits.inc()
+        try:
+            await r.sleep(delay)
+        finally:
+            r.metrics.outage_waits.dec()

@@ -127,7 +127,7 @@ def test_cql_round_trip_in_a_keyspace_of_its_own(stack: Settings, unique: str) -
     try:
         session = cluster.connect()
         session.default_timeout = 30  # schema changes can be slow on a busy box
-        session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {stack.replication}")
+        session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {stack.keyspace_replication}")
         try:
             session.execute(f"CREATE TABLE {keyspace}.inbox (user_id bigint, post_id bigint, body text, "
                             "PRIMARY KEY (user_id, post_id)) WITH CLUSTERING ORDER BY (post_id DESC)")

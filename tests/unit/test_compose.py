@@ -22,7 +22,9 @@ DEPLOY = ROOT / "deploy"
 GRAFANA = DEPLOY / "grafana"
 
 PROJECT_SERVICES = {"migrate": "migrate", "worker": "worker", "read-api": "read-api", "ingest-api": "ingest-api"}
-SERVICES = {"kafka", "cassandra", "prometheus", "grafana", *PROJECT_SERVICES}
+CLUSTER_SERVICES = {"kafka-2", "kafka-3", "cassandra-2", "cassandra-3"}  # the `cluster` profile
+SERVICES = {"kafka", "cassandra", "prometheus", "grafana", *PROJECT_SERVICES, *CLUSTER_SERVICES}
+CLUSTER_ENV = DEPLOY / "cluster.env"
 # Counters whose series appear only once something fails: their queries need a zero fallback.
 FAILURE_METRICS = ("fanout_dead_lettered_events", "fanout_cassandra_errors", "fanout_cassandra_retries")
 
@@ -52,11 +54,22 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(compose["services"])
 
 
-def _env(service: dict[str, Any]) -> dict[str, str]:
+def _env(service: dict[str, Any], compose_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The service's environment as compose resolves it: ${VAR:-default} from `compose_env` (the shell or an
+    --env-file), else the default."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) for item in raw)
-    return {str(k): str(v) for k, v in raw.items()}
+
+    def resolve(match: re.Match[str]) -> str:
+        return (compose_env or {}).get(match[1], match[2])
+
+    return {str(k): re.sub(r"\$\{(\w+):-([^}]*)\}", resolve, str(v)) for k, v in raw.items()}
+
+
+def _cluster_env() -> dict[str, str]:
+    lines = [ln.strip() for ln in CLUSTER_ENV.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return dict(ln.split("=", 1) for ln in lines)
 
 
 def _published(service: dict[str, Any]) -> list[tuple[int, int]]:
@@ -169,7 +182,8 @@ def test_cassandra_image_heap_and_healthcheck(services: dict[str, dict[str, Any]
     s = Settings()
     cassandra = services["cassandra"]
     assert cassandra["image"] == f"cassandra:{s.stack.cassandra_version}"
-    assert _env(cassandra) == {"MAX_HEAP_SIZE": s.stack.cassandra_heap, "HEAP_NEWSIZE": "200M"}
+    assert _env(cassandra) == {"MAX_HEAP_SIZE": s.stack.cassandra_heap, "HEAP_NEWSIZE": "200M",
+                               "CASSANDRA_SEEDS": "cassandra"}
     assert "cqlsh" in " ".join(cassandra["healthcheck"]["test"])
 
 
@@ -177,10 +191,34 @@ def test_migrate_runs_once_before_the_services(services: dict[str, dict[str, Any
     assert services["migrate"]["depends_on"] == {
         "cassandra": {"condition": "service_healthy"},
         "kafka": {"condition": "service_started"},
+        "cassandra-3": {"condition": "service_healthy", "required": False},  # only with the cluster profile
     }
     assert services["migrate"]["restart"] == "no"
     for name in ("worker", "read-api", "ingest-api"):
         assert services[name]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+
+
+def test_the_cluster_profile_is_three_brokers_and_three_nodes_replicated_three_times(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = _cluster_env()
+    brokers = {name: _env(services[name], env) for name in ("kafka", "kafka-2", "kafka-3")}
+    voters = {f"{b['KAFKA_NODE_ID']}@{name}:{Settings().stack.kafka_controller_port}" for name, b in brokers.items()}
+    for name, broker in brokers.items():
+        assert set(broker["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters, name
+        assert _listeners(broker["KAFKA_ADVERTISED_LISTENERS"])["PLAINTEXT"][0] == name
+        assert broker["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3" and broker["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    assert {name for name, svc in services.items() if svc.get("profiles") == ["cluster"]} == CLUSTER_SERVICES
+    for name in ("cassandra", "cassandra-2", "cassandra-3"):
+        assert _env(services[name], env)["CASSANDRA_SEEDS"] == "cassandra,cassandra-2"
+    s = Settings.load(env=_env(services["worker"], env))
+    assert s.stack.nodes == 3 and s.topic_replicas == 3 and s.min_insync_replicas == 2
+    assert "'replication_factor': 3" in s.keyspace_replication
+    assert s.kafka_bootstrap == "kafka:9092,kafka-2:9092,kafka-3:9092"
+    assert s.cassandra_contact_points == ["cassandra", "cassandra-2", "cassandra-3"]
+    # Without the env file, the same file is the single broker and node.
+    single = Settings.load(env=_env(services["worker"]))
+    assert single.stack.nodes == 1 and single.topic_replicas == 1 and single.cassandra_contact_points == ["cassandra"]
 
 
 # --- deploy/Dockerfile -------------------------------------------------------------------------------

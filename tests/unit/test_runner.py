@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import pytest
+from cassandra import InvalidRequest, WriteTimeout
+from cassandra.cluster import NoHostAvailable
 
 from fanout.events import Event, InvalidEvent, PostCreated, PostDeleted, decode_author_event, encode
+from fanout.failures import is_outage
 from fanout.metrics import Metrics, sample
-from streams.runner import BatchRunner
+from streams.runner import BatchRunner, RetryPolicy
 
 
 @dataclass
@@ -41,22 +44,38 @@ def records(*events: Event | bytes) -> list[Rec]:
 
 
 class Harness:
-    def __init__(self, fail_on: set[int] = frozenset(), slow: dict[int, float] | None = None) -> None:
+    """A runner on fakes. `fail_on` maps a post id to the errors its handler raises, one per try (the last
+    one again and again); time is virtual: `sleep` advances the clock and records the delay."""
+
+    def __init__(self, fail_on: dict[int, list[Exception]] | None = None, slow: dict[int, float] | None = None,
+                 policy: RetryPolicy | None = None) -> None:
         self.handled: list[int] = []
+        self.tries: dict[int, int] = {}
         self.dead: list[tuple[bytes | None, dict[str, bytes]]] = []
         self.stops: list[str] = []
-        self.fail_on = fail_on
+        self.sleeps: list[float] = []
+        self.now = 0.0
+        self.fail_on = fail_on or {}
         self.slow = slow or {}
         self.metrics = Metrics()
         self.runner = BatchRunner("events", lambda v, k: decode_author_event(v, k, 1000), self.handle,
-                                  self.dead_letter, self.metrics, stop=self.stop)
+                                  self.dead_letter, self.metrics, policy or RetryPolicy(), stop=self.stop,
+                                  sleep=self.sleep, clock=lambda: self.now)
 
     async def handle(self, event: Event) -> None:
         assert isinstance(event, PostCreated | PostDeleted)
         await asyncio.sleep(self.slow.get(event.post_id, 0))
-        if event.post_id in self.fail_on:
-            raise RuntimeError(f"cannot write {event.post_id}")
+        n = self.tries[event.post_id] = self.tries.get(event.post_id, 0) + 1
+        errors = self.fail_on.get(event.post_id, [])
+        if errors and (n <= len(errors) or errors[-1] is not None):
+            error = errors[min(n, len(errors)) - 1]
+            if error is not None:
+                raise error
         self.handled.append(event.post_id)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
     async def dead_letter(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         self.dead.append((value, dict(headers)))
@@ -87,16 +106,88 @@ async def test_invalid_events_are_dead_lettered_with_the_reason_and_the_rest_goe
     assert sample(h.metrics, "fanout_dead_lettered_events_total", {"reason": "bad_json"}) == 1
 
 
-async def test_a_failing_handler_stops_the_worker_only_after_the_rest_of_the_batch_settled() -> None:
-    h = Harness(fail_on={1}, slow={2: 0.05})
+async def test_an_event_that_keeps_failing_is_parked_with_its_reason_and_its_partition_moves_on() -> None:
+    h = Harness(fail_on={1: [KeyError("no such follower page")]}, policy=RetryPolicy(attempts=3, base_delay=0.5))
+    await h.runner.run(records(post(1, 7), post(3, 7), post(2, 8)))
+    assert h.tries[1] == 3 and h.sleeps == [0.5, 1.0]  # bounded retries with doubling backoff
+    assert sorted(h.handled) == [2, 3]  # author 7's next event ran after the parked one
+    [(value, headers)] = h.dead
+    assert value == encode(post(1, 7))
+    assert headers["reason"] == b"handler_error" and headers["error_class"] == b"KeyError"
+    assert b"no such follower page" in headers["error"] and headers["attempts"] == b"3"
+    assert (headers["source_topic"], headers["source_partition"], headers["source_offset"]) == (b"events", b"0", b"0")
+    assert int(headers["dead_lettered_at"]) > 0
+    assert sample(h.metrics, "fanout_parked_events_total", {"error": "KeyError"}) == 1
+    assert sample(h.metrics, "fanout_event_retries_total", {"kind": "event", "error": "KeyError"}) == 2
+    assert h.stops == []
+
+
+async def test_an_event_that_fails_once_is_retried_and_not_parked() -> None:
+    h = Harness(fail_on={1: [ValueError("flaky"), None]})
+    await h.runner.run(records(post(1, 7), post(3, 7)))
+    assert h.handled == [1, 3] and h.dead == [] and h.tries[1] == 2
+
+
+async def test_an_outage_is_waited_out_in_order_however_long_and_nothing_is_parked() -> None:
+    outage: list[Exception] = [NoHostAvailable("down", {}), WriteTimeout("slow", write_type=0),
+                               ConnectionRefusedError()] * 10
+    h = Harness(fail_on={1: [*outage, None]}, policy=RetryPolicy(attempts=2, base_delay=0.5, outage_max_delay=15,
+                                                                  outage_timeout=900))
+    await h.runner.run(records(post(1, 7), post(3, 7)))
+    assert h.handled == [1, 3] and h.dead == [] and h.stops == []
+    assert h.tries[1] == 31  # far more than `attempts`: an outage is not the event's fault
+    assert max(h.sleeps) == 15 and h.sleeps[:3] == [0.5, 1.0, 2.0]
+    assert sample(h.metrics, "fanout_event_retries_total", {"kind": "outage", "error": "NoHostAvailable"}) == 10
+    assert sample(h.metrics, "fanout_outage_waits") == 0
+
+
+async def test_an_outage_longer_than_the_timeout_stops_the_worker_unacknowledged() -> None:
+    h = Harness(fail_on={1: [NoHostAvailable("down", {})]}, slow={2: 0.01},
+                policy=RetryPolicy(outage_max_delay=10, outage_timeout=60))
     with pytest.raises(Stopped, match="could not process an event"):
         await h.runner.run(records(post(1, 7), post(3, 7), post(2, 8)))
-    assert h.handled == [2]  # author 8 finished; author 7's later event never ran after the failure
+    assert h.handled == [2]  # author 8 finished; author 7's later event never ran
+    assert h.dead == [] and 60 <= h.now < 75
     assert len(h.stops) == 1
 
 
-async def test_an_unreachable_dead_letter_topic_stops_the_worker() -> None:
-    h = Harness()
+async def test_a_missing_keyspace_is_an_outage_and_a_rejected_statement_is_the_events_fault() -> None:
+    h = Harness(fail_on={1: [InvalidRequest("Keyspace fanout does not exist")] * 5 + [None],
+                         2: [InvalidRequest("Batch too large")]})
+    await h.runner.run(records(post(1, 7), post(2, 8)))
+    assert h.handled == [1]
+    assert [headers["error_class"] for _, headers in h.dead] == [b"InvalidRequest"]
+
+
+def test_outages_are_told_from_event_errors_through_explicit_causes() -> None:
+    try:
+        try:
+            raise NoHostAvailable("down", {})
+        except NoHostAvailable as cause:
+            raise RuntimeError("fan-out failed") from cause
+    except RuntimeError as wrapped:
+        assert is_outage(wrapped)
+    assert is_outage(TimeoutError()) and is_outage(OSError("connection reset"))
+    assert not is_outage(ValueError("bad")) and not is_outage(InvalidRequest("Batch too large"))
+
+
+async def test_a_kafka_outage_while_parking_is_waited_out() -> None:
+    h = Harness(fail_on={1: [KeyError("x")]}, policy=RetryPolicy(attempts=1))
+    fails = [ConnectionError("no broker")] * 3
+    sent: list[dict[str, bytes]] = []
+
+    async def flaky(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        if fails:
+            raise fails.pop()
+        sent.append(dict(headers))
+
+    h.runner.send_dead_letter = flaky
+    await h.runner.run(records(post(1, 7), post(3, 7)))
+    assert [s["reason"] for s in sent] == [b"handler_error"] and h.handled == [3]
+
+
+async def test_an_unreachable_dead_letter_topic_stops_the_worker_after_the_outage_timeout() -> None:
+    h = Harness(policy=RetryPolicy(outage_timeout=30))
 
     async def unreachable(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         raise ConnectionError("no broker")

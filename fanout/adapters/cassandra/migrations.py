@@ -15,7 +15,7 @@ def migrate(settings: Settings) -> list[str]:
     cluster, session = connect(settings)
     try:
         applied = [
-            f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = {settings.replication}"
+            f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH replication = {settings.keyspace_replication}"
         ]
         session.execute(applied[0])
         for path in sorted(CQL_DIR.glob("*.cql")):

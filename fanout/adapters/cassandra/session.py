@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from cassandra import (
+    ConsistencyLevel,
     CoordinationFailure,
     OperationTimedOut,
     ReadTimeout,
@@ -61,14 +62,18 @@ def cached_named_tuple_factory(colnames: list[str], rows: list[tuple[Any, ...]])
 def connect(settings: Settings, keyspace: str | None = None, protocol_version: int = 4,
             row_factories: Mapping[Any, Callable[..., Any]] | None = None) -> tuple[Cluster, Session]:
     """A cluster that reconnects every second (the default backoff grows to 600 s). Protocol v4 unless told;
-    `row_factories` names execution profiles by their row factory (default: cached named tuples)."""
+    `row_factories` names execution profiles by their row factory (default: cached named tuples).
+    Requests run at FANOUT_WRITE_CONSISTENCY (prepared SELECTs at FANOUT_READ_CONSISTENCY, see `prepare`)."""
     factories = {EXEC_PROFILE_DEFAULT: cached_named_tuple_factory, **(row_factories or {})}
+    write, serial = consistency(settings.write_consistency), consistency(settings.serial_consistency)
     cluster = Cluster(
         settings.cassandra_contact_points,
         port=settings.cassandra_port,
         protocol_version=protocol_version,
         execution_profiles={name: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0,
-                                                   row_factory=factory) for name, factory in factories.items()},
+                                                   row_factory=factory, consistency_level=write,
+                                                   serial_consistency_level=serial)
+                            for name, factory in factories.items()},
         reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None),
         connect_timeout=10,
         auth_provider=(PlainTextAuthProvider(settings.cassandra_username, settings.cassandra_password)
@@ -91,6 +96,8 @@ class Cassandra:
 
     def prepare(self, cql: str) -> PreparedStatement:
         stmt = self.session.prepare(cql.format(keyspace=self.settings.keyspace))
+        if cql.lstrip().upper().startswith("SELECT"):
+            stmt.consistency_level = consistency(self.settings.read_consistency)
         stmt.is_idempotent = True  # every statement of ours is: same key, same values (or LWW by time)
         # No driver paging: every query of ours carries its own LIMIT, and the callback of execute_async
         # would only see the first page (5,000 rows), silently dropping the rest of a bigger LIMIT.
@@ -170,6 +177,15 @@ class Cassandra:
         if errors:
             raise errors[0]
         return count
+
+
+def consistency(name: str) -> int:
+    """A consistency level by name (ONE, LOCAL_QUORUM, QUORUM, ALL, LOCAL_SERIAL, ...)."""
+    try:
+        return int(ConsistencyLevel.name_to_value[name.upper()])
+    except KeyError:
+        raise ValueError(f"unknown Cassandra consistency level {name!r}; one of "
+                         f"{', '.join(ConsistencyLevel.name_to_value)}") from None
 
 
 def micros(ms: int) -> int:

@@ -1,0 +1,23 @@
+"""`fanout worker` with one handler bug: it fails on every post whose body contains POISON (a valid event,
+not a malformed one). Started by tests/faults/test_poison.py in place of the real worker."""
+
+from __future__ import annotations
+
+from deploy.stack import on_stack
+from fanout.events import Event, PostCreated
+from fanout.pipeline import Pipeline
+from fanout.settings import Settings
+from services import worker
+
+POISON = "POISON"
+
+
+class PoisonedPipeline(Pipeline):
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, PostCreated) and POISON in event.body:
+            raise RuntimeError(f"handler bug: cannot deliver post {event.post_id}")
+        await super().handle(event)
+
+
+if __name__ == "__main__":
+    worker.run(on_stack(Settings.load()), pipeline=PoisonedPipeline)
