@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderState, Tier
+from fanout.model import Activity, AuthorStats, Edge, EdgeChange, FollowerPage, Post, ReaderState, Tier
 
 
 class PostStore(Protocol):
@@ -50,9 +50,18 @@ class GraphStore(Protocol):
 
     async def edge(self, author_id: int, follower_id: int) -> Edge | None: ...
 
+    async def edges(self, author_id: int, follower_ids: Iterable[int]) -> dict[int, Edge]:
+        """The stored edges among these followers of the author (followers without one are left out)."""
+        ...
+
     async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats,
                        last_seen: int | None = None) -> None:
         """The edge and the author's stats, atomically (the commit point of a follow change)."""
+        ...
+
+    async def set_edges(self, author_id: int, changes: Sequence[EdgeChange], stats: AuthorStats) -> None:
+        """Several edges of one author and its stats after them, atomically (the commit point of a run of
+        follow changes). Each edge is last-writer-wins by its event time, as in `set_edge`."""
         ...
 
     async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None: ...
@@ -76,6 +85,10 @@ class ReaderStore(Protocol):
     """What a feed read needs to know about its reader: activity, celebrities followed, hidden authors."""
 
     async def activity(self, user_id: int) -> Activity: ...
+
+    async def activities(self, user_ids: Iterable[int]) -> dict[int, Activity]:
+        """The activity of each of these users (`Activity(None, False)` for one never recorded)."""
+        ...
 
     async def set_activity(self, user_id: int, activity: Activity) -> None: ...
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fanout.ids import MAX_ID, millis_of
-from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderState, Tier
+from fanout.model import Activity, AuthorStats, Edge, EdgeChange, FollowerPage, Post, ReaderState, Tier
 from fanout.ports import Stores
 from fanout.settings import Settings
 
@@ -97,7 +97,7 @@ class MemoryStorage:
     def __init__(self, settings: Settings, now_us: Callable[[], int] = clock_us) -> None:
         self.ttl = settings.inbox_ttl_seconds
         self.now_us = now_us
-        self.posts_t, self.timelines, self.followers, self.followings, self.activities, self.hidden, \
+        self.posts_t, self.timelines, self.followers, self.followings, self.activity_t, self.hidden, \
             self.celebrity_sets, self.inboxes = (Table(now_us) for _ in range(8))
 
     def stores(self) -> Stores:
@@ -142,12 +142,21 @@ class MemoryStorage:
             return None
         return Edge(bool(row.get("following")), row["changed_at"])
 
+    async def edges(self, author_id: int, follower_ids: Iterable[int]) -> dict[int, Edge]:
+        found = {f: await self.edge(author_id, f) for f in set(follower_ids)}
+        return {f: e for f, e in found.items() if e is not None}
+
     async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats,
                        last_seen: int | None = None) -> None:
-        self.followers.write(author_id, follower_id, {"following": edge.following, "changed_at": edge.changed_at},
-                             ts=edge.changed_at * 1000)
-        if edge.following and last_seen is not None:
-            self.followers.write(author_id, follower_id, {"last_seen": last_seen})
+        await self.set_edges(author_id, [EdgeChange(follower_id, edge, last_seen)], stats)
+
+    async def set_edges(self, author_id: int, changes: Sequence[EdgeChange], stats: AuthorStats) -> None:
+        for c in changes:
+            self.followers.write(author_id, c.follower_id, {"following": c.edge.following,
+                                                            "changed_at": c.edge.changed_at},
+                                 ts=c.edge.changed_at * 1000)
+            if c.edge.following and c.last_seen is not None:
+                self.followers.write(author_id, c.follower_id, {"last_seen": c.last_seen})
         self.followers.write(author_id, STATIC, {"follower_count": stats.follower_count,
                                                  "is_celebrity": stats.is_celebrity, "version": stats.version})
 
@@ -172,11 +181,14 @@ class MemoryStorage:
     # --- readers ---------------------------------------------------------------------------------
 
     async def activity(self, user_id: int) -> Activity:
-        row = self.activities.row(user_id, None) or {}
+        row = self.activity_t.row(user_id, None) or {}
         return Activity(row.get("last_seen"), bool(row.get("regenerating")))
 
+    async def activities(self, user_ids: Iterable[int]) -> dict[int, Activity]:
+        return {u: await self.activity(u) for u in user_ids}
+
     async def set_activity(self, user_id: int, activity: Activity) -> None:
-        self.activities.write(user_id, None, {"last_seen": activity.last_seen, "regenerating": activity.regenerating})
+        self.activity_t.write(user_id, None, {"last_seen": activity.last_seen, "regenerating": activity.regenerating})
 
     async def reader_state(self, user_id: int, max_celebrities: int) -> ReaderState:
         return ReaderState(await self.activity(user_id), await self.celebrities(user_id, max_celebrities),

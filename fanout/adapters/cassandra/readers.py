@@ -5,17 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from fanout.adapters.cassandra.session import Cassandra, micros
+from fanout.adapters.cassandra.batching import Loader, Writes
+from fanout.adapters.cassandra.session import Cassandra, bigint_key, micros
 from fanout.model import Activity, ReaderState
+
+IN_KEYS = 100  # users per IN query of `activities`
 
 
 class CassandraReaders:
-    def __init__(self, db: Cassandra, write_window: int, hide_ttl_seconds: int) -> None:
+    def __init__(self, db: Cassandra, writes: Writes, hide_ttl_seconds: int) -> None:
         self.db = db
-        self.window = write_window
+        self.writes = writes  # the write methods' rows are coalesced with the other writes of the worker
         self.hide_ttl = hide_ttl_seconds
         p = db.prepare
         self._activity = p("SELECT last_seen, regenerating FROM {keyspace}.user_activity WHERE user_id = ?")
+        self._activities = p("SELECT user_id, last_seen, regenerating FROM {keyspace}.user_activity "
+                             "WHERE user_id IN ?")
+        self._activity_loader: Loader[int, Activity] = Loader(db, self._fetch_activities, bigint_key, IN_KEYS)
         self._set_activity = p("UPDATE {keyspace}.user_activity SET last_seen = ?, regenerating = ? WHERE user_id = ?")
         self._hide = p("INSERT INTO {keyspace}.unfollowed_by_user (user_id, author_id) VALUES (?, ?) "
                        "USING TIMESTAMP ? AND TTL ?")
@@ -34,8 +40,18 @@ class CassandraReaders:
             return Activity(None, False)
         return Activity(rows[0].last_seen, bool(rows[0].regenerating))
 
+    async def activities(self, user_ids: Iterable[int]) -> dict[int, Activity]:
+        """The follow handler's batch read: one IN query per replica group for all its followers."""
+        ids = list(dict.fromkeys(user_ids))
+        found = await asyncio.gather(*(self._activity_loader.load(u) for u in ids))
+        return {u: a or Activity(None, False) for u, a in zip(ids, found, strict=True)}
+
+    async def _fetch_activities(self, user_ids: list[int]) -> dict[int, Activity]:
+        rows = await self.db.run_routed(self._activities, (user_ids,), bigint_key(user_ids[0]))
+        return {r.user_id: Activity(r.last_seen, bool(r.regenerating)) for r in rows}
+
     async def set_activity(self, user_id: int, activity: Activity) -> None:
-        await self.db.run(self._set_activity, (activity.last_seen, activity.regenerating, user_id))
+        await self.writes.write([(self._set_activity, (activity.last_seen, activity.regenerating, user_id))])
 
     async def reader_state(self, user_id: int, max_celebrities: int) -> ReaderState:
         activity, celebrities, hidden = await asyncio.gather(
@@ -47,18 +63,16 @@ class CassandraReaders:
         return [r.celebrity_id for r in rows]
 
     async def add_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
-        requests = ((self._add_celebrity, (u, celebrity_id, version)) for u in user_ids)
-        return await self.db.run_window(requests, self.window)
+        return await self.writes.write((self._add_celebrity, (u, celebrity_id, version)) for u in user_ids)
 
     async def remove_celebrity(self, user_ids: Iterable[int], celebrity_id: int, version: int) -> int:
-        requests = ((self._remove_celebrity, (version, u, celebrity_id)) for u in user_ids)
-        return await self.db.run_window(requests, self.window)
+        return await self.writes.write((self._remove_celebrity, (version, u, celebrity_id)) for u in user_ids)
 
     async def hide_author(self, user_id: int, author_id: int, event_time: int) -> None:
-        await self.db.run(self._hide, (user_id, author_id, micros(event_time), self.hide_ttl))
+        await self.writes.write([(self._hide, (user_id, author_id, micros(event_time), self.hide_ttl))])
 
     async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None:
-        await self.db.run(self._unhide, (micros(event_time), user_id, author_id))
+        await self.writes.write([(self._unhide, (micros(event_time), user_id, author_id))])
 
     async def hidden_authors(self, user_id: int) -> set[int]:
         return {r.author_id for r in await self.db.run(self._hidden, (user_id,))}
