@@ -16,16 +16,22 @@ class PostHandlers:
 
     async def post_created(self, e: PostCreated) -> None:
         d, s = self.d, self.d.settings
-        stats, stored_tier = await asyncio.gather(d.stores.graph.author_stats(e.author_id),
-                                                  d.stores.posts.stored_tier(e.post_id))
+        # The author's stats come from the worker's cache (fanout/adapters/author_cache.py). The stored tier
+        # is the replay check; the audience is read at the same time whenever the post will most likely be
+        # pushed (a replayed post stored as pulled is the rare case that reads it for nothing).
+        stats = await d.stores.graph.author_stats(e.author_id)
+        likely = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, None, s.strategy)
+        # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.
+        seen_since = e.event_time - s.active_ms if s.strategy is Strategy.HYBRID else None
+        stored_tier, audience = await asyncio.gather(
+            d.stores.posts.stored_tier(e.post_id),
+            d.active_followers(e.author_id, seen_since=seen_since) if likely.chunks else _nobody())
         plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, stored_tier, s.strategy)
         await d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
         d.metrics.posts_by_tier.labels(plan.tier.value).inc()
         if plan.chunks == 0:
             return
-        # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.
-        seen_since = e.event_time - s.active_ms if s.strategy is Strategy.HYBRID else None
-        followers = await d.active_followers(e.author_id, seen_since=seen_since)
+        followers = audience if likely.chunks else await d.active_followers(e.author_id, seen_since=seen_since)
         if len(followers) <= s.chunk_size:
             await d.push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count)
             return
@@ -46,3 +52,7 @@ class PostHandlers:
         # Reads filter deleted posts, pushed or pulled, so no inbox is touched (no tombstones).
         await self.d.stores.posts.mark_deleted(e.post_id, e.author_id, e.event_time)
         self.d.metrics.deletes_applied.inc()
+
+
+async def _nobody() -> list[int]:
+    return []
