@@ -45,6 +45,7 @@ class Record(Protocol):
 
 Decode = Callable[[bytes | None, bytes | None], Event]  # (value, key) -> event, or InvalidEvent
 Handle = Callable[[Event], Awaitable[None]]
+HandleGroup = Callable[[Sequence[Event]], Awaitable[None]]  # one key's events of a batch, in order
 SendDeadLetter = Callable[[bytes | None, bytes | None, list[tuple[str, bytes]]], Awaitable[None]]
 Stop = Callable[[str], NoReturn]
 
@@ -69,10 +70,13 @@ def dead_letter_headers(record: Record, error: InvalidEvent, source: str) -> lis
 
 class BatchRunner:
     def __init__(self, source: str, decode: Decode, handle: Handle, send_dead_letter: SendDeadLetter,
-                 metrics: Metrics, stop: Stop = stop_unacknowledged) -> None:
+                 metrics: Metrics, stop: Stop = stop_unacknowledged, handle_group: HandleGroup | None = None) -> None:
         self.source = source
         self.decode = decode
         self.handle = handle
+        # Given, it takes a key's whole run of events (still in order), so that the pipeline can write
+        # consecutive events of one author together (fanout/pipeline.py `handle_group`).
+        self.handle_group = handle_group
         self.send_dead_letter = send_dead_letter
         self.metrics = metrics
         self.stop = stop
@@ -101,6 +105,9 @@ class BatchRunner:
         return list(by_key.values())
 
     async def _in_order(self, events: list[Event]) -> None:
+        if self.handle_group is not None:
+            await self.handle_group(events)
+            return
         for event in events:
             await self.handle(event)
 
