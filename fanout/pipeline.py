@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fanout.clock import Clock, wall_ms
+from fanout.clock import Clock, wall_ms, wall_us
 from fanout.events import (
     CelebrityChunk,
     DemotionChunk,
@@ -41,8 +41,8 @@ __all__ = ["Pipeline", "SendTask"]
 
 class Pipeline:
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 clock_ms: Clock = wall_ms) -> None:
-        self.delivery = Delivery(stores, settings, metrics, send_task, clock_ms)
+                 clock_ms: Clock = wall_ms, clock_us: Clock = wall_us) -> None:
+        self.delivery = Delivery(stores, settings, metrics, send_task, clock_ms, clock_us)
         self.metrics = metrics
         posts, graph, readers = PostHandlers(self.delivery), GraphHandlers(self.delivery), ReaderHandlers(self.delivery)
         self.graph = graph

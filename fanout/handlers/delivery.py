@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from fanout.clock import Clock, wall_ms
+from fanout.clock import Clock, wall_ms, wall_us
 from fanout.events import ChunkTask
 from fanout.metrics import Metrics
 from fanout.policy import follower_bucket
@@ -21,12 +21,13 @@ class Delivery:
     """The dependencies of every handler, and the delivery steps they share."""
 
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 clock_ms: Clock = wall_ms) -> None:
+                 clock_ms: Clock = wall_ms, clock_us: Clock = wall_us) -> None:
         self.stores = stores
         self.settings = settings
         self.metrics = metrics
         self.send_task = send_task
         self.clock_ms = clock_ms
+        self.clock_us = clock_us  # write stamps (purges), on the clock the store stamps its rows with
 
     async def push(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int,
                    audience: int) -> None:

@@ -73,10 +73,11 @@ class GraphHandlers:
         if backfill:
             await d.backfill(backfill, author_id)
         # Stamped with the time of this decision: inbox rows are written at the writer's clock, so rows
-        # pushed before now are purged and rows of a later follow (backfilled after now) survive.
+        # pushed before now are purged and rows of a later follow (backfilled after now) survive. In
+        # microseconds: a run backfills and purges the same pair within a millisecond.
         await asyncio.gather(*(
             d.send_task(InboxPurge(event_time=s.event_time, user_id=s.follower_id, author_id=author_id,
-                                   as_of_us=d.clock_ms() * 1000))
+                                   as_of_us=d.clock_us()))
             for s in fresh if s.decision.purge))
         if (switch := segment.tier_switch) is not None:
             # The switching event's own follower is handled above; its edge is not written yet, so leave it

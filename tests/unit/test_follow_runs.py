@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from memory_state import memory_state
 
 from fanout.adapters.memory import MemoryStorage
-from fanout.clock import wall_ms
 from fanout.events import ChunkTask, Event, Followed, PostCreated, Unfollowed
 from fanout.ids import PostIdGenerator, millis_of
 from fanout.metrics import Metrics
@@ -49,9 +48,7 @@ def pipeline(storage: MemoryStorage) -> Pipeline:
         tasks.append(task)
 
     tasks: list[ChunkTask] = []
-    # The clock the adapter stamps rows with, a millisecond ahead: a purge decided after a backfill is stamped
-    # after the backfill's rows (it would not be within the same millisecond, one at a time or not).
-    p = Pipeline(storage.stores(), SETTINGS, Metrics(), send_task, clock_ms=lambda: wall_ms() + 1)
+    p = Pipeline(storage.stores(), SETTINGS, Metrics(), send_task)
     p.tasks = tasks  # type: ignore[attr-defined]
     return p
 
