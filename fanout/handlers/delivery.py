@@ -12,6 +12,7 @@ from fanout.policy import follower_bucket
 from fanout.ports import Stores
 from fanout.settings import Settings
 
+LIST_PAGE = 10_000  # followers per read when listing a big audience (~10 ms of decoding)
 # Hands a task to the chunks topic; returns only once Kafka acknowledged it, so the event that produced
 # the task is never marked done before the task is safe.
 SendTask = Callable[[ChunkTask], Awaitable[None]]
@@ -41,12 +42,17 @@ class Delivery:
         self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
             max(0.0, (self.clock_ms() - event_time) / 1000))
 
-    async def active_followers(self, author_id: int, seen_since: int | None = None) -> list[int]:
-        """Every follower of the author seen since `seen_since` (None: every follower), in id order."""
+    async def active_followers(self, author_id: int, seen_since: int | None = None, expected: int = 0) -> list[int]:
+        """Every follower of the author seen since `seen_since` (None: every follower), in id order.
+
+        Pages are sequential round trips, so an author `expected` to have more than a chunk of followers is
+        listed in pages of LIST_PAGE: the slowest author of a batch of events sets when it is done."""
         followers: list[int] = []
         after: int | None = 0
+        size = self.settings.chunk_size if expected <= self.settings.chunk_size else max(LIST_PAGE,
+                                                                                       self.settings.chunk_size)
         while after is not None:
-            page = await self.stores.graph.followers_page(author_id, after, self.settings.chunk_size, seen_since)
+            page = await self.stores.graph.followers_page(author_id, after, size, seen_since)
             followers.extend(page.active)
             self.metrics.inactive_skipped.inc(page.skipped_inactive)
             after = page.next_after

@@ -66,10 +66,9 @@ class GraphHandlers:
         if not segment.edges:
             return  # nothing fresh: stale or repeated events change nothing else
         fresh = [s for s in segment.steps if s.decision.fresh]
-        # One timeline read for every new follower; one whose latest change here is an unfollow gets none
-        # (its rows would be purged right away).
-        backfill = sorted({s.follower_id for s in fresh if s.decision.backfill} & {
-            f for f, edge in segment.edges.items() if edge.following})
+        # One timeline read for every new follower of the segment. One that unfollows again within it is
+        # backfilled too and purged by its unfollow's task, as one event at a time would.
+        backfill = sorted({s.follower_id for s in fresh if s.decision.backfill})
         if backfill:
             await d.backfill(backfill, author_id)
         # Stamped with the time of this decision: inbox rows are written at the writer's clock, so rows

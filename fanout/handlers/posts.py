@@ -25,16 +25,21 @@ class PostHandlers:
         seen_since = e.event_time - s.active_ms if s.strategy is Strategy.HYBRID else None
         stored_tier, audience = await asyncio.gather(
             d.stores.posts.stored_tier(e.post_id),
-            d.active_followers(e.author_id, seen_since=seen_since) if likely.chunks else _nobody())
+            d.active_followers(e.author_id, seen_since=seen_since, expected=stats.follower_count)
+            if likely.chunks else _nobody())
         plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, stored_tier, s.strategy)
-        await d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
         d.metrics.posts_by_tier.labels(plan.tier.value).inc()
+        save = d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
         if plan.chunks == 0:
+            await save
             return
         followers = audience if likely.chunks else await d.active_followers(e.author_id, seen_since=seen_since)
         if len(followers) <= s.chunk_size:
-            await d.push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count)
+            # The post and its inbox rows in the same flush (often the same batches): a read that finds a
+            # pushed id before its post skips it (fanout/feed.py), so nothing waits for the post first.
+            await asyncio.gather(save, d.push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count))
             return
+        await save
         # A big fan-out becomes chunk tasks on their own topic: they spread over workers, and a crash
         # replays one chunk, not the whole fan-out. Sent (and acknowledged) before this event is done.
         slices = d.slices(followers)

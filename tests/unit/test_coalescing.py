@@ -38,6 +38,9 @@ class Metadata:
 
     nodes: dict[str, Node] = field(default_factory=lambda: {n: Node(n) for n in "abc"})
 
+    def all_hosts(self) -> list[Node]:
+        return list(self.nodes.values())
+
     def get_replicas(self, keyspace: str, key: bytes) -> list[Node]:
         even = struct.unpack(">q", key)[0] % 2 == 0
         return [self.nodes["a"], self.nodes["b"]] if even else [self.nodes["c"], self.nodes["b"]]
@@ -158,6 +161,9 @@ async def test_loads_of_one_iteration_become_one_query_per_replica_group() -> No
 
 async def test_an_unexpected_error_in_a_flush_reaches_its_callers() -> None:
     class Broken:
+        def all_hosts(self) -> list[Node]:
+            return [Node("a"), Node("b")]
+
         def get_replicas(self, keyspace: str, key: bytes) -> list[Node]:
             raise RuntimeError("token map")
 

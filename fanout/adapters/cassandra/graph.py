@@ -29,6 +29,7 @@ class CassandraGraph:
     def __init__(self, db: Cassandra, writes: Writes, page_size: int) -> None:
         self.db = db
         self.writes = writes
+        self.page_size = page_size
         p = db.prepare
         self._stats = p("SELECT author_id, follower_count, is_celebrity, version FROM {keyspace}.followers_by_author "
                         "WHERE author_id IN ? PER PARTITION LIMIT 1")
@@ -101,7 +102,7 @@ class CassandraGraph:
 
     async def followers_page(self, author_id: int, after: int, limit: int,
                              seen_since: int | None = None) -> FollowerPage:
-        if after == 0:  # a first page: read with the other authors' first pages of this batch of events
+        if after == 0 and limit <= self.page_size:  # read with the other first pages of this batch of events
             rows = await self._page_loader.load((author_id, limit)) or []
         else:
             rows = await self.db.run(self._followers, (author_id, after, limit))

@@ -161,7 +161,7 @@ class Cassandra:
         if routing_key is None:
             return None
         metadata = getattr(getattr(self.session, "cluster", None), "metadata", None)
-        if metadata is None:
+        if metadata is None or len(metadata.all_hosts()) <= 1:  # one node: one group, no hashing per row
             return None
         replicas = metadata.get_replicas(self.settings.keyspace, routing_key)
         return frozenset(replicas) if replicas else None
