@@ -37,6 +37,11 @@ class PostStore(Protocol):
         """The stored posts among `post_ids` (missing ids are left out)."""
         ...
 
+    async def latest_posts(self, author_id: int, limit: int) -> list[int]:
+        """The author's newest post ids, newest first (what a follow backfills): `timeline_head` from the
+        newest, for the write path, where the reads of many authors at once are coalesced."""
+        ...
+
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         """The author's newest post ids below `before` (None: from the newest), newest first."""
         ...
@@ -65,6 +70,10 @@ class GraphStore(Protocol):
         ...
 
     async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None: ...
+
+    async def set_followings(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        """`set_following` for each (user, followee, following, event_time), together."""
+        ...
 
     async def followers_page(self, author_id: int, after: int, limit: int,
                              seen_since: int | None = None) -> FollowerPage:
@@ -112,6 +121,14 @@ class ReaderStore(Protocol):
     async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None: ...
 
     async def hidden_authors(self, user_id: int) -> set[int]: ...
+
+    async def set_hidden(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        """`hide_author` or `unhide_author` for each (user, author, hidden, event_time), together."""
+        ...
+
+    async def set_celebrities(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        """`add_celebrity` or `remove_celebrity` for each (user, celebrity, added, version), together."""
+        ...
 
 
 class InboxStore(Protocol):

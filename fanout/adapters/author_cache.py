@@ -83,6 +83,9 @@ class AuthorStatsCache:
     async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None:
         await self.graph.set_following(user_id, followee_id, following, event_time)
 
+    async def set_followings(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        await self.graph.set_followings(changes)
+
     async def followers_page(self, author_id: int, after: int, limit: int,
                              seen_since: int | None = None) -> FollowerPage:
         return await self.graph.followers_page(author_id, after, limit, seen_since)

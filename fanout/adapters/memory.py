@@ -127,6 +127,9 @@ class MemoryStorage:
                 found[pid] = Post(pid, row["author_id"], row.get("body") or "", deleted)
         return found
 
+    async def latest_posts(self, author_id: int, limit: int) -> list[int]:
+        return _head(self.timelines, author_id, None, limit)
+
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         return _head(self.timelines, author_id, before, limit)
 
@@ -162,6 +165,10 @@ class MemoryStorage:
 
     async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None:
         self.followings.write(user_id, followee_id, {"following": following}, ts=event_time * 1000)
+
+    async def set_followings(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        for user, followee, following, t in changes:
+            await self.set_following(user, followee, following, t)
 
     async def followers_page(self, author_id: int, after: int, limit: int,
                              seen_since: int | None = None) -> FollowerPage:
@@ -217,6 +224,15 @@ class MemoryStorage:
 
     async def hidden_authors(self, user_id: int) -> set[int]:
         return {a for a, _ in self.hidden.rows(user_id)}
+
+    async def set_hidden(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        for user, author, hidden, t in changes:
+            await (self.hide_author(user, author, t) if hidden else self.unhide_author(user, author, t))
+
+    async def set_celebrities(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        for user, celeb, added, version in changes:
+            change = self.add_celebrity if added else self.remove_celebrity
+            await change([user], celeb, version)
 
     # --- inboxes ---------------------------------------------------------------------------------
 

@@ -65,8 +65,9 @@ class Delivery:
     async def backfill(self, user_ids: Sequence[int], author_id: int, until_post_id: int | None = None) -> int:
         """Copy the author's latest posts (FANOUT_FOLLOW_BACKFILL), up to `until_post_id`, into these
         users' inboxes; returns rows written."""
-        before = until_post_id + 1 if until_post_id else None
-        posts = await self.stores.posts.timeline_head(author_id, before, self.settings.follow_backfill)
+        limit = self.settings.follow_backfill
+        posts = await (self.stores.posts.timeline_head(author_id, until_post_id + 1, limit) if until_post_id
+                       else self.stores.posts.latest_posts(author_id, limit))
         rows = await self.stores.inboxes.push_rows(((u, p) for p in posts for u in user_ids), author_id)
         self.metrics.backfilled_rows.inc(rows)
         return rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 
 from fanout.events import CelebrityChunk, ChunkTask, DemotionChunk, InboxPurge
 from fanout.handlers.delivery import Delivery
@@ -49,20 +49,15 @@ class GraphHandlers:
         d, graph, readers = self.d, self.d.stores.graph, self.d.stores.readers
         # The followers' side first; these writes are last-writer-wins by event time (celebrity sets by the
         # author's version), so redoing them on a replay is harmless and a stale event cannot override a
-        # newer one. All of them in one gather: the adapter sends them as a few batches.
-        follower_side: list[Awaitable[object]] = []
-        for step in segment.steps:
-            f, t, change = step.follower_id, step.event_time, step.decision
-            follower_side.append(graph.set_following(f, author_id, change.following, t))
-            if change.following:
-                follower_side.append(readers.unhide_author(f, author_id, t))
-            else:  # hidden at read at once; the purge below removes the rows in the background
-                follower_side.append(readers.hide_author(f, author_id, t))
-            if change.celebrity_set is CelebritySet.ADD:
-                follower_side.append(readers.add_celebrity([f], author_id, change.stats.version))
-            elif change.celebrity_set is CelebritySet.REMOVE:
-                follower_side.append(readers.remove_celebrity([f], author_id, change.stats.version))
-        await asyncio.gather(*follower_side)
+        # newer one. An unfollowed author is hidden at read at once; the purge below removes its rows in the
+        # background. All of them together: the adapter sends them as a few batches.
+        steps = segment.steps
+        await asyncio.gather(
+            graph.set_followings([(s.follower_id, author_id, s.decision.following, s.event_time) for s in steps]),
+            readers.set_hidden([(s.follower_id, author_id, not s.decision.following, s.event_time) for s in steps]),
+            readers.set_celebrities([(s.follower_id, author_id, s.decision.celebrity_set is CelebritySet.ADD,
+                                      s.decision.stats.version)
+                                     for s in steps if s.decision.celebrity_set is not CelebritySet.KEEP]))
         if not segment.edges:
             return  # nothing fresh: stale or repeated events change nothing else
         fresh = [s for s in segment.steps if s.decision.fresh]

@@ -58,6 +58,8 @@ async def test_timeline_heads_are_newest_first_below_the_bound(stores: Stores, n
     assert await stores.posts.timeline_head(author, None, 2) == newest_first[:2]
     assert await stores.posts.timeline_head(author, pids[2], 10) == [pids[1], pids[0]]
     assert await stores.posts.timeline_head(next(new_id), None, 10) == []
+    heads = await asyncio.gather(stores.posts.latest_posts(author, 2), stores.posts.latest_posts(next(new_id), 2))
+    assert heads == [newest_first[:2], []]
 
 
 # --- the follow graph -------------------------------------------------------------------------------------

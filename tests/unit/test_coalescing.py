@@ -120,6 +120,19 @@ async def test_batches_are_cut_by_size_as_well_as_by_count() -> None:
     assert all(rows_of(r) * 10_000 <= MAX_BATCH_BYTES for r in session.requests)
 
 
+async def test_an_atomic_write_travels_whole_in_one_batch_with_other_rows() -> None:
+    session = Session()
+    writes = Writes(db(session), rows_per_batch=5, window=8)
+    stmt = prepared()
+    commit = [(stmt, (500, i)) for i in range(8)]  # one partition's commit: more than a batch's rows
+    await asyncio.gather(writes.write([(stmt, (i, 1)) for i in range(3)]), writes.write(commit, atomic=True),
+                         writes.write([(stmt, (i, 2)) for i in range(4)]))
+    batches = [{tuple(struct.unpack(">q", v)[0] for v in s[2][:2]) for s in r._statements_and_parameters}
+               for r in session.requests if isinstance(r, BatchStatement)]
+    assert [b for b in batches if (500, 0) in b] == [{(500, i) for i in range(8)}]  # whole, alone
+    assert sum(rows_of(r) for r in session.requests) == 15
+
+
 async def test_a_failed_batch_fails_only_the_callers_with_rows_in_it() -> None:
     session = Session(fail_keys={7})
     writes = Writes(db(session), rows_per_batch=2, window=8)

@@ -54,39 +54,45 @@ class Writes:
         self.db = db
         self.rows_per_batch = max(1, rows_per_batch)
         self.window = window
-        self._pending: list[tuple[list[BoundStatement], asyncio.Future[None]]] = []
+        self._pending: list[tuple[list[BoundStatement], bool, asyncio.Future[None]]] = []
 
-    async def write(self, writes: Iterable[Write]) -> int:
+    async def write(self, writes: Iterable[Write], atomic: bool = False) -> int:
         """Write these statements (in any order, like a gather); returns how many. Returns when they are
-        written, raises if one of them could not be."""
+        written, raises if one of them could not be.
+
+        `atomic`: the statements are of one partition and must be applied as one mutation (a commit
+        point). They travel whole in one batch, possibly with other rows: Cassandra applies the updates of
+        a batch to one partition atomically and in isolation, logged batch or not, so coalescing the
+        commits of many authors keeps each one atomic."""
         bound = [stmt.bind(params) for stmt, params in writes]
         if not bound:
             return 0
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append((bound, future))
+        self._pending.append((bound, atomic, future))
         await future
         return len(bound)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        asyncio.ensure_future(_settling(self._send(pending), [future for _, future in pending]))
+        asyncio.ensure_future(_settling(self._send(pending), [future for _, _, future in pending]))
 
-    async def _send(self, pending: list[tuple[list[BoundStatement], asyncio.Future[None]]]) -> None:
-        groups: dict[Hashable, list[tuple[BoundStatement, int]]] = defaultdict(list)
-        for caller, (bound, _) in enumerate(pending):
-            for stmt in bound:
-                groups[self.db.replica_group(stmt.routing_key)].append((stmt, caller))
+    async def _send(self, pending: list[tuple[list[BoundStatement], bool, asyncio.Future[None]]]) -> None:
+        groups: dict[Hashable, list[tuple[list[BoundStatement], int]]] = defaultdict(list)
+        group_of = self.db.replica_grouper()
+        for caller, (bound, atomic, _) in enumerate(pending):
+            for unit in ([bound] if atomic else ([stmt] for stmt in bound)):
+                groups[group_of(unit[0].routing_key)].append((unit, caller))
         requests: list[tuple[Any, set[int]]] = []
-        for rows in groups.values():
-            requests.extend(self._batches(rows))
+        for units in groups.values():
+            requests.extend(self._batches(units))
         failures = await self.db.run_all([stmt for stmt, _ in requests], self.window)
         failed_callers: dict[int, BaseException] = {}
         for (_, callers), error in zip(requests, failures, strict=True):
             if error is not None:
                 failed_callers.update(dict.fromkeys(callers, error))
-        for caller, (_, future) in enumerate(pending):
+        for caller, (_, _, future) in enumerate(pending):
             error = failed_callers.get(caller)
             if future.done():
                 continue
@@ -95,18 +101,19 @@ class Writes:
             else:
                 future.set_exception(error)
 
-    def _batches(self, rows: list[tuple[BoundStatement, int]]) -> Iterable[tuple[Any, set[int]]]:
-        """Unlogged batches of up to `rows_per_batch` statements and MAX_BATCH_BYTES of values; a lone
-        statement is sent as itself (a batch of one costs more)."""
+    def _batches(self, units: list[tuple[list[BoundStatement], int]]) -> Iterable[tuple[Any, set[int]]]:
+        """Unlogged batches of up to `rows_per_batch` statements and MAX_BATCH_BYTES of values, never
+        splitting a unit (an atomic write may make a batch bigger); a lone statement is sent as itself (a
+        batch of one costs more)."""
         chunk: list[tuple[BoundStatement, int]] = []
         size = 0
-        for stmt, caller in rows:
-            row_bytes = sum(len(v) for v in stmt.values if v)
-            if chunk and (len(chunk) >= self.rows_per_batch or size + row_bytes > MAX_BATCH_BYTES):
+        for unit, caller in units:
+            unit_bytes = sum(len(v) for stmt in unit for v in stmt.values if v)
+            if chunk and (len(chunk) + len(unit) > self.rows_per_batch or size + unit_bytes > MAX_BATCH_BYTES):
                 yield self._request(chunk)
                 chunk, size = [], 0
-            chunk.append((stmt, caller))
-            size += row_bytes
+            chunk.extend((stmt, caller) for stmt in unit)
+            size += unit_bytes
         if chunk:
             yield self._request(chunk)
 
@@ -133,37 +140,43 @@ class Loader(Generic[K, V]):
         self.fetch = fetch
         self.routing_key = routing_key
         self.keys_per_request = max(1, keys_per_request)
-        self._pending: dict[K, list[asyncio.Future[V | None]]] = {}
+        self._keys: dict[K, None] = {}  # every key asked for in this iteration, once, in order
+        self._waiters: list[asyncio.Future[dict[K, V]]] = []
 
     async def load(self, key: K) -> V | None:
         """The value of `key`, None if the store has none."""
+        return (await self.load_many([key])).get(key)
+
+    async def load_many(self, keys: Iterable[K]) -> dict[K, V]:
+        """The values of these keys that the store has (one wait for all of them)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[V | None] = loop.create_future()
-        if not self._pending:
+        future: asyncio.Future[dict[K, V]] = loop.create_future()
+        if not self._waiters:
             loop.call_soon(self._flush)
-        self._pending.setdefault(key, []).append(future)
+        self._keys.update(dict.fromkeys(keys))
+        self._waiters.append(future)
         return await future
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        asyncio.ensure_future(_settling(self._send(pending), [f for futures in pending.values() for f in futures]))
+        keys, waiters = list(self._keys), self._waiters
+        self._keys, self._waiters = {}, []
+        asyncio.ensure_future(_settling(self._send(keys, waiters), waiters))
 
-    async def _send(self, pending: dict[K, list[asyncio.Future[V | None]]]) -> None:
+    async def _send(self, keys: list[K], waiters: list[asyncio.Future[dict[K, V]]]) -> None:
         groups: dict[Hashable, list[K]] = defaultdict(list)
-        for key in pending:
-            groups[self.db.replica_group(self.routing_key(key))].append(key)
-        chunks = [keys[i : i + self.keys_per_request] for keys in groups.values()
-                  for i in range(0, len(keys), self.keys_per_request)]
-        results = await asyncio.gather(*(self.fetch(chunk) for chunk in chunks), return_exceptions=True)
-        for chunk, result in zip(chunks, results, strict=True):
-            for key in chunk:
-                for future in pending[key]:
-                    if future.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result.get(key))
+        group_of = self.db.replica_grouper()
+        for key in keys:
+            groups[group_of(self.routing_key(key))].append(key)
+        chunks = [group[i : i + self.keys_per_request] for group in groups.values()
+                  for i in range(0, len(group), self.keys_per_request)]
+        found: dict[K, V] = {}
+        for result in await asyncio.gather(*(self.fetch(chunk) for chunk in chunks)):
+            found.update(result)
+        # Every caller gets the whole flush's answers (a dict it only reads by its own keys): no copy per
+        # caller. A failed fetch fails them all (_settling), as a failed request fails its rows' callers.
+        for future in waiters:
+            if not future.done():
+                future.set_result(found)
 
 
 async def _settling(send: Awaitable[None], futures: Sequence[asyncio.Future[Any]]) -> None:

@@ -8,11 +8,12 @@ the worker that owns the author's Kafka partition.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cassandra.query import BatchStatement, BatchType
+from cassandra.query import PreparedStatement
 
 from fanout.adapters.cassandra.batching import Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key, micros
@@ -23,6 +24,7 @@ IN_KEYS = 100  # authors (or followers of one author) per IN query
 # The first follower pages of a batch's authors are read together: at most this many rows per request,
 # so one response stays a few milliseconds of decoding.
 ROWS_PER_READ = 20_000
+NAMES_PER_READ = 400  # authors x followers looked up by one edges read
 
 
 class CassandraGraph:
@@ -35,8 +37,8 @@ class CassandraGraph:
                         "WHERE author_id IN ? PER PARTITION LIMIT 1")
         self._edge = p("SELECT following, changed_at FROM {keyspace}.followers_by_author "
                        "WHERE author_id = ? AND follower_id = ?")
-        self._edges = p("SELECT follower_id, following, changed_at FROM {keyspace}.followers_by_author "
-                        "WHERE author_id = ? AND follower_id IN ?")
+        self._edges = p("SELECT author_id, follower_id, following, changed_at FROM {keyspace}.followers_by_author "
+                        "WHERE author_id IN ? AND follower_id IN ?")
         self._set_edge = p("UPDATE {keyspace}.followers_by_author USING TIMESTAMP ? "
                            "SET following = ?, changed_at = ? WHERE author_id = ? AND follower_id = ?")
         self._set_stats = p("UPDATE {keyspace}.followers_by_author SET follower_count = ?, is_celebrity = ?, "
@@ -54,6 +56,9 @@ class CassandraGraph:
         # Stats of authors not in the worker's cache, and the first follower page of every author posting
         # in a batch of events: one IN query per replica group each, for all handlers of the batch.
         self._stats_loader: Loader[int, AuthorStats] = Loader(db, self._fetch_stats, bigint_key, IN_KEYS)
+        # The edges a batch of follow changes needs, every author's at once.
+        self._edge_loader: Loader[tuple[int, int], Edge] = Loader(db, self._fetch_edges,
+                                                                 lambda key: bigint_key(key[0]), IN_KEYS)
         authors_per_read = max(1, min(IN_KEYS, ROWS_PER_READ // page_size))
         self._page_loader: Loader[tuple[int, int], list[Any]] = Loader(
             db, self._fetch_first_pages, lambda key: bigint_key(key[0]), authors_per_read)
@@ -72,33 +77,50 @@ class CassandraGraph:
         return Edge(bool(rows[0].following), rows[0].changed_at)
 
     async def edges(self, author_id: int, follower_ids: Iterable[int]) -> dict[int, Edge]:
-        ids = sorted(set(follower_ids))
-        found: dict[int, Edge] = {}
-        for i in range(0, len(ids), IN_KEYS):  # one partition: IN on the clustering key is one read
-            for r in await self.db.run(self._edges, (author_id, ids[i : i + IN_KEYS])):
-                if r.changed_at is not None:
-                    found[r.follower_id] = Edge(bool(r.following), r.changed_at)
-        return found
+        keys = [(author_id, f) for f in dict.fromkeys(follower_ids)]
+        found = await self._edge_loader.load_many(keys)
+        return {f: found[(a, f)] for a, f in keys if (a, f) in found}
+
+    async def _fetch_edges(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], Edge]:
+        """`author_id IN (..) AND follower_id IN (..)` reads every author x follower name: requests are cut so
+        that this product stays small (one author's followers, or a few authors with a few each)."""
+        requests: list[tuple[list[int], list[int]]] = []
+        authors: set[int] = set()
+        followers: set[int] = set()
+        for author, follower in keys:
+            if authors and len(authors | {author}) * len(followers | {follower}) > NAMES_PER_READ:
+                requests.append((sorted(authors), sorted(followers)))
+                authors, followers = set(), set()
+            authors.add(author)
+            followers.add(follower)
+        requests.append((sorted(authors), sorted(followers)))
+        answers = await asyncio.gather(*(self.db.run_routed(self._edges, (a, f), bigint_key(a[0]))
+                                         for a, f in requests))
+        return {(r.author_id, r.follower_id): Edge(bool(r.following), r.changed_at)
+                for rows in answers for r in rows if r.changed_at is not None}
 
     async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats,
                        last_seen: int | None = None) -> None:
         await self.set_edges(author_id, [EdgeChange(follower_id, edge, last_seen)], stats)
 
     async def set_edges(self, author_id: int, changes: Sequence[EdgeChange], stats: AuthorStats) -> None:
-        # Its own batch, never coalesced with other writes: one partition, so Cassandra applies it as one
+        # One partition, sent whole in one batch (with other authors' commits): Cassandra applies it as one
         # mutation (atomic, isolated), which is what makes it a commit point.
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        writes: list[tuple[PreparedStatement, tuple[Any, ...]]] = []
         for c in changes:
-            batch.add(self._set_edge, (micros(c.edge.changed_at), c.edge.following, c.edge.changed_at, author_id,
-                                       c.follower_id))
+            writes.append((self._set_edge, (micros(c.edge.changed_at), c.edge.following, c.edge.changed_at,
+                                            author_id, c.follower_id)))
             if c.edge.following and c.last_seen is not None:
-                batch.add(self._set_edge_seen, (c.last_seen, author_id, c.follower_id))
-        batch.add(self._set_stats, (stats.follower_count, stats.is_celebrity, stats.version, author_id))
-        batch.is_idempotent = True
-        await self.db.run(batch)
+                writes.append((self._set_edge_seen, (c.last_seen, author_id, c.follower_id)))
+        writes.append((self._set_stats, (stats.follower_count, stats.is_celebrity, stats.version, author_id)))
+        await self.writes.write(writes, atomic=True)
 
     async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None:
-        await self.writes.write([(self._set_following, (micros(event_time), following, user_id, followee_id))])
+        await self.set_followings([(user_id, followee_id, following, event_time)])
+
+    async def set_followings(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        await self.writes.write((self._set_following, (micros(t), following, user, followee))
+                                for user, followee, following, t in changes)
 
     async def followers_page(self, author_id: int, after: int, limit: int,
                              seen_since: int | None = None) -> FollowerPage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 from fanout.adapters.cassandra.batching import Loader, Writes
@@ -29,6 +30,10 @@ class CassandraPosts:
                       "WHERE post_id IN ?")
         self._timeline_head = p("SELECT post_id FROM {keyspace}.author_timeline "
                                 "WHERE author_id = ? AND post_id < ? LIMIT ?")
+        self._latest = p("SELECT author_id, post_id FROM {keyspace}.author_timeline WHERE author_id IN ? "
+                         "PER PARTITION LIMIT ?")
+        self._latest_loader: Loader[tuple[int, int], list[int]] = Loader(
+            db, self._fetch_latest, lambda key: bigint_key(key[0]), IN_KEYS)
         # The replay check of every post of a batch of events in one request (per replica group).
         self._tier_loader: Loader[int, Tier] = Loader(db, self._fetch_tiers, bigint_key, IN_KEYS)
 
@@ -59,6 +64,19 @@ class CassandraPosts:
         # the post itself, so this is decided here, when both are known.
         return {r.post_id: Post(r.post_id, r.author_id, r.body or "", bool(r.deleted) and r.deleted_by == r.author_id)
                 for r in rows if r.author_id is not None}
+
+    async def latest_posts(self, author_id: int, limit: int) -> list[int]:
+        return await self._latest_loader.load((author_id, limit)) or []
+
+    async def _fetch_latest(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+        by_limit: dict[int, list[int]] = defaultdict(list)
+        for author, limit in keys:
+            by_limit[limit].append(author)
+        heads: dict[tuple[int, int], list[int]] = {key: [] for key in keys}
+        for limit, authors in by_limit.items():
+            for r in await self.db.run_routed(self._latest, (authors, limit), bigint_key(authors[0])):
+                heads[(r.author_id, limit)].append(r.post_id)
+        return heads
 
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         rows = await self.db.run(self._timeline_head, (author_id, before or MAX_ID, limit))

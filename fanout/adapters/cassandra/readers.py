@@ -43,8 +43,10 @@ class CassandraReaders:
     async def activities(self, user_ids: Iterable[int]) -> dict[int, Activity]:
         """The follow handler's batch read: one IN query per replica group for all its followers."""
         ids = list(dict.fromkeys(user_ids))
-        found = await asyncio.gather(*(self._activity_loader.load(u) for u in ids))
-        return {u: a or Activity(None, False) for u, a in zip(ids, found, strict=True)}
+        if not ids:
+            return {}
+        found = await self._activity_loader.load_many(ids)
+        return {u: found.get(u) or Activity(None, False) for u in ids}
 
     async def _fetch_activities(self, user_ids: list[int]) -> dict[int, Activity]:
         rows = await self.db.run_routed(self._activities, (user_ids,), bigint_key(user_ids[0]))
@@ -69,10 +71,19 @@ class CassandraReaders:
         return await self.writes.write((self._remove_celebrity, (version, u, celebrity_id)) for u in user_ids)
 
     async def hide_author(self, user_id: int, author_id: int, event_time: int) -> None:
-        await self.writes.write([(self._hide, (user_id, author_id, micros(event_time), self.hide_ttl))])
+        await self.set_hidden([(user_id, author_id, True, event_time)])
 
     async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None:
-        await self.writes.write([(self._unhide, (micros(event_time), user_id, author_id))])
+        await self.set_hidden([(user_id, author_id, False, event_time)])
+
+    async def set_hidden(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        await self.writes.write((self._hide, (user, author, micros(t), self.hide_ttl)) if hidden
+                                else (self._unhide, (micros(t), user, author)) for user, author, hidden, t in changes)
+
+    async def set_celebrities(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        await self.writes.write(
+            (self._add_celebrity, (user, celeb, version)) if added else (self._remove_celebrity, (version, user, celeb))
+            for user, celeb, added, version in changes)
 
     async def hidden_authors(self, user_id: int) -> set[int]:
         return {r.author_id for r in await self.db.run(self._hidden, (user_id,))}

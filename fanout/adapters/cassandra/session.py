@@ -144,6 +144,14 @@ class Cassandra:
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
+    def replica_grouper(self) -> Callable[[bytes | None], Hashable]:
+        """`replica_group`, or on one node (where everything is one group) a function that hashes nothing:
+        looked up once per flush, not once per row."""
+        metadata = getattr(getattr(self.session, "cluster", None), "metadata", None)
+        if metadata is None or len(metadata.all_hosts()) <= 1:
+            return _one_group
+        return self.replica_group
+
     def replica_group(self, routing_key: bytes | None) -> Hashable:
         """The set of nodes holding the partition of `routing_key`: what rows must share to be batched.
 
@@ -161,7 +169,7 @@ class Cassandra:
         if routing_key is None:
             return None
         metadata = getattr(getattr(self.session, "cluster", None), "metadata", None)
-        if metadata is None or len(metadata.all_hosts()) <= 1:  # one node: one group, no hashing per row
+        if metadata is None:
             return None
         replicas = metadata.get_replicas(self.settings.keyspace, routing_key)
         return frozenset(replicas) if replicas else None
@@ -230,6 +238,10 @@ class Cassandra:
         if errors:
             raise errors[0]
         return count
+
+
+def _one_group(routing_key: bytes | None) -> Hashable:
+    return None
 
 
 def bigint_key(value: int) -> bytes:
