@@ -160,6 +160,16 @@ async def test_reader_state_holds_activity_celebrities_and_hidden_authors(stores
     assert await stores.readers.activity(user) == Activity(1234, True)
 
 
+async def test_the_follower_side_of_many_changes_is_written_together(stores: Stores, new_id: Iterator[int]) -> None:
+    author, a, b = next(new_id), next(new_id), next(new_id)
+    await stores.graph.set_followings([(a, author, True, 2000), (b, author, True, 2000), (b, author, False, 1000)])
+    await stores.readers.set_hidden([(a, author, True, 3000), (b, author, True, 1000), (b, author, False, 2000)])
+    await stores.readers.set_celebrities([(a, author, True, 5), (b, author, True, 5), (b, author, False, 6)])
+    assert [await stores.graph.following(u, 10) for u in (a, b)] == [[author], [author]]  # the older one lost
+    assert [await stores.readers.hidden_authors(u) for u in (a, b)] == [{author}, set()]
+    assert [await stores.readers.celebrities(u, 10) for u in (a, b)] == [[author], []]
+
+
 async def test_activities_of_many_users_are_read_at_once(stores: Stores, new_id: Iterator[int]) -> None:
     seen, never = next(new_id), next(new_id)
     await stores.readers.set_activity(seen, Activity(1234, False))
