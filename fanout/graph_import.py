@@ -101,11 +101,13 @@ def _json_line(path: Path, number: int, line: str) -> tuple[int, int, int | None
     return values
 
 
-def windows(follows: Follows, size: int = WINDOW) -> Iterator[list[list[int]]]:
-    """Line numbers grouped by followee (each author's in file order), whole authors per window."""
+def windows(follows: Follows, size: int = WINDOW, part: int = 0, parts: int = 1) -> Iterator[list[list[int]]]:
+    """Line numbers grouped by followee (each author's in file order), whole authors per window; only
+    the authors whose id is `part` modulo `parts`."""
     by_author: dict[int, list[int]] = defaultdict(list)
     for i, followee in enumerate(follows.followees):
-        by_author[followee].append(i)
+        if followee % parts == part:
+            by_author[followee].append(i)
     window: list[list[int]] = []
     edges = 0
     for lines in by_author.values():
@@ -119,10 +121,12 @@ def windows(follows: Follows, size: int = WINDOW) -> Iterator[list[list[int]]]:
 
 
 async def import_follows(follows: Follows, pipeline: Pipeline, tasks: list[ChunkTask],
-                         progress: Callable[[int], None] = lambda n: None, window: int = WINDOW) -> int:
-    """Every follow through `pipeline` (its send_task appends to `tasks`); returns follows imported."""
+                         progress: Callable[[int], None] = lambda n: None, window: int = WINDOW,
+                         part: int = 0, parts: int = 1) -> int:
+    """Every follow (of the authors of `part` of `parts`) through `pipeline` (its send_task appends to
+    `tasks`); returns follows imported."""
     done = 0
-    for authors in windows(follows, window):
+    for authors in windows(follows, window, part, parts):
         await asyncio.gather(*(pipeline.handle_group([follows.event(i) for i in lines]) for lines in authors))
         while tasks:  # as the worker's chunk agent would: by key, keys concurrently
             by_key: dict[bytes, list[Event]] = defaultdict(list)

@@ -196,6 +196,7 @@ def import_follows(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
                                          help="CSV follower_id,followee_id[,event_time] or JSONL (.jsonl/.ndjson)")],
     event_time: int = typer.Option(0, help="event time (ms) of lines without one; 0: now"),
+    jobs: int = typer.Option(2, min=1, help="processes, authors split between them"),
 ) -> None:
     """Import a follow graph through the follow handler: edges, counts, tiers, celebrity sets and backfills
     end exactly as the worker leaves them. Run it while no worker serves these authors."""
@@ -203,7 +204,7 @@ def import_follows(
     from services import import_graph
 
     try:
-        result = import_graph.run(Settings.load(), file, event_time, console)
+        result = import_graph.run(Settings.load(), file, event_time, console, jobs)
     except BadLine as exc:
         _fail(exc)
         return

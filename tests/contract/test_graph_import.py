@@ -152,3 +152,17 @@ def test_a_bad_line_stops_the_import_with_its_number(tmp_path: Path, text: str, 
     path.write_text("3,4\n" + text if suffix == "csv" else '{"follower_id": 3, "followee_id": 4}\n' + text)
     with pytest.raises(BadLine, match=":2:"):
         read_follows(path, 0)
+
+
+def test_the_parts_of_a_split_import_cover_every_line_once_each_author_in_one_part(tmp_path: Path) -> None:
+    from fanout.graph_import import windows
+
+    path = tmp_path / "f.csv"
+    path.write_text("".join(f"{f},{a}\n" for a in range(1, 8) for f in range(10, 10 + a)))
+    follows = read_follows(path, 0)
+    parts = [[line for authors in windows(follows, 4, part, 3) for lines in authors for line in lines]
+             for part in range(3)]
+    assert sorted(line for part in parts for line in part) == list(range(len(follows)))
+    for n, part in enumerate(parts):
+        assert {follows.followees[line] % 3 for line in part} <= {n}
+        assert part == sorted(part, key=lambda line: (follows.followees[line], line))  # file order per author
