@@ -51,24 +51,44 @@ def bench(
     concurrency: int = typer.Option(16, help="concurrent HTTP readers"),
     driver_rows: int = typer.Option(20_000, help="rows per request shape in the bare driver loops"),
     threshold: int = typer.Option(0, help="celebrity threshold (0: FANOUT_CELEBRITY_THRESHOLD)"),
+    big_followers: int = typer.Option(10_000, help="followers of the one big fan-out"),
+    follows: int = typer.Option(30_000, help="follow events per follows/s measurement"),
+    import_edges: int = typer.Option(1_000_000, help="edges of the graph import"),
     out: Annotated[Path, typer.Option(help="where bench.json, bench.md and the plots go")] = BENCH_RESULTS,
 ) -> None:
     """Push-only, pull-only and hybrid on the same workload, against the bare driver's limits."""
     if ctx.invoked_subcommand is not None:
         return
     from bench import strategies
-    from bench.report import markdown
 
     if quick:
         users, posts, reads, rate, driver_rows = 2_000, 300, 300, 100.0, 2_000
         threshold = threshold or 300
+        big_followers, follows, import_edges = 2_000, 3_000, 20_000
     base = Settings.load(celebrity_threshold=threshold) if threshold else Settings.load()
     command = "fanout bench " + " ".join(sys.argv[2:])
-    report = strategies.bench(base, users, seed, exponent, inactive_share, posts, reads,
-                              rate, concurrency, driver_rows, out, command.strip())
-    Console().print(markdown(report))
+    strategies.bench(base, users, seed, exponent, inactive_share, posts, reads,
+                     rate, concurrency, driver_rows, out, command.strip(), big_followers, follows,
+                     import_edges)
+    Console().print((out / "bench.md").read_text())
     console.print(f"written: {out}/bench.json, bench.md, write_amplification.png, read_latency.png, "
-                  "lag_by_followers.png")
+                  "lag_by_followers.png, write_path.png")
+
+
+@bench_app.command("compare")
+def bench_compare(
+    before: Annotated[Path, typer.Argument(help="bench.json of the run before a change")],
+    after: Annotated[Path, typer.Argument(help="bench.json of the run after it")],
+    out: Annotated[Path, typer.Option(help="where the table (compare.md) and plot (compare.png) go")] = BENCH_RESULTS,
+) -> None:
+    """Before/after of the write path's figures of two `fanout bench` runs: a Markdown table and a plot."""
+    import json
+
+    from bench.writepath_report import compare
+
+    out.mkdir(parents=True, exist_ok=True)
+    text = compare(json.loads(before.read_text()), json.loads(after.read_text()), out)
+    Console().print(text)
 
 
 @bench_app.command("pipeline")

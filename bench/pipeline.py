@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 
 from bench.report import PipelineReport, pipeline_markdown, pipeline_plot
-from bench.scenario import console, publish, publish_at_rate, scenario_settings, seed_follows
-from bench.stats import highest_bucket, histogram_quantile, machine, percentile
+from bench.scenario import console, publish, publish_at_rate, scenario_settings, seed_follows, server_pids
+from bench.stats import CpuMeter, highest_bucket, histogram_quantile, machine, per_1000, percentile
 from bench.workload import build_workload, power_law_graph
 from deploy.processes import ProcessGroup, scrape
 from fanout.auth import Tokens
@@ -46,6 +46,7 @@ def big_fanout(base: Settings, followers: int, log_dir: Path) -> dict[str, Any]:
         seed_follows(s, processes, producer, follows, f"{followers:,} followers")
         worker = processes.url("worker")
         start_rows = scrape(worker).get("fanout_inbox_rows_written_total", 0.0)
+        cpu = CpuMeter({"worker": processes.procs["worker"].pid, **server_pids(base)})
         post = producer.new_post(author, "one post to many")
         publish(producer, [post])
         accepted = time.monotonic()
@@ -56,6 +57,7 @@ def big_fanout(base: Settings, followers: int, log_dir: Path) -> dict[str, Any]:
                 done, done_wall = time.monotonic(), time.time()
             else:
                 time.sleep(0.02)
+        spent = cpu.spent()
         producer.close()
     if done is None or done_wall is None:
         raise TimeoutError("the big fan-out did not finish in 300 s")
@@ -63,7 +65,8 @@ def big_fanout(base: Settings, followers: int, log_dir: Path) -> dict[str, Any]:
     return {"followers": followers, "chunk_size": s.chunk_size, "write_window": s.write_window,
             "seconds_from_ack_to_last_write": round(seconds, 3),
             "seconds_from_post_time_to_last_write": round(done_wall - accepted_ms / 1000, 3),
-            "inbox_rows_per_second": round(followers / seconds)}
+            "inbox_rows_per_second": round(followers / seconds), "cpu_s": spent,
+            "cpu_s_per_1000_deliveries": per_1000(spent, followers)}
 
 
 def steady_mix(base: Settings, users: int, rate: float, seconds: float, log_dir: Path) -> dict[str, Any]:

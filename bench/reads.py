@@ -93,7 +93,7 @@ def run_strategy(base: Settings, strategy: str, workers: int, w: ReadWorkload, r
                  connections: int, log_dir: Path, vegeta: str) -> dict[str, Any]:
     s = scenario_settings(base, f"reads-{strategy}{workers}", strategy=strategy, read_workers=workers)
     now = time.time_ns() // 1_000_000
-    load_graph(s, w, now)
+    load_graph(s, w, now, log_dir / "graphs")
     result: dict[str, Any] = {"strategy": strategy, "read_workers": workers}
     with ProcessGroup(s, log_dir / f"{strategy}-{workers}").start("worker", "read-api") as processes:
         producer = EventProducer(s)

@@ -165,6 +165,11 @@ def write_report(report: dict[str, Any], out: Path) -> str:
     report["efficiency"] = efficiency(report)
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     text = markdown(report)
+    if "write_path" in report:
+        from bench import writepath_report
+
+        text += "\n\n" + writepath_report.markdown(report)
+        writepath_report.plot(report, out)
     (out / "bench.md").write_text(text + "\n")
     plot(report, out)
     return text

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
+from deploy import stack as launcher
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import migrate
 from fanout.events import Event
@@ -26,6 +27,11 @@ def scenario_settings(base: Settings, name: str, **overrides: Any) -> Settings:
     ensure_topics(s)
     migrate(s)
     return s
+
+
+def server_pids(base: Settings) -> dict[str, int | None]:
+    """The pids of the stack's Cassandra and Kafka, whose CPU the benchmarks count."""
+    return {srv.name: launcher.running_pid(srv) for srv in launcher.servers(base) if srv.name in ("cassandra", "kafka")}
 
 
 def publish(producer: EventProducer, events: list[Event]) -> None:

@@ -52,6 +52,28 @@ def highest_bucket(samples: dict[str, float], before: dict[str, float], name: st
     return highest
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks (USER_HZ = 100)
+
+
+class CpuMeter:
+    """CPU seconds each named process spends from now until `spent()`."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid}
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def spent(self) -> dict[str, float]:
+        return {name: round(cpu_seconds(pid) - self.start[name], 2) for name, pid in self.pids.items()}
+
+
+def per_1000(cpu: dict[str, float], deliveries: float) -> dict[str, float]:
+    """CPU seconds per 1,000 deliveries (inbox rows, or follow events), by process."""
+    return {name: round(seconds / (deliveries / 1000), 4) for name, seconds in cpu.items()} if deliveries else {}
+
+
 def machine() -> dict[str, Any]:
     """CPU model, cores, memory and Python version of this machine (Linux /proc)."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

@@ -19,21 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cassandra.concurrent import execute_concurrent_with_args
-from rich.progress import Progress
 
 from bench.report import BUCKETS, write_report
-from bench.scenario import console, publish_at_rate, scenario_settings
-from bench.stats import histogram_quantile, machine, percentile
+from bench.scenario import console, publish_at_rate, scenario_settings, server_pids
+from bench.stats import cpu_seconds, histogram_quantile, machine, percentile
 from bench.workload import Graph, power_law_graph
-from deploy import stack as launcher
 from deploy.processes import ProcessGroup, scrape
-from fanout.adapters.cassandra import connect
 from fanout.auth import Tokens
+from fanout.bootstrap import open_resources
 from fanout.lag import consumer_lag, wait_until_drained
-from fanout.model import Strategy
+from fanout.model import Activity, Strategy
 from fanout.producer import EventProducer
 from fanout.settings import Settings
+from services import import_graph
 
 DAY_MS = 86_400_000
 
@@ -81,55 +79,31 @@ def build_workload(users: int, seed: int, exponent: float, inactive_share: float
     return BenchWorkload(graph, inactive, post_authors, readers, by_followers[0])
 
 
-def load_graph(s: Settings, w: BenchWorkload | Any, now_ms: int) -> None:
-    """Write the follow graph as the follow handler would have: edges both ways, counts and tiers,
-    celebrity sets (hybrid), and the last feed read of the inactive users (10 days ago)."""
-    cluster, session = connect(s, s.keyspace)
+def load_graph(s: Settings, w: BenchWorkload | Any, now_ms: int, work_dir: Path) -> dict[str, Any]:
+    """The follow graph through `fanout import follows` (the follow handler's own code, so edges, counts,
+    tiers and celebrity sets are what the worker would leave), after the inactive users' last feed read
+    (10 days ago), which the handler copies onto their edges as it would live."""
+    away = now_ms - 10 * DAY_MS
+    res = open_resources(s, storage=True)
     try:
-        edge = session.prepare("INSERT INTO followers_by_author (author_id, follower_id, following, changed_at, "
-                               "last_seen) VALUES (?, ?, true, ?, ?)")
-        stats = session.prepare("UPDATE followers_by_author SET follower_count = ?, is_celebrity = ? "
-                                "WHERE author_id = ?")
-        followee = session.prepare("INSERT INTO following_by_user (user_id, followee_id, following) "
-                                   "VALUES (?, ?, true)")
-        # The reader's state is static columns of their inbox partition (schemas/cql/003_reader_state.cql).
-        celebrity_set = session.prepare("UPDATE inbox SET celebrities = celebrities + ?, sets_version = now() "
-                                        "WHERE user_id = ?")
-        activity = session.prepare("UPDATE inbox SET last_seen = ?, regenerating = false WHERE user_id = ?")
-        away = now_ms - 10 * DAY_MS
-        celebs = {a for a, f in w.graph.followers.items() if s.strategy == "hybrid" and len(f) >= s.celebrity_threshold}
-        edges = [(a, f) for a, fs in w.graph.followers.items() for f in fs]
-        writes: list[tuple[Any, list[tuple[Any, ...]]]] = [
-            (edge, [(a, f, now_ms - 20 * DAY_MS, away if f in w.inactive else now_ms) for a, f in edges]),
-            (followee, [(f, a) for a, f in edges]),
-            (stats, [(len(fs), a in celebs, a) for a, fs in w.graph.followers.items()]),
-            (celebrity_set, [({a}, f) for a, f in edges if a in celebs]),
-            (activity, [(away, u) for u in w.inactive]),
-        ]
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task(f"loading the graph ({len(edges):,} edges) for {s.strategy}",
-                                total=sum(len(p) for _, p in writes))
-            for stmt, params in writes:
-                for i in range(0, len(params), 20_000):
-                    execute_concurrent_with_args(session, stmt, params[i : i + 20_000], concurrency=128,
-                                                 raise_on_first_error=True)
-                    bar.advance(task, len(params[i : i + 20_000]))
+        async def seen() -> None:
+            await asyncio.gather(*(res.stores.readers.set_activity(u, Activity(away, False)) for u in w.inactive))
+
+        asyncio.run(seen())
     finally:
-        cluster.shutdown()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks (USER_HZ = 100)
+        res.close()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / f"graph-{s.strategy}.csv"
+    path.write_text("".join(f"{f},{a}\n" for a, fs in w.graph.followers.items() for f in sorted(fs)))
+    return import_graph.run(s, path, event_time=now_ms - 20 * DAY_MS, console=console)
 
 
 def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, concurrency: int,
                  log_dir: Path) -> dict[str, Any]:
     s = scenario_settings(base, strategy, strategy=strategy)
     now = time.time_ns() // 1_000_000
-    load_graph(s, w, now)
-    servers = {srv.name: launcher.running_pid(srv) for srv in launcher.servers(base)}
+    imported = load_graph(s, w, now, log_dir / "graphs")
+    servers = server_pids(base)
     with ProcessGroup(s, log_dir / strategy).start("worker", "read-api") as processes:
         pids = {"worker": processes.procs["worker"].pid, "read-api": processes.procs["read-api"].pid,
                 "cassandra": servers["cassandra"], "kafka": servers["kafka"]}
@@ -183,6 +157,7 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
         "fanout_rows_per_s": round(burst_rows / burst_seconds), "burst_posts": len(w.post_authors) - half,
         "burst_seconds": round(burst_seconds, 2), "post_phase_s": round(post_phase, 2),
         "lag_by_followers": lag, "celebrity_post_visible_ms": visible_ms, "reads": reads, "cpu_s": cpu,
+        "graph_import": imported,
     }
 
 
@@ -258,8 +233,10 @@ def expected_rows(w: BenchWorkload, threshold: int) -> dict[str, int]:
 
 
 def bench(base: Settings, users: int, seed: int, exponent: float, inactive_share: float, posts: int, reads: int,
-          rate: float, concurrency: int, driver_rows: int, out: Path, command: str) -> dict[str, Any]:
+          rate: float, concurrency: int, driver_rows: int, out: Path, command: str, big_followers: int = 10_000,
+          follows: int = 30_000, import_edges: int = 1_000_000) -> dict[str, Any]:
     from bench import driver as bench_driver
+    from bench import writepath
 
     w = build_workload(users, seed, exponent, inactive_share, posts, reads, base.celebrity_threshold)
     deliveries = expected_rows(w, base.celebrity_threshold)["push"]
@@ -271,6 +248,7 @@ def bench(base: Settings, users: int, seed: int, exponent: float, inactive_share
                                            "inactive_share": inactive_share, "posts": posts, "reads": reads,
                                            "rate_posts_per_s": rate, "deliveries": deliveries,
                                            "threshold": base.celebrity_threshold,
+                                           "follows": sum(map(len, w.graph.followers.values())),
                                            "expected_rows": expected_rows(w, base.celebrity_threshold)},
                               "strategies": {}}
     for strategy in Strategy:
@@ -279,6 +257,7 @@ def bench(base: Settings, users: int, seed: int, exponent: float, inactive_share
         result["cpu_s_per_1000_deliveries"] = {k: round(v / (deliveries / 1000), 4) for k, v in result["cpu_s"].items()}
         report["strategies"][strategy] = result
         console.print({k: v for k, v in result.items() if k != "reads"})
+    report["write_path"] = writepath.run(base, out, big_followers, follows, import_edges)
     console.rule("bare driver limits")
     report["driver"] = bench_driver.driver_limits(base, rows=driver_rows)
     write_report(report, out)

@@ -89,7 +89,7 @@ def bench(base: Settings, readers: int, authors: int, rate: float, seconds: floa
     threshold = 50
     w = Workload(readers, authors, 5, 5, threshold, seed=11)
     s = scenario_settings(base, "stream", celebrity_threshold=threshold)
-    load_graph(s, w, time.time_ns() // 1_000_000)
+    load_graph(s, w, time.time_ns() // 1_000_000, out / "graphs")
     report: dict[str, Any] = {"command": command, "machine": machine(), "readers": readers, "rate": rate,
                               "seconds": seconds}
     with ProcessGroup(s, out / "logs").start("worker", "read-api") as processes:

@@ -11,3 +11,9 @@ Clock = Callable[[], int]
 def wall_ms() -> int:
     """Unix time in milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+def wall_us() -> int:
+    """Unix time in microseconds: the resolution of Cassandra's write timestamps (the driver stamps writes
+    with this clock), for stamps that must order against rows just written."""
+    return time.time_ns() // 1_000

@@ -60,6 +60,15 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class EdgeChange:
+    """One edge of a follow commit, and for a follow the follower's last feed read to copy onto it."""
+
+    follower_id: int
+    edge: Edge
+    last_seen: int | None = None
+
+
+@dataclass(frozen=True)
 class Activity:
     last_seen: int | None  # event time (ms) of the last recorded feed read; None: never recorded
     regenerating: bool  # the worker is rebuilding the inbox of a returning user

@@ -11,10 +11,11 @@ with event times.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fanout.clock import Clock, wall_ms
+from fanout.clock import Clock, wall_ms, wall_us
 from fanout.events import (
     CelebrityChunk,
     DemotionChunk,
@@ -27,7 +28,7 @@ from fanout.events import (
     Unfollowed,
     UserSeen,
 )
-from fanout.handlers.delivery import Delivery, SendTask, SendUpdate
+from fanout.handlers.delivery import Delivery, SendTask, SendUpdate, no_updates
 from fanout.handlers.graph import GraphHandlers
 from fanout.handlers.posts import PostHandlers
 from fanout.handlers.readers import ReaderHandlers
@@ -35,15 +36,16 @@ from fanout.metrics import Metrics
 from fanout.ports import Stores
 from fanout.settings import Settings
 
-__all__ = ["Pipeline", "SendTask", "SendUpdate"]
+__all__ = ["Pipeline", "SendTask", "SendUpdate", "no_updates"]
 
 
 class Pipeline:
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 send_update: SendUpdate, clock_ms: Clock = wall_ms) -> None:
-        self.delivery = Delivery(stores, settings, metrics, send_task, send_update, clock_ms)
+                 send_update: SendUpdate, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us) -> None:
+        self.delivery = Delivery(stores, settings, metrics, send_task, send_update, clock_ms, clock_us)
         self.metrics = metrics
         posts, graph, readers = PostHandlers(self.delivery), GraphHandlers(self.delivery), ReaderHandlers(self.delivery)
+        self.graph = graph
         self.handlers: dict[type[Event], Callable[[Any], Awaitable[None]]] = {
             PostCreated: posts.post_created,
             InboxChunk: posts.inbox_chunk,
@@ -59,3 +61,25 @@ class Pipeline:
     async def handle(self, event: Event) -> None:
         self.metrics.events_consumed.labels(event.TYPE).inc()
         await self.handlers[type(event)](event)
+
+    async def handle_group(self, events: Sequence[Event]) -> None:
+        """One key's events of a batch, in order. Consecutive follows and unfollows of one author are handled
+        as one run (`GraphHandlers.follows_changed`: one read of their edges, one commit), with the same
+        outcome as one at a time; any other event on its own."""
+        for (kind, author), run in itertools.groupby(events, key=_run_key):
+            if kind != "follows":
+                for event in run:
+                    await self.handle(event)
+                continue
+            changes = []
+            for event in run:
+                assert isinstance(event, Followed | Unfollowed)
+                self.metrics.events_consumed.labels(event.TYPE).inc()
+                changes.append((event.follower_id, isinstance(event, Followed), event.event_time))
+            await self.graph.follows_changed(author, changes)
+
+
+def _run_key(event: Event) -> tuple[str, int]:
+    if isinstance(event, Followed | Unfollowed):
+        return "follows", event.followee_id
+    return "one", id(event)

@@ -7,7 +7,8 @@ tested with tables of cases.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 
 from fanout.model import Activity, AuthorStats, Edge, Post, Strategy, Tier
@@ -103,6 +104,57 @@ def may_delete(stored: Post | None, claimed_author: int) -> bool:
     """Only its author deletes a post. A delete of a post not stored yet is recorded as a claim, which
     hides the post only if it turns out to be the claimant's (the store decides that at read)."""
     return stored is None or stored.author_id == claimed_author
+
+
+@dataclass(frozen=True)
+class FollowStep:
+    """One follow/unfollow event of a run, and what was decided for it."""
+
+    follower_id: int
+    event_time: int
+    decision: FollowDecision
+
+
+@dataclass(frozen=True)
+class FollowSegment:
+    """Consecutive decisions of one author written with one commit (`GraphStore.set_edges`)."""
+
+    steps: tuple[FollowStep, ...]
+    stats: AuthorStats  # the author's stats after the segment: what its commit writes
+    edges: dict[int, Edge] = field(default_factory=dict)  # each follower's edge after it, if a step was fresh
+
+    @property
+    def tier_switch(self) -> FollowStep | None:
+        """The step that switched the tier: only ever a segment's first."""
+        first = self.steps[0]
+        return first if first.decision.tier_switch else None
+
+
+def decide_follows(edges: Mapping[int, Edge], stats: AuthorStats, changes: Sequence[tuple[int, bool, int]],
+                   settings: Settings, max_segment: int) -> list[FollowSegment]:
+    """`decide_follow` for one author's consecutive (follower, following, event_time) changes, in order,
+    each on the edges and stats the previous ones left: the same decisions as one event at a time.
+
+    Cut into segments, each committed before the next is written: a segment starts at every tier switch,
+    so that every edge decided before the switch is stored when the switch lists the author's followers
+    (as it is when events run one at a time), and after `max_segment` steps (a commit is one bounded
+    batch). O(len(changes))."""
+    edges = dict(edges)
+    segments: list[FollowSegment] = []
+    steps: list[FollowStep] = []
+    changed: dict[int, Edge] = {}
+    for follower, following, event_time in changes:
+        decision = decide_follow(edges.get(follower), stats, following, event_time, settings)
+        if steps and (decision.tier_switch or len(steps) >= max_segment):
+            segments.append(FollowSegment(tuple(steps), stats, changed))
+            steps, changed = [], {}
+        steps.append(FollowStep(follower, event_time, decision))
+        if decision.fresh:
+            edges[follower] = changed[follower] = Edge(following, event_time)
+            stats = decision.stats
+    if steps:
+        segments.append(FollowSegment(tuple(steps), stats, changed))
+    return segments
 
 
 def is_returning(activity: Activity, now_ms: int, settings: Settings) -> bool:

@@ -18,6 +18,7 @@ from fanout.model import (
     Activity,
     AuthorStats,
     Edge,
+    EdgeChange,
     FollowerPage,
     KeyRecord,
     Post,
@@ -49,6 +50,11 @@ class PostStore(Protocol):
         """The stored posts among `post_ids` (missing ids are left out)."""
         ...
 
+    async def latest_posts(self, author_id: int, limit: int) -> list[int]:
+        """The author's newest post ids, newest first (what a follow backfills): `timeline_head` from the
+        newest, for the write path, where the reads of many authors at once are coalesced."""
+        ...
+
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         """The author's newest post ids below `before` (None: from the newest), newest first."""
         ...
@@ -66,12 +72,25 @@ class GraphStore(Protocol):
 
     async def edge(self, author_id: int, follower_id: int) -> Edge | None: ...
 
+    async def edges(self, author_id: int, follower_ids: Iterable[int]) -> dict[int, Edge]:
+        """The stored edges among these followers of the author (followers without one are left out)."""
+        ...
+
     async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats,
                        last_seen: int | None = None) -> None:
         """The edge and the author's stats, atomically (the commit point of a follow change)."""
         ...
 
+    async def set_edges(self, author_id: int, changes: Sequence[EdgeChange], stats: AuthorStats) -> None:
+        """Several edges of one author and its stats after them, atomically (the commit point of a run of
+        follow changes). Each edge is last-writer-wins by its event time, as in `set_edge`."""
+        ...
+
     async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None: ...
+
+    async def set_followings(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        """`set_following` for each (user, followee, following, event_time), together."""
+        ...
 
     async def followers_page(self, author_id: int, after: int, limit: int,
                              seen_since: int | None = None) -> FollowerPage:
@@ -104,6 +123,10 @@ class ReaderStore(Protocol):
 
     async def activity(self, user_id: int) -> Activity: ...
 
+    async def activities(self, user_ids: Iterable[int]) -> dict[int, Activity]:
+        """The activity of each of these users (`Activity(None, False)` for one never recorded)."""
+        ...
+
     async def set_activity(self, user_id: int, activity: Activity) -> None: ...
 
     async def celebrities(self, user_id: int) -> list[int]:
@@ -124,6 +147,14 @@ class ReaderStore(Protocol):
     async def unhide_author(self, user_id: int, author_id: int, event_time: int) -> None: ...
 
     async def hidden_authors(self, user_id: int) -> set[int]: ...
+
+    async def set_hidden(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        """`hide_author` or `unhide_author` for each (user, author, hidden, event_time), together."""
+        ...
+
+    async def set_celebrities(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        """`add_celebrity` or `remove_celebrity` for each (user, celebrity, added, version), together."""
+        ...
 
 
 class InboxStore(Protocol):

@@ -226,6 +226,9 @@ class CachedPosts:
 
     # --- writes pass through (the read service writes nothing; this keeps the PostStore shape) ---------
 
+    async def latest_posts(self, author_id: int, limit: int) -> list[int]:
+        return await self.store.latest_posts(author_id, limit)
+
     async def stored_tier(self, post_id: int) -> Tier | None:
         return await self.store.stored_tier(post_id)
 

@@ -7,6 +7,8 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -218,6 +220,31 @@ def _publish(action: Callable[[EventProducer], Event], mints_ids: bool = False) 
     finally:
         res.close()
     typer.echo(encode(event).decode())
+
+
+import_app = typer.Typer(no_args_is_help=True, help="Bulk imports that end as if their events came through Kafka.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("follows")
+def import_follows(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
+                                         help="CSV follower_id,followee_id[,event_time] or JSONL (.jsonl/.ndjson)")],
+    event_time: int = typer.Option(0, help="event time (ms) of lines without one; 0: now"),
+    jobs: int = typer.Option(2, min=1, help="processes, authors split between them"),
+) -> None:
+    """Import a follow graph through the follow handler: edges, counts, tiers, celebrity sets and backfills
+    end exactly as the worker leaves them. Run it while no worker serves these authors."""
+    from fanout.graph_import import BadLine
+    from services import import_graph
+
+    try:
+        result = import_graph.run(Settings.load(), file, event_time, console, jobs)
+    except BadLine as exc:
+        _fail(exc)
+        return
+    console.print(f"imported {result['follows']:,} follows in {result['seconds']} s "
+                  f"({result['follows_per_s']:,} follows/s)")
 
 
 register_bench(app)  # `fanout bench ...` and `fanout demo`

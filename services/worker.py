@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import faust
 from prometheus_client import start_http_server
 
+from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.bootstrap import open_resources
 from fanout.pipeline import Pipeline, SendTask, SendUpdate
 from fanout.settings import Settings
@@ -16,11 +18,15 @@ from streams.app import build_app
 def run(settings: Settings, loglevel: str = "info", pipeline: type[Pipeline] = Pipeline) -> None:
     """The worker process; tests may hand in a Pipeline subclass (e.g. one whose handler always fails)."""
     res = open_resources(settings, storage=True)
+    # This worker writes the stats of the authors whose partitions it owns: it caches them, and forgets
+    # them whenever partitions move (fanout/adapters/author_cache.py says why that is exact).
+    graph = AuthorStatsCache(res.stores.graph)
+    stores = dataclasses.replace(res.stores, graph=graph)
 
     def pipeline_for(send_task: SendTask, send_update: SendUpdate) -> Pipeline:
-        return pipeline(res.stores, settings, res.metrics, send_task, send_update)
+        return pipeline(stores, settings, res.metrics, send_task, send_update)
 
-    app = build_app(settings, res.metrics, pipeline_for)
+    app = build_app(settings, res.metrics, pipeline_for, on_rebalance=graph.clear)
     start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)
     logging.getLogger("fanout").setLevel(logging.INFO)
     try:

@@ -19,9 +19,10 @@ from fanout.settings import Settings
 from streams.runner import BatchRunner, RetryPolicy
 
 
-def build_app(settings: Settings, metrics: Metrics,
-              pipeline_for: Callable[[SendTask, SendUpdate], Pipeline]) -> faust.App:
-    """The worker's Faust app. `pipeline_for(send_task, send_update)` builds the Pipeline once topics exist."""
+def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[SendTask, SendUpdate], Pipeline],
+              on_rebalance: Callable[[], None] = lambda: None) -> faust.App:
+    """The worker's Faust app. `pipeline_for(send_task, send_update)` builds the Pipeline once topics exist;
+    `on_rebalance` runs whenever partitions are revoked or assigned (the author stats cache forgets)."""
     datadir = settings.worker_data_dir
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
@@ -68,11 +69,17 @@ def build_app(settings: Settings, metrics: Metrics,
         delivered = await updates.send(key=update.key, value=encode(update), force=True)
         await delivered
 
+    def partitions_moved(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        on_rebalance()
+
+    app.on_partitions_revoked.connect(partitions_moved)
+    app.on_partitions_assigned.connect(partitions_moved)
+
     pipeline = pipeline_for(send_task, send_update)
     policy = RetryPolicy.of(settings)
     author_runner = BatchRunner(settings.events_topic,
                                 lambda value, key: decode_author_event(value, key, settings.max_event_bytes),
-                                pipeline.handle, send_dead_letter, metrics, policy)
+                                pipeline.handle, send_dead_letter, metrics, policy, handle_group=pipeline.handle_group)
     chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
                                pipeline.handle, send_dead_letter, metrics, policy)
 

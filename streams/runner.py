@@ -60,6 +60,7 @@ class Record(Protocol):
 Decode = Callable[[bytes | None, bytes | None], Event]  # (value, key) -> event, or InvalidEvent
 Handle = Callable[[Event], Awaitable[None]]
 Headers = list[tuple[str, bytes]]
+HandleGroup = Callable[[Sequence[Event]], Awaitable[None]]  # one key's events of a batch, in order
 SendDeadLetter = Callable[[bytes | None, bytes | None, Headers], Awaitable[None]]
 Stop = Callable[[str], NoReturn]
 Sleep = Callable[[float], Awaitable[None]]
@@ -117,10 +118,14 @@ def parked_headers(record: Record, error: BaseException, attempts: int, source: 
 class BatchRunner:
     def __init__(self, source: str, decode: Decode, handle: Handle, send_dead_letter: SendDeadLetter,
                  metrics: Metrics, policy: RetryPolicy | None = None, stop: Stop = stop_unacknowledged,
-                 sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+                 sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
+                 handle_group: HandleGroup | None = None) -> None:
         self.source = source
         self.decode = decode
         self.handle = handle
+        # Given, it takes a key's whole run of events (still in order), so that the pipeline can write
+        # consecutive events of one author together (fanout/pipeline.py `handle_group`).
+        self.handle_group = handle_group
         self.send_dead_letter = send_dead_letter
         self.metrics = metrics
         self.policy = policy or RetryPolicy()
@@ -155,6 +160,16 @@ class BatchRunner:
         return list(by_key.values())
 
     async def _in_order(self, group: list[tuple[Record, Event]]) -> None:
+        if self.handle_group is not None and len(group) > 1:
+            # The fast path: the key's events together (e.g. an author's run of follows, decided in order and
+            # committed at once). If that fails, the events go one by one below, each with the retry and
+            # park rules: handlers are idempotent, so what the group wrote before failing is written again.
+            try:
+                await self.handle_group([event for _, event in group])
+                return
+            except Exception as error:
+                log.warning("%d events of one key from %s failed together (%s: %s); handling them one by one",
+                            len(group), self.source, type(error).__name__, error)
         for record, event in group:
             await self._handle(record, event)
 

@@ -16,7 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from fanout.ids import MAX_ID, millis_of
-from fanout.model import Activity, AuthorStats, Edge, FollowerPage, Post, ReaderPage, ReaderSets, ReaderState, Tier
+from fanout.model import (
+    Activity,
+    AuthorStats,
+    Edge,
+    EdgeChange,
+    FollowerPage,
+    Post,
+    ReaderPage,
+    ReaderSets,
+    ReaderState,
+    Tier,
+)
 from fanout.ports import Stores
 from fanout.settings import Settings
 
@@ -137,6 +148,9 @@ class MemoryStorage:
                 found[pid] = Post(pid, row["author_id"], row.get("body") or "", deleted)
         return found
 
+    async def latest_posts(self, author_id: int, limit: int) -> list[int]:
+        return _head(self.timelines, author_id, None, limit)
+
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         return _head(self.timelines, author_id, before, limit)
 
@@ -155,17 +169,30 @@ class MemoryStorage:
             return None
         return Edge(bool(row.get("following")), row["changed_at"])
 
+    async def edges(self, author_id: int, follower_ids: Iterable[int]) -> dict[int, Edge]:
+        found = {f: await self.edge(author_id, f) for f in set(follower_ids)}
+        return {f: e for f, e in found.items() if e is not None}
+
     async def set_edge(self, author_id: int, follower_id: int, edge: Edge, stats: AuthorStats,
                        last_seen: int | None = None) -> None:
-        self.followers.write(author_id, follower_id, {"following": edge.following, "changed_at": edge.changed_at},
-                             ts=edge.changed_at * 1000)
-        if edge.following and last_seen is not None:
-            self.followers.write(author_id, follower_id, {"last_seen": last_seen})
+        await self.set_edges(author_id, [EdgeChange(follower_id, edge, last_seen)], stats)
+
+    async def set_edges(self, author_id: int, changes: Sequence[EdgeChange], stats: AuthorStats) -> None:
+        for c in changes:
+            self.followers.write(author_id, c.follower_id, {"following": c.edge.following,
+                                                            "changed_at": c.edge.changed_at},
+                                 ts=c.edge.changed_at * 1000)
+            if c.edge.following and c.last_seen is not None:
+                self.followers.write(author_id, c.follower_id, {"last_seen": c.last_seen})
         self.followers.write(author_id, STATIC, {"follower_count": stats.follower_count,
                                                  "is_celebrity": stats.is_celebrity, "version": stats.version})
 
     async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None:
         self.followings.write(user_id, followee_id, {"following": following}, ts=event_time * 1000)
+
+    async def set_followings(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        for user, followee, following, t in changes:
+            await self.set_following(user, followee, following, t)
 
     async def followers_page(self, author_id: int, after: int, limit: int,
                              seen_since: int | None = None) -> FollowerPage:
@@ -202,6 +229,9 @@ class MemoryStorage:
     async def activity(self, user_id: int) -> Activity:
         return (await self.reader_page(user_id, None, 1)).activity
 
+    async def activities(self, user_ids: Iterable[int]) -> dict[int, Activity]:
+        return {u: await self.activity(u) for u in user_ids}
+
     async def set_activity(self, user_id: int, activity: Activity) -> None:
         self.inboxes.write(user_id, STATIC, {"last_seen": activity.last_seen, "regenerating": activity.regenerating})
 
@@ -236,6 +266,15 @@ class MemoryStorage:
 
     async def hidden_authors(self, user_id: int) -> set[int]:
         return set((await self.reader_sets(user_id)).hidden)
+
+    async def set_hidden(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        for user, author, hidden, t in changes:
+            await (self.hide_author(user, author, t) if hidden else self.unhide_author(user, author, t))
+
+    async def set_celebrities(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        for user, celeb, added, version in changes:
+            change = self.add_celebrity if added else self.remove_celebrity
+            await change([user], celeb, version)
 
     # --- inboxes ---------------------------------------------------------------------------------
 

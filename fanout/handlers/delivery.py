@@ -5,32 +5,39 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from fanout.clock import Clock, wall_ms
+from fanout.clock import Clock, wall_ms, wall_us
 from fanout.events import ChunkTask, FeedUpdate, PostDelivered
 from fanout.metrics import Metrics
 from fanout.policy import follower_bucket
 from fanout.ports import Stores
 from fanout.settings import Settings
 
+LIST_PAGE = 10_000  # followers per read when listing a big audience (~10 ms of decoding)
 # Hands a task to the chunks topic; returns only once Kafka acknowledged it, so the event that produced
 # the task is never marked done before the task is safe.
 SendTask = Callable[[ChunkTask], Awaitable[None]]
-# Tells the read services what changed (a post stored, a delete applied); returns once Kafka has it, so a
-# crash before that replays the event and sends the update again (read services apply it idempotently).
+# Tells the read services what changed (a post stored or delivered, a delete applied, a follow); returns
+# once Kafka has it, so a crash before that replays the event and sends the update again (read services
+# apply updates idempotently).
 SendUpdate = Callable[[FeedUpdate], Awaitable[None]]
+
+
+async def no_updates(update: FeedUpdate) -> None:
+    """A SendUpdate for runs with no read service to tell (a bulk import, tests of other things)."""
 
 
 class Delivery:
     """The dependencies of every handler, and the delivery steps they share."""
 
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 send_update: SendUpdate, clock_ms: Clock = wall_ms) -> None:
+                 send_update: SendUpdate, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us) -> None:
         self.stores = stores
         self.settings = settings
         self.metrics = metrics
         self.send_task = send_task
         self.send_update = send_update
         self.clock_ms = clock_ms
+        self.clock_us = clock_us  # write stamps (purges), on the clock the store stamps its rows with
 
     async def push(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int,
                    audience: int) -> None:
@@ -43,16 +50,25 @@ class Delivery:
         self.metrics.fanout_duration.observe(time.perf_counter() - started)
         self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
             max(0.0, (self.clock_ms() - event_time) / 1000))
-        # Live streams send the post to those of these followers who are connected, now that it is written.
-        await self.send_update(PostDelivered(event_time=event_time, post_id=post_id, author_id=author_id,
-                                             user_ids=tuple(followers)))
 
-    async def active_followers(self, author_id: int, seen_since: int | None = None) -> list[int]:
-        """Every follower of the author seen since `seen_since` (None: every follower), in id order."""
+    async def delivered(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int) -> None:
+        """Tell live streams the post is in these followers' inboxes now (after the post's PostStored, so a
+        read service already has its body)."""
+        if followers:
+            await self.send_update(PostDelivered(event_time=event_time, post_id=post_id, author_id=author_id,
+                                                 user_ids=tuple(followers)))
+
+    async def active_followers(self, author_id: int, seen_since: int | None = None, expected: int = 0) -> list[int]:
+        """Every follower of the author seen since `seen_since` (None: every follower), in id order.
+
+        Pages are sequential round trips, so an author `expected` to have more than a chunk of followers is
+        listed in pages of LIST_PAGE: the slowest author of a batch of events sets when it is done."""
         followers: list[int] = []
         after: int | None = 0
+        size = self.settings.chunk_size if expected <= self.settings.chunk_size else max(LIST_PAGE,
+                                                                                       self.settings.chunk_size)
         while after is not None:
-            page = await self.stores.graph.followers_page(author_id, after, self.settings.chunk_size, seen_since)
+            page = await self.stores.graph.followers_page(author_id, after, size, seen_since)
             followers.extend(page.active)
             self.metrics.inactive_skipped.inc(page.skipped_inactive)
             after = page.next_after
@@ -65,8 +81,9 @@ class Delivery:
     async def backfill(self, user_ids: Sequence[int], author_id: int, until_post_id: int | None = None) -> int:
         """Copy the author's latest posts (FANOUT_FOLLOW_BACKFILL), up to `until_post_id`, into these
         users' inboxes; returns rows written."""
-        before = until_post_id + 1 if until_post_id else None
-        posts = await self.stores.posts.timeline_head(author_id, before, self.settings.follow_backfill)
+        limit = self.settings.follow_backfill
+        posts = await (self.stores.posts.timeline_head(author_id, until_post_id + 1, limit) if until_post_id
+                       else self.stores.posts.latest_posts(author_id, limit))
         rows = await self.stores.inboxes.push_rows(((u, p) for p in posts for u in user_ids), author_id)
         self.metrics.backfilled_rows.inc(rows)
         return rows

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Sequence
 
 from fanout.events import CelebrityChunk, ChunkTask, DemotionChunk, FollowChanged, InboxPurge
 from fanout.handlers.delivery import Delivery
-from fanout.model import Edge
-from fanout.policy import CelebritySet, decide_follow
+from fanout.model import Activity, EdgeChange
+from fanout.policy import CelebritySet, FollowSegment, decide_follows
+
+# Follow changes of one author decided and committed together at most (a commit is one single-partition
+# batch of about two statements per edge: this keeps it far below Cassandra's batch size limits).
+MAX_SEGMENT = 256
+Change = tuple[int, bool, int]  # (follower, following, event time)
 
 
 class GraphHandlers:
@@ -17,48 +22,70 @@ class GraphHandlers:
 
     async def follow_changed(self, author_id: int, follower_id: int, following: bool, event_time: int) -> None:
         """Apply a follow or unfollow; a stale or repeated one (not newer than the edge) changes nothing."""
-        d, graph, readers = self.d, self.d.stores.graph, self.d.stores.readers
-        stats, edge, activity = await asyncio.gather(graph.author_stats(author_id), graph.edge(author_id, follower_id),
-                                                     readers.activity(follower_id))
-        change = decide_follow(edge, stats, following, event_time, d.settings)
-        version = change.stats.version
-        # The follower's side first; these writes are last-writer-wins by event time, so redoing them on
-        # a replay is harmless and a stale event cannot override a newer one.
-        follower_side: list[Awaitable[object]] = [graph.set_following(follower_id, author_id, following, event_time)]
-        if following:
-            follower_side.append(readers.unhide_author(follower_id, author_id, event_time))
-        else:  # hidden at read at once; the purge below removes the rows in the background
-            follower_side.append(readers.hide_author(follower_id, author_id, event_time))
-        if change.celebrity_set is CelebritySet.ADD:
-            follower_side.append(readers.add_celebrity([follower_id], author_id, version))
-        elif change.celebrity_set is CelebritySet.REMOVE:
-            follower_side.append(readers.remove_celebrity([follower_id], author_id, version))
-        await asyncio.gather(*follower_side)
-        if not change.fresh:
-            return
-        if change.backfill:
-            await d.backfill([follower_id], author_id)
-        if change.purge:
-            # Stamped with the time of this decision: inbox rows are written at the writer's clock, so rows
-            # pushed before now are purged and rows of a later follow (backfilled after now) survive.
-            await d.send_task(InboxPurge(event_time=event_time, user_id=follower_id, author_id=author_id,
-                                         as_of_us=d.clock_ms() * 1000))
-        if change.tier_switch:
-            # The event's own follower is handled above; its edge is not written yet, so leave it out.
-            await self.tier_switched(author_id, change.stats.is_celebrity, event_time, version, leave_out=follower_id)
-        # The commit point: the edge, the count and the version change together, in one single-partition
-        # batch. A crash before it replays this event as fresh, with the same version.
-        await graph.set_edge(author_id, follower_id, Edge(following, event_time), change.stats,
-                             last_seen=activity.last_seen)
-        await d.send_update(FollowChanged(event_time=event_time, follower_id=follower_id, followee_id=author_id,
-                                          following=following))
-        if following:
-            # A UserSeen of the follower may have run meanwhile (it is keyed by the follower, so another
+        await self.follows_changed(author_id, [(follower_id, following, event_time)])
+
+    async def follows_changed(self, author_id: int, changes: Sequence[Change]) -> None:
+        """Apply the author's consecutive follows and unfollows of a batch of events, in order, as if one at a
+        time: one read of their edges, the decisions in order (`decide_follows`), then per segment the
+        follower-side rows, backfills and purges of all of them together and one commit."""
+        graph, readers = self.d.stores.graph, self.d.stores.readers
+        joining = {f for f, following, _ in changes if following}
+        stats, edges, seen = await asyncio.gather(graph.author_stats(author_id),
+                                                  graph.edges(author_id, (f for f, _, _ in changes)),
+                                                  readers.activities(joining))
+        joined: set[int] = set()
+        for segment in decide_follows(edges, stats, changes, self.d.settings, MAX_SEGMENT):
+            await self._apply(author_id, segment, seen)
+            joined |= {f for f, edge in segment.edges.items() if edge.following}
+        if joined:
+            # A UserSeen of a follower may have run meanwhile (it is keyed by the follower, so another
             # batch group or worker) and listed the followees before this edge existed. It records the
             # activity before listing; we re-read it after writing: one of the two sees the other.
-            latest = await readers.activity(follower_id)
-            if latest.last_seen != activity.last_seen and latest.last_seen is not None:
-                await graph.set_edges_seen(follower_id, [author_id], latest.last_seen)
+            latest = await readers.activities(joined)
+            await asyncio.gather(*(graph.set_edges_seen(f, [author_id], a.last_seen) for f, a in latest.items()
+                                   if a.last_seen is not None and a.last_seen != seen[f].last_seen))
+
+    async def _apply(self, author_id: int, segment: FollowSegment, seen: dict[int, Activity]) -> None:
+        d, graph, readers = self.d, self.d.stores.graph, self.d.stores.readers
+        # The followers' side first; these writes are last-writer-wins by event time (celebrity sets by the
+        # author's version), so redoing them on a replay is harmless and a stale event cannot override a
+        # newer one. An unfollowed author is hidden at read at once; the purge below removes its rows in the
+        # background. All of them together: the adapter sends them as a few batches.
+        steps = segment.steps
+        await asyncio.gather(
+            graph.set_followings([(s.follower_id, author_id, s.decision.following, s.event_time) for s in steps]),
+            readers.set_hidden([(s.follower_id, author_id, not s.decision.following, s.event_time) for s in steps]),
+            readers.set_celebrities([(s.follower_id, author_id, s.decision.celebrity_set is CelebritySet.ADD,
+                                      s.decision.stats.version)
+                                     for s in steps if s.decision.celebrity_set is not CelebritySet.KEEP]))
+        if not segment.edges:
+            return  # nothing fresh: stale or repeated events change nothing else
+        fresh = [s for s in segment.steps if s.decision.fresh]
+        # One timeline read for every new follower of the segment. One that unfollows again within it is
+        # backfilled too and purged by its unfollow's task, as one event at a time would.
+        backfill = sorted({s.follower_id for s in fresh if s.decision.backfill})
+        if backfill:
+            await d.backfill(backfill, author_id)
+        # Stamped with the time of this decision: inbox rows are written at the writer's clock, so rows
+        # pushed before now are purged and rows of a later follow (backfilled after now) survive. In
+        # microseconds: a run backfills and purges the same pair within a millisecond.
+        await asyncio.gather(*(
+            d.send_task(InboxPurge(event_time=s.event_time, user_id=s.follower_id, author_id=author_id,
+                                   as_of_us=d.clock_us()))
+            for s in fresh if s.decision.purge))
+        if (switch := segment.tier_switch) is not None:
+            # The switching event's own follower is handled above; its edge is not written yet, so leave it
+            # out. Every edge decided before the switch was committed with the previous segment.
+            await self.tier_switched(author_id, switch.decision.stats.is_celebrity, switch.event_time,
+                                     switch.decision.stats.version, leave_out=switch.follower_id)
+        # The commit point: the edges, the count and the version change together, in one single-partition
+        # batch. A crash before it replays these events as fresh, with the same versions.
+        await graph.set_edges(author_id, [EdgeChange(f, edge, seen[f].last_seen if f in seen else None)
+                                          for f, edge in segment.edges.items()], segment.stats)
+        # Live streams keep their connected readers' followees current.
+        await asyncio.gather(*(d.send_update(FollowChanged(event_time=edge.changed_at, follower_id=f,
+                                                           followee_id=author_id, following=edge.following))
+                               for f, edge in segment.edges.items()))
 
     async def tier_switched(self, author_id: int, celebrity: bool, event_time: int, version: int,
                             leave_out: int) -> None:

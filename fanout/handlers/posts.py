@@ -19,21 +19,38 @@ class PostHandlers:
 
     async def post_created(self, e: PostCreated) -> None:
         d, s = self.d, self.d.settings
-        stats, stored_tier = await asyncio.gather(d.stores.graph.author_stats(e.author_id),
-                                                  d.stores.posts.stored_tier(e.post_id))
-        plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, stored_tier, s.strategy)
-        await d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
-        d.metrics.posts_by_tier.labels(plan.tier.value).inc()
-        await d.send_update(PostStored(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id,
-                                       tier=plan.tier.value, body=e.body))
-        if plan.chunks == 0:
-            return
+        # The author's stats come from the worker's cache (fanout/adapters/author_cache.py). The stored tier
+        # is the replay check; the audience is read at the same time whenever the post will most likely be
+        # pushed (a replayed post stored as pulled is the rare case that reads it for nothing).
+        stats = await d.stores.graph.author_stats(e.author_id)
+        likely = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, None, s.strategy)
         # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.
         seen_since = e.event_time - s.active_ms if s.strategy is Strategy.HYBRID else None
-        followers = await d.active_followers(e.author_id, seen_since=seen_since)
-        if len(followers) <= s.chunk_size:
-            await d.push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count)
+        stored_tier, audience = await asyncio.gather(
+            d.stores.posts.stored_tier(e.post_id),
+            d.active_followers(e.author_id, seen_since=seen_since, expected=stats.follower_count)
+            if likely.chunks else _nobody())
+        plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, stored_tier, s.strategy)
+        d.metrics.posts_by_tier.labels(plan.tier.value).inc()
+        save = d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
+        # Read services learn of the post once it is stored (its body, and for a pulled post its place on the
+        # author's cached head), and before any PostDelivered of it, which live streams serve from that body.
+        stored = PostStored(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id,
+                            tier=plan.tier.value, body=e.body)
+        if plan.chunks == 0:
+            await save
+            await d.send_update(stored)
             return
+        followers = audience if likely.chunks else await d.active_followers(e.author_id, seen_since=seen_since)
+        if len(followers) <= s.chunk_size:
+            # The post and its inbox rows in the same flush (often the same batches): a read that finds a
+            # pushed id before its post skips it (fanout/feed.py), so nothing waits for the post first.
+            await asyncio.gather(save, d.push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count))
+            await d.send_update(stored)
+            await d.delivered(e.post_id, e.author_id, followers, e.event_time)
+            return
+        await save
+        await d.send_update(stored)
         # A big fan-out becomes chunk tasks on their own topic: they spread over workers, and a crash
         # replays one chunk, not the whole fan-out. Sent (and acknowledged) before this event is done.
         slices = d.slices(followers)
@@ -45,6 +62,7 @@ class PostHandlers:
 
     async def inbox_chunk(self, task: InboxChunk) -> None:
         await self.d.push(task.post_id, task.author_id, task.follower_ids, task.event_time, task.followers)
+        await self.d.delivered(task.post_id, task.author_id, task.follower_ids, task.event_time)
         self.d.metrics.fanout_chunks.inc()
 
     async def post_deleted(self, e: PostDeleted) -> None:
@@ -57,3 +75,7 @@ class PostHandlers:
         await self.d.stores.posts.mark_deleted(e.post_id, e.author_id, e.event_time)
         self.d.metrics.deletes_applied.inc()
         await self.d.send_update(PostRemoved(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id))
+
+
+async def _nobody() -> list[int]:
+    return []

@@ -23,12 +23,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from fanout.clock import wall_ms
-from fanout.events import ChunkTask, Event, FeedUpdate, Followed, PostCreated, Unfollowed
+from fanout.events import ChunkTask, Event, Followed, PostCreated, Unfollowed
 from fanout.feed import read_feed
 from fanout.ids import PostIdGenerator, millis_of
 from fanout.metrics import Metrics
 from fanout.model import AuthorStats, Edge
-from fanout.pipeline import Pipeline
+from fanout.pipeline import Pipeline, no_updates
 from fanout.ports import Stores
 from fanout.settings import Settings
 
@@ -103,10 +103,7 @@ def env(stores: Stores) -> Env:
     async def send_task(task: ChunkTask) -> None:
         await pipeline.handle(task)  # at once, as the worker would from the chunks topic
 
-    async def send_update(update: FeedUpdate) -> None:
-        pass  # read services' caches: not under test here
-
-    pipeline = Pipeline(stores, settings, Metrics(), send_task, send_update)
+    pipeline = Pipeline(stores, settings, Metrics(), send_task, no_updates)  # read services: not under test
     return Env(settings, stores, pipeline)
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 from fanout.ids import PostIdGenerator, millis_of
-from fanout.model import Activity, AuthorStats, Edge, ReaderSets, Tier
+from fanout.model import Activity, AuthorStats, Edge, EdgeChange, ReaderSets, Tier
 from fanout.ports import Stores
 
 _post_ids = PostIdGenerator(node=1002)
@@ -70,6 +70,8 @@ async def test_timeline_heads_are_newest_first_below_the_bound(stores: Stores, n
     assert await stores.posts.timeline_head(author, None, 2) == newest_first[:2]
     assert await stores.posts.timeline_head(author, pids[2], 10) == [pids[1], pids[0]]
     assert await stores.posts.timeline_head(next(new_id), None, 10) == []
+    heads = await asyncio.gather(stores.posts.latest_posts(author, 2), stores.posts.latest_posts(next(new_id), 2))
+    assert heads == [newest_first[:2], []]
 
 
 # --- the follow graph -------------------------------------------------------------------------------------
@@ -94,6 +96,36 @@ async def test_edges_are_last_writer_wins_by_event_time(stores: Stores, new_id: 
     assert await stores.graph.following(fan, 10) == []
     await stores.graph.set_following(fan, author, True, 3000)
     assert await stores.graph.following(fan, 10) == [author]
+
+
+async def test_edges_of_a_run_are_read_and_committed_together(stores: Stores, new_id: Iterator[int]) -> None:
+    author = next(new_id)
+    fans = [next(new_id) for _ in range(4)]
+    await stores.graph.set_edge(author, fans[0], Edge(True, 5000), AuthorStats(1, False, 1))
+    assert await stores.graph.edges(author, [fans[0], fans[1]]) == {fans[0]: Edge(True, 5000)}
+    changes = [EdgeChange(fans[0], Edge(False, 4000)),  # older than the stored edge: it stays
+               EdgeChange(fans[1], Edge(True, 6000), last_seen=7_000),
+               EdgeChange(fans[2], Edge(False, 6001), last_seen=8_000)]  # an unfollow carries no last_seen
+    await stores.graph.set_edges(author, changes, AuthorStats(2, True, 9))
+    assert await stores.graph.edges(author, fans) == {fans[0]: Edge(True, 5000), fans[1]: Edge(True, 6000),
+                                                       fans[2]: Edge(False, 6001)}
+    assert await stores.graph.author_stats(author) == AuthorStats(2, True, 9)
+    page = await stores.graph.followers_page(author, 0, 10, seen_since=6_500)
+    assert (page.active, page.skipped_inactive) == ([fans[0], fans[1]], 0)
+    assert (await stores.graph.followers_page(author, 0, 10, seen_since=7_500)).active == [fans[0]]
+
+
+async def test_stats_and_first_pages_of_many_authors_read_at_once(stores: Stores, new_id: Iterator[int]) -> None:
+    authors = [next(new_id) for _ in range(5)]
+    fans = [next(new_id) for _ in range(3)]
+    for n, author in enumerate(authors):
+        changes = [EdgeChange(f, Edge(True, 1000)) for f in fans[: n % 4]]
+        await stores.graph.set_edges(author, changes, AuthorStats(len(changes), False, n + 1))
+    stats, pages = await asyncio.gather(asyncio.gather(*(stores.graph.author_stats(a) for a in [*authors, 1])),
+                                        asyncio.gather(*(stores.graph.followers_page(a, 0, 2) for a in authors)))
+    assert stats == [AuthorStats(n % 4, False, n + 1) for n in range(5)] + [AuthorStats(0, False, 0)]
+    assert [(p.active, p.next_after) for p in pages] == [([], None), (fans[:1], None), (fans[:2], fans[1]),
+                                                         (fans[:2], fans[1]), ([], None)]
 
 
 async def test_following_lists_followees_in_id_order_up_to_the_limit(stores: Stores, new_id: Iterator[int]) -> None:
@@ -138,6 +170,24 @@ async def test_reader_state_holds_activity_celebrities_and_hidden_authors(stores
     state = await stores.readers.reader_state(user)
     assert (state.activity, state.celebrities, state.hidden) == (Activity(1234, True), [celeb], frozenset({gone}))
     assert await stores.readers.activity(user) == Activity(1234, True)
+
+
+async def test_the_follower_side_of_many_changes_is_written_together(stores: Stores, new_id: Iterator[int]) -> None:
+    author, a, b = next(new_id), next(new_id), next(new_id)
+    await stores.graph.set_followings([(a, author, True, 2000), (b, author, True, 2000), (b, author, False, 1000)])
+    await stores.readers.set_hidden([(a, author, True, 3000), (b, author, True, 1000), (b, author, False, 2000)])
+    await stores.readers.set_celebrities([(a, author, True, 5), (b, author, True, 5), (b, author, False, 6)])
+    assert [await stores.graph.following(u, 10) for u in (a, b)] == [[author], [author]]  # the older one lost
+    assert [await stores.readers.hidden_authors(u) for u in (a, b)] == [{author}, set()]
+    assert [await stores.readers.celebrities(u) for u in (a, b)] == [[author], []]
+
+
+async def test_activities_of_many_users_are_read_at_once(stores: Stores, new_id: Iterator[int]) -> None:
+    seen, never = next(new_id), next(new_id)
+    await stores.readers.set_activity(seen, Activity(1234, False))
+    assert await stores.readers.activities([seen, never, seen]) == {seen: Activity(1234, False),
+                                                                   never: Activity(None, False)}
+    assert await stores.readers.activities([]) == {}
 
 
 async def test_celebrity_sets_follow_the_authors_versions(stores: Stores, new_id: Iterator[int]) -> None:

@@ -40,6 +40,24 @@ def test_every_strategy_and_the_driver_limits_are_reported(report: dict) -> None
         assert (Path(report["_out"]) / plot).stat().st_size > 0
 
 
+def test_the_write_path_figures_are_reported_against_the_same_runs_driver(report: dict) -> None:  # type: ignore[type-arg]
+    wp = report["write_path"]
+    assert wp["big_fanout"]["followers"] == 2_000 and wp["big_fanout"]["inbox_rows_per_second"] > 0
+    for order in ("live", "by_author"):
+        follows = wp[f"follows_{order}"]
+        assert follows["follows"] == 3_000 and follows["follows_per_s"] > 0, follows
+        assert set(follows["cpu_s_per_1000_follows"]) == {"worker", "cassandra", "kafka"}
+    assert wp["import"]["edges"] == 20_000 and wp["import"]["counts_checked"] > 0
+    assert set(wp["import"]["cpu_s_per_1000_edges"]) == {"importer", "cassandra", "kafka"}
+    for s in report["strategies"].values():  # every strategy's graph went through the import
+        assert s["graph_import"]["follows"] == report["workload"]["follows"]
+    best = report["driver"]["best_insert"]["rows_per_s"]
+    assert report["efficiency"]["fanout_push"] == round(report["strategies"]["push"]["fanout_rows_per_s"] / best, 3)
+    text = (Path(report["_out"]) / "bench.md").read_text()
+    assert "Write path, same run" in text and "one big fan-out" in text
+    assert (Path(report["_out"]) / "write_path.png").stat().st_size > 0
+
+
 def test_inbox_rows_add_up_for_each_strategy(report: dict) -> None:  # type: ignore[type-arg]
     expected = report["workload"]["expected_rows"]
     rows = {name: s["inbox_rows"] for name, s in report["strategies"].items()}

@@ -14,6 +14,7 @@ from fanout.policy import (
     FanoutPlan,
     Tier,
     decide_follow,
+    decide_follows,
     follower_bucket,
     is_celebrity_after,
     is_returning,
@@ -224,3 +225,49 @@ def test_who_is_a_returning_reader(activity: Activity, now: int, strategy: str, 
 def test_what_a_feed_read_changes(activity: Activity, event_time: int, plan: tuple[int, bool] | None) -> None:
     got = plan_seen(activity, event_time, ACTIVE)
     assert (None if got is None else (got.seen, got.returning)) == plan
+
+
+# --- runs of follow changes ---------------------------------------------------------------------------------
+
+
+RUN = Settings.load(env={}, celebrity_threshold=3, celebrity_demote_ratio=0.5, strategy="hybrid")
+
+
+@given(st.lists(st.tuples(st.integers(1, 4), st.booleans(), st.integers(1, 30)), min_size=1, max_size=25),
+       st.integers(1, 6))
+def test_a_run_decides_what_one_event_at_a_time_decides(changes: list[tuple[int, bool, int]], max_segment: int) -> None:
+    edges: dict[int, Edge] = {}
+    stats = AuthorStats(0, False, 0)
+    expected = []
+    for follower, following, t in changes:
+        decision = decide_follow(edges.get(follower), stats, following, t, RUN)
+        expected.append((follower, t, decision))
+        if decision.fresh:
+            edges[follower], stats = Edge(following, t), decision.stats
+    segments = decide_follows({}, AuthorStats(0, False, 0), changes, RUN, max_segment)
+    assert [(s.follower_id, s.event_time, s.decision) for seg in segments for s in seg.steps] == expected
+    assert segments[-1].stats == stats
+    committed: dict[int, Edge] = {}
+    for seg in segments:
+        assert 1 <= len(seg.steps) <= max_segment
+        # a tier switch only ever opens a segment: what came before it is committed before it runs
+        assert all(not s.decision.tier_switch for s in seg.steps[1:])
+        committed.update(seg.edges)
+    assert committed == edges
+
+
+def test_a_run_is_cut_where_the_tier_switches() -> None:
+    follows = [(f, True, 10 + f) for f in range(1, 5)]  # the third follower promotes the author
+    unfollows = [(f, False, 20 + f) for f in range(1, 4)]  # ... and the third unfollow demotes it (1 < 1.5)
+    segments = decide_follows({}, AuthorStats(0, False, 0), [*follows, *unfollows], RUN, 100)
+    assert [[s.follower_id for s in seg.steps] for seg in segments] == [[1, 2], [3, 4, 1, 2], [3]]
+    assert [seg.tier_switch.follower_id if seg.tier_switch else None for seg in segments] == [None, 3, 3]
+    assert [(seg.stats.follower_count, seg.stats.is_celebrity) for seg in segments] == [(2, False), (2, True),
+                                                                                       (1, False)]
+    assert segments[1].edges == {3: Edge(True, 13), 4: Edge(True, 14), 1: Edge(False, 21), 2: Edge(False, 22)}
+
+
+def test_stale_changes_in_a_run_commit_nothing() -> None:
+    [segment] = decide_follows({7: Edge(True, 50)}, AuthorStats(1, False, 5), [(7, False, 40), (7, True, 50)], RUN, 9)
+    assert segment.edges == {} and segment.stats == AuthorStats(1, False, 5)
+    assert not any(s.decision.fresh for s in segment.steps)

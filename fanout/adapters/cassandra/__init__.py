@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fanout.adapters.cassandra.batching import Writes
 from fanout.adapters.cassandra.graph import CassandraGraph
 from fanout.adapters.cassandra.inbox import CassandraInboxes
 from fanout.adapters.cassandra.migrations import migrate
@@ -15,11 +16,13 @@ __all__ = ["Cassandra", "cassandra_stores", "connect", "migrate"]
 
 
 def cassandra_stores(db: Cassandra, settings: Settings) -> Stores:
-    """Every port on one session; statements are prepared here, once."""
-    window = settings.write_window
+    """Every port on one session; statements are prepared here, once. The ports share one `Writes`, so the
+    rows of different tables written in the same moment (a post, its timeline entry, inbox rows of other
+    posts) travel in the same batches."""
+    writes = Writes(db, settings.inbox_batch_size, settings.write_window)
     return Stores(
-        posts=CassandraPosts(db),
-        graph=CassandraGraph(db, window),
-        readers=CassandraReaders(db, window, settings.inbox_ttl_seconds),
-        inboxes=CassandraInboxes(db, window, settings.inbox_batch_size, settings.inbox_ttl_seconds),
+        posts=CassandraPosts(db, writes),
+        graph=CassandraGraph(db, writes, settings.chunk_size),
+        readers=CassandraReaders(db, writes, settings.inbox_ttl_seconds),
+        inboxes=CassandraInboxes(db, writes, settings.inbox_ttl_seconds),
     )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable
 
-from cassandra.query import BatchStatement, BatchType
-
+from fanout.adapters.cassandra.batching import Writes
 from fanout.adapters.cassandra.session import Cassandra
 from fanout.ids import MAX_ID
 
@@ -14,10 +12,9 @@ PURGE_PAGE = 1000
 
 
 class CassandraInboxes:
-    def __init__(self, db: Cassandra, write_window: int, batch_size: int, ttl_seconds: int) -> None:
+    def __init__(self, db: Cassandra, writes: Writes, ttl_seconds: int) -> None:
         self.db = db
-        self.window = write_window
-        self.batch_size = batch_size
+        self.writes = writes
         self.ttl = ttl_seconds
         p = db.prepare
         self._push = p("INSERT INTO {keyspace}.inbox (user_id, post_id, author_id) VALUES (?, ?, ?) USING TTL ?")
@@ -26,32 +23,8 @@ class CassandraInboxes:
         self._delete = p("DELETE FROM {keyspace}.inbox USING TIMESTAMP ? WHERE user_id = ? AND post_id = ?")
 
     async def push_rows(self, rows: Iterable[tuple[int, int]], author_id: int) -> int:
-        """Rows in unlogged batches of `batch_size`, `write_window` requests in flight."""
-        written = 0
-
-        def requests() -> Iterator[tuple[Any, Sequence[Any] | None]]:
-            nonlocal written
-            chunk: list[tuple[int, int, int, int]] = []
-            for user, post in rows:
-                chunk.append((user, post, author_id, self.ttl))
-                written += 1
-                if len(chunk) >= self.batch_size:
-                    yield self._request(chunk)
-                    chunk = []
-            if chunk:
-                yield self._request(chunk)
-
-        await self.db.run_window(requests(), self.window)
-        return written
-
-    def _request(self, rows: list[tuple[int, int, int, int]]) -> tuple[Any, Sequence[Any] | None]:
-        if len(rows) == 1:  # a batch of one costs more than the plain statement
-            return self._push, rows[0]
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        for row in rows:
-            batch.add(self._push, row)
-        batch.is_idempotent = True
-        return batch, None
+        """With the rows of every other post of this batch of events, in token-aware unlogged batches."""
+        return await self.writes.write((self._push, (user, post, author_id, self.ttl)) for user, post in rows)
 
     async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]:
         rows = await self.db.run(self._head, (user_id, before or MAX_ID, limit))
@@ -68,5 +41,4 @@ class CassandraInboxes:
             if len(rows) < PURGE_PAGE:
                 break
             before = rows[-1].post_id
-        await self.db.run_window(((self._delete, (as_of_us, user_id, pid)) for pid in doomed), self.window)
-        return len(doomed)
+        return await self.writes.write((self._delete, (as_of_us, user_id, pid)) for pid in doomed)

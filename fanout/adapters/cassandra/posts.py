@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Sequence
 
-from fanout.adapters.cassandra.session import Cassandra, micros
+from fanout.adapters.cassandra.batching import Loader, Writes
+from fanout.adapters.cassandra.session import Cassandra, bigint_key, micros
 from fanout.ids import MAX_ID, millis_of
 from fanout.model import Post, Tier
 
+IN_KEYS = 100  # post ids per IN query of the replay check
+
 
 class CassandraPosts:
-    def __init__(self, db: Cassandra) -> None:
+    def __init__(self, db: Cassandra, writes: Writes) -> None:
         self.db = db
+        self.writes = writes
         p = db.prepare
-        self._tier = p("SELECT tier FROM {keyspace}.posts WHERE post_id = ?")
+        self._tiers = p("SELECT post_id, tier FROM {keyspace}.posts WHERE post_id IN ?")
         # The create is written at the post's own time, so a later delete (or a replay) orders with it.
         self._insert = p("INSERT INTO {keyspace}.posts (post_id, author_id, body, tier, deleted) "
                          "VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?")
@@ -26,19 +31,31 @@ class CassandraPosts:
         self._get = p("SELECT post_id, author_id, body, deleters FROM {keyspace}.posts WHERE post_id IN ?")
         self._timeline_head = p("SELECT post_id FROM {keyspace}.author_timeline "
                                 "WHERE author_id = ? AND post_id < ? LIMIT ?")
+        self._latest = p("SELECT author_id, post_id FROM {keyspace}.author_timeline WHERE author_id IN ? "
+                         "PER PARTITION LIMIT ?")
+        self._latest_loader: Loader[tuple[int, int], list[int]] = Loader(
+            db, self._fetch_latest, lambda key: bigint_key(key[0]), IN_KEYS)
+        # The replay check of every post of a batch of events in one request (per replica group).
+        self._tier_loader: Loader[int, Tier] = Loader(db, self._fetch_tiers, bigint_key, IN_KEYS)
 
     async def stored_tier(self, post_id: int) -> Tier | None:
-        rows = await self.db.run(self._tier, (post_id,))
-        return Tier(rows[0].tier) if rows and rows[0].tier else None
+        return await self._tier_loader.load(post_id)
+
+    async def _fetch_tiers(self, post_ids: list[int]) -> dict[int, Tier]:
+        rows = await self.db.run_routed(self._tiers, (post_ids,), bigint_key(post_ids[0]))
+        return {r.post_id: Tier(r.tier) for r in rows if r.tier}
 
     async def save_post(self, post_id: int, author_id: int, body: str, tier: Tier) -> None:
+        # Both rows go with the other posts' rows of this batch of events, in batches by replica set: the
+        # post and its timeline entry in one request when their partitions share replicas (always on one
+        # node or with RF = N).
         post = (post_id, author_id, body, tier.value, micros(millis_of(post_id)))
-        await asyncio.gather(self.db.run(self._insert, post), self.db.run(self._insert_timeline, (author_id, post_id)))
+        await self.writes.write([(self._insert, post), (self._insert_timeline, (author_id, post_id))])
 
     async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
         # A delete always wins over its own post's create, even if the clocks disagree.
         ts = micros(max(event_time, millis_of(post_id) + 1))
-        await self.db.run(self._delete, (ts, {author_id}, post_id))
+        await self.writes.write([(self._delete, (ts, {author_id}, post_id))])
 
     async def posts(self, post_ids: Sequence[int]) -> dict[int, Post]:
         if not post_ids:
@@ -48,6 +65,19 @@ class CassandraPosts:
         # the post itself, so this is decided here, when both are known.
         return {r.post_id: Post(r.post_id, r.author_id, r.body or "", r.author_id in (r.deleters or ()))
                 for r in rows if r.author_id is not None}
+
+    async def latest_posts(self, author_id: int, limit: int) -> list[int]:
+        return await self._latest_loader.load((author_id, limit)) or []
+
+    async def _fetch_latest(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+        by_limit: dict[int, list[int]] = defaultdict(list)
+        for author, limit in keys:
+            by_limit[limit].append(author)
+        heads: dict[tuple[int, int], list[int]] = {key: [] for key in keys}
+        for limit, authors in by_limit.items():
+            for r in await self.db.run_routed(self._latest, (authors, limit), bigint_key(authors[0])):
+                heads[(r.author_id, limit)].append(r.post_id)
+        return heads
 
     async def timeline_head(self, author_id: int, before: int | None, limit: int) -> list[int]:
         rows = await self.db.run(self._timeline_head, (author_id, before or MAX_ID, limit))

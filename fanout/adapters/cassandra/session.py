@@ -11,8 +11,9 @@ import contextvars
 import functools
 import logging
 import random
+import struct
 from collections import namedtuple
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from cassandra import (
@@ -25,8 +26,8 @@ from cassandra import (
 )
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
-from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
-from cassandra.query import PreparedStatement
+from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import BoundStatement, PreparedStatement
 
 from fanout.metrics import Metrics
 from fanout.settings import Settings
@@ -63,17 +64,25 @@ def connect(settings: Settings, keyspace: str | None = None, protocol_version: i
             row_factories: Mapping[Any, Callable[..., Any]] | None = None) -> tuple[Cluster, Session]:
     """A cluster that reconnects every second (the default backoff grows to 600 s). Protocol v4 unless told;
     `row_factories` names execution profiles by their row factory (default: cached named tuples).
-    Requests run at FANOUT_WRITE_CONSISTENCY (prepared SELECTs at FANOUT_READ_CONSISTENCY, see `prepare`)."""
+    Requests run at FANOUT_WRITE_CONSISTENCY (prepared SELECTs at FANOUT_READ_CONSISTENCY, see `prepare`).
+
+    Requests go to a replica of their partition (token-aware, round robin among the local DC's nodes
+    underneath): on a cluster, a batch whose rows share one replica set (batching.py groups them so) is
+    then written by a coordinator that holds every row itself, with no extra hop. On one node it changes
+    nothing."""
     factories = {EXEC_PROFILE_DEFAULT: cached_named_tuple_factory, **(row_factories or {})}
     write, serial = consistency(settings.write_consistency), consistency(settings.serial_consistency)
+
+    def profile(factory: Callable[..., Any]) -> ExecutionProfile:
+        return ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+                                request_timeout=15.0, row_factory=factory, consistency_level=write,
+                                serial_consistency_level=serial)
+
     cluster = Cluster(
         settings.cassandra_contact_points,
         port=settings.cassandra_port,
         protocol_version=protocol_version,
-        execution_profiles={name: ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=15.0,
-                                                   row_factory=factory, consistency_level=write,
-                                                   serial_consistency_level=serial)
-                            for name, factory in factories.items()},
+        execution_profiles={name: profile(factory) for name, factory in factories.items()},
         reconnection_policy=ConstantReconnectionPolicy(1.0, max_attempts=None),
         connect_timeout=10,
         auth_provider=(PlainTextAuthProvider(settings.cassandra_username, settings.cassandra_password)
@@ -84,6 +93,18 @@ def connect(settings: Settings, keyspace: str | None = None, protocol_version: i
     except Exception:
         cluster.shutdown()  # no reconnecting threads left behind by a failed connect
         raise
+
+
+class _Routed(BoundStatement):
+    """A bound statement routed by a key given by hand: the driver derives none for an `IN` query."""
+
+    def __init__(self, stmt: PreparedStatement, routing_key: bytes) -> None:
+        super().__init__(stmt)
+        self._given_key = routing_key
+
+    @property
+    def routing_key(self) -> bytes:
+        return self._given_key
 
 
 class Cassandra:
@@ -146,6 +167,69 @@ class Cassandra:
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
+    def replica_grouper(self) -> Callable[[bytes | None], Hashable]:
+        """`replica_group`, or on one node (where everything is one group) a function that hashes nothing:
+        looked up once per flush, not once per row."""
+        metadata = getattr(getattr(self.session, "cluster", None), "metadata", None)
+        if metadata is None or len(metadata.all_hosts()) <= 1:
+            return _one_group
+        return self.replica_group
+
+    def replica_group(self, routing_key: bytes | None) -> Hashable:
+        """The set of nodes holding the partition of `routing_key`: what rows must share to be batched.
+
+        Why batches are grouped by replica set, not by partition: an unlogged batch goes to one coordinator,
+        which hands each row to that row's replicas. Rows of many partitions spread over the ring make the
+        coordinator fan the batch out and hold all of it meanwhile: fine on one node, the known anti-pattern
+        on a cluster. Rows whose partitions share one replica set cost nothing extra: the token-aware policy
+        picks one of those replicas as coordinator (the batch's first row routes it), which writes its copy
+        locally and sends the others exactly what single-row writes would have. Grouping by partition
+        instead would leave inbox batches of one row (one row per follower per post). With RF = N (3 nodes,
+        RF 3) every token has the same replica set, so batches stay as full as on one node; with RF < N rows
+        fall into a few groups and batches stay full while enough rows are in flight.
+        None when the driver has no token map (no routing key, metadata off): one group, as on one node.
+        """
+        if routing_key is None:
+            return None
+        metadata = getattr(getattr(self.session, "cluster", None), "metadata", None)
+        if metadata is None:
+            return None
+        replicas = metadata.get_replicas(self.settings.keyspace, routing_key)
+        return frozenset(replicas) if replicas else None
+
+    async def run_routed(self, stmt: PreparedStatement, params: Sequence[Any], routing_key: bytes) -> list[Any]:
+        """One request sent to a replica of `routing_key` (an IN query has no routing key of its own)."""
+        return await self.run(_Routed(stmt, routing_key).bind(params))
+
+    async def run_all(self, requests: Sequence[Any], window: int) -> list[BaseException | None]:
+        """Run every request (a statement or batch, bound), at most `window` in flight; the error of each,
+        None for those written. After a failure (retries exhausted) no new request starts: those left
+        unsent get that error too."""
+        slots = asyncio.Semaphore(window)
+        outcomes: list[BaseException | None] = [None] * len(requests)
+        first_error: list[BaseException] = []
+
+        async def one(i: int) -> None:
+            try:
+                await self.run(requests[i])
+            except Exception as exc:
+                outcomes[i] = exc
+                first_error.append(exc)
+            finally:
+                slots.release()
+
+        tasks = []
+        for i in range(len(requests)):
+            await slots.acquire()
+            if first_error:
+                slots.release()
+                outcomes[i:] = [first_error[0]] * (len(requests) - i)
+                break
+            tasks.append(asyncio.ensure_future(one(i)))
+        if tasks:
+            await asyncio.gather(*tasks)
+        return outcomes
+
     async def run_window(self, requests: Iterable[tuple[Any, Sequence[Any] | None]], window: int) -> int:
         """Run every (statement, parameters) request, at most `window` in flight; returns how many ran.
 
@@ -186,6 +270,15 @@ def consistency(name: str) -> int:
     except KeyError:
         raise ValueError(f"unknown Cassandra consistency level {name!r}; one of "
                          f"{', '.join(ConsistencyLevel.name_to_value)}") from None
+
+
+def _one_group(routing_key: bytes | None) -> Hashable:
+    return None
+
+
+def bigint_key(value: int) -> bytes:
+    """The routing key of a partition keyed by one bigint (how the driver serialises it)."""
+    return struct.pack(">q", value)
 
 
 def micros(ms: int) -> int:
