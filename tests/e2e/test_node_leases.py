@@ -15,6 +15,7 @@ import pytest
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect, migrate
 from fanout.adapters.cassandra.leases import CassandraNodeLeases
+from fanout.auth import Tokens
 from fanout.ids import NODE_BITS, SEQUENCE_BITS
 from fanout.leases import NodeLease, NoLease
 from fanout.producer import ensure_topics
@@ -53,10 +54,13 @@ def test_two_ingest_processes_mint_distinct_ids_under_distinct_leased_nodes(leas
     replicas = [dataclasses.replace(leased, ingest_api_port=port) for port in (leased.ingest_api_port, _free_port())]
     with ProcessGroup(replicas[0], tmp_path / "a").start("ingest-api") as a, \
             ProcessGroup(replicas[1], tmp_path / "b").start("ingest-api") as b:
+        tokens = Tokens(leased)
+
         def post_many(url: str) -> list[int]:
             with httpx.Client(base_url=url, timeout=30) as http:
-                return [http.post("/v1/posts", json={"author_id": 1 + i % 7, "body": f"p{i}"})
-                        .raise_for_status().json()["post_id"] for i in range(POSTS_EACH)]
+                return [http.post("/v1/posts", json={"author_id": 1 + i % 7, "body": f"p{i}"},
+                                  headers=tokens.headers(1 + i % 7)).raise_for_status().json()["post_id"]
+                        for i in range(POSTS_EACH)]
 
         with ThreadPoolExecutor(4) as pool:  # two clients per replica, all at once
             futures = [pool.submit(post_many, g.url("ingest-api")) for g in (a, b, a, b)]
