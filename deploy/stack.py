@@ -19,12 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import procfs
 from deploy.commands import COMMANDS
 from deploy.procfs import GONE, resident_memory_mb
-from deploy.procfs import cmdline as _cmdline
-from deploy.procfs import is_kernel_thread as _is_kernel_thread
-from deploy.procfs import proc_state as _proc_state
-from deploy.procfs import wait_gone as _wait_gone
 from deploy.servers import (
     PROJECT_ROOT,
     Server,
@@ -47,8 +44,7 @@ KAFKA_GRACE = 20.0  # seconds a broker may take to stop after SIGTERM
 EXEC_GRACE = 1.0  # seconds a live process may show an empty cmdline (it is inside execve) before we give up
 
 
-# ---------------------------------------------------------------------------------------------------
-# Processes
+# --- processes -------------------------------------------------------------------------------------
 
 
 def running_pid(srv: Server) -> int | None:
@@ -72,8 +68,8 @@ def running_pid(srv: Server) -> int | None:
         return None
     deadline = time.monotonic() + EXEC_GRACE
     while True:
-        cmdline = _cmdline(pid)
-        if _proc_state(pid) in GONE or _is_kernel_thread(pid):
+        cmdline = procfs.cmdline(pid)
+        if procfs.proc_state(pid) in GONE or procfs.is_kernel_thread(pid):
             break  # the process is gone, or the pid now belongs to a kernel thread
         if cmdline:
             if str(srv.run_dir) in cmdline:
@@ -115,12 +111,12 @@ def stop_pid(srv: Server, pid: int, timeout: float = 60.0) -> None:
     except ProcessLookupError:
         srv.pid_file.unlink(missing_ok=True)
         return
-    if not _wait_gone(pid, timeout):
+    if not procfs.wait_gone(pid, timeout):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass  # it exited during the last wait
-        _wait_gone(pid, 10.0)
+        procfs.wait_gone(pid, 10.0)
     srv.pid_file.unlink(missing_ok=True)
 
 
@@ -253,10 +249,10 @@ def down(s: Settings, wipe: bool = False, say: Callable[[str], None] = print) ->
         _signal(pid, signal.SIGTERM)
     for srv, pid in running:
         grace = KAFKA_GRACE if srv.kind == "kafka" else 60.0
-        if not _wait_gone(pid, grace):
+        if not procfs.wait_gone(pid, grace):
             say(f"{srv.name}: still running {grace:.0f}s after SIGTERM; SIGKILL")
             _signal(pid, signal.SIGKILL)
-            _wait_gone(pid, 10.0)
+            procfs.wait_gone(pid, 10.0)
         srv.pid_file.unlink(missing_ok=True)
         say(f"{srv.name}: stopped (pid {pid})")
     for srv in servers(s) if wipe else []:

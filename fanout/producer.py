@@ -18,7 +18,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fanout.clock import wall_ms
-from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, encode
+from fanout.codec import encode
+from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed
 from fanout.ids import IdSource, PostIdGenerator, millis_of
 from fanout.settings import Settings
 

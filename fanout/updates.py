@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from fanout.events import FeedUpdate, InvalidEvent, decode_feed_update
+from fanout.codec import decode_feed_update
+from fanout.events import FeedUpdate, InvalidEvent
 from fanout.settings import Settings
 
 log = logging.getLogger(__name__)

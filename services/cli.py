@@ -204,7 +204,7 @@ def publish_unfollow(follower_id: int, followee_id: int) -> None:
 def _publish(action: Callable[[EventProducer], Event], mints_ids: bool = False) -> None:
     """Publish one event; a post's id is minted under a leased node id (it needs Cassandra too)."""
     from fanout.bootstrap import open_resources
-    from fanout.events import encode
+    from fanout.codec import encode
     from fanout.leases import NoLease
 
     try:

@@ -19,7 +19,8 @@ from fanout.adapters.cassandra.session import TRANSIENT
 from fanout.auth import TokenVerifier
 from fanout.bootstrap import open_resources
 from fanout.clock import wall_ms
-from fanout.events import Event, Followed, PostDeleted, Unfollowed, decode, encode
+from fanout.codec import decode, encode
+from fanout.events import Event, Followed, PostDeleted, Unfollowed
 from fanout.http import BodyLimit, Caller, add_common_routes, error_responses, forbid_other, require_tokens
 from fanout.idempotency import KeyReused, once, request_hash
 from fanout.ids import MAX_ID, MAX_USER_ID

@@ -12,7 +12,8 @@ from typing import Any
 
 import faust
 
-from fanout.events import ChunkTask, FeedUpdate, decode_author_event, decode_chunk_task, encode
+from fanout.codec import decode_author_event, decode_chunk_task, encode
+from fanout.events import ChunkTask, FeedUpdate
 from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, SendTask, SendUpdate
 from fanout.settings import Settings

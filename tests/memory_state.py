@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fanout.adapters.memory import MemoryStorage, Table
+from fanout.adapters.memory import MemoryStorage
+from fanout.adapters.memory_table import Table
 
 TABLES = ("posts_t", "timelines", "followers", "followings", "inboxes")
 # A random version written with every change of a reader's sets: two runs agree on the sets, not on it.

@@ -22,7 +22,8 @@ from live import Deployment, deploy
 
 from bench.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
 from deploy.processes import ProcessGroup
-from fanout.events import author_key, encode
+from fanout.codec import encode
+from fanout.events import author_key
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e

@@ -12,10 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.events import (
+from fanout.codec import (
     EVENT_TYPES,
     SCHEMA_DIR,
     SCHEMA_VERSION,
+    decode,
+    decode_author_event,
+    decode_chunk_task,
+    decode_feed_update,
+    encode,
+)
+from fanout.events import (
     CelebrityChunk,
     ChunkTask,
     DemotionChunk,
@@ -32,11 +39,6 @@ from fanout.events import (
     PostStored,
     Unfollowed,
     UserSeen,
-    decode,
-    decode_author_event,
-    decode_chunk_task,
-    decode_feed_update,
-    encode,
 )
 from fanout.ids import MAX_ID
 

@@ -10,7 +10,8 @@ import pytest
 from cassandra import InvalidRequest, WriteTimeout
 from cassandra.cluster import NoHostAvailable
 
-from fanout.events import Event, InvalidEvent, PostCreated, PostDeleted, decode_author_event, encode
+from fanout.codec import decode_author_event, encode
+from fanout.events import Event, InvalidEvent, PostCreated, PostDeleted
 from fanout.failures import is_outage
 from fanout.metrics import Metrics, sample
 from streams.runner import BatchRunner, RetryPolicy

@@ -1,0 +1,118 @@
+"""The JSON codec of every event (orjson), validated against the schemas in schemas/events/.
+
+The schema files are the contract; fanout/events.py's dataclasses mirror them. `decode` validates before it
+builds a model, so anything that reaches the core has passed the schema; each topic's decoder also checks
+that the event belongs on that topic (and, for author events, under its author's key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from fanout.events import (
+    AuthorEvent,
+    CelebrityChunk,
+    ChunkTask,
+    DemotionChunk,
+    Event,
+    FeedUpdate,
+    FollowChanged,
+    Followed,
+    InboxChunk,
+    InboxPurge,
+    InvalidEvent,
+    PostCreated,
+    PostDeleted,
+    PostDelivered,
+    PostRemoved,
+    PostStored,
+    Unfollowed,
+    UserSeen,
+)
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "events"
+SCHEMA_VERSION = 1
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
+                InboxPurge, PostStored, PostRemoved, PostDelivered, FollowChanged)
+}
+
+
+@cache
+def validator(type_name: str) -> Any:
+    schema = orjson.loads((SCHEMA_DIR / f"{type_name}.v{SCHEMA_VERSION}.json").read_bytes())
+    return fastjsonschema.compile(schema)
+
+
+def encode(event: Event) -> bytes:
+    doc: dict[str, Any] = {"type": event.TYPE, "version": SCHEMA_VERSION}
+    for f in dataclasses.fields(event):
+        doc[f.name] = getattr(event, f.name)
+    return orjson.dumps(doc)
+
+
+def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
+    """Bytes from Kafka to a validated model, or InvalidEvent with the reason."""
+    if raw is None:
+        raise InvalidEvent("empty", "message has no value")
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise InvalidEvent("oversized", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("bad_json", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise InvalidEvent("schema", "event is not a JSON object")
+    type_name = doc.get("type")
+    cls = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        raise InvalidEvent("unknown_type", f"type {type_name!r} is not one of {sorted(EVENT_TYPES)}")
+    try:
+        validator(cls.TYPE)(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidEvent("schema", f"{cls.TYPE}: {exc.message}") from None
+    # JSON Schema's "integer" accepts 7.0; ids and times must be exact integers (a float key is a bug).
+    for name, value in doc.items():
+        values = value if isinstance(value, list) else [value]
+        if name not in ("type", "body", "tier", "following") and any(type(v) is not int for v in values):
+            raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
+    doc.pop("type")
+    doc.pop("version")
+    for name in ("follower_ids", "user_ids"):
+        if name in doc:
+            doc[name] = tuple(doc[name])
+    return cls(**doc)
+
+
+def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> AuthorEvent:
+    """Decode an event of the author topic and check it sits under its author's key."""
+    event = decode(raw, max_bytes)
+    if not isinstance(event, PostCreated | PostDeleted | Followed | Unfollowed | UserSeen):
+        raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the author event topic")
+    if key != event.key:
+        raise InvalidEvent("wrong_key", f"key {key!r} is not the author key {event.key!r}")
+    return event
+
+
+def decode_feed_update(raw: bytes | None) -> FeedUpdate:
+    """Decode an update of the feed updates topic (written by the worker, read by read services)."""
+    event = decode(raw)
+    if not isinstance(event, PostStored | PostRemoved | PostDelivered | FollowChanged):
+        raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the feed updates topic")
+    return event
+
+
+def decode_chunk_task(raw: bytes | None) -> ChunkTask:
+    """Decode a task of the chunks topic. The worker writes these itself, so the size limit for outside
+    input does not apply: a chunk of FANOUT_CHUNK_SIZE ids may be larger."""
+    event = decode(raw)
+    if not isinstance(event, InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge):
+        raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the chunks topic")
+    return event
