@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from deploy.recorded import on_stack
 from fanout.settings import Settings
 
 BENCH_RESULTS = Path("bench-results")
@@ -33,7 +34,7 @@ def demo(
     """Run the pipeline on a generated power-law graph against the running stack, and show the feeds."""
     from bench import demo as demo_run
 
-    s = Settings.load()
+    s = on_stack(Settings.load())
     demo_run.run(s, users, posts, threshold, seed, s.stack.state_dir / "demo-logs")
 
 
@@ -65,7 +66,7 @@ def bench(
         users, posts, reads, rate, driver_rows = 2_000, 300, 300, 100.0, 2_000
         threshold = threshold or 300
         big_followers, follows, import_edges = 2_000, 3_000, 20_000
-    base = Settings.load(celebrity_threshold=threshold) if threshold else Settings.load()
+    base = on_stack(Settings.load(celebrity_threshold=threshold) if threshold else Settings.load())
     command = "fanout bench " + " ".join(sys.argv[2:])
     strategies.bench(base, users, seed, exponent, inactive_share, posts, reads,
                      rate, concurrency, driver_rows, out, command.strip(), big_followers, follows,
@@ -111,8 +112,8 @@ def bench_pipeline(
     if unknown:
         console.print(f"[bold red]error:[/] unknown scenarios {sorted(unknown)}; choose from {pipeline.SCENARIOS}")
         raise typer.Exit(1)
-    pipeline.run(Settings.load(), followers, users, rate, seconds, concurrency, requests, out, command.strip(),
-                 chosen)
+    pipeline.run(on_stack(Settings.load()), followers, users, rate, seconds, concurrency, requests, out,
+                 command.strip(), chosen)
 
 
 @bench_app.command("reads")
@@ -139,7 +140,7 @@ def bench_reads(
         users, readers, celebrities, threshold, seconds, driver_reads = 1_000, 5, 260, 20, 3.0, 2_000
         rates, workers = "100", "1"
     command = "fanout bench reads " + " ".join(sys.argv[3:])
-    report = read_bench.bench(Settings.load(), users, readers, celebrities, threshold,
+    report = read_bench.bench(on_stack(Settings.load()), users, readers, celebrities, threshold,
                               [s.strip() for s in strategies.split(",") if s.strip()],
                               [int(n) for n in workers.split(",")], [float(r) for r in rates.split(",")], seconds,
                               connections, driver_reads, out, command.strip())
@@ -159,6 +160,6 @@ def bench_stream(
     from bench import stream
 
     command = "fanout bench stream " + " ".join(sys.argv[3:])
-    report = stream.bench(Settings.load(), readers, authors, rate, seconds, out, command.strip())
+    report = stream.bench(on_stack(Settings.load()), readers, authors, rate, seconds, out, command.strip())
     Console().print_json(data=report)
     console.print(f"written: {out}/stream.json, stream_latency.png")

@@ -22,6 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from bench.stats import percentile
+from deploy.recorded import on_stack
 from fanout.adapters.cassandra.session import Cassandra
 from fanout.adapters.cassandra.session import connect as connect_cluster
 from fanout.metrics import Metrics
@@ -254,7 +255,7 @@ def table(result: dict[str, Any]) -> Table:
 def main() -> None:
     console = Console()
     with Progress(console=console, transient=True) as progress:
-        result = driver_limits(Settings.load(), progress=progress)
+        result = driver_limits(on_stack(Settings.load()), progress=progress)
     console.print(table(result))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from string import Template
 
+from deploy import server_auth
 from deploy.servers import TEMPLATES, Server, StackError, java_binary, resolve_classpath
 
 # Upstream conf/jvm17-server.options: Cassandra needs these module flags on Java 17.
@@ -71,7 +72,8 @@ def _kafka_command(srv: Server, say: Callable[[str], None]) -> list[str]:
     props = _render("kafka-server.properties", srv.run_dir / "server.properties", host=srv.bind_host,
                     advertised_host=srv.host, port=s.kafka_port, controller_port=s.stack.kafka_controller_port,
                     controller_host=srv.host, data_dir=srv.data_dir, node_id=node, voters=voters, replicas=replicas,
-                    min_isr=2 if replicas >= 3 else 1)
+                    min_isr=2 if replicas >= 3 else 1, **server_auth.kafka_template_values(s))
+    props.chmod(0o600)  # it holds the admin's password when the stack has credentials
     log4j = _render("kafka-log4j.properties", srv.run_dir / "log4j.properties")
     jvm = [java, f"-Xms{s.stack.kafka_heap}", f"-Xmx{s.stack.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{log4j}",
@@ -79,7 +81,8 @@ def _kafka_command(srv: Server, say: Callable[[str], None]) -> list[str]:
     if not (srv.data_dir / "meta.properties").exists():
         # KRaft storage is formatted once, every broker of a cluster with the same cluster id.
         fmt = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={_kafka_cluster_id(srv)}",
-                              "--config", str(props), "--ignore-formatted"], capture_output=True, text=True)
+                              "--config", str(props), "--ignore-formatted", *server_auth.kafka_format_args(s)],
+                             capture_output=True, text=True)
         if fmt.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
     return [*jvm, "kafka.Kafka", str(props)]
@@ -121,7 +124,7 @@ def _cassandra_command(srv: Server, say: Callable[[str], None]) -> list[str]:
         f"-Dlogback.configurationFile={logback}", "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         # Never -Dcassandra.unsafesystem: it keeps schema changes in memtables only, so a kill -9 before
         # the next clean stop lost every table created since, with its data (issue 11).
-        "-XX:+ExitOnOutOfMemoryError",
+        "-XX:+ExitOnOutOfMemoryError", *server_auth.cassandra_flags(s),
         f"-Djna.tmpdir={srv.run_dir / 'tmp'}",
         "-cp", os.pathsep.join(jars), "org.apache.cassandra.service.CassandraDaemon",
     ]

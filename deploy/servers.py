@@ -160,7 +160,10 @@ def server_by_name(s: Settings, name: str) -> Server:
 
 def is_ready(srv: Server) -> bool:
     """Real readiness: a Kafka metadata answer listing every broker, a CQL answer from this very node that
-    knows every peer, Prometheus /-/ready. Clients connect to `srv.host` (never a wildcard address)."""
+    knows every peer, Prometheus /-/ready. Clients connect to `srv.host` (never a wildcard address), as the
+    stack's admin when it has credentials."""
+    from deploy import server_auth
+
     s = srv.settings
     if not port_open(srv.host, srv.ports[0]):
         return False
@@ -168,25 +171,35 @@ def is_ready(srv: Server) -> bool:
         if srv.kind == "kafka":
             from confluent_kafka.admin import AdminClient
 
-            brokers = AdminClient({"bootstrap.servers": f"{srv.host}:{srv.ports[0]}"}).list_topics(timeout=3).brokers
+            config = {**server_auth.kafka_admin_config(s), "bootstrap.servers": f"{srv.host}:{srv.ports[0]}"}
+            brokers = AdminClient(config).list_topics(timeout=3).brokers
             return len(brokers) >= s.stack.nodes
         if srv.kind == "cassandra":
-            return _cassandra_answers(srv)
+            return _cassandra_answers(srv, server_auth.cassandra_logins(s))
         with urllib.request.urlopen(f"http://{srv.host}:{s.stack.prometheus_port}/-/ready", timeout=3) as r:
             return bool(r.status == 200)
     except Exception:
         return False
 
 
-def _cassandra_answers(srv: Server) -> bool:
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+def _cassandra_answers(srv: Server, logins: list[tuple[str, str]]) -> bool:
+    """This node answers a query (with the first of `logins` it accepts) and knows every peer."""
+    from cassandra import AuthenticationFailed
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
     from cassandra.policies import WhiteListRoundRobinPolicy
 
     only_this = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([srv.host]))
     cluster = Cluster([srv.host], port=srv.ports[0], protocol_version=4, connect_timeout=3,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: only_this})
+                      execution_profiles={EXEC_PROFILE_DEFAULT: only_this},
+                      auth_provider=PlainTextAuthProvider(*logins[0]) if logins else None)
     try:
-        session = cluster.connect()
+        try:
+            session = cluster.connect()
+        except NoHostAvailable as exc:  # a login refused: the next one (the default superuser of a new node)
+            if len(logins) > 1 and all(isinstance(e, AuthenticationFailed) for e in exc.errors.values()):
+                return _cassandra_answers(srv, logins[1:])
+            raise
         if session.execute("SELECT release_version FROM system.local").one() is None:
             return False
         peers = list(session.execute("SELECT peer FROM system.peers_v2"))

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy import procfs
+from deploy import credentials, procfs, server_auth
 from deploy.commands import COMMANDS
 from deploy.procfs import GONE, resident_memory_mb
+from deploy.recorded import on_stack, recorded_nodes
 from deploy.servers import (
     PROJECT_ROOT,
     Server,
@@ -136,23 +137,6 @@ class Status:
 Started = list[tuple[Server, subprocess.Popen[bytes]]]
 
 
-def recorded_nodes(s: Settings) -> int | None:
-    """How many nodes the stack in this state dir was started with (None: never started)."""
-    try:
-        return int((project_path(s.stack.state_dir) / "nodes").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def on_stack(s: Settings, nodes: int | None = None) -> Settings:
-    """`s` for the stack in its state dir: `nodes` if given, else FANOUT_NODES if set, else the node count
-    that stack was started with, so `fanout up`, `migrate` and `status` find a cluster started with
-    `fanout stack up --nodes 3` without more settings."""
-    if nodes is None and "FANOUT_NODES" not in os.environ:
-        nodes = recorded_nodes(s)
-    return s if nodes is None else dataclasses.replace(s, stack=dataclasses.replace(s.stack, nodes=nodes))
-
-
 def _record_nodes(s: Settings) -> None:
     recorded = recorded_nodes(s)
     if recorded is not None and recorded != s.stack.nodes:
@@ -169,6 +153,11 @@ def up(s: Settings, say: Callable[[str], None] = print) -> list[Status]:
     """Start every server not already running, wait until all are ready, or stop what we started."""
     every = servers(s)
     _record_nodes(s)
+    if credentials.stack_requires_them(s):
+        credentials.create(s)  # before any server starts: Kafka's storage is formatted with its users
+    elif s.stack.stack_auth:
+        say("this stack's servers were created without credentials; they stay so until it is wiped "
+            "(fanout stack down --wipe)")
     to_start = []
     for srv in every:
         pid = running_pid(srv)
@@ -187,6 +176,7 @@ def up(s: Settings, say: Callable[[str], None] = print) -> list[Status]:
             _wait_ready(srv, started)
             if srv in to_start:
                 say(f"{srv.name}: ready on {srv.address}")
+        server_auth.provision(s, say)  # Cassandra's roles, once
     except BaseException as exc:
         _stop_started(started, exc, say)
         raise
@@ -261,6 +251,7 @@ def down(s: Settings, wipe: bool = False, say: Callable[[str], None] = print) ->
             say(f"{srv.name}: data wiped ({srv.data_dir})")
     if wipe:
         (project_path(s.stack.state_dir) / "kafka-cluster-id").unlink(missing_ok=True)
+        credentials.wipe(s)  # a wiped stack chooses again (FANOUT_STACK_AUTH) and gets new passwords
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

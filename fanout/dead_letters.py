@@ -50,7 +50,8 @@ class DeadLetter:
 def read_dead_letters(settings: Settings, timeout: float = 10.0) -> list[DeadLetter]:
     """Every event on the dead-letter topic, oldest first (read up to the high watermark, no group)."""
     topic = settings.dead_letter_topic
-    consumer = Consumer({**settings.kafka_config(), "group.id": "fanout-dead-letters",
+    # An operator's tool: as the Kafka admin (only the worker writes dead letters; nobody else reads them).
+    consumer = Consumer({**settings.kafka_config("admin"), "group.id": "fanout-dead-letters",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
@@ -107,8 +108,9 @@ def select(letters: Iterable[DeadLetter], reason: str | None = None, ids: Sequen
 
 def replay(settings: Settings, letters: Sequence[DeadLetter], timeout: float = 60.0) -> int:
     """Re-publish each dead letter to its source topic (key and value as they were); returns how many
-    Kafka acknowledged. Raises if any was not acknowledged."""
-    producer = Producer(producer_config(settings))
+    Kafka acknowledged. Raises if any was not acknowledged. As the Kafka admin: a source topic may be the
+    chunk topic, which the services' user may not write."""
+    producer = Producer(producer_config(settings, principal="admin"))
     errors: list[str] = []
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:

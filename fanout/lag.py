@@ -15,8 +15,10 @@ from fanout.settings import Settings
 
 
 def consumer_lag(settings: Settings) -> int:
-    """Events not yet processed by the worker group, summed over the event and chunk topics."""
-    consumer = Consumer({**settings.kafka_config(), "group.id": settings.app_id, "enable.auto.commit": False})
+    """Events not yet processed by the worker group, summed over the event and chunk topics. Asked as the
+    worker's Kafka user, which may read the group's offsets (it never joins the group: no subscribe)."""
+    consumer = Consumer({**settings.kafka_config("worker"), "group.id": settings.app_id,
+                         "enable.auto.commit": False})
     try:
         lag = 0
         for topic in (settings.events_topic, settings.chunks_topic):

@@ -21,15 +21,16 @@ from fanout.clock import wall_ms
 from fanout.codec import encode
 from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed
 from fanout.ids import IdSource, PostIdGenerator, millis_of
-from fanout.settings import Settings
+from fanout.kafka_access import grant
+from fanout.settings import KafkaPrincipal, Settings
 
 E = TypeVar("E", bound=Event)
 log = logging.getLogger(__name__)
 
 
-def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+def producer_config(settings: Settings, principal: KafkaPrincipal = "service", **extra: Any) -> dict[str, Any]:
     return {
-        **settings.kafka_config(),
+        **settings.kafka_config(principal),
         "enable.idempotence": True,  # off by default in librdkafka
         "acks": "all",
         # librdkafka's default partitioner is CRC32-based; Faust/aiokafka and Java use murmur2.
@@ -126,8 +127,9 @@ class EventProducer:
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create the pipeline's topics with the configured partitions, replicas and min.insync.replicas
-    (existing ones are kept)."""
-    admin = AdminClient(settings.kafka_config())
+    (existing ones are kept), as the Kafka admin, and grant the services and the worker their access
+    (fanout/kafka_access.py). Returns the topics created."""
+    admin = AdminClient(settings.kafka_config("admin"))
     config = {"min.insync.replicas": str(settings.min_insync_replicas)}
     # Read services read the feed updates from their end when they start: a day is plenty (live streams
     # resume from it).
@@ -149,4 +151,5 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
+    grant(admin, settings, timeout)
     return [t.topic for t in missing]

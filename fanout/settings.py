@@ -14,11 +14,14 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fanout.model import Strategy
 
 ENV_PREFIX = "FANOUT_"
+# Who a Kafka client acts as: the services (ingest, read, `fanout publish`), the worker, or the admin that
+# creates topics, users and ACLs (`fanout migrate`, the launcher, the dead-letter tool).
+KafkaPrincipal = Literal["service", "worker", "admin"]
 
 
 def _env_name(name: str) -> str:
@@ -41,6 +44,8 @@ class StackSettings:
     prometheus_port: int = field(default=9090, metadata={"doc": "Prometheus web/API port"})
     prometheus_bin: str = field(default="/usr/bin/prometheus", metadata={"doc": "Debian's binary"})
     scrape_interval: str = field(default="2s", metadata={"doc": "Prometheus scrape interval"})
+    stack_auth: bool = field(default=True, metadata={"doc": "a new stack requires credentials (Kafka SASL/SCRAM "
+                                                            "+ ACLs, Cassandra roles); see deploy/credentials.py"})
 
 
 @dataclass(frozen=True)
@@ -138,12 +143,20 @@ class Settings:
     max_body_bytes: int = field(default=65_536, metadata={"doc": "larger request bodies are a 413"})
     idempotency_ttl_seconds: int = field(default=86_400, metadata={"doc": "how long an Idempotency-Key is kept"})
 
-    # --- credentials of the clients (unused while empty; the servers' side is deploy's) ---------------
+    # --- credentials for the servers (empty: none; the local stack's come from STATE_DIR/credentials.env) ---
     kafka_sasl_mechanism: str = field(default="SCRAM-SHA-512", metadata={"doc": "SASL mechanism when a user is set"})
-    kafka_sasl_username: str = field(default="", metadata={"doc": "Kafka SASL user; empty: no SASL"})
-    kafka_sasl_password: str = field(default="", metadata={"doc": "Kafka SASL password"})
-    cassandra_username: str = field(default="", metadata={"doc": "Cassandra role; empty: no authentication"})
+    kafka_sasl_username: str = field(default="", metadata={"doc": "Kafka user of ingest/read/publish; empty: none"})
+    kafka_sasl_password: str = field(default="", metadata={"doc": "its password"})
+    kafka_worker_username: str = field(default="", metadata={"doc": "Kafka user of the worker; empty: the above"})
+    kafka_worker_password: str = field(default="", metadata={"doc": "its password"})
+    kafka_admin_username: str = field(default="", metadata={"doc": "Kafka super user: topics, users, ACLs "
+                                                                   "(migrate); empty: the services' user"})
+    kafka_admin_password: str = field(default="", metadata={"doc": "its password"})
+    cassandra_username: str = field(default="", metadata={"doc": "Cassandra role of every process; empty: none"})
     cassandra_password: str = field(default="", metadata={"doc": "Cassandra role's password"})
+    cassandra_admin_username: str = field(default="", metadata={"doc": "Cassandra superuser that creates the "
+                                                                       "role (the launcher, compose's init)"})
+    cassandra_admin_password: str = field(default="", metadata={"doc": "its password"})
 
     # --- the local launcher's own settings (FANOUT_STATE_DIR, FANOUT_KAFKA_VERSION, ...) ------------
     stack: StackSettings = field(default_factory=StackSettings, metadata={"doc": ""})
@@ -193,12 +206,23 @@ class Settings:
     def kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap_servers or ",".join(f"{h}:{self.kafka_port}" for h in self.node_hosts)
 
-    def kafka_config(self) -> dict[str, Any]:
-        """librdkafka's connection settings: the bootstrap list, and SASL when a user is set."""
+    def kafka_credentials(self, principal: KafkaPrincipal = "service") -> tuple[str, str]:
+        """(user, password) of `principal`; a worker or admin without a user of its own is the services'
+        user (a deployment with one Kafka user), and ("", "") means no SASL."""
+        user, password = {
+            "service": (self.kafka_sasl_username, self.kafka_sasl_password),
+            "worker": (self.kafka_worker_username, self.kafka_worker_password),
+            "admin": (self.kafka_admin_username, self.kafka_admin_password),
+        }[principal]
+        return (user, password) if user else (self.kafka_sasl_username, self.kafka_sasl_password)
+
+    def kafka_config(self, principal: KafkaPrincipal = "service") -> dict[str, Any]:
+        """librdkafka's connection settings: the bootstrap list, and SASL as `principal` when it has a user."""
         config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
-        if self.kafka_sasl_username:
+        user, password = self.kafka_credentials(principal)
+        if user:
             config.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": self.kafka_sasl_mechanism,
-                           "sasl.username": self.kafka_sasl_username, "sasl.password": self.kafka_sasl_password})
+                           "sasl.username": user, "sasl.password": password})
         return config
 
     @property
@@ -267,6 +291,8 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
-    except ValueError as exc:
+        if kind == "bool":
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[raw.lower()]
+    except (ValueError, KeyError) as exc:
         raise ValueError(f"{_env_name(f.name)}={raw!r} is not a valid {kind}") from exc
     return raw

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from fanout.codec import decode_feed_update
 from fanout.events import FeedUpdate, InvalidEvent
+from fanout.kafka_access import updates_group
 from fanout.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class UpdatesListener:
         topic = self.settings.updates_topic
         consumer = Consumer({
             **self.settings.kafka_config(),
-            "group.id": f"{self.settings.app_id}-read-updates",  # required by librdkafka; never committed
+            "group.id": updates_group(self.settings),  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "enable.partition.eof": False,
         })

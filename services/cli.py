@@ -239,7 +239,7 @@ def import_follows(
     from services import import_graph
 
     try:
-        result = import_graph.run(Settings.load(), file, event_time, console, jobs)
+        result = import_graph.run(settings(), file, event_time, console, jobs)
     except BadLine as exc:
         _fail(exc)
         return

@@ -26,6 +26,7 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     `on_rebalance` runs whenever partitions are revoked or assigned (the author stats cache forgets)."""
     datadir = settings.worker_data_dir
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    worker_user, worker_password = settings.kafka_credentials("worker")
     app = faust.App(
         settings.app_id,
         broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
@@ -42,10 +43,10 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 5),
         broker_commit_interval=1.0,
         datadir=str(datadir / settings.app_id),  # not a folder per app in the working directory
-        broker_credentials=(faust.SASLCredentials(username=settings.kafka_sasl_username,
-                                                  password=settings.kafka_sasl_password,
+        # The worker's own Kafka user: the only one allowed to write the chunk and dead-letter topics.
+        broker_credentials=(faust.SASLCredentials(username=worker_user, password=worker_password,
                                                   mechanism=settings.kafka_sasl_mechanism)
-                            if settings.kafka_sasl_username else None),
+                            if worker_user else None),
     )
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from deploy import credentials
 from deploy import stack as launcher
 from fanout.settings import Settings
 
@@ -42,9 +43,10 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Settings:
-    """The real local stack, up and ready; returns its Settings. Starts what is missing, stops nothing."""
+    """The real local stack, up and ready; returns its Settings (with the stack's credentials, if it has
+    them: deploy/credentials.py). Starts what is missing, stops nothing."""
     launcher.up(settings, say=lambda msg: print(f"[stack] {msg}"))
-    return settings
+    return credentials.fill(settings)
 
 
 @pytest.fixture

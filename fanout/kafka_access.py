@@ -1,0 +1,74 @@
+"""Who may do what on a deployment's topics: the Kafka ACLs `fanout migrate` grants (as the admin).
+
+`access_rules` is the decision, a pure function of the settings (tested with a table); `grant` hands it
+to Kafka. The ACLs are LITERAL, on this deployment's topic and group names (tests' and benchmarks'
+isolated names included: each run's migrate grants its own), because a name prefix would also cover
+topics of other deployments on a shared cluster. Creating an ACL that exists is a no-op, so migrate
+stays idempotent. Only the admin (a super user in the broker's config) creates topics.
+
+- the services' user (ingest, read, `fanout publish`): writes events; reads feed updates (the read
+  service's listener; librdkafka asks for its group's coordinator even though it only assigns).
+- the worker's user: reads events and chunks; writes chunks, dead letters and feed updates; its group.
+Neither may write what the other writes: a service cannot forge chunk tasks or dead letters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from fanout.settings import Settings
+
+KINDS = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP}
+OPERATIONS = {"read": AclOperation.READ, "write": AclOperation.WRITE}
+
+
+@dataclass(frozen=True)
+class Rule:
+    user: str
+    resource: str  # "topic" or "group"
+    name: str
+    operation: str  # "read" or "write" (each implies describe)
+
+
+def access_rules(settings: Settings) -> list[Rule]:
+    """The ACLs of this deployment; none without SASL users."""
+    service, _ = settings.kafka_credentials("service")
+    worker, _ = settings.kafka_credentials("worker")
+    if not service:
+        return []
+    s = settings
+    return [
+        Rule(service, "topic", s.events_topic, "write"),
+        Rule(service, "topic", s.updates_topic, "read"),
+        Rule(service, "group", updates_group(s), "read"),
+        Rule(worker, "topic", s.events_topic, "read"),
+        Rule(worker, "topic", s.chunks_topic, "read"),
+        Rule(worker, "topic", s.chunks_topic, "write"),
+        Rule(worker, "topic", s.dead_letter_topic, "write"),
+        Rule(worker, "topic", s.updates_topic, "write"),
+        Rule(worker, "group", s.app_id, "read"),
+    ]
+
+
+def updates_group(settings: Settings) -> str:
+    """The group id of the read service's feed-updates consumer (never committed: it only assigns)."""
+    return f"{settings.app_id}-read-updates"
+
+
+def grant(admin: AdminClient, settings: Settings, timeout: float = 30.0) -> int:
+    """Create this deployment's ACLs (`admin` connected as the Kafka admin); returns how many."""
+    bindings = [AclBinding(KINDS[r.resource], r.name, ResourcePatternType.LITERAL, f"User:{r.user}", "*",
+                           OPERATIONS[r.operation], AclPermissionType.ALLOW) for r in access_rules(settings)]
+    if bindings:
+        for future in admin.create_acls(bindings, request_timeout=timeout).values():
+            future.result(timeout)
+    return len(bindings)
