@@ -8,8 +8,10 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaProducer
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka_clients import aiokafka_kwargs
 
 from fanout.events import PostCreated, author_key
+from fanout.kafka_access import grant
 from fanout.producer import EventProducer
 from fanout.settings import Settings
 
@@ -19,8 +21,9 @@ PARTITIONS = 8
 
 def test_both_clients_send_each_author_key_to_the_same_partition(stack: Settings, unique: str) -> None:
     s = stack.isolated(f"partitioning-{unique}")
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    admin = AdminClient(s.kafka_config("admin"))
     admin.create_topics([NewTopic(s.events_topic, PARTITIONS, 1)])[s.events_topic].result(30)
+    grant(admin, s)  # the services' user may write the events topic (fanout/kafka_access.py)
     authors = [1, 2, 3, 42, 1_000_003, 987_654_321, 2**40 + 7, 2**63 - 1] + list(range(100, 160))
     producer = EventProducer(s)
     try:
@@ -30,7 +33,7 @@ def test_both_clients_send_each_author_key_to_the_same_partition(stack: Settings
         producer.close()
 
     async def faust_side() -> dict[int, int]:
-        aio = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+        aio = AIOKafkaProducer(**aiokafka_kwargs(s, "service"))
         await aio.start()
         try:
             return {a: (await aio.send_and_wait(s.events_topic, b"x", key=author_key(a))).partition for a in authors}

@@ -180,7 +180,7 @@ def test_malformed_events_are_dead_lettered_and_the_next_event_is_processed(depl
                  key=graph.follower_count)
     follower = next(iter(graph.followers[author]))
     valid = deployment.producer.new_post(author, "after the bad ones")
-    raw = Producer({"bootstrap.servers": s.kafka_bootstrap, "partitioner": "murmur2_random"})
+    raw = Producer({**s.kafka_config(), "partitioner": "murmur2_random"})  # the services' user may write events
     key = author_key(author)
     bad = [
         (b"{not json", "bad_json"),
@@ -197,7 +197,7 @@ def test_malformed_events_are_dead_lettered_and_the_next_event_is_processed(depl
     assert deployment.feed(follower)[0] == valid.post_id
     deployment.workload.posts.append(valid)
 
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"{s.app_id}-dlq-check",
+    consumer = Consumer({**s.kafka_config("admin"), "group.id": f"{s.app_id}-dlq-check",
                          "auto.offset.reset": "earliest"})
     consumer.assign([TopicPartition(s.dead_letter_topic, 0, 0)])
     reasons = []

@@ -27,9 +27,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka_clients import aiokafka_kwargs, kcat_args
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from deploy import stack as launcher
@@ -62,8 +64,8 @@ def _by_key(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     return dict(grouped)
 
 
-async def _consume_with_aiokafka(bootstrap: str, topic: str, expected: int) -> list[tuple[str, str, int]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+async def _consume_with_aiokafka(s: Settings, topic: str, expected: int) -> list[tuple[str, str, int]]:
+    consumer = AIOKafkaConsumer(topic, **aiokafka_kwargs(s), group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     seen: list[tuple[str, str, int]] = []
     await consumer.start()
@@ -80,7 +82,7 @@ async def _consume_with_aiokafka(bootstrap: str, topic: str, expected: int) -> l
 
 def test_kafka_messages_reach_aiokafka_and_kcat_in_key_order(stack: Settings, unique: str) -> None:
     topic = f"e2e.stack.{unique}"
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    admin = AdminClient(stack.kafka_config("admin"))  # outside clients, as the stack's admin if it has one
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
     try:
         sent = _messages()
@@ -91,7 +93,7 @@ def test_kafka_messages_reach_aiokafka_and_kcat_in_key_order(stack: Settings, un
                 errors.append(err)
 
         # murmur2 is the Java/aiokafka partitioner; librdkafka's default (consistent_random) is not.
-        producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "enable.idempotence": True,
+        producer = Producer({**stack.kafka_config("admin"), "enable.idempotence": True,
                              "partitioner": "murmur2_random"})
         for key, value in sent:
             producer.produce(topic, key=key.encode(), value=value.encode(), on_delivery=delivered)
@@ -99,7 +101,7 @@ def test_kafka_messages_reach_aiokafka_and_kcat_in_key_order(stack: Settings, un
         assert errors == []
         expected = _by_key(sent)
 
-        seen = asyncio.run(_consume_with_aiokafka(stack.kafka_bootstrap, topic, len(sent)))
+        seen = asyncio.run(_consume_with_aiokafka(stack, topic, len(sent)))
         assert _by_key([(k, v) for k, v, _ in seen]) == expected
         # The producer and the consumer side (Faust/aiokafka) agree on each key's partition.
         partitioner = DefaultPartitioner()
@@ -107,7 +109,7 @@ def test_kafka_messages_reach_aiokafka_and_kcat_in_key_order(stack: Settings, un
             assert partition == partitioner(key.encode(), list(range(PARTITIONS)), list(range(PARTITIONS)))
 
         kcat = subprocess.run(
-            ["kcat", "-C", "-b", stack.kafka_bootstrap, "-t", topic, "-e", "-o", "beginning", "-f", "%k:%s\\n"],
+            ["kcat", "-C", *kcat_args(stack), "-t", topic, "-e", "-o", "beginning", "-f", "%k:%s\\n"],
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         )
         assert kcat.returncode == 0, kcat.stderr
@@ -123,7 +125,9 @@ def test_kafka_messages_reach_aiokafka_and_kcat_in_key_order(stack: Settings, un
 
 def test_cql_round_trip_in_a_keyspace_of_its_own(stack: Settings, unique: str) -> None:
     keyspace = f"e2e_stack_{unique}"
-    cluster = Cluster(stack.cassandra_contact_points, port=stack.cassandra_port, protocol_version=4)
+    auth = PlainTextAuthProvider(stack.cassandra_username, stack.cassandra_password)  # the project's role
+    cluster = Cluster(stack.cassandra_contact_points, port=stack.cassandra_port, protocol_version=4,
+                      auth_provider=auth if stack.cassandra_username else None)
     try:
         session = cluster.connect()
         session.default_timeout = 30  # schema changes can be slow on a busy box
