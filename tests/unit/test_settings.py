@@ -86,3 +86,10 @@ def test_isolated_settings_share_nothing_named_with_the_original() -> None:
     assert all(getattr(run, n) != getattr(base, n) for n in names)
     assert run.keyspace == "bench_push_1"  # a valid CQL identifier
     assert run.strategy == "push" and run.kafka_port == base.kafka_port
+
+
+def test_a_yes_or_no_setting_reads_true_false_1_0_and_names_the_variable_otherwise() -> None:
+    assert Settings.load(env={"FANOUT_STACK_AUTH": "false"}).stack.stack_auth is False
+    assert Settings.load(env={"FANOUT_STACK_AUTH": "1"}).stack.stack_auth is True
+    with pytest.raises(ValueError, match="FANOUT_STACK_AUTH"):
+        Settings.load(env={"FANOUT_STACK_AUTH": "maybe"})
