@@ -94,25 +94,32 @@ def cassandra_logins(stack: Settings) -> list[tuple[str, str]]:
     return [(s.cassandra_admin_username, s.cassandra_admin_password), DEFAULT_SUPERUSER] if s else []
 
 
-def provision(stack: Settings, say: Callable[[str], None], timeout: float = 60.0) -> None:
-    """Create the Cassandra admin and the project's role, once; drop the default superuser."""
+def provision(stack: Settings, say: Callable[[str], None]) -> None:
+    """The launcher's step after the servers are ready: the stack's Cassandra roles, if it has credentials."""
+    s = credentials.of_stack(stack)
+    if s is not None:
+        create_roles(s, say)
+
+
+def create_roles(s: Settings, say: Callable[[str], None], timeout: float = 60.0) -> None:
+    """Create the Cassandra superuser FANOUT_CASSANDRA_ADMIN_* (logged in once as the default superuser of
+    a new cluster) and the project's role FANOUT_CASSANDRA_*, and drop the default superuser. Idempotent:
+    the launcher runs it at every start, `fanout migrate` whenever it has the admin's credentials (compose)."""
     from cassandra import AuthenticationFailed
     from cassandra.cluster import NoHostAvailable
 
-    s = credentials.of_stack(stack)
-    if s is None:
-        return
     admin = (s.cassandra_admin_username, s.cassandra_admin_password)
     try:
         session_as = _session(s, *admin)
     except NoHostAvailable as exc:
         if not all(isinstance(e, AuthenticationFailed) for e in exc.errors.values()):
             raise
-        with _session(s, *DEFAULT_SUPERUSER) as first:
+        # A new node creates the default superuser a moment (superuser_setup_delay_ms) after it answers.
+        with _retrying(lambda: _session(s, *DEFAULT_SUPERUSER), timeout, "the default superuser") as first:
             first.execute(f"CREATE ROLE IF NOT EXISTS {admin[0]} WITH SUPERUSER = true AND LOGIN = true "
                           f"AND PASSWORD = '{admin[1]}'")
         # The new role's login can be refused until the credentials cache (2 s) forgets the failed one.
-        session_as = _retrying(lambda: _session(s, *admin), timeout)
+        session_as = _retrying(lambda: _session(s, *admin), timeout, f"the new superuser {admin[0]}")
         say(f"cassandra: created the superuser {admin[0]}")
     with session_as as session:
         session.execute(f"CREATE ROLE IF NOT EXISTS {s.cassandra_username} WITH LOGIN = true "
@@ -150,12 +157,12 @@ def _session(s: Settings, user: str, password: str) -> _Session:
         raise
 
 
-def _retrying(connect: Callable[[], _Session], timeout: float) -> _Session:
+def _retrying(connect: Callable[[], _Session], timeout: float, who: str) -> _Session:
     deadline = time.monotonic() + timeout
     while True:
         try:
             return connect()
         except Exception as exc:
             if time.monotonic() > deadline:
-                raise StackError(f"cassandra: the new superuser cannot log in after {timeout:.0f}s: {exc}") from exc
+                raise StackError(f"cassandra: {who} cannot log in after {timeout:.0f}s: {exc}") from exc
             time.sleep(0.5)

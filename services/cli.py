@@ -106,11 +106,15 @@ def _print_status(statuses: list[stack.Status]) -> None:
 
 @app.command()
 def migrate() -> None:
-    """Create the Kafka topics and the Cassandra keyspace and tables (idempotent)."""
+    """Create the Kafka topics with their ACLs, the Cassandra roles (given the admin's credentials), the
+    keyspace and tables (idempotent)."""
+    from deploy.server_auth import create_roles
     from fanout.adapters.cassandra import migrate as migrate_cassandra
     from fanout.producer import ensure_topics
 
     s = settings()
+    if s.cassandra_admin_username:
+        create_roles(s, console.print)
     created = ensure_topics(s)
     console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates)")
     statements = migrate_cassandra(s)

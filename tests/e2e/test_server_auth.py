@@ -7,11 +7,9 @@ with its own state dir and ports. Either way they run: nothing here skips.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from live import free_ports
 
 from deploy import credentials
 from deploy import stack as launcher
@@ -27,14 +26,6 @@ from fanout.producer import ensure_topics
 from fanout.settings import KafkaPrincipal, Settings
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_ports(n: int) -> list[int]:
-    with ExitStack() as held:
-        socks = [held.enter_context(socket.socket()) for _ in range(n)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +37,7 @@ def secured(settings: Settings, request: pytest.FixtureRequest,
         yield _deployed(s)
         return
     names = ["kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port", "prometheus_port"]
-    values: dict[str, Any] = dict(zip(names, _free_ports(len(names)), strict=True))
+    values: dict[str, Any] = dict(zip(names, free_ports(len(names)), strict=True))
     own = Settings.load(state_dir=tmp_path_factory.mktemp("auth") / "state", cache_dir=settings.stack.cache_dir,
                         kafka_heap="256m", cassandra_heap="512M", stack_auth=True, **values)
     try:

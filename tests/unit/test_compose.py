@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from compose_file import cluster_env as _cluster_env
+from compose_file import resolved_env as _env
 
 from fanout.metrics import Metrics
 from fanout.settings import Settings
@@ -24,7 +26,6 @@ GRAFANA = DEPLOY / "grafana"
 PROJECT_SERVICES = {"migrate": "migrate", "worker": "worker", "read-api": "read-api", "ingest-api": "ingest-api"}
 CLUSTER_SERVICES = {"kafka-2", "kafka-3", "cassandra-2", "cassandra-3"}  # the `cluster` profile
 SERVICES = {"kafka", "cassandra", "prometheus", "grafana", *PROJECT_SERVICES, *CLUSTER_SERVICES}
-CLUSTER_ENV = DEPLOY / "cluster.env"
 # Counters whose series appear only once something fails: their queries need a zero fallback.
 FAILURE_METRICS = ("fanout_dead_lettered_events", "fanout_cassandra_errors", "fanout_cassandra_retries")
 
@@ -52,24 +53,6 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(compose["services"])
-
-
-def _env(service: dict[str, Any], compose_env: dict[str, str] | None = None) -> dict[str, str]:
-    """The service's environment as compose resolves it: ${VAR:-default} from `compose_env` (the shell or an
-    --env-file), else the default."""
-    raw = service.get("environment") or {}
-    if isinstance(raw, list):
-        raw = dict(item.split("=", 1) for item in raw)
-
-    def resolve(match: re.Match[str]) -> str:
-        return (compose_env or {}).get(match[1], match[2])
-
-    return {str(k): re.sub(r"\$\{(\w+):-([^}]*)\}", resolve, str(v)) for k, v in raw.items()}
-
-
-def _cluster_env() -> dict[str, str]:
-    lines = [ln.strip() for ln in CLUSTER_ENV.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    return dict(ln.split("=", 1) for ln in lines)
 
 
 def _published(service: dict[str, Any]) -> list[tuple[int, int]]:
@@ -141,10 +124,10 @@ def test_kafka_is_one_kraft_node_on_the_settings_ports(services: dict[str, dict[
     assert kafka["image"] == f"apache/kafka:{s.stack.kafka_version}"
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     listeners = _listeners(env["KAFKA_LISTENERS"])
-    assert listeners["PLAINTEXT"] == ("", s.kafka_port)
+    assert listeners["SASL_PLAINTEXT"] == ("", s.kafka_port)
     assert listeners["CONTROLLER"] == ("", s.stack.kafka_controller_port)
     assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
-    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "SASL_PLAINTEXT"
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:{s.stack.kafka_controller_port}"
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     for name in ("OFFSETS_TOPIC", "TRANSACTION_STATE_LOG"):
@@ -167,11 +150,12 @@ def test_kafka_is_reachable_from_the_containers_and_from_the_host(services: dict
     listeners = _listeners(env["KAFKA_LISTENERS"])
     advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
     protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    assert set(listeners) == {"PLAINTEXT", "CONTROLLER", "EXTERNAL"}
-    assert protocols == {"PLAINTEXT": "PLAINTEXT", "CONTROLLER": "PLAINTEXT", "EXTERNAL": "PLAINTEXT"}
-    assert advertised == {"PLAINTEXT": ("kafka", s.kafka_port), "EXTERNAL": ("localhost", s.kafka_port)}
+    assert set(listeners) == {"SASL_PLAINTEXT", "CONTROLLER", "EXTERNAL"}
+    # Every listener authenticates (no PLAINTEXT protocol anywhere).
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"} and set(protocols) == set(listeners)
+    assert advertised == {"SASL_PLAINTEXT": ("kafka", s.kafka_port), "EXTERNAL": ("localhost", s.kafka_port)}
     # What the project's containers bootstrap with is the internal listener.
-    host, port = advertised["PLAINTEXT"]
+    host, port = advertised["SASL_PLAINTEXT"]
     assert Settings.load(env=_env(services["worker"])).kafka_bootstrap == f"{host}:{port}"
     # The host's port leads to the EXTERNAL listener, and only there.
     assert _published(kafka) == [(advertised["EXTERNAL"][1], listeners["EXTERNAL"][1])]
@@ -182,8 +166,9 @@ def test_cassandra_image_heap_and_healthcheck(services: dict[str, dict[str, Any]
     s = Settings()
     cassandra = services["cassandra"]
     assert cassandra["image"] == f"cassandra:{s.stack.cassandra_version}"
-    assert _env(cassandra) == {"MAX_HEAP_SIZE": s.stack.cassandra_heap, "HEAP_NEWSIZE": "200M",
-                               "CASSANDRA_SEEDS": "cassandra"}
+    env = _env(cassandra)
+    assert {k: env[k] for k in ("MAX_HEAP_SIZE", "HEAP_NEWSIZE", "CASSANDRA_SEEDS")} == {
+        "MAX_HEAP_SIZE": s.stack.cassandra_heap, "HEAP_NEWSIZE": "200M", "CASSANDRA_SEEDS": "cassandra"}
     assert "cqlsh" in " ".join(cassandra["healthcheck"]["test"])
 
 
@@ -206,7 +191,8 @@ def test_the_cluster_profile_is_three_brokers_and_three_nodes_replicated_three_t
     voters = {f"{b['KAFKA_NODE_ID']}@{name}:{Settings().stack.kafka_controller_port}" for name, b in brokers.items()}
     for name, broker in brokers.items():
         assert set(broker["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters, name
-        assert _listeners(broker["KAFKA_ADVERTISED_LISTENERS"])["PLAINTEXT"][0] == name
+        assert _listeners(broker["KAFKA_ADVERTISED_LISTENERS"])["SASL_PLAINTEXT"][0] == name
+        assert broker["CLUSTER_ID"] == brokers["kafka"]["CLUSTER_ID"], name
         assert broker["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3" and broker["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
     assert {name for name, svc in services.items() if svc.get("profiles") == ["cluster"]} == CLUSTER_SERVICES
     for name in ("cassandra", "cassandra-2", "cassandra-3"):

@@ -1,0 +1,83 @@
+"""Static checks of docker-compose.yml's credentials (no Docker engine needed): the servers require them,
+each project container carries only its own, and the brokers' users are the ones the containers log in as.
+tests/e2e/test_compose_kafka.py runs the compose Kafka's start script against a real broker."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+from compose_file import cluster_env as _cluster_env
+from compose_file import compose_services
+from compose_file import resolved_env as _env
+
+from fanout.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES_USER = ("read-api", "ingest-api")
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    return compose_services()
+
+
+def _settings(service: dict[str, Any], compose_env: dict[str, str] | None = None) -> Settings:
+    return Settings.load(env=_env(service, compose_env))
+
+
+def test_the_brokers_users_are_the_ones_each_container_logs_in_as(services: dict[str, dict[str, Any]]) -> None:
+    for compose_env in ({}, {"FANOUT_KAFKA_SASL_PASSWORD": "from-dotenv", "FANOUT_KAFKA_WORKER_USERNAME": "w2"}):
+        broker = _env(services["kafka"], compose_env)
+        users = {who: (broker[f"FANOUT_KAFKA_{who.upper()}_USERNAME"], broker[f"FANOUT_KAFKA_{who.upper()}_PASSWORD"])
+                 for who in ("admin", "sasl", "worker")}
+        assert len({user for user, _ in users.values()}) == 3 and all(p for _, p in users.values())
+        for name in SERVICES_USER:
+            assert _settings(services[name], compose_env).kafka_credentials("service") == users["sasl"], name
+        assert _settings(services["worker"], compose_env).kafka_credentials("worker") == users["worker"]
+        assert _settings(services["migrate"], compose_env).kafka_credentials("admin") == users["admin"]
+        # The admin is the only super user; the brokers log in to each other (and the controllers) as it.
+        assert broker["KAFKA_SUPER_USERS"] == f"User:{users['admin'][0]}"
+        inter_broker = broker["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+        assert f'username="{users["admin"][0]}" password="{users["admin"][1]}"' in inter_broker
+
+
+def test_each_container_carries_only_its_own_secrets(services: dict[str, dict[str, Any]]) -> None:
+    own = {name: "FANOUT_KAFKA_SASL_PASSWORD" for name in SERVICES_USER} | {"worker": "FANOUT_KAFKA_WORKER_PASSWORD"}
+    kafka_passwords = {"FANOUT_KAFKA_SASL_PASSWORD", "FANOUT_KAFKA_WORKER_PASSWORD", "FANOUT_KAFKA_ADMIN_PASSWORD"}
+    for name, mine in own.items():
+        env = _env(services[name])
+        assert {k for k in env if k in kafka_passwords} == {mine}, name
+        assert "FANOUT_CASSANDRA_ADMIN_PASSWORD" not in env, name
+    migrate = _env(services["migrate"])
+    assert {k for k in migrate if k in kafka_passwords} == {"FANOUT_KAFKA_ADMIN_PASSWORD"}
+    assert migrate["FANOUT_CASSANDRA_ADMIN_PASSWORD"]
+    # One Cassandra role for every project container, which migrate creates as the admin.
+    roles = {(_settings(services[n]).cassandra_username, _settings(services[n]).cassandra_password)
+             for n in ("migrate", "worker", *SERVICES_USER)}
+    assert len(roles) == 1 and all(next(iter(roles)))
+    assert _settings(services["migrate"]).cassandra_admin_username not in {"", "cassandra"}
+
+
+def test_kafka_authenticates_and_authorizes_every_listener(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("kafka", "kafka-2", "kafka-3"):
+        env = _env(services[name])
+        protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+        assert set(protocols.values()) == {"SASL_PLAINTEXT"}, name
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        # kafka-storage.sh accepts only a Kafka uuid: 16 bytes, base64url without padding.
+        assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16 and len(env["CLUSTER_ID"]) == 22
+    assert services["kafka"]["command"] == ["bash", "/opt/fanout/kafka-compose-start.sh"]
+    assert (ROOT / "deploy" / "kafka-compose-start.sh").is_file()
+
+
+def test_cassandra_requires_logins_with_auth_replicated_like_the_data(services: dict[str, dict[str, Any]]) -> None:
+    for compose_env, replicas in (({}, "1"), (_cluster_env(), "3")):
+        for name in ("cassandra", "cassandra-2", "cassandra-3"):
+            options = _env(services[name], compose_env)["JVM_EXTRA_OPTS"].split()
+            assert "-Dcassandra.settings.authenticator=PasswordAuthenticator" in options, name
+            assert "-Dcassandra.settings.authorizer=CassandraAuthorizer" in options, name
+            assert f"-Dcassandra.system_auth.default_rf={replicas}" in options, name
