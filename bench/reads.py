@@ -174,13 +174,19 @@ def _cpu_per_read(pids: list[int], cassandra: int | None, before: dict[str, floa
     return {name: round((after[name] - before[name]) * 1e6 / reads, 1) for name in after}
 
 
-def _gc(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    """Garbage collections of the read service during the peak run: how many, their total, the longest."""
-    def total(suffix: str) -> float:
-        return sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith("fanout_gc_pause_seconds" + suffix))
+def _gc(after: dict[str, float], before: dict[str, float]) -> dict[str, Any]:
+    """Garbage collections of the read service during the peak run, by generation: how many, their total,
+    and the bucket of the longest."""
+    def total(suffix: str, generation: str) -> float:
+        key = f'fanout_gc_pause_seconds{suffix}{{generation="{generation}"}}'
+        return sum(v - before.get(k, 0.0) for k, v in after.items() if k == key)
 
-    return {"collections": total("_count"), "total_ms": round(total("_sum") * 1000, 1),
-            "longest_ms_at_most": highest_bucket(after, before, "fanout_gc_pause_seconds") * 1000}
+    def longest(generation: str) -> float:
+        mine = {k: v for k, v in after.items() if f'generation="{generation}"' in k}
+        return highest_bucket(mine, before, "fanout_gc_pause_seconds") * 1000
+
+    return {g: {"collections": total("_count", g), "total_ms": round(total("_sum", g) * 1000, 1),
+                "longest_ms_at_most": longest(g)} for g in ("0", "1", "2")}
 
 
 def _requests_per_read(after: dict[str, float], before: dict[str, float]) -> float | None:

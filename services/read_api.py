@@ -40,7 +40,7 @@ from fanout.events import FeedUpdate, PostRemoved, PostStored
 from fanout.feed import CURSOR_PATTERN, InvalidCursor, SetsAt, home_feed, parse_cursor
 from fanout.http import Caller, add_common_routes, error_responses, forbid_other, require_tokens
 from fanout.ids import MAX_USER_ID
-from fanout.metrics import Metrics, observe_gc
+from fanout.metrics import Metrics, tune_gc
 from fanout.model import Tier
 from fanout.ports import Stores
 from fanout.read_cache import CachedPosts, ReaderSetsCache
@@ -193,7 +193,7 @@ def build(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        observe_gc(res.metrics)
+        tune_gc(res.metrics, settings.gc_gen0_threshold)
         listener = UpdatesListener(settings, apply, asyncio.get_running_loop()).start()
         try:
             yield

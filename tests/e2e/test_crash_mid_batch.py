@@ -76,7 +76,8 @@ def test_a_worker_killed_mid_batch_loses_no_inbox_row(crash_settings: Settings, 
     producer.close()
     cluster, session = connect(s, s.keyspace)
     try:
-        rows = {(r.user_id, r.post_id) for r in session.execute("SELECT user_id, post_id FROM inbox")}
+        rows = {(r.user_id, r.post_id) for r in session.execute("SELECT user_id, post_id FROM inbox")
+                if r.post_id is not None}  # a partition with only its reader's state (statics) is no row
     finally:
         cluster.shutdown()
     missing, extra = expected - rows, rows - expected
