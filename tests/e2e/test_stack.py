@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kafka_clients import aiokafka_kwargs, kcat_args
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from deploy import procfs
 from deploy import stack as launcher
 from deploy.stack import StackError
 from fanout.settings import Settings
@@ -319,7 +320,7 @@ def _process_of(srv: launcher.Server, setup: str = "pass") -> Iterator[subproces
 def test_running_pid_waits_for_a_server_still_in_execve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     srv = launcher.server_by_name(Settings.load(state_dir=tmp_path), "kafka")
     srv.run_dir.mkdir(parents=True)
-    real_cmdline = launcher._cmdline
+    real_cmdline = procfs.cmdline
     reads: list[str] = []
 
     def cmdline_in_execve(pid: int) -> str:
@@ -329,13 +330,13 @@ def test_running_pid_waits_for_a_server_still_in_execve(tmp_path: Path, monkeypa
 
     with _process_of(srv) as proc:
         srv.pid_file.write_text(str(proc.pid))
-        monkeypatch.setattr(launcher, "_cmdline", cmdline_in_execve)
+        monkeypatch.setattr(procfs, "cmdline", cmdline_in_execve)
         assert launcher.running_pid(srv) == proc.pid
         assert srv.pid_file.exists()
         assert reads[:4] == [""] * 4 and str(srv.run_dir) in reads[-1]
 
         # A cmdline that stays empty is not claimed (so never signalled), but the file is not deleted either.
-        monkeypatch.setattr(launcher, "_cmdline", lambda pid: "")
+        monkeypatch.setattr(procfs, "cmdline", lambda pid: "")
         monkeypatch.setattr(launcher, "EXEC_GRACE", 0.3)
         t0 = time.monotonic()
         assert launcher.running_pid(srv) is None
