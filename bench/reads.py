@@ -77,7 +77,7 @@ def bare_reads(settings: Settings, reads: int) -> dict[str, Any]:
     """The bare driver's inbox-page loop (bench/driver.py), 16 and 64 requests in flight."""
     from cassandra.cluster import EXEC_PROFILE_DEFAULT
 
-    from bench.driver import connect, read_loop
+    from bench.driver import connect, drop_keyspace, read_loop
 
     s = scenario_settings(settings, "reads-bare")
     cluster, session = connect(s, 4)
@@ -85,7 +85,7 @@ def bare_reads(settings: Settings, reads: int) -> dict[str, Any]:
         return {f"window_{w}": read_loop(session, s.keyspace, reads, w, s.inbox_ttl_seconds, EXEC_PROFILE_DEFAULT)
                 for w in (16, 64)}
     finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=120)
+        drop_keyspace(session, s.keyspace)
         cluster.shutdown()
 
 
