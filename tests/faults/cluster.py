@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from deploy import credentials
 from deploy import stack as launcher
 from fanout.settings import Settings
 
@@ -46,11 +47,12 @@ def isolated_settings(state_dir: Path, **overrides: Any) -> Settings:
 
 @contextmanager
 def own_stack(state_dir: Path, **overrides: Any) -> Iterator[Settings]:
-    """Start a stack of its own, yield its settings, stop every server of it by pid (even after a failure)."""
+    """Start a stack of its own, yield its settings (with the credentials its servers require), stop every
+    server of it by pid (even after a failure)."""
     s = isolated_settings(state_dir, **overrides)
     try:
         launcher.up(s, say=lambda m: print(f"[own stack] {m}", flush=True))
-        yield s
+        yield credentials.fill(s)
     finally:
         for srv in launcher.servers(s):  # a paused server would ignore SIGTERM until it is continued
             pid = launcher.running_pid(srv)
