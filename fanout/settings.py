@@ -108,7 +108,7 @@ class Settings:
                                                                     "a delete whose feed update was missed)"})
     reader_sets_ttl_s: float = field(default=600.0, metadata={"doc": "a reader's cached sets are re-read after "
                                                                       "this, even if their version is the same"})
-    gc_gen0_threshold: int = field(default=20_000, metadata={"doc": "allocations between young garbage "
+    gc_gen0_threshold: int = field(default=5_000, metadata={"doc": "allocations between young garbage "
                                                                    "collections of the read service (Python: 700)"})
     stream_reorder_ms: int = field(default=50, metadata={"doc": "live streams hold items this long to send "
                                                                 "them in post id order"})
