@@ -111,6 +111,22 @@ def free_ports(n: int) -> list[int]:
 
 
 @contextmanager
+def own_deployment(stack: Settings, name: str) -> Iterator[Settings]:
+    """Topics and a migrated keyspace of the test's own (no processes); the keyspace is dropped after."""
+    s = stack.isolated(name)
+    ensure_topics(s)
+    migrate(s)
+    try:
+        yield s
+    finally:
+        cluster, session = connect(s)
+        try:
+            session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
+        finally:
+            cluster.shutdown()
+
+
+@contextmanager
 def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Iterator[Deployment]:
     """Migrate a keyspace and topics of the test's own, start worker, read and ingest processes."""
     s = stack.isolated(f"e2e-{name}{str(int(time.time() * 1000))[-8:]}", **overrides)

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live import own_deployment
 
 from deploy.processes import ProcessGroup
-from fanout.adapters.cassandra import connect, migrate
+from fanout.adapters.cassandra import connect
 from fanout.events import Event, Followed, PostCreated
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer, ensure_topics
+from fanout.producer import EventProducer
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -27,15 +28,8 @@ POSTS = 3000
 
 @pytest.fixture
 def crash_settings(stack: Settings, unique: str) -> Iterator[Settings]:
-    s = stack.isolated(f"e2e-crash{unique}")
-    ensure_topics(s)
-    migrate(s)
-    yield s
-    cluster, session = connect(s)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
-    finally:
-        cluster.shutdown()
+    with own_deployment(stack, f"e2e-crash{unique}") as s:
+        yield s
 
 
 def publish(producer: EventProducer, events: list[Event]) -> None:

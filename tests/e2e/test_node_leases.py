@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,14 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live import free_port, own_deployment
 
 from deploy.processes import ProcessGroup
-from fanout.adapters.cassandra import connect, migrate
+from fanout.adapters.cassandra import connect
 from fanout.adapters.cassandra.leases import CassandraNodeLeases
 from fanout.auth import Tokens
 from fanout.ids import NODE_BITS, SEQUENCE_BITS
 from fanout.leases import NodeLease, NoLease
-from fanout.producer import ensure_topics
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -30,28 +29,15 @@ def node_of(post_id: int) -> int:
     return (post_id >> SEQUENCE_BITS) & ((1 << NODE_BITS) - 1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def leased(stack: Settings, unique: str) -> Iterator[Settings]:
-    s = stack.isolated(f"e2e-leases-{unique}")
-    ensure_topics(s)
-    migrate(s)
-    yield s
-    cluster, session = connect(s)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
-    finally:
-        cluster.shutdown()
+    with own_deployment(stack, f"e2e-leases-{unique}") as s:
+        yield s
 
 
 def test_two_ingest_processes_mint_distinct_ids_under_distinct_leased_nodes(leased: Settings,
                                                                              tmp_path: Path) -> None:
-    replicas = [dataclasses.replace(leased, ingest_api_port=port) for port in (leased.ingest_api_port, _free_port())]
+    replicas = [dataclasses.replace(leased, ingest_api_port=port) for port in (leased.ingest_api_port, free_port())]
     with ProcessGroup(replicas[0], tmp_path / "a").start("ingest-api") as a, \
             ProcessGroup(replicas[1], tmp_path / "b").start("ingest-api") as b:
         tokens = Tokens(leased)
