@@ -111,9 +111,9 @@ def free_ports(n: int) -> list[int]:
 
 
 @contextmanager
-def own_deployment(stack: Settings, name: str) -> Iterator[Settings]:
+def own_deployment(stack: Settings, name: str, **overrides: Any) -> Iterator[Settings]:
     """Topics and a migrated keyspace of the test's own (no processes); the keyspace is dropped after."""
-    s = stack.isolated(name)
+    s = stack.isolated(name, **overrides)
     ensure_topics(s)
     migrate(s)
     try:
@@ -128,17 +128,14 @@ def own_deployment(stack: Settings, name: str) -> Iterator[Settings]:
 
 @contextmanager
 def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Iterator[Deployment]:
-    """Migrate a keyspace and topics of the test's own, start worker, read and ingest processes."""
-    s = stack.isolated(f"e2e-{name}{str(int(time.time() * 1000))[-8:]}", **overrides)
-    ensure_topics(s)
-    migrate(s)
-    processes = ProcessGroup(s, log_dir).start("worker", "read-api", "ingest-api")
-    producer = EventProducer(s)
-    cluster, _ = connect(s)
-    try:
-        yield Deployment(s, processes, producer, cluster, Tokens(s))
-    finally:
-        processes.stop()
-        producer.close()
-        cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
-        cluster.shutdown()
+    """An own deployment (topics, keyspace) with worker, read and ingest processes running on it."""
+    with own_deployment(stack, f"e2e-{name}{str(int(time.time() * 1000))[-8:]}", **overrides) as s:
+        processes = ProcessGroup(s, log_dir).start("worker", "read-api", "ingest-api")
+        producer = EventProducer(s)
+        cluster, _ = connect(s)
+        try:
+            yield Deployment(s, processes, producer, cluster, Tokens(s))
+        finally:
+            processes.stop()
+            producer.close()
+            cluster.shutdown()
