@@ -15,7 +15,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from fanout.ids import MAX_ID
-from fanout.model import Post, ReaderSets, ReaderState, Strategy
+from fanout.model import Post, ReaderPage, ReaderSets, ReaderState, Strategy
 from fanout.policy import is_returning
 from fanout.ports import Stores
 from fanout.settings import Settings
@@ -110,18 +110,20 @@ class HomeFeed:
 
 
 SetsAt = Callable[[int, object | None], Awaitable[ReaderSets]]  # (user, version) -> the reader's sets
+PageAt = Callable[[int, int | None, int], Awaitable[ReaderPage]]  # (user, before, limit) -> state and inbox head
 
 
 async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int, before: int | None,
-                    now_ms: int, sets: SetsAt | None = None) -> HomeFeed:
+                    now_ms: int, sets: SetsAt | None = None, page_at: PageAt | None = None) -> HomeFeed:
     """A reader's home feed page: their inbox merged with the celebrities they follow; or, for a returning
     reader (and in the pull-everything baseline), the timelines of every account they follow. Nothing is
     truncated: every celebrity followed (and every followee of a returning reader) is merged.
 
     Cost: one request for the reader's activity and sets version with their inbox head (two for a page
     below a cursor that holds no inbox row), one more for the reader's sets unless `sets` has them at that
-    version, plus what the post store cannot answer from memory (fanout/read_cache.py)."""
-    first = await stores.readers.reader_page(user_id, before, limit + 1)
+    version, plus what the post store cannot answer from memory (fanout/read_cache.py). `page_at`, if
+    given, answers the first of these in place of the reader store (fanout/reader_cache.py)."""
+    first = await (page_at or stores.readers.reader_page)(user_id, before, limit + 1)
     if sets is not None:
         reader_sets = await sets(user_id, first.sets_version)
     else:

@@ -71,6 +71,9 @@ class Metrics:
                                   ["result"], registry=r)
         self.reader_sets_cache = Counter("fanout_reader_sets_cache_lookups", "Readers' celebrity/hidden sets "
                                          "looked up in the read cache, by result", ["result"], registry=r)
+        self.reader_page_cache = Counter("fanout_reader_page_cache_lookups", "Readers' first pages (state and "
+                                         "inbox head) looked up in the read cache, by result", ["result"],
+                                         registry=r)
         self.stream_connections = Gauge("fanout_stream_connections", "Readers connected to the live feed stream",
                                         registry=r, multiprocess_mode="livesum")
         self.stream_items = Counter("fanout_stream_items", "Items sent on live feed streams, by event (post, delete)",

@@ -13,10 +13,7 @@
   head is read from Cassandra and not cached.
 Misses of concurrent reads for the same post or author share one request (single flight).
 
-`ReaderSetsCache` keeps each reader's celebrity set and hidden authors under the version their inbox
-partition carries: every read learns the current version with its inbox head, so a cached set is used
-only while it is the stored one (and re-read after FANOUT_READER_SETS_TTL_S, bounding a hidden author
-whose entry expired with the inbox TTL).
+A reader's own state (their sets, the head of their inbox) is cached in fanout/reader_cache.py.
 """
 
 from __future__ import annotations
@@ -29,8 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fanout.metrics import Metrics
-from fanout.model import Post, ReaderSets, Tier
-from fanout.ports import PostStore, ReaderStore
+from fanout.model import Post, Tier
+from fanout.ports import PostStore
 
 POST_OVERHEAD_BYTES = 250  # a Post object, its entry and its id, beside the body's characters
 
@@ -237,35 +234,6 @@ class CachedPosts:
 
     async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
         await self.store.mark_deleted(post_id, author_id, event_time)
-
-
-class ReaderSetsCache:
-    def __init__(self, readers: ReaderStore, metrics: Metrics, ttl_s: float, max_readers: int = 200_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.readers = readers
-        self.metrics = metrics
-        self.ttl = ttl_s
-        self.max_readers = max_readers
-        self.clock = clock
-        self._sets: OrderedDict[int, tuple[ReaderSets, float]] = OrderedDict()
-
-    async def sets(self, user_id: int, version: object | None) -> ReaderSets:
-        """The reader's sets at `version` (what their inbox partition says now). A null version (no set ever
-        written through the adapter) is cached like any other, so even a bulk load that wrote sets without
-        a version is read, once per FANOUT_READER_SETS_TTL_S."""
-        hit = self._sets.get(user_id)
-        now = self.clock()
-        if hit is not None and hit[0].version == version and now - hit[1] < self.ttl:
-            self._sets.move_to_end(user_id)
-            self.metrics.reader_sets_cache.labels("hit").inc()
-            return hit[0]
-        self.metrics.reader_sets_cache.labels("miss").inc()
-        sets = await self.readers.reader_sets(user_id)
-        self._sets[user_id] = (sets, now)
-        self._sets.move_to_end(user_id)
-        while len(self._sets) > self.max_readers:
-            self._sets.popitem(last=False)
-        return sets
 
 
 def _size(post: Post) -> int:

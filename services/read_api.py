@@ -9,9 +9,10 @@ FANOUT_ACTIVE_DAYS (or whose inbox the worker is rebuilding) gets an answer at o
 the accounts they follow, with "regenerating": true. Reads are recorded as debounced UserSeen events on
 Kafka, never as a database write per request.
 
-A read costs about one Cassandra request: the reader's state comes with the head of their inbox, and post
-bodies and timeline heads come from caches kept current by the worker's feed updates (fanout/read_cache.py,
-fanout/updates.py). `fanout_read_cassandra_requests` counts the requests of every read.
+A read costs at most about one Cassandra request: the reader's state comes with the head of their inbox,
+and post bodies, timeline heads and readers' recent first pages come from caches kept current by the
+worker's feed updates (fanout/read_cache.py, fanout/reader_cache.py, fanout/updates.py), so a warm read
+of a feed's head costs none. `fanout_read_cassandra_requests` counts the requests of every read.
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ from fanout.adapters.cassandra.session import count_requests
 from fanout.auth import TokenVerifier
 from fanout.bootstrap import open_resources
 from fanout.clock import Clock, wall_ms
-from fanout.events import FeedUpdate, PostRemoved, PostStored
-from fanout.feed import CURSOR_PATTERN, InvalidCursor, SetsAt, home_feed, parse_cursor
+from fanout.events import FeedUpdate, FollowChanged, PostDelivered, PostRemoved, PostStored
+from fanout.feed import CURSOR_PATTERN, InvalidCursor, PageAt, SetsAt, home_feed, parse_cursor
 from fanout.http import Caller, add_common_routes, error_responses, forbid_other, require_tokens
 from fanout.ids import MAX_USER_ID
 from fanout.metrics import Metrics, tune_gc
 from fanout.model import Tier
+from fanout.policy import is_returning
 from fanout.ports import Stores
-from fanout.read_cache import CachedPosts, ReaderSetsCache
+from fanout.read_cache import CachedPosts
+from fanout.reader_cache import ReaderPages, ReaderSetsCache
 from fanout.seen import SeenRecorder
 from fanout.settings import Settings
 from fanout.stream import StreamHub, catch_up_items
@@ -76,7 +79,7 @@ class FeedResponse(BaseModel):
 
 def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: TokenVerifier,
                seen: SeenRecorder | None = None, clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None,
-               sets: SetsAt | None = None, hub: StreamHub | None = None) -> FastAPI:
+               sets: SetsAt | None = None, page_at: PageAt | None = None, hub: StreamHub | None = None) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1", lifespan=lifespan)
     add_common_routes(app, metrics)
     require_tokens(app, verifier, metrics)
@@ -101,7 +104,7 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
             raise HTTPException(status_code=422, detail=str(exc)) from None
         now = clock_ms()
         requests = count_requests()
-        feed = await home_feed(stores, settings, user_id, limit, before, now, sets)
+        feed = await home_feed(stores, settings, user_id, limit, before, now, sets, page_at)
         if seen is not None:
             seen.seen(user_id, now)
         metrics.read_requests.observe(requests[0])
@@ -117,12 +120,12 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
         }), media_type="application/json")
 
     if hub is not None:
-        add_stream_routes(app, hub, stores, settings, sets, clock_ms)
+        add_stream_routes(app, hub, stores, settings, sets, page_at, clock_ms)
     return app
 
 
 def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Settings, sets: SetsAt | None,
-                      clock_ms: Clock) -> None:
+                      page_at: PageAt | None, clock_ms: Clock) -> None:
     """The live feed (Server-Sent Events) and the page that shows it."""
 
     @app.get("/v1/feed/stream", response_class=StreamingResponse, operation_id="feed_stream",
@@ -142,7 +145,7 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
             catch_up = []
             if last_event_id:
                 async def page(cursor: int | None) -> Any:
-                    return (await home_feed(stores, settings, user_id, 100, cursor, clock_ms(), sets)).page
+                    return (await home_feed(stores, settings, user_id, 100, cursor, clock_ms(), sets, page_at)).page
 
                 catch_up = await catch_up_items(page, int(last_event_id))
         except BaseException:
@@ -181,6 +184,9 @@ def build(settings: Settings) -> FastAPI:
                         head_ttl_ms=settings.head_cache_ttl_ms)
     stores = dataclasses.replace(res.stores, posts=cache)
 
+    pages = ReaderPages(res.stores.readers, res.metrics, ttl_ms=settings.reader_page_ttl_ms,
+                        max_readers=settings.reader_page_cache_size,
+                        keep=lambda page: not is_returning(page.activity, wall_ms(), settings))
     hub = StreamHub(cache, res.metrics, settings.stream_reorder_ms, settings.stream_heartbeat_s)
 
     def apply(update: FeedUpdate) -> None:
@@ -188,6 +194,10 @@ def build(settings: Settings) -> FastAPI:
             cache.stored(update.post_id, update.author_id, Tier(update.tier), update.body)
         elif isinstance(update, PostRemoved):
             cache.removed(update.post_id, update.author_id)
+        elif isinstance(update, PostDelivered):
+            pages.delivered(update.post_id, update.user_ids)
+        elif isinstance(update, FollowChanged):
+            pages.changed(update.follower_id)
         hub.apply(update)
         res.metrics.feed_updates.labels(update.TYPE).inc()
 
@@ -204,7 +214,7 @@ def build(settings: Settings) -> FastAPI:
     seen = SeenRecorder(res.producer, settings.seen_debounce_seconds * 1000)
     reader_sets = ReaderSetsCache(res.stores.readers, res.metrics, settings.reader_sets_ttl_s)
     return create_app(stores, settings, res.metrics, TokenVerifier(settings), seen, lifespan=lifespan,
-                      sets=reader_sets.sets, hub=hub)
+                      sets=reader_sets.sets, page_at=pages.reader_page, hub=hub)
 
 
 def app_from_env() -> FastAPI:

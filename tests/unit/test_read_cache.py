@@ -13,7 +13,8 @@ from fanout.ids import PostIdGenerator, millis_of
 from fanout.metrics import Metrics
 from fanout.model import Post, Tier
 from fanout.ports import PostStore, Stores
-from fanout.read_cache import POST_OVERHEAD_BYTES, CachedPosts, ReaderSetsCache
+from fanout.read_cache import POST_OVERHEAD_BYTES, CachedPosts
+from fanout.reader_cache import ReaderSetsCache
 from fanout.settings import Settings
 
 SETTINGS = Settings.load(env={})
