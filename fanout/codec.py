@@ -18,6 +18,7 @@ import orjson
 from fanout.events import (
     AuthorEvent,
     CelebrityChunk,
+    CelebritySetChanged,
     ChunkTask,
     DemotionChunk,
     Event,
@@ -41,7 +42,7 @@ SCHEMA_VERSION = 1
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
-                InboxPurge, PostStored, PostRemoved, PostDelivered, FollowChanged)
+                InboxPurge, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged)
 }
 
 
@@ -81,7 +82,7 @@ def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
     # JSON Schema's "integer" accepts 7.0; ids and times must be exact integers (a float key is a bug).
     for name, value in doc.items():
         values = value if isinstance(value, list) else [value]
-        if name not in ("type", "body", "tier", "following") and any(type(v) is not int for v in values):
+        if name not in ("type", "body", "tier", "following", "celebrity") and any(type(v) is not int for v in values):
             raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
     doc.pop("version")
@@ -104,7 +105,7 @@ def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) ->
 def decode_feed_update(raw: bytes | None) -> FeedUpdate:
     """Decode an update of the feed updates topic (written by the worker, read by read services)."""
     event = decode(raw)
-    if not isinstance(event, PostStored | PostRemoved | PostDelivered | FollowChanged):
+    if not isinstance(event, PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the feed updates topic")
     return event
 

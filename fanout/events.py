@@ -205,9 +205,24 @@ class FollowChanged(Event):
         return author_key(self.followee_id)
 
 
+@dataclass(frozen=True, slots=True)
+class CelebritySetChanged(Event):
+    """Feed update from the worker: after a tier switch of the author, these followers' celebrity sets gained
+    it (`celebrity`) or lost it (and their inboxes were backfilled with its recent posts)."""
+
+    TYPE: ClassVar[str] = "CelebritySetChanged"
+    author_id: int
+    user_ids: tuple[int, ...]
+    celebrity: bool
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.author_id)
+
+
 AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed | UserSeen
 ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge
-FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged
+FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged
 
 
 def author_key(author_id: int) -> bytes:

@@ -8,11 +8,12 @@ feed systems that keep home timelines in memory. The worker's feed updates keep 
 - PostDelivered: the worker wrote the post into these users' inboxes; it goes on their cached heads too.
 - FollowChanged: the follower's page is dropped. A follow backfills the inbox; an unfollow hides the author
   and changes the sets version. The next read fetches both.
-Deletes need nothing here: the post cache marks the post deleted and the read skips it. What no update
-announces shows within the TTL, as a missed update does: a tier switch changing a follower's celebrity set
-in the background, an inbox row expiring. A fetch during which an update for its reader arrived answers
-its read but is not cached, since it may predate the update. Returning readers' pages are not cached: the
-worker is about to rebuild their inbox and change their activity.
+- CelebritySetChanged: a tier switch changed these followers' celebrity sets (and, for a demotion,
+  backfilled their inboxes): their pages are dropped.
+Deletes need nothing here: the post cache marks the post deleted and the read skips it. The TTL bounds a
+missed update, and what no update announces (an inbox row expiring). A fetch during which an update for
+its reader arrived answers its read but is not cached, since it may predate the update. Returning readers'
+pages are not cached: the worker is about to rebuild their inbox and change their activity.
 
 `ReaderSetsCache` keeps each reader's celebrity set and hidden authors under the version their inbox
 partition carries: every read learns the current version with its inbox head, so a cached set is used
@@ -106,7 +107,8 @@ class ReaderPages:
                 page.add(post_id)
 
     def changed(self, user_id: int) -> None:
-        """The worker changed this reader's inbox or sets in a way the cache does not replay (a follow)."""
+        """The worker changed this reader's inbox or sets in a way the cache does not replay (a follow, a
+        tier switch)."""
         self._pages.pop(user_id, None)
         if user_id in self._fetching:
             self._dirty.add(user_id)

@@ -37,7 +37,7 @@ from fanout.adapters.cassandra.session import count_requests
 from fanout.auth import TokenVerifier
 from fanout.bootstrap import open_resources
 from fanout.clock import Clock, wall_ms
-from fanout.events import FeedUpdate, FollowChanged, PostDelivered, PostRemoved, PostStored
+from fanout.events import CelebritySetChanged, FeedUpdate, FollowChanged, PostDelivered, PostRemoved, PostStored
 from fanout.feed import CURSOR_PATTERN, InvalidCursor, PageAt, SetsAt, home_feed, parse_cursor
 from fanout.http import Caller, add_common_routes, error_responses, forbid_other, require_tokens
 from fanout.ids import MAX_USER_ID
@@ -198,6 +198,9 @@ def build(settings: Settings) -> FastAPI:
             pages.delivered(update.post_id, update.user_ids)
         elif isinstance(update, FollowChanged):
             pages.changed(update.follower_id)
+        elif isinstance(update, CelebritySetChanged):
+            for user_id in update.user_ids:
+                pages.changed(user_id)
         hub.apply(update)
         res.metrics.feed_updates.labels(update.TYPE).inc()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from fanout.events import CelebrityChunk, ChunkTask, DemotionChunk, FollowChanged, InboxPurge
+from fanout.events import CelebrityChunk, CelebritySetChanged, ChunkTask, DemotionChunk, FollowChanged, InboxPurge
 from fanout.handlers.delivery import Delivery
 from fanout.model import Activity, EdgeChange
 from fanout.policy import CelebritySet, FollowSegment, decide_follows
@@ -107,12 +107,16 @@ class GraphHandlers:
 
     async def promoted(self, task: CelebrityChunk) -> None:
         await self.d.stores.readers.add_celebrity(task.follower_ids, task.author_id, task.author_version)
+        await self.d.send_update(CelebritySetChanged(event_time=task.event_time, author_id=task.author_id,
+                                                     user_ids=task.follower_ids, celebrity=True))
 
     async def demoted(self, task: DemotionChunk) -> None:
         """Backfill first, then leave the celebrity sets: at every moment the author's recent posts are
         reachable through the inbox or the celebrity timeline (reads dedupe)."""
         await self.d.backfill(task.follower_ids, task.author_id, until_post_id=task.until_post_id)
         await self.d.stores.readers.remove_celebrity(task.follower_ids, task.author_id, task.author_version)
+        await self.d.send_update(CelebritySetChanged(event_time=task.event_time, author_id=task.author_id,
+                                                     user_ids=task.follower_ids, celebrity=False))
 
     async def purge(self, task: InboxPurge) -> None:
         if task.author_id not in await self.d.stores.readers.hidden_authors(task.user_id):

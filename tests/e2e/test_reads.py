@@ -136,6 +136,25 @@ def test_pushed_posts_and_follows_reach_a_cached_first_page(live: Deployment) ->
     visible_within(live, reader, earlier.post_id, shown=True)  # backfilled; the follow update dropped the page
 
 
+def test_a_tier_switch_reaches_a_cached_first_page(live: Deployment) -> None:
+    reader, fan, author = 2_000_401, 2_000_402, 2_000_403
+    live.publish([Followed(event_time=now_ms() - 10_000, follower_id=reader, followee_id=author)])
+    live.drain()
+    pushed = post(author)  # one follower: a normal author, pushed
+    live.publish([pushed])
+    live.drain()
+    visible_within(live, reader, pushed.post_id, shown=True)  # the reader's page is cached now, for a minute
+    live.publish([Followed(event_time=now_ms(), follower_id=fan, followee_id=author)])  # two: a celebrity
+    live.drain()
+    pulled = post(author)  # on the author's timeline only: the reader's celebrity set must have it
+    live.publish([pulled])
+    live.drain()
+    visible_within(live, reader, pulled.post_id, shown=True)
+    assert live.read(reader, limit=100)["items"][0] == {
+        "post_id": pulled.post_id, "author_id": author, "created_at": millis_of(pulled.post_id),
+        "body": pulled.body, "via": "timeline"}
+
+
 def test_an_impostors_delete_update_leaves_the_cached_post_shown(live: Deployment) -> None:
     reader, fan, celeb, impostor = 2_000_201, 2_000_202, 2_000_203, 2_000_204
     t = now_ms() - 10_000

@@ -24,9 +24,11 @@ from fanout.codec import (
 )
 from fanout.events import (
     CelebrityChunk,
+    CelebritySetChanged,
     ChunkTask,
     DemotionChunk,
     Event,
+    FeedUpdate,
     FollowChanged,
     Followed,
     InboxChunk,
@@ -58,9 +60,10 @@ EXAMPLES: list[Event] = [
     PostRemoved(event_time=T, post_id=123, author_id=7),
     PostDelivered(event_time=T, post_id=123, author_id=7, user_ids=(1, 2)),
     FollowChanged(event_time=T, follower_id=3, followee_id=7, following=False),
+    CelebritySetChanged(event_time=T, author_id=7, user_ids=(4, 5), celebrity=True),
 ]
 CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
-FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, PostStored | PostRemoved | PostDelivered | FollowChanged)]
+FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, FeedUpdate)]
 AUTHOR_EVENTS = [e for e in EXAMPLES if e not in CHUNK_TASKS and e not in FEED_UPDATES]
 ID_FIELDS = ("post_id", "author_id", "follower_id", "followee_id")
 

@@ -16,6 +16,7 @@ import pytest
 from fanout.adapters.memory import MemoryStorage
 from fanout.events import (
     CelebrityChunk,
+    CelebritySetChanged,
     ChunkTask,
     DemotionChunk,
     Event,
@@ -304,6 +305,9 @@ async def test_a_promotion_moves_existing_followers_to_the_pull_side() -> None:
     await w.run_tasks()
     assert all([await w.stores.readers.celebrities(fan) == [author] for fan in fans])
     assert w.metric("fanout_tier_switches_total", direction="to_pull") == 1
+    # Read services learn whose sets changed, to drop what they cached of those readers.
+    changed = [u for u in w.updates if isinstance(u, CelebritySetChanged)]
+    assert sorted(f for u in changed for f in u.user_ids) == fans[:4] and all(u.celebrity for u in changed)
 
 
 async def test_a_demotion_backfills_pulled_posts_before_leaving_the_celebrity_sets() -> None:
@@ -323,6 +327,8 @@ async def test_a_demotion_backfills_pulled_posts_before_leaving_the_celebrity_se
     await w.run_tasks()
     assert await w.inbox(fans[0]) == [pulled.post_id]
     assert await w.stores.readers.celebrities(fans[0]) == []
+    [changed] = [u for u in w.updates if isinstance(u, CelebritySetChanged) and not u.celebrity]
+    assert changed.user_ids == (fans[0],)
     pushed = await w.post(author)
     assert await w.feed(fans[0]) == [pushed.post_id, pulled.post_id]
 
