@@ -119,6 +119,7 @@ def run_strategy(base: Settings, strategy: str, workers: int, w: ReadWorkload, r
         result["cpu_ms_per_1000_reads"] = _cpu_per_read(pids, cassandra, cpu_before, result["peak"], seconds)
         after = processes.scrape("read-api")
         result["cassandra_requests_per_read"] = _requests_per_read(after, requests_before)
+        result["reader_page_hit_ratio"] = _hit_ratio(after, requests_before, "fanout_reader_page_cache_lookups_total")
         result["gc_during_peak"] = _gc(after, requests_before)
         result["fixed_rate"] = []
         for rate in rates:
@@ -187,6 +188,13 @@ def _gc(after: dict[str, float], before: dict[str, float]) -> dict[str, Any]:
 
     return {g: {"collections": total("_count", g), "total_ms": round(total("_sum", g) * 1000, 1),
                 "longest_ms_at_most": longest(g)} for g in ("0", "1", "2")}
+
+
+def _hit_ratio(after: dict[str, float], before: dict[str, float], counter: str) -> float | None:
+    """Hits over lookups of a cache's counter between two scrapes."""
+    hits, misses = (after.get(f'{counter}{{result="{r}"}}', 0) - before.get(f'{counter}{{result="{r}"}}', 0)
+                    for r in ("hit", "miss"))
+    return round(hits / (hits + misses), 3) if hits + misses else None
 
 
 def _requests_per_read(after: dict[str, float], before: dict[str, float]) -> float | None:

@@ -18,6 +18,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     bare = report["bare_driver"]
     best_bare = max((e.get("reads_per_s", 0) for e in bare.values()), default=0)
@@ -29,10 +33,11 @@ def markdown(report: dict[str, Any]) -> str:
              ", ".join(f"{k.replace('_', ' ')}: {e.get('reads_per_s', e.get('error'))} reads/s, "
                        f"p99 {e.get('p99_ms')} ms" for k, e in bare.items()), ""]
     lines += table(["run", "peak reads/s (wrk)", "vs bare driver", "p50 ms", "p99 ms", "Cassandra requests/read",
-                    "CPU ms/1000 reads: read API", "Cassandra"],
+                    "first pages from memory", "CPU ms/1000 reads: read API", "Cassandra"],
                    [[_label(r), f"{r['peak']['reads_per_s']:,}",
                      f"{r['peak']['reads_per_s'] / best_bare:.2f}" if best_bare else "-",
                      _ms(r["peak"]["p50_ms"]), _ms(r["peak"]["p99_ms"]), r["cassandra_requests_per_read"],
+                     _share(r.get("reader_page_hit_ratio")),
                      r["cpu_ms_per_1000_reads"]["read-api"], r["cpu_ms_per_1000_reads"]["cassandra"]]
                     for r in report["runs"]])
     lines += ["", "Fixed offered rate (vegeta, open loop, mixed readers):", ""]

@@ -13,7 +13,8 @@ feed systems that keep home timelines in memory. The worker's feed updates keep 
 Deletes need nothing here: the post cache marks the post deleted and the read skips it. The TTL bounds a
 missed update, and what no update announces (an inbox row expiring). A fetch during which an update for
 its reader arrived answers its read but is not cached, since it may predate the update. Returning readers'
-pages are not cached: the worker is about to rebuild their inbox and change their activity.
+pages are not cached: the worker is about to rebuild their inbox and change their activity. The read
+service caches pages only once its update listener reads every partition (fanout/updates.py).
 
 `ReaderSetsCache` keeps each reader's celebrity set and hidden authors under the version their inbox
 partition carries: every read learns the current version with its inbox head, so a cached set is used
@@ -34,7 +35,7 @@ from fanout.model import Activity, ReaderPage, ReaderSets
 from fanout.ports import ReaderStore
 
 
-@dataclass
+@dataclass(slots=True)
 class _Page:
     activity: Activity
     sets_version: object | None

@@ -116,10 +116,10 @@ class Settings:
     head_cache_size: int = field(default=200, metadata={"doc": "newest post ids cached per pulled author"})
     head_cache_ttl_ms: int = field(default=5000, metadata={"doc": "a cached timeline head is re-read after this "
                                                                   "(bounds a new post whose update was missed)"})
-    reader_page_ttl_ms: int = field(default=5000, metadata={"doc": "a reader's cached inbox head and state are "
-                                                                   "re-read after this (bounds a missed update)"})
-    reader_page_cache_size: int = field(default=100_000, metadata={"doc": "readers whose inbox head is cached, "
-                                                                          "per read process"})
+    reader_page_ttl_ms: int = field(default=60_000, metadata={"doc": "a reader's cached inbox head and state are "
+                                                                     "re-read after this (bounds a missed update)"})
+    reader_page_cache_size: int = field(default=100_000, metadata={"doc": "readers whose inbox head is cached, per "
+                                                                          "read process (~1.4 KB each)"})
 
     # --- a changing graph: backfill, inactive readers, regeneration ------------------------------------
     follow_backfill: int = field(default=200, metadata={"doc": "latest posts copied into an inbox on follow"})

@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 
 class UpdatesListener:
     def __init__(self, settings: Settings, apply: Callable[[FeedUpdate], None],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, assigned: threading.Event | None = None) -> None:
         self.settings = settings
         self.apply = apply
         self.loop = loop
-        self.assigned = threading.Event()  # set once the consumer reads from the end of every partition
+        # Set once the consumer reads from the end of every partition: from then on no update is missed.
+        self.assigned = assigned or threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="feed-updates", daemon=True)
 

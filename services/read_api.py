@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import os
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -184,9 +185,11 @@ def build(settings: Settings) -> FastAPI:
                         head_ttl_ms=settings.head_cache_ttl_ms)
     stores = dataclasses.replace(res.stores, posts=cache)
 
+    # Readers' pages are cached only once every update after them will arrive (the listener is assigned).
+    listening = threading.Event()
     pages = ReaderPages(res.stores.readers, res.metrics, ttl_ms=settings.reader_page_ttl_ms,
                         max_readers=settings.reader_page_cache_size,
-                        keep=lambda page: not is_returning(page.activity, wall_ms(), settings))
+                        keep=lambda page: listening.is_set() and not is_returning(page.activity, wall_ms(), settings))
     hub = StreamHub(cache, res.metrics, settings.stream_reorder_ms, settings.stream_heartbeat_s)
 
     def apply(update: FeedUpdate) -> None:
@@ -207,7 +210,7 @@ def build(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_gc(res.metrics, settings.gc_gen0_threshold)
-        listener = UpdatesListener(settings, apply, asyncio.get_running_loop()).start()
+        listener = UpdatesListener(settings, apply, asyncio.get_running_loop(), assigned=listening).start()
         try:
             yield
         finally:
