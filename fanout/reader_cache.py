@@ -13,8 +13,8 @@ feed systems that keep home timelines in memory. The worker's feed updates keep 
 Deletes need nothing here: the post cache marks the post deleted and the read skips it. The TTL bounds a
 missed update, and what no update announces (an inbox row expiring). A fetch during which an update for
 its reader arrived answers its read but is not cached, since it may predate the update. Returning readers'
-pages are not cached: the worker is about to rebuild their inbox and change their activity. The read
-service caches pages only once its update listener reads every partition (fanout/updates.py).
+pages are not cached: the worker is about to rebuild their inbox and change their activity. Nor are pages
+fetched before the read service's update listener reads every partition (fanout/updates.py).
 
 `ReaderSetsCache` keeps each reader's celebrity set and hidden authors under the version their inbox
 partition carries: every read learns the current version with its inbox head, so a cached set is used
@@ -60,12 +60,16 @@ class ReaderPages:
     """Readers' first pages (ReaderStore.reader_page with no cursor) from memory; others pass through."""
 
     def __init__(self, readers: ReaderStore, metrics: Metrics, *, ttl_ms: int, max_readers: int,
-                 keep: Callable[[ReaderPage], bool], clock: Callable[[], float] = time.monotonic) -> None:
+                 keep: Callable[[ReaderPage], bool], listening: Callable[[], bool] = lambda: True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.readers = readers
         self.metrics = metrics
         self.ttl = ttl_ms / 1000
         self.max_readers = max_readers
         self.keep = keep  # whether a fetched page may be cached (not a returning reader's)
+        # Whether every update from now on will arrive; asked when a fetch starts, since an update written
+        # before the listener started may be missing from the page and would never be applied to it.
+        self.listening = listening
         self.clock = clock
         self._pages: OrderedDict[int, _Page] = OrderedDict()
         self._fetching: Counter[int] = Counter()  # readers with a fetch in flight
@@ -81,6 +85,7 @@ class ReaderPages:
             self.metrics.reader_page_cache.labels("hit").inc()
             return ReaderPage(hit.activity, hit.sets_version, [-i for i in hit.neg_ids[:limit]])
         self.metrics.reader_page_cache.labels("miss").inc()
+        listening = self.listening()
         self._fetching[user_id] += 1
         try:
             page = await self.readers.reader_page(user_id, None, limit)
@@ -90,7 +95,7 @@ class ReaderPages:
             if not self._fetching[user_id]:
                 del self._fetching[user_id]
                 self._dirty.discard(user_id)
-        if not dirty and self.keep(page):
+        if listening and not dirty and self.keep(page):
             self._pages[user_id] = _Page(page.activity, page.sets_version, [-i for i in page.inbox], limit,
                                          len(page.inbox) < limit, self.clock())
             self._pages.move_to_end(user_id)

@@ -185,11 +185,10 @@ def build(settings: Settings) -> FastAPI:
                         head_ttl_ms=settings.head_cache_ttl_ms)
     stores = dataclasses.replace(res.stores, posts=cache)
 
-    # Readers' pages are cached only once every update after them will arrive (the listener is assigned).
-    listening = threading.Event()
+    listening = threading.Event()  # set by the update listener once it reads every partition
     pages = ReaderPages(res.stores.readers, res.metrics, ttl_ms=settings.reader_page_ttl_ms,
-                        max_readers=settings.reader_page_cache_size,
-                        keep=lambda page: listening.is_set() and not is_returning(page.activity, wall_ms(), settings))
+                        max_readers=settings.reader_page_cache_size, listening=listening.is_set,
+                        keep=lambda page: not is_returning(page.activity, wall_ms(), settings))
     hub = StreamHub(cache, res.metrics, settings.stream_reorder_ms, settings.stream_heartbeat_s)
 
     def apply(update: FeedUpdate) -> None:

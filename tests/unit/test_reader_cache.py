@@ -120,6 +120,24 @@ async def test_a_fetch_an_update_overtook_answers_its_read_but_is_not_cached() -
     assert counting.calls[None] == 2
 
 
+async def test_a_page_fetched_before_the_updates_are_listened_to_is_not_cached() -> None:
+    stores = MemoryStorage(SETTINGS).stores()
+    counting = CountingReaders(stores.readers)
+    listening = False
+    pages = ReaderPages(counting, Metrics(), ttl_ms=5000, max_readers=10,  # type: ignore[arg-type]
+                        keep=lambda page: True, listening=lambda: listening)
+    counting.gate = asyncio.Event()
+    read = asyncio.ensure_future(pages.reader_page(READER, None, 3))
+    await asyncio.sleep(0)
+    listening = True  # the listener is assigned while the fetch is in flight
+    counting.gate.set()
+    await read
+    counting.gate = None
+    await pages.reader_page(READER, None, 3)
+    await pages.reader_page(READER, None, 3)
+    assert counting.calls[None] == 2
+
+
 async def test_pages_that_may_not_be_kept_are_not_and_the_oldest_reader_is_evicted() -> None:
     stores, counting, pages, _ = world(keep=False)
     await pages.reader_page(READER, None, 3)
