@@ -61,6 +61,7 @@ def bench(
     if ctx.invoked_subcommand is not None:
         return
     from bench import strategies
+    from bench.scenario import scenarios_dropped
 
     if quick:
         users, posts, reads, rate, driver_rows = 2_000, 300, 300, 100.0, 2_000
@@ -68,9 +69,10 @@ def bench(
         big_followers, follows, import_edges = 2_000, 3_000, 20_000
     base = on_stack(Settings.load(celebrity_threshold=threshold) if threshold else Settings.load())
     command = "fanout bench " + " ".join(sys.argv[2:])
-    strategies.bench(base, users, seed, exponent, inactive_share, posts, reads,
-                     rate, concurrency, driver_rows, out, command.strip(), big_followers, follows,
-                     import_edges)
+    with scenarios_dropped():
+        strategies.bench(base, users, seed, exponent, inactive_share, posts, reads,
+                         rate, concurrency, driver_rows, out, command.strip(), big_followers, follows,
+                         import_edges)
     Console().print((out / "bench.md").read_text())
     console.print(f"written: {out}/bench.json, bench.md, write_amplification.png, read_latency.png, "
                   "lag_by_followers.png, write_path.png")
@@ -105,6 +107,7 @@ def bench_pipeline(
 ) -> None:
     """Fan-out rows/s (one big post, a steady mix), end-to-end lag, and read latency by celebrities followed."""
     from bench import pipeline
+    from bench.scenario import scenarios_dropped
 
     command = "fanout bench pipeline " + " ".join(sys.argv[3:])
     chosen = [name.strip() for name in scenarios.split(",") if name.strip()]
@@ -112,8 +115,9 @@ def bench_pipeline(
     if unknown:
         console.print(f"[bold red]error:[/] unknown scenarios {sorted(unknown)}; choose from {pipeline.SCENARIOS}")
         raise typer.Exit(1)
-    pipeline.run(on_stack(Settings.load()), followers, users, rate, seconds, concurrency, requests, out,
-                 command.strip(), chosen)
+    with scenarios_dropped():
+        pipeline.run(on_stack(Settings.load()), followers, users, rate, seconds, concurrency, requests, out,
+                     command.strip(), chosen)
 
 
 @bench_app.command("reads")
@@ -135,15 +139,17 @@ def bench_reads(
     the bare driver's inbox-page loop."""
     from bench import reads as read_bench
     from bench.reads_report import markdown
+    from bench.scenario import scenarios_dropped
 
     if quick:
         users, readers, celebrities, threshold, seconds, driver_reads = 1_000, 5, 260, 20, 3.0, 2_000
         rates, workers = "100", "1"
     command = "fanout bench reads " + " ".join(sys.argv[3:])
-    report = read_bench.bench(on_stack(Settings.load()), users, readers, celebrities, threshold,
-                              [s.strip() for s in strategies.split(",") if s.strip()],
-                              [int(n) for n in workers.split(",")], [float(r) for r in rates.split(",")], seconds,
-                              connections, driver_reads, out, command.strip())
+    with scenarios_dropped():
+        report = read_bench.bench(on_stack(Settings.load()), users, readers, celebrities, threshold,
+                                  [s.strip() for s in strategies.split(",") if s.strip()],
+                                  [int(n) for n in workers.split(",")], [float(r) for r in rates.split(",")],
+                                  seconds, connections, driver_reads, out, command.strip())
     Console().print(markdown(report))
     console.print(f"written: {out}/reads.json, reads.md, read_p99_by_rate.png, read_p99_by_group.png")
 
@@ -158,8 +164,10 @@ def bench_stream(
 ) -> None:
     """Acceptance-to-arrival latency of live feed items with many connected readers, and its CPU cost."""
     from bench import stream
+    from bench.scenario import scenarios_dropped
 
     command = "fanout bench stream " + " ".join(sys.argv[3:])
-    report = stream.bench(on_stack(Settings.load()), readers, authors, rate, seconds, out, command.strip())
+    with scenarios_dropped():
+        report = stream.bench(on_stack(Settings.load()), readers, authors, rate, seconds, out, command.strip())
     Console().print_json(data=report)
     console.print(f"written: {out}/stream.json, stream_latency.png")

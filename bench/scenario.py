@@ -4,7 +4,8 @@ the pipeline, in bulk (the follow graph) or posts at a nominal rate (measured)."
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -13,20 +14,46 @@ from rich.progress import Progress
 from deploy import stack as launcher
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import migrate
+from fanout.adapters.cassandra.session import connect
 from fanout.events import Event
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer, ensure_topics
+from fanout.producer import EventProducer, delete_topics, ensure_topics
 from fanout.settings import Settings
 
 console = Console()
 
 
+_scenarios: list[Settings] = []  # made by this process, dropped when its benchmark ends (scenarios_dropped)
+
+
 def scenario_settings(base: Settings, name: str, **overrides: Any) -> Settings:
     """Settings of a scenario's own (keyspace, topics, consumer group), migrated and ready."""
     s = base.isolated(f"bench-{name}{time.strftime('%H%M%S')}", **overrides)
+    _scenarios.append(s)
     ensure_topics(s)
     migrate(s)
     return s
+
+
+@contextmanager
+def scenarios_dropped() -> Iterator[None]:
+    """Run a benchmark, then drop the keyspace and topics of every scenario it made, however it ends: left
+    behind, they pile up in Cassandra and Kafka and slow every later run down."""
+    from bench.driver import drop_keyspace
+
+    try:
+        yield
+    finally:
+        if _scenarios:
+            console.log(f"dropping the {len(_scenarios)} scenarios' keyspaces and topics")
+            cluster, session = connect(_scenarios[0])
+            try:
+                while _scenarios:
+                    s = _scenarios.pop()
+                    drop_keyspace(session, s.keyspace)
+                    delete_topics(s)
+            finally:
+                cluster.shutdown()
 
 
 def server_pids(base: Settings) -> dict[str, int | None]:

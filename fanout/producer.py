@@ -125,6 +125,18 @@ class EventProducer:
         self._poller.join(timeout=5)
 
 
+def delete_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Delete the pipeline's topics of these settings (those that exist), as the Kafka admin: for
+    deployments made for a while only, such as a benchmark's scenarios."""
+    admin = AdminClient(settings.kafka_config("admin"))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    doomed = [t for t in (settings.events_topic, settings.chunks_topic, settings.dead_letter_topic,
+                          settings.updates_topic) if t in existing]
+    if doomed:
+        for fut in admin.delete_topics(doomed, operation_timeout=timeout).values():
+            fut.result(timeout)
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create the pipeline's topics with the configured partitions, replicas and min.insync.replicas
     (existing ones are kept), as the Kafka admin, and grant the services and the worker their access

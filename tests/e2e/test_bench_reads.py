@@ -13,19 +13,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
+from fanout.adapters.cassandra.session import connect
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
 
+def keyspaces_and_topics(stack: Settings) -> set[str]:
+    cluster, session = connect(stack)
+    try:
+        names = {r.keyspace_name for r in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")}
+    finally:
+        cluster.shutdown()
+    return names | set(AdminClient(stack.kafka_config("admin")).list_topics(timeout=30).topics)
+
+
 @pytest.fixture(scope="module")
 def report(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench-reads")
+    before = keyspaces_and_topics(stack)
     subprocess.run([sys.executable, "-m", "services.cli", "bench", "reads", "--quick", "--out", str(out)],
                    check=True, env={**os.environ, **stack.to_env()}, timeout=600)
     data: dict[str, Any] = json.loads((out / "reads.json").read_text())
     data["_out"] = str(out)
+    data["_left_behind"] = sorted(keyspaces_and_topics(stack) - before)
     return data
 
 
@@ -46,6 +59,10 @@ def test_warm_hybrid_reads_come_from_memory_and_pull_reads_do_not(report: dict[s
     assert hybrid["reader_page_hit_ratio"] > 0.9  # the peak reads readers the warm-up read
     assert hybrid["cassandra_requests_per_read"] < 0.5
     assert pull["cassandra_requests_per_read"] >= 1  # every pull read lists the reader's followees
+
+
+def test_the_scenarios_keyspaces_and_topics_are_dropped_at_the_end(report: dict[str, Any]) -> None:
+    assert report["_left_behind"] == []
 
 
 def test_the_report_and_plots_are_written(report: dict[str, Any]) -> None:
