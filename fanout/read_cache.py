@@ -211,14 +211,7 @@ class CachedPosts:
         if body is not None:
             self._remember(self._apply_removal(Post(post_id, author_id, body, False)), self.clock())
         head = self._heads.get(author_id)
-        if head is None:
-            return
-        at = bisect.bisect_left(head.neg_ids, -post_id)
-        if at < len(head.neg_ids) and head.neg_ids[at] == -post_id:
-            return
-        head.neg_ids.insert(at, -post_id)
-        if len(head.neg_ids) > self.head_size:
-            head.neg_ids.pop()
+        if head is not None and insert_newest(head.neg_ids, post_id, self.head_size):
             head.complete = False
 
     # --- writes pass through (the read service writes nothing; this keeps the PostStore shape) ---------
@@ -234,6 +227,19 @@ class CachedPosts:
 
     async def mark_deleted(self, post_id: int, author_id: int, event_time: int) -> None:
         await self.store.mark_deleted(post_id, author_id, event_time)
+
+
+def insert_newest(neg_ids: list[int], post_id: int, size: int) -> bool:
+    """Put `post_id` in its place among cached ids, newest first (kept negated: ascending), keeping at most
+    `size` of them. True if that cut the oldest off, so they are no longer all the ids there are."""
+    at = bisect.bisect_left(neg_ids, -post_id)
+    if at < len(neg_ids) and neg_ids[at] == -post_id:
+        return False
+    neg_ids.insert(at, -post_id)
+    if len(neg_ids) > size:
+        neg_ids.pop()
+        return True
+    return False
 
 
 def _size(post: Post) -> int:

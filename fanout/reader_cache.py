@@ -24,7 +24,6 @@ whose entry expired with the inbox TTL).
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from fanout.metrics import Metrics
 from fanout.model import Activity, ReaderPage, ReaderSets
 from fanout.ports import ReaderStore
+from fanout.read_cache import insert_newest
 
 
 @dataclass(slots=True)
@@ -45,14 +45,8 @@ class _Page:
     fetched: float
 
     def add(self, post_id: int) -> None:
-        at = bisect.bisect_left(self.neg_ids, -post_id)
-        if at < len(self.neg_ids) and self.neg_ids[at] == -post_id:
-            return
-        if at == len(self.neg_ids) and not self.complete:
-            return  # older than the cached head: not on it
-        self.neg_ids.insert(at, -post_id)
-        if len(self.neg_ids) > self.size:
-            self.neg_ids.pop()
+        # A page that is not complete holds `size` ids, so an id older than all of them is cut off again.
+        if insert_newest(self.neg_ids, post_id, self.size):
             self.complete = False
 
 
