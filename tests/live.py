@@ -19,7 +19,7 @@ from fanout.adapters.cassandra import connect, migrate
 from fanout.auth import Tokens
 from fanout.events import Event
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer, ensure_topics
+from fanout.producer import EventProducer, delete_topics, ensure_topics
 from fanout.settings import Settings
 
 PAGE = 7
@@ -112,7 +112,7 @@ def free_ports(n: int) -> list[int]:
 
 @contextmanager
 def own_deployment(stack: Settings, name: str, **overrides: Any) -> Iterator[Settings]:
-    """Topics and a migrated keyspace of the test's own (no processes); the keyspace is dropped after."""
+    """Topics and a migrated keyspace of the test's own (no processes); both are dropped after."""
     s = stack.isolated(name, **overrides)
     ensure_topics(s)
     migrate(s)
@@ -124,6 +124,7 @@ def own_deployment(stack: Settings, name: str, **overrides: Any) -> Iterator[Set
             session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}", timeout=60)
         finally:
             cluster.shutdown()
+            delete_topics(s)
 
 
 @contextmanager
