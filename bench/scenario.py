@@ -56,9 +56,14 @@ def scenarios_dropped() -> Iterator[None]:
                 cluster.shutdown()
 
 
-def server_pids(base: Settings) -> dict[str, int | None]:
-    """The pids of the stack's Cassandra and Kafka, whose CPU the benchmarks count."""
-    return {srv.name: launcher.running_pid(srv) for srv in launcher.servers(base) if srv.name in ("cassandra", "kafka")}
+def server_pids(base: Settings) -> dict[str, tuple[int, ...]]:
+    """The pids of the stack's Cassandra and Kafka nodes (one each, or a cluster's), whose CPU the benchmarks
+    count together by kind."""
+    pids: dict[str, tuple[int, ...]] = {"cassandra": (), "kafka": ()}
+    for srv in launcher.servers(base):
+        if srv.kind in pids and (pid := launcher.running_pid(srv)) is not None:
+            pids[srv.kind] += (pid,)
+    return pids
 
 
 def publish(producer: EventProducer, events: list[Event]) -> None:

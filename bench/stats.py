@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +52,18 @@ def highest_bucket(samples: dict[str, float], before: dict[str, float], name: st
     return highest
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+def cpu_seconds(pid: int | Sequence[int]) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat); of several together (a cluster's nodes)."""
+    if not isinstance(pid, int):
+        return sum(cpu_seconds(p) for p in pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks (USER_HZ = 100)
 
 
 class CpuMeter:
-    """CPU seconds each named process spends from now until `spent()`."""
+    """CPU seconds each named process (or group of processes) spends from now until `spent()`."""
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+    def __init__(self, pids: Mapping[str, int | Sequence[int] | None]) -> None:
         self.pids = {name: pid for name, pid in pids.items() if pid}
         self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 

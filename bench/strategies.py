@@ -57,7 +57,7 @@ def build_workload(users: int, seed: int, exponent: float, inactive_share: float
     graph = power_law_graph(users, seed=seed, exponent=exponent, celebrities=3, celebrity_followers=above)
     near = max((u for u in graph.users if graph.follower_count(u) < threshold), key=graph.follower_count)
     extra = rng.sample([u for u in graph.users if u not in graph.followers[near] and u != near],
-                       min(users - 2, threshold - threshold // 10) - graph.follower_count(near))
+                       max(0, min(users - 2, threshold - threshold // 10) - graph.follower_count(near)))
     graph.followers[near] |= set(extra)  # just below the threshold: the biggest push fan-out
     heavy = rng.sample(graph.users, heavy_readers)
     for reader in heavy:
@@ -105,8 +105,9 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
     imported = load_graph(s, w, now, log_dir / "graphs")
     servers = server_pids(base)
     with ProcessGroup(s, log_dir / strategy).start("worker", "read-api") as processes:
-        pids = {"worker": processes.procs["worker"].pid, "read-api": processes.procs["read-api"].pid,
-                "cassandra": servers["cassandra"], "kafka": servers["kafka"]}
+        pids: dict[str, int | tuple[int, ...]] = {
+            "worker": processes.procs["worker"].pid, "read-api": processes.procs["read-api"].pid,
+            "cassandra": servers["cassandra"], "kafka": servers["kafka"]}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
         worker = processes.url("worker")
         before = scrape(worker)
