@@ -21,6 +21,7 @@ from cassandra import (
     CoordinationFailure,
     OperationTimedOut,
     ReadTimeout,
+    Unauthorized,
     Unavailable,
     WriteTimeout,
 )
@@ -35,9 +36,17 @@ from fanout.settings import Settings
 log = logging.getLogger(__name__)
 TRANSIENT = (WriteTimeout, ReadTimeout, Unavailable, OperationTimedOut, NoHostAvailable, CoordinationFailure,
              ConnectionError)
+# Cassandra answers Unauthorized when it could not read its own permission tables in time ("Unable to perform
+# authorization of permissions: Operation timed out"), seen on a loaded cluster: a timeout, not a refusal.
+PERMISSIONS_TIMED_OUT = "unable to perform authorization"
 T = TypeVar("T")
 # Requests made in the current context (e.g. one feed read), when someone is counting: see count_requests.
 _requests: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("cassandra_requests", default=None)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An error that the same request may well not meet again: retried (`Cassandra.retrying`)."""
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, Unauthorized) and PERMISSIONS_TIMED_OUT in str(exc).lower())
 
 
 def count_requests() -> list[int]:
@@ -157,7 +166,9 @@ class Cassandra:
         for n in range(1, self.settings.retry_attempts + 1):
             try:
                 return await attempt()
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 self.metrics.cassandra_errors.labels(type(exc).__name__).inc()
                 if n == self.settings.retry_attempts:
                     raise
