@@ -24,9 +24,6 @@ class Metrics:
         self.inbox_rows_written = Counter("fanout_inbox_rows_written", "Inbox rows written by fan-out", registry=r)
         self.posts_by_tier = Counter("fanout_posts", "Posts stored, by fan-out tier (push or pull)", ["tier"],
                                      registry=r)
-        self.replay_checks = Counter("fanout_post_replay_checks", "Posts whose stored tier was read (made: the "
-                                     "post may have been handled before) or not (skipped: appended after the "
-                                     "worker's assignment)", ["check"], registry=r)
         self.fanout_chunks = Counter("fanout_chunks_processed", "Fan-out chunk tasks processed", registry=r)
         self.fanout_duration = Histogram("fanout_fanout_duration_seconds",
                                          "Time to push one post (or one chunk) into follower inboxes",

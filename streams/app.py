@@ -7,8 +7,6 @@ from the write window inside one event, from chunk tasks, and from more partitio
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,12 +16,8 @@ from fanout.codec import decode_author_event, decode_chunk_task, encode
 from fanout.events import ChunkTask, FeedUpdate
 from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, SendTask, SendUpdate
-from fanout.redelivery import FirstDeliveries
 from fanout.settings import Settings
 from streams.runner import BatchRunner, RetryPolicy
-
-log = logging.getLogger(__name__)
-END_OFFSETS_TIMEOUT = 5.0  # seconds to read the assigned partitions' end offsets, else every event is checked
 
 
 def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[SendTask, SendUpdate], Pipeline],
@@ -83,35 +77,11 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     app.on_partitions_revoked.connect(partitions_moved)
     app.on_partitions_assigned.connect(partitions_moved)
 
-    # Events appended after an assignment were handled by nobody before (fanout/redelivery.py). Faust sends
-    # these signals while the assigned partitions are paused, so the end offsets are read before any event.
-    first_deliveries = FirstDeliveries()
-
-    async def note_end_offsets(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        first_deliveries.reset({})
-        assigned = args[0] if args else kwargs.get("assigned", set())
-        ours = [tp for tp in assigned if tp.topic == settings.events_topic]
-        try:
-            # Bounded: a partition without a leader right now must not hold the rebalance up.
-            ends = await asyncio.wait_for(app.consumer.highwaters(*ours), END_OFFSETS_TIMEOUT) if ours else {}
-        except Exception:  # not knowing is safe: every event is then checked as a possible redelivery
-            log.warning("could not read the end offsets of %s; every event will be checked as a redelivery",
-                        settings.events_topic, exc_info=True)
-            return
-        first_deliveries.reset({tp.partition: offset for tp, offset in ends.items()})
-
-    def forget_end_offsets(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        first_deliveries.reset({})
-
-    app.on_partitions_revoked.connect(forget_end_offsets)
-    app.on_partitions_assigned.connect(note_end_offsets)
-
     pipeline = pipeline_for(send_task, send_update)
     policy = RetryPolicy.of(settings)
     author_runner = BatchRunner(settings.events_topic,
                                 lambda value, key: decode_author_event(value, key, settings.max_event_bytes),
-                                pipeline.handle, send_dead_letter, metrics, policy, handle_group=pipeline.handle_group,
-                                first_delivery=lambda r: first_deliveries.first(r.message.partition, r.message.offset))
+                                pipeline.handle, send_dead_letter, metrics, policy, handle_group=pipeline.handle_group)
     chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
                                pipeline.handle, send_dead_letter, metrics, policy)
 

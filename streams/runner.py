@@ -34,7 +34,6 @@ from typing import Any, NoReturn, Protocol
 from fanout.events import Event, InvalidEvent
 from fanout.failures import is_outage
 from fanout.metrics import Metrics
-from fanout.redelivery import may_be_redelivered
 from fanout.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -120,17 +119,13 @@ class BatchRunner:
     def __init__(self, source: str, decode: Decode, handle: Handle, send_dead_letter: SendDeadLetter,
                  metrics: Metrics, policy: RetryPolicy | None = None, stop: Stop = stop_unacknowledged,
                  sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
-                 handle_group: HandleGroup | None = None,
-                 first_delivery: Callable[[Record], bool] = lambda record: False) -> None:
+                 handle_group: HandleGroup | None = None) -> None:
         self.source = source
         self.decode = decode
         self.handle = handle
         # Given, it takes a key's whole run of events (still in order), so that the pipeline can write
         # consecutive events of one author together (fanout/pipeline.py `handle_group`).
         self.handle_group = handle_group
-        # Whether a record was appended after this worker was assigned its partition (fanout/redelivery.py);
-        # by default every record may be a redelivery, and handlers make every replay check.
-        self.first_delivery = first_delivery
         self.send_dead_letter = send_dead_letter
         self.metrics = metrics
         self.policy = policy or RetryPolicy()
@@ -165,35 +160,28 @@ class BatchRunner:
         return list(by_key.values())
 
     async def _in_order(self, group: list[tuple[Record, Event]]) -> None:
-        # This runs in a task of its own (one per group), so the context variable is this group's alone.
-        first = all(self.first_delivery(record) for record, _ in group)
         if self.handle_group is not None and len(group) > 1:
             # The fast path: the key's events together (e.g. an author's run of follows, decided in order and
             # committed at once). If that fails, the events go one by one below, each with the retry and
             # park rules: handlers are idempotent, so what the group wrote before failing is written again.
-            may_be_redelivered.set(not first)
             try:
                 await self.handle_group([event for _, event in group])
                 return
             except Exception as error:
                 log.warning("%d events of one key from %s failed together (%s: %s); handling them one by one",
                             len(group), self.source, type(error).__name__, error)
-                first = False  # what the group wrote before failing is there now: handle them as redelivered
         for record, event in group:
-            await self._handle(record, event, first)
+            await self._handle(record, event)
 
-    async def _handle(self, record: Record, event: Event, first: bool = False) -> None:
-        """Handle one event: retry an outage until it ends, an error of the event's own a few times, then park it.
-        `first`: no worker handled it before (fanout/redelivery.py); a retry is a redelivery all the same."""
+    async def _handle(self, record: Record, event: Event) -> None:
+        """Handle one event: retry an outage until it ends, an error of the event's own a few times, then park it."""
         failures = 0
         outage = Outage(self)
         while True:
-            may_be_redelivered.set(not first)
             try:
                 await self.handle(event)
                 return
             except Exception as error:
-                first = False
                 if is_outage(error):
                     await outage.wait(error, f"{event.TYPE} from {self.source}[{record.message.partition}]")
                     continue

@@ -7,9 +7,8 @@ import logging
 
 from fanout.events import InboxChunk, PostCreated, PostDeleted, PostRemoved, PostStored
 from fanout.handlers.delivery import Delivery
-from fanout.model import Strategy, Tier
+from fanout.model import Strategy
 from fanout.policy import may_delete, plan_fanout
-from fanout.redelivery import may_be_redelivered
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +20,14 @@ class PostHandlers:
     async def post_created(self, e: PostCreated) -> None:
         d, s = self.d, self.d.settings
         # The author's stats come from the worker's cache (fanout/adapters/author_cache.py). The stored tier
-        # is the replay check, read only when this event may have been handled before (fanout/redelivery.py);
-        # the audience is read at the same time whenever the post will most likely be pushed (a replayed
-        # post stored as pulled is the rare case that reads it for nothing).
+        # is the replay check; the audience is read at the same time whenever the post will most likely be
+        # pushed (a replayed post stored as pulled is the rare case that reads it for nothing).
         stats = await d.stores.graph.author_stats(e.author_id)
         likely = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, None, s.strategy)
         # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.
         seen_since = e.event_time - s.active_ms if s.strategy is Strategy.HYBRID else None
-        check = may_be_redelivered.get()
-        d.metrics.replay_checks.labels("made" if check else "skipped").inc()
         stored_tier, audience = await asyncio.gather(
-            d.stores.posts.stored_tier(e.post_id) if check else _no_tier(),
+            d.stores.posts.stored_tier(e.post_id),
             d.active_followers(e.author_id, seen_since=seen_since, expected=stats.follower_count)
             if likely.chunks else _nobody())
         plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, stored_tier, s.strategy)
@@ -83,7 +79,3 @@ class PostHandlers:
 
 async def _nobody() -> list[int]:
     return []
-
-
-async def _no_tier() -> Tier | None:
-    return None

@@ -24,7 +24,6 @@ pytestmark = pytest.mark.e2e
 AUTHORS = 300
 USERS = range(1, 2001)
 POSTS = 3000
-REPLAY_CHECKS = "fanout_post_replay_checks_total"
 
 
 @pytest.fixture
@@ -60,7 +59,6 @@ def test_a_worker_killed_mid_batch_loses_no_inbox_row(crash_settings: Settings, 
         deadline = time.monotonic() + 120
         while written == 0 and time.monotonic() < deadline:  # the first flush of rows has landed ...
             written = first.metric("fanout_inbox_rows_written_total")
-        checks = {c: first.metric(f'{REPLAY_CHECKS}{{check="{c}"}}') for c in ("made", "skipped")}
         first.procs["worker"].kill()  # ... and the next micro-batches are in flight: SIGKILL, no cleanup
         first.procs["worker"].wait(10)
         assert 0 < written < len(expected), f"killed at {written} of {len(expected)} rows: not mid-burst"
@@ -69,7 +67,6 @@ def test_a_worker_killed_mid_batch_loses_no_inbox_row(crash_settings: Settings, 
     with ProcessGroup(s, tmp_path / "restarted").start("worker") as second:
         wait_until_drained(s, timeout=300, on_lag=lambda _: second.check_alive())
         replayed = second.metric("fanout_inbox_rows_written_total")
-        rechecked = {c: second.metric(f'{REPLAY_CHECKS}{{check="{c}"}}') for c in ("made", "skipped")}
     producer.close()
     cluster, session = connect(s, s.keyspace)
     try:
@@ -81,7 +78,3 @@ def test_a_worker_killed_mid_batch_loses_no_inbox_row(crash_settings: Settings, 
     assert not missing, f"{len(missing)} of {len(expected)} rows missing after the crash, e.g. {sorted(missing)[:5]}"
     assert not extra, f"{len(extra)} rows nobody should have, e.g. {sorted(extra)[:5]}"
     assert replayed > 0  # the restarted worker did write what the first one left unacknowledged
-    # Posts published after the first worker's assignment skip the replay check (fanout/redelivery.py); the
-    # restarted worker checks every one it handles, as each may have been handled before the kill.
-    assert checks["made"] == 0 and checks["skipped"] > 0, checks
-    assert rechecked["made"] > 0 and rechecked["skipped"] == 0, rechecked

@@ -38,7 +38,6 @@ from fanout.ids import PostIdGenerator, millis_of
 from fanout.metrics import Metrics, sample
 from fanout.model import Tier
 from fanout.pipeline import Pipeline
-from fanout.redelivery import may_be_redelivered
 from fanout.settings import Settings
 
 DAY_MS = 86_400_000
@@ -194,32 +193,6 @@ async def test_the_stored_tier_wins_when_a_post_is_replayed_after_a_threshold_ch
     await w.handle(post)  # the replay keeps the tier decided first: pushed, not suddenly pulled
     assert await w.stores.posts.stored_tier(post.post_id) is Tier.PUSH
     assert await w.inbox(fans[0]) == [post.post_id]
-
-
-async def test_only_a_post_that_may_be_a_redelivery_reads_its_stored_tier(monkeypatch: pytest.MonkeyPatch) -> None:
-    w = World()
-    author, *fans = users(3)
-    for fan in fans:
-        await w.follow(fan, author)
-    reads: list[int] = []
-    stored_tier = w.stores.posts.stored_tier
-
-    async def counted(post_id: int) -> Tier | None:
-        reads.append(post_id)
-        return await stored_tier(post_id)
-
-    monkeypatch.setattr(w.stores.posts, "stored_tier", counted)
-    token = may_be_redelivered.set(False)  # as the runner says of an event appended after its assignment
-    try:
-        first = await w.post(author)
-    finally:
-        may_be_redelivered.reset(token)
-    second = await w.post(author)  # anything else may have been handled before: checked
-    assert reads == [second.post_id]
-    assert w.metric("fanout_post_replay_checks_total", check="skipped") == 1
-    assert w.metric("fanout_post_replay_checks_total", check="made") == 1
-    assert await w.inbox(fans[0]) == [second.post_id, first.post_id]
-    assert await w.stores.posts.stored_tier(first.post_id) is Tier.PUSH
 
 
 async def test_read_services_are_told_of_every_stored_post_and_applied_delete() -> None:

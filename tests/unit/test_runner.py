@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -15,7 +14,6 @@ from fanout.codec import decode_author_event, encode
 from fanout.events import Event, InvalidEvent, PostCreated, PostDeleted
 from fanout.failures import is_outage
 from fanout.metrics import Metrics, sample
-from fanout.redelivery import FirstDeliveries, may_be_redelivered
 from streams.runner import BatchRunner, RetryPolicy
 
 
@@ -205,82 +203,3 @@ def test_decode_errors_name_their_reason() -> None:
     with pytest.raises(InvalidEvent) as info:
         decode_author_event(encode(post(1, 7)), b"8", 1000)
     assert info.value.reason == "wrong_key"
-
-
-# --- which events may be redeliveries (fanout/redelivery.py) ----------------------------------------------------
-
-
-def test_first_deliveries_are_the_events_appended_after_the_assignment() -> None:
-    first = FirstDeliveries()
-    assert not first.first(0, 10**9)  # nothing known: every event may be a redelivery
-    first.reset({0: 100, 1: 5})
-    assert [first.first(0, o) for o in (0, 99, 100, 101)] == [False, False, True, True]
-    assert first.first(1, 5) and not first.first(2, 1_000)  # a partition not noted: may be a redelivery
-    first.reset({})
-    assert not first.first(0, 101)
-
-
-class Observing:
-    """A runner whose handler records, per try of each post, whether it was told the post may be a redelivery."""
-
-    def __init__(self, first_from: int, fail_once: set[int] | None = None, group: bool = False,
-                 fail_group: bool = False) -> None:
-        self.seen: list[tuple[int, bool]] = []
-        self.fail_once = set(fail_once or ())
-        self.fail_group = fail_group
-        self.runner = BatchRunner("events", lambda v, k: decode_author_event(v, k, 1000), self.handle,
-                                  self.dead_letter, Metrics(), RetryPolicy(base_delay=0), stop=self.stop,
-                                  handle_group=self.handle_group if group else None,
-                                  first_delivery=lambda r: r.message.offset >= first_from)
-
-    async def handle(self, event: Event) -> None:
-        assert isinstance(event, PostCreated)
-        self.seen.append((event.post_id, may_be_redelivered.get()))
-        if event.post_id in self.fail_once:
-            self.fail_once.discard(event.post_id)
-            raise ValueError("once")
-
-    async def handle_group(self, events: Sequence[Event]) -> None:
-        for event in events:
-            assert isinstance(event, PostCreated)
-            self.seen.append((event.post_id, may_be_redelivered.get()))
-        if self.fail_group:
-            raise ValueError("the group fails")
-
-    async def dead_letter(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        raise AssertionError("nothing is parked here")
-
-    def stop(self, reason: str) -> NoReturn:
-        raise Stopped(reason)
-
-
-async def test_handlers_are_told_which_events_may_have_been_handled_before() -> None:
-    h = Observing(first_from=2)
-    await h.runner.run(records(post(1, 10), post(2, 20), post(3, 30), post(4, 40)))
-    assert sorted(h.seen) == [(1, True), (2, True), (3, False), (4, False)]
-
-
-async def test_a_retry_and_a_failed_groups_events_count_as_redeliveries() -> None:
-    h = Observing(first_from=0, fail_once={2})
-    await h.runner.run(records(post(1, 10), post(2, 20)))
-    assert sorted(h.seen) == [(1, False), (2, False), (2, True)]
-
-    h = Observing(first_from=0, group=True, fail_group=True)
-    await h.runner.run(records(post(1, 10), post(2, 10)))
-    assert h.seen == [(1, False), (2, False), (1, True), (2, True)]
-
-    h = Observing(first_from=1, group=True)  # one of the author's events may be a redelivery: all of them
-    await h.runner.run(records(post(1, 10), post(2, 10)))
-    assert h.seen == [(1, True), (2, True)]
-
-
-async def test_without_a_first_delivery_rule_every_event_may_be_a_redelivery() -> None:
-    h = Harness()
-    seen: list[bool] = []
-
-    async def handle(event: Event) -> None:
-        seen.append(may_be_redelivered.get())
-
-    h.runner.handle = handle
-    await h.runner.run(records(post(1, 10), post(2, 20)))
-    assert seen == [True, True]
