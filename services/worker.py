@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 
 from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.bootstrap import open_resources
+from fanout.metrics import tune_gc
 from fanout.pipeline import Pipeline, SendTask, SendUpdate
 from fanout.settings import Settings
 from streams.app import build_app
@@ -29,6 +30,9 @@ def run(settings: Settings, loglevel: str = "info", pipeline: type[Pipeline] = P
     app = build_app(settings, res.metrics, pipeline_for, on_rebalance=graph.clear)
     start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)
     logging.getLogger("fanout").setLevel(logging.INFO)
+    # The author stats and reader caches make the heap large: full collections over it stalled the event
+    # loop (and every post being handled) for 50-90 ms every few seconds (BENCHMARKS.md, issue 10).
+    tune_gc(res.metrics, settings.gc_gen0_threshold)
     try:
         faust.Worker(app, loglevel=loglevel).execute_from_commandline()
     finally:

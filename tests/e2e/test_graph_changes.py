@@ -235,6 +235,11 @@ def test_metrics_of_graph_changes_are_exported(live: Deployment) -> None:
         assert live.worker_metric(name) > 0, name
 
 
+def test_the_worker_times_its_garbage_collections(live: Deployment) -> None:
+    # services/worker.py tunes and times them as the read service does (fanout/metrics.py tune_gc).
+    assert live.worker_metric('fanout_gc_pause_seconds_count{generation="0"}') > 0
+
+
 def test_a_delete_claimed_by_another_author_changes_nothing(live: Deployment) -> None:
     clock = Clock()
     author, impostor, reader = new_ids(3)
