@@ -10,7 +10,9 @@ and TTLs are the adapter's business, set from Settings when it is built.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +29,24 @@ from fanout.model import (
     ReaderState,
     Tier,
 )
+
+_bulk_work: ContextVar[bool] = ContextVar("bulk_work", default=False)
+
+
+@contextmanager
+def bulk_work() -> Iterator[None]:
+    """The writes made inside (and by tasks started inside) may wait for the event path's own: the inbox rows
+    of a big fan-out's chunk tasks. A store may then keep fewer of them in flight while an event's writes
+    are, so a post to a few followers is not queued behind thousands of rows of someone else's."""
+    token = _bulk_work.set(True)
+    try:
+        yield
+    finally:
+        _bulk_work.reset(token)
+
+
+def is_bulk_work() -> bool:
+    return _bulk_work.get()
 
 
 class PostStore(Protocol):

@@ -96,6 +96,8 @@ class Settings:
     batch_events: int = field(default=200, metadata={"doc": "events the worker takes per batch"})
     batch_seconds: float = field(default=0.02, metadata={"doc": "longest wait to fill a batch"})
     write_window: int = field(default=64, metadata={"doc": "concurrent Cassandra requests per fan-out"})
+    bulk_write_window: int = field(default=8, metadata={"doc": "requests a chunk task keeps in flight while an "
+                                                               "event's own writes are (alone: write_window)"})
     inbox_batch_size: int = field(default=50, metadata={"doc": "rows per write request (>1: batches by replica set)"})
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})

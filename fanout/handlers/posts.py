@@ -9,6 +9,7 @@ from fanout.events import InboxChunk, PostCreated, PostDeleted, PostRemoved, Pos
 from fanout.handlers.delivery import Delivery
 from fanout.model import Strategy
 from fanout.policy import may_delete, plan_fanout
+from fanout.ports import bulk_work
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ class PostHandlers:
         ))
 
     async def inbox_chunk(self, task: InboxChunk) -> None:
-        await self.d.push(task.post_id, task.author_id, task.follower_ids, task.event_time, task.followers)
+        # Bulk: the rows of small posts handled meanwhile go first (fanout/ports.py bulk_work).
+        with bulk_work():
+            await self.d.push(task.post_id, task.author_id, task.follower_ids, task.event_time, task.followers)
         await self.d.delivered(task.post_id, task.author_id, task.follower_ids, task.event_time)
         self.d.metrics.fanout_chunks.inc()
 

@@ -15,9 +15,10 @@ from cassandra.cqltypes import LongType
 from cassandra.protocol import ColumnMetadata
 from cassandra.query import BatchStatement, BoundStatement, PreparedStatement
 
-from fanout.adapters.cassandra.batching import MAX_BATCH_BYTES, Loader, Writes
+from fanout.adapters.cassandra.batching import MAX_BATCH_BYTES, BulkGate, Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key
 from fanout.metrics import Metrics
+from fanout.ports import bulk_work
 from fanout.settings import Settings
 
 
@@ -200,3 +201,74 @@ class _Blob(LongType):
     @staticmethod
     def serialize(value: bytes, protocol_version: int) -> bytes:
         return value
+
+
+async def test_bulk_requests_keep_to_their_contended_window_only_while_a_foreground_flush_runs() -> None:
+    gate = BulkGate(contended=2)
+    for _ in range(5):  # alone: only the caller's own window limits them
+        await gate.admit()
+    assert gate.in_flight == 5
+    for _ in range(5):
+        gate.release()
+    with gate.foreground_flush():
+        await gate.admit()
+        await gate.admit()
+        third = asyncio.ensure_future(gate.admit())
+        await asyncio.sleep(0)
+        assert not third.done()
+        gate.release()
+        await asyncio.sleep(0)
+        assert third.done()
+        fourth = asyncio.ensure_future(gate.admit())
+        await asyncio.sleep(0)
+        assert not fourth.done()
+    await asyncio.sleep(0)
+    assert fourth.done() and gate.in_flight == 3  # the foreground flush ended: no limit again
+
+
+class SlowResponse(Response):
+    def __init__(self, session: TimedSession, bulk: bool, seconds: float) -> None:
+        super().__init__(None, [])
+        self.session, self.bulk, self.seconds = session, bulk, seconds
+
+    def add_callbacks(self, callback: Any, errback: Any) -> None:
+        def done() -> None:
+            self.session.in_flight[self.bulk] -= 1
+            callback([])
+
+        asyncio.get_running_loop().call_later(self.seconds, done)
+
+
+@dataclass
+class TimedSession(Session):
+    """Users below 1000 are a chunk task's rows (bulk), the others an event's; records how many bulk requests
+    were in flight whenever one started while an event's request was."""
+
+    in_flight: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})
+    bulk_beside_foreground: list[int] = field(default_factory=list)
+
+    def execute_async(self, stmt: Any, params: Any = None) -> Response:
+        self.requests.append(stmt)
+        bulk = struct.unpack(">q", stmt.values[0])[0] < 1000
+        self.in_flight[bulk] += 1
+        if bulk and self.in_flight[False]:
+            self.bulk_beside_foreground.append(self.in_flight[True])
+        return SlowResponse(self, bulk, 0.002 if bulk else 0.05)
+
+
+async def test_a_chunk_tasks_rows_yield_to_an_events_rows_and_are_all_written() -> None:
+    session = TimedSession()
+    writes = Writes(db(session), rows_per_batch=1, window=16, bulk_window=2)
+    stmt = prepared()
+
+    async def chunk_task() -> int:
+        with bulk_work():
+            return await writes.write([(stmt, (user, 1)) for user in range(200)])
+
+    async def event() -> int:
+        await asyncio.sleep(0.005)  # arrives while the chunk task's rows are in flight
+        return await writes.write([(stmt, (1000 + user, 2)) for user in range(3)])
+
+    assert await asyncio.gather(chunk_task(), event()) == [200, 3]
+    assert len(session.requests) == 203
+    assert session.bulk_beside_foreground and max(session.bulk_beside_foreground) <= 2

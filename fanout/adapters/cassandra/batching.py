@@ -11,6 +11,12 @@ await), as few requests as possible:
   `rows_per_batch` statements, grouped by replica set (`Cassandra.replica_group`, see there why);
 - point reads by partition key as one `IN` query per replica group (`Loader`).
 
+Bulk writes (`fanout.ports.bulk_work`: a chunk task's inbox rows) are flushed apart from the rest and pass a
+`BulkGate`: while a flush of the event path's own writes is in flight they keep at most `bulk_window`
+requests in flight, not `window`. Cassandra serves a node's requests in arrival order, so otherwise a post to
+a few followers waits behind every batch of a big fan-out already queued (~120 ms for a window of 64 batches
+of 50 rows on one node). Alone, bulk writes use the whole window, so a big fan-out on its own is not slowed.
+
 A caller's await returns when the whole flush has settled, not when its own request has: handlers woken
 together reach their next call together and coalesce again (a stage-synchronous pipeline; every request
 of a flush is in flight at once, so this costs the slowest request of the flush, not a sum). It returns
@@ -22,13 +28,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
 
 from fanout.adapters.cassandra.session import Cassandra
+from fanout.ports import is_bulk_work
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -47,14 +55,54 @@ class _Flush(Generic[V]):
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
+class BulkGate:
+    """Admits bulk requests: any number up to their own window while no foreground flush is in flight, at most
+    `contended` in flight while one is."""
+
+    def __init__(self, contended: int) -> None:
+        self.contended = max(1, contended)
+        self.foreground = 0  # foreground flushes in flight
+        self.in_flight = 0  # bulk requests in flight
+        self._waiting: list[asyncio.Future[None]] = []
+
+    @contextmanager
+    def foreground_flush(self) -> Iterator[None]:
+        self.foreground += 1
+        try:
+            yield
+        finally:
+            self.foreground -= 1
+            self._wake()
+
+    async def admit(self) -> None:
+        while self.foreground and self.in_flight >= self.contended:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            await waiter
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class Writes:
     """Every write of the adapter goes through `write`: coalesced into token-aware unlogged batches."""
 
-    def __init__(self, db: Cassandra, rows_per_batch: int, window: int) -> None:
+    def __init__(self, db: Cassandra, rows_per_batch: int, window: int, bulk_window: int | None = None) -> None:
         self.db = db
         self.rows_per_batch = max(1, rows_per_batch)
         self.window = window
-        self._pending: list[tuple[list[BoundStatement], bool, asyncio.Future[None]]] = []
+        self.bulk_gate = BulkGate(bulk_window or window)
+        # Pending calls of this event-loop iteration: the event path's (False) and bulk ones (True).
+        self._pending: dict[bool, list[tuple[list[BoundStatement], bool, asyncio.Future[None]]]] = {
+            False: [], True: []}
 
     async def write(self, writes: Iterable[Write], atomic: bool = False) -> int:
         """Write these statements (in any order, like a gather); returns how many. Returns when they are
@@ -68,17 +116,19 @@ class Writes:
         if not bound:
             return 0
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append((bound, atomic, future))
+        bulk = is_bulk_work()
+        if not self._pending[bulk]:
+            asyncio.get_running_loop().call_soon(self._flush, bulk)
+        self._pending[bulk].append((bound, atomic, future))
         await future
         return len(bound)
 
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        asyncio.ensure_future(_settling(self._send(pending), [future for _, _, future in pending]))
+    def _flush(self, bulk: bool) -> None:
+        pending, self._pending[bulk] = self._pending[bulk], []
+        asyncio.ensure_future(_settling(self._send(pending, bulk), [future for _, _, future in pending]))
 
-    async def _send(self, pending: list[tuple[list[BoundStatement], bool, asyncio.Future[None]]]) -> None:
+    async def _send(self, pending: list[tuple[list[BoundStatement], bool, asyncio.Future[None]]],
+                    bulk: bool = False) -> None:
         groups: dict[Hashable, list[tuple[list[BoundStatement], int]]] = defaultdict(list)
         group_of = self.db.replica_grouper()
         for caller, (bound, atomic, _) in enumerate(pending):
@@ -87,7 +137,12 @@ class Writes:
         requests: list[tuple[Any, set[int]]] = []
         for units in groups.values():
             requests.extend(self._batches(units))
-        failures = await self.db.run_all([stmt for stmt, _ in requests], self.window)
+        statements = [stmt for stmt, _ in requests]
+        if bulk:
+            failures = await self.db.run_all(statements, self.window, self.bulk_gate)
+        else:
+            with self.bulk_gate.foreground_flush():
+                failures = await self.db.run_all(statements, self.window)
         failed_callers: dict[int, BaseException] = {}
         for (_, callers), error in zip(requests, failures, strict=True):
             if error is not None:

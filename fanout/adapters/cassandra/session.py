@@ -14,7 +14,7 @@ import random
 import struct
 from collections import namedtuple
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from cassandra import (
     ConsistencyLevel,
@@ -42,6 +42,14 @@ PERMISSIONS_TIMED_OUT = "unable to perform authorization"
 T = TypeVar("T")
 # Requests made in the current context (e.g. one feed read), when someone is counting: see count_requests.
 _requests: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("cassandra_requests", default=None)
+
+
+class Gate(Protocol):
+    """Admits requests beyond a window (batching.BulkGate): `admit` before one starts, `release` once it ended."""
+
+    async def admit(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -212,10 +220,11 @@ class Cassandra:
         """One request sent to a replica of `routing_key` (an IN query has no routing key of its own)."""
         return await self.run(_Routed(stmt, routing_key).bind(params))
 
-    async def run_all(self, requests: Sequence[Any], window: int) -> list[BaseException | None]:
-        """Run every request (a statement or batch, bound), at most `window` in flight; the error of each,
-        None for those written. After a failure (retries exhausted) no new request starts: those left
-        unsent get that error too."""
+    async def run_all(self, requests: Sequence[Any], window: int,
+                      gate: Gate | None = None) -> list[BaseException | None]:
+        """Run every request (a statement or batch, bound), at most `window` in flight, each also admitted
+        by `gate` if given; the error of each, None for those written. After a failure (retries exhausted)
+        no new request starts: those left unsent get that error too."""
         slots = asyncio.Semaphore(window)
         outcomes: list[BaseException | None] = [None] * len(requests)
         first_error: list[BaseException] = []
@@ -228,12 +237,18 @@ class Cassandra:
                 first_error.append(exc)
             finally:
                 slots.release()
+                if gate:
+                    gate.release()
 
         tasks = []
         for i in range(len(requests)):
             await slots.acquire()
+            if gate:
+                await gate.admit()
             if first_error:
                 slots.release()
+                if gate:
+                    gate.release()
                 outcomes[i:] = [first_error[0]] * (len(requests) - i)
                 break
             tasks.append(asyncio.ensure_future(one(i)))
