@@ -21,11 +21,10 @@ from typing import Any
 
 from bench import loadgen
 from bench.reads_report import markdown, plot
-from bench.scenario import console, publish, scenario_settings
+from bench.scenario import console, publish, scenario_settings, server_pids
 from bench.stats import highest_bucket, machine
 from bench.strategies import cpu_seconds, load_graph
 from bench.workload import Graph, power_law_graph
-from deploy import stack as launcher
 from deploy.processes import ProcessGroup
 from fanout.auth import Tokens
 from fanout.lag import wait_until_drained
@@ -111,8 +110,8 @@ def run_strategy(base: Settings, strategy: str, workers: int, w: ReadWorkload, r
                                                         max(1.0, len(w.groups["returning"]) / 20))
         loadgen.vegeta(vegeta, targets(url, steady, tokens), 200, max(2.0, len(steady) / 200))
         pids = [processes.procs["read-api"].pid, *_children(processes.procs["read-api"].pid)]
-        cassandra = launcher.running_pid(launcher.server_by_name(s, "cassandra"))
-        cpu_before = {"read-api": sum(cpu_seconds(p) for p in pids), "cassandra": cpu_seconds(cassandra or 0)}
+        cassandra = server_pids(s)["cassandra"]  # every node of a cluster's, counted together
+        cpu_before = {"read-api": sum(cpu_seconds(p) for p in pids), "cassandra": cpu_seconds(cassandra)}
         requests_before = processes.scrape("read-api")
         console.log(f"{strategy}: wrk, {connections} connections, {seconds:.0f}s")
         result["peak"] = loadgen.wrk(targets(url, steady, tokens), connections, seconds)
@@ -168,10 +167,10 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def _cpu_per_read(pids: list[int], cassandra: int | None, before: dict[str, float], peak: dict[str, Any],
+def _cpu_per_read(pids: list[int], cassandra: tuple[int, ...], before: dict[str, float], peak: dict[str, Any],
                   seconds: float) -> dict[str, float]:
     reads = max(1, peak["reads_per_s"] * seconds)
-    after = {"read-api": sum(cpu_seconds(p) for p in pids), "cassandra": cpu_seconds(cassandra or 0)}
+    after = {"read-api": sum(cpu_seconds(p) for p in pids), "cassandra": cpu_seconds(cassandra)}
     return {name: round((after[name] - before[name]) * 1e6 / reads, 1) for name in after}
 
 
