@@ -34,6 +34,7 @@ from fanout.settings import Settings
 from services import import_graph
 
 DAY_MS = 86_400_000
+WARM_UP_SECONDS = 5  # of posts at the nominal rate before each strategy's figures start
 
 
 @dataclass
@@ -108,10 +109,17 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
         pids: dict[str, int | tuple[int, ...]] = {
             "worker": processes.procs["worker"].pid, "read-api": processes.procs["read-api"].pid,
             "cassandra": servers["cassandra"], "kafka": servers["kafka"]}
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
         worker = processes.url("worker")
-        before = scrape(worker)
         producer = EventProducer(s)
+        # A warm-up, not counted: the first authors of the sequence for WARM_UP_SECONDS at the nominal rate,
+        # so that the lag below is that of running processes, not of JVMs still compiling their write path
+        # (on a just-started stack the first seconds were 2-3x slower; BENCHMARKS.md, issue 10).
+        warm = w.post_authors[: max(1, int(rate * WARM_UP_SECONDS))]
+        publish_at_rate(producer, [(a, f"warm-up {i} by {a}") for i, a in enumerate(warm)], rate,
+                        f"{strategy} warm-up")
+        wait_until_drained(s, timeout=600, on_lag=lambda _: processes.check_alive())
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
+        before = scrape(worker)
         half = len(w.post_authors) // 2
         # First half at the nominal rate: end-to-end lag under normal load.
         started = time.monotonic()
