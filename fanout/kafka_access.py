@@ -14,10 +14,12 @@ Neither may write what the other writes: a service cannot forge chunk tasks or d
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka.admin import (
     AclBinding,
+    AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AdminClient,
@@ -65,10 +67,35 @@ def updates_group(settings: Settings) -> str:
 
 
 def grant(admin: AdminClient, settings: Settings, timeout: float = 30.0) -> int:
-    """Create this deployment's ACLs (`admin` connected as the Kafka admin); returns how many."""
+    """Create this deployment's ACLs (`admin` connected as the Kafka admin) and return how many, once a
+    broker lists them all.
+
+    The controller answers CreateAcls once the ACLs are in its metadata log; each broker applies that
+    log on its own a moment later. A client that wrote the events topic right after the answer was once
+    refused with "Topic authorization failed" (CI, one broker). So grant waits until a broker's
+    DescribeAcls, which it answers from its own authorizer, lists every binding."""
     bindings = [AclBinding(KINDS[r.resource], r.name, ResourcePatternType.LITERAL, f"User:{r.user}", "*",
                            OPERATIONS[r.operation], AclPermissionType.ALLOW) for r in access_rules(settings)]
     if bindings:
         for future in admin.create_acls(bindings, request_timeout=timeout).values():
             future.result(timeout)
+        _wait_until_listed(admin, bindings, time.monotonic() + timeout)
     return len(bindings)
+
+
+def _wait_until_listed(admin: AdminClient, bindings: list[AclBinding], deadline: float) -> None:
+    missing = list(bindings)
+    while True:
+        lookups = [(b, admin.describe_acls(_filter_for(b), request_timeout=max(deadline - time.monotonic(), 1)))
+                   for b in missing]
+        missing = [b for b, future in lookups if b not in future.result()]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kafka does not list {len(missing)} ACLs it accepted: {missing}")
+        time.sleep(0.05)
+
+
+def _filter_for(binding: AclBinding) -> AclBindingFilter:
+    return AclBindingFilter(binding.restype, binding.name, binding.resource_pattern_type, binding.principal,
+                            binding.host, binding.operation, binding.permission_type)

@@ -3,13 +3,14 @@ servers' config lines (deploy/credentials.py, fanout/kafka_access.py, deploy/ser
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from pathlib import Path
 
 import pytest
 
 from deploy import credentials, server_auth
-from fanout.kafka_access import Rule, access_rules
+from fanout.kafka_access import Rule, access_rules, grant
 from fanout.settings import Settings
 
 
@@ -105,6 +106,39 @@ def test_acls_name_this_deployments_groups_and_nothing_without_users() -> None:
     assert one_user.kafka_credentials("worker") == one_user.kafka_credentials("admin") == ("only", "pw")
     assert {r.user for r in access_rules(one_user)} == {"only"}
 
+
+
+
+class _LateBroker:
+    """An admin client whose broker lists the ACLs it accepted only from its `lists_after`-th DescribeAcls."""
+
+    def __init__(self, lists_after: int) -> None:
+        self.lists_after, self.created, self.describes = lists_after, [], 0
+
+    def create_acls(self, bindings, request_timeout):  # type: ignore[no-untyped-def]
+        self.created = list(bindings)
+        return {b: _answered(None) for b in bindings}
+
+    def describe_acls(self, flt, request_timeout):  # type: ignore[no-untyped-def]
+        self.describes += 1
+        listed = self.created if self.describes >= self.lists_after else []
+        return _answered([b for b in listed if (b.name, b.principal, b.operation) == (flt.name, flt.principal,
+                                                                                      flt.operation)])
+
+
+def _answered(result: object) -> concurrent.futures.Future:  # type: ignore[type-arg]
+    future: concurrent.futures.Future = concurrent.futures.Future()  # type: ignore[type-arg]
+    future.set_result(result)
+    return future
+
+
+def test_grant_returns_only_once_a_broker_lists_every_acl() -> None:
+    s = Settings.load(env={}, **USERS).isolated("run-1")
+    broker = _LateBroker(lists_after=30)
+    assert grant(broker, s) == len(access_rules(s))  # type: ignore[arg-type]
+    assert broker.describes >= 30  # it asked again until the broker listed them
+    with pytest.raises(TimeoutError, match="does not list 9 ACLs"):
+        grant(_LateBroker(lists_after=10**9), s, timeout=0.2)  # type: ignore[arg-type]
 
 # --- the servers' config -------------------------------------------------------------------------------
 
