@@ -128,7 +128,7 @@ class Writes:
         asyncio.ensure_future(_settling(self._send(pending, bulk), [future for _, _, future in pending]))
 
     async def _send(self, pending: list[tuple[list[BoundStatement], bool, asyncio.Future[None]]],
-                    bulk: bool = False) -> None:
+                    bulk: bool) -> None:
         groups: dict[Hashable, list[tuple[list[BoundStatement], int]]] = defaultdict(list)
         group_of = self.db.replica_grouper()
         for caller, (bound, atomic, _) in enumerate(pending):
