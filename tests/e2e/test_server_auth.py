@@ -128,7 +128,6 @@ def test_only_the_kafka_admin_creates_topics(secured: Settings) -> None:
         assert info.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, principal
 
 
-
 def test_a_deployment_is_writable_the_moment_its_grant_returns(secured: Settings) -> None:
     """The broker applies new ACLs a moment after the controller accepts them; `grant` waits for that, so
     services started right after `fanout migrate` are not refused (CI once was, in this very order)."""
@@ -139,6 +138,7 @@ def test_a_deployment_is_writable_the_moment_its_grant_returns(secured: Settings
         AdminClient(_as(fresh, "admin")).delete_topics([fresh.events_topic, fresh.chunks_topic,
                                                         fresh.dead_letter_topic, fresh.updates_topic])
         assert err is None, err
+
 
 # ---------------------------------------------------------------------------------------------------
 # Cassandra

@@ -107,8 +107,6 @@ def test_acls_name_this_deployments_groups_and_nothing_without_users() -> None:
     assert {r.user for r in access_rules(one_user)} == {"only"}
 
 
-
-
 class _LateBroker:
     """An admin client whose broker lists the ACLs it accepted only from its `lists_after`-th DescribeAcls."""
 
@@ -139,6 +137,7 @@ def test_grant_returns_only_once_a_broker_lists_every_acl() -> None:
     assert broker.describes >= 30  # it asked again until the broker listed them
     with pytest.raises(TimeoutError, match="does not list 9 ACLs"):
         grant(_LateBroker(lists_after=10**9), s, timeout=0.2)  # type: ignore[arg-type]
+
 
 # --- the servers' config -------------------------------------------------------------------------------
 
