@@ -22,7 +22,7 @@ from live import free_ports
 
 from deploy import credentials
 from deploy import stack as launcher
-from fanout.producer import ensure_topics
+from fanout.producer import delete_topics, ensure_topics
 from fanout.settings import KafkaPrincipal, Settings
 
 pytestmark = pytest.mark.e2e
@@ -135,8 +135,7 @@ def test_a_deployment_is_writable_the_moment_its_grant_returns(secured: Settings
         fresh = secured.isolated(f"e2e-grant-{uuid.uuid4().hex[:8]}")
         ensure_topics(fresh)
         err = _produce(_as(fresh, "service"), fresh.events_topic)
-        AdminClient(_as(fresh, "admin")).delete_topics([fresh.events_topic, fresh.chunks_topic,
-                                                        fresh.dead_letter_topic, fresh.updates_topic])
+        delete_topics(fresh)
         assert err is None, err
 
 
