@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -87,6 +88,7 @@ class Rig:
     cluster: Cluster
     session: Session
     oracle: Oracle
+    rows_posted: int = 0  # inbox rows the posts published through this rig must make
 
     @property
     def expected(self) -> set[tuple[int, int]]:
@@ -109,7 +111,36 @@ class Rig:
         self.publish(events)
         for e in events:
             self.oracle.posted(e.post_id, author)
+        self.rows_posted += len(self.oracle.followers[author]) * n
         return [e.post_id for e in events]
+
+    @contextmanager
+    def fan_out_under_way(self, author: int, ahead: int = 3) -> Iterator[None]:
+        """Keep `author`'s fan-out going while the block runs: a thread posts again whenever fewer than
+        `ahead` posts' rows are left to write. A group change in the block then lands mid-fan-out, however
+        fast the workers are (a fixed batch of posts can be written before a joining worker is ready).
+        Rows left are counted from the live workers' counters, so no worker may restart in the block."""
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def feed() -> None:
+            try:
+                while not stop.is_set():
+                    if self.rows_left() < ahead * len(self.oracle.followers[author]):
+                        self.post(author)
+                    stop.wait(0.1)
+            except BaseException as exc:  # surfaced in the test's thread below
+                errors.append(exc)
+
+        feeder = threading.Thread(target=feed, name="fan-out-feeder", daemon=True)
+        feeder.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            feeder.join(60)
+        if errors:
+            raise errors[0]
 
     def publish(self, events: Sequence[Event], timeout: float = 300.0) -> None:
         futures = [self.producer.send(e) for e in events]
@@ -154,14 +185,18 @@ class Rig:
     def worker_sum(self, name: str, label: str = "") -> float:
         """The sum over the live workers of a metric's samples (`name`, e.g. fanout_parked_events_total),
         those with `label` (e.g. kind="outage") only if given."""
-        total = 0.0
+        return sum(self.by_worker(name, label).values())
+
+    def by_worker(self, name: str, label: str = "") -> dict[str, float]:
+        """Each live worker's sum of a metric's samples, as in `worker_sum`; a worker not serving is left out."""
+        sums = {}
         for worker in [n for n in self.processes.procs if n.startswith("worker")]:
             try:
                 samples = self.processes.scrape(worker)
             except OSError:
                 continue  # a worker being restarted
-            total += sum(v for k, v in samples.items() if k.split("{")[0] == name and label in k)
-        return total
+            sums[worker] = sum(v for k, v in samples.items() if k.split("{")[0] == name and label in k)
+        return sums
 
     def failure_counts(self) -> dict[str, float]:
         """How the live workers handled failures: retries through an outage, retries of an event's own
@@ -172,6 +207,14 @@ class Rig:
 
     def rows_written(self) -> float:
         return self.worker_sum("fanout_inbox_rows_written_total")
+
+    def rows_by_worker(self) -> dict[str, float]:
+        return self.by_worker("fanout_inbox_rows_written_total")
+
+    def rows_left(self) -> float:
+        """Inbox rows of this rig's posts not yet written (while no worker has restarted: a restarted
+        worker's counter starts again at 0)."""
+        return self.rows_posted - self.rows_written()
 
     def wait_rows(self, at_least: float, timeout: float = 300.0) -> float:
         """Wait until the live workers wrote `at_least` inbox rows (a fan-out under way); returns the count."""
