@@ -14,34 +14,55 @@ from confluent_kafka import Consumer, TopicPartition
 from fanout.settings import Settings
 
 
-def consumer_lag(settings: Settings) -> int:
-    """Events not yet processed by the worker group, summed over the event and chunk topics. Asked as the
-    worker's Kafka user, which may read the group's offsets (it never joins the group: no subscribe)."""
-    consumer = Consumer({**settings.kafka_config("worker"), "group.id": settings.app_id,
-                         "enable.auto.commit": False})
-    try:
+class LagMeter:
+    """Asks for the worker group's lag as often as needed over one connection: a new client per question
+    would log in to Kafka again each time (a SCRAM exchange on each side), work that a benchmark polling
+    the lag would add to the broker it measures. Asked as the worker's Kafka user, which may read the
+    group's offsets (it never joins the group: no subscribe)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = Consumer({**settings.kafka_config("worker"), "group.id": settings.app_id,
+                                  "enable.auto.commit": False})
+
+    def lag(self) -> int:
+        """Events not yet processed by the worker group, summed over the event and chunk topics."""
         lag = 0
-        for topic in (settings.events_topic, settings.chunks_topic):
-            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        for topic in (self.settings.events_topic, self.settings.chunks_topic):
+            meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
             partitions = [TopicPartition(topic, p) for p in meta.partitions]
-            for tp in consumer.committed(partitions, timeout=10):
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            for tp in self.consumer.committed(partitions, timeout=10):
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=10)
                 lag += high - (tp.offset if tp.offset >= 0 else 0)
         return lag
-    finally:
-        consumer.close()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def __enter__(self) -> LagMeter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def consumer_lag(settings: Settings) -> int:
+    """The worker group's lag, asked once (see LagMeter)."""
+    with LagMeter(settings) as meter:
+        return meter.lag()
 
 
 def wait_until_drained(settings: Settings, timeout: float = 300.0, poll: float = 0.5,
                        on_lag: Callable[[int], None] | None = None) -> float:
     """Block until the worker group has no lag; returns the seconds waited. Raises TimeoutError."""
     started = time.monotonic()
-    while True:
-        lag = consumer_lag(settings)
-        if on_lag:
-            on_lag(lag)
-        if lag == 0:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"worker group {settings.app_id} still {lag} events behind after {timeout:.0f}s")
-        time.sleep(poll)
+    with LagMeter(settings) as meter:
+        while True:
+            lag = meter.lag()
+            if on_lag:
+                on_lag(lag)
+            if lag == 0:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"worker group {settings.app_id} still {lag} events behind after {timeout:.0f}s")
+            time.sleep(poll)
