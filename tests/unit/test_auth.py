@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jwt
@@ -52,20 +53,22 @@ def _claims(**overrides: object) -> dict[str, object]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
+# The claims are made when the test runs, not when it is collected: a run that starts with slow tests
+# would otherwise find every one of these tokens expired, refused for that reason instead.
 @pytest.mark.parametrize(("claims", "why"), [
-    (_claims(exp=int(time.time()) - 120), "expired"),
-    (_claims(iss="someone-else"), "issuer"),
-    (_claims(aud="another-api"), "audience"),
-    (_claims(exp=None), "exp"),
-    (_claims(sub=None), "sub"),
-    (_claims(sub="0"), "user id"),
-    (_claims(sub="-3"), "user id"),
-    (_claims(sub=str(MAX_USER_ID + 1)), "user id"),
-    (_claims(sub=7), "subject"),
-    (_claims(nbf=int(time.time()) + 600), "not yet valid"),
+    (lambda: _claims(exp=int(time.time()) - 120), "expired"),
+    (lambda: _claims(iss="someone-else"), "issuer"),
+    (lambda: _claims(aud="another-api"), "audience"),
+    (lambda: _claims(exp=None), "exp"),
+    (lambda: _claims(sub=None), "sub"),
+    (lambda: _claims(sub="0"), "user id"),
+    (lambda: _claims(sub="-3"), "user id"),
+    (lambda: _claims(sub=str(MAX_USER_ID + 1)), "user id"),
+    (lambda: _claims(sub=7), "subject"),
+    (lambda: _claims(nbf=int(time.time()) + 600), "not yet valid"),
 ])
-def test_tokens_that_do_not_authenticate(hs: Settings, claims: dict[str, object], why: str) -> None:
-    token = jwt.encode(claims, local_secret(hs.jwt_secret_path), algorithm="HS256")
+def test_tokens_that_do_not_authenticate(hs: Settings, claims: Callable[[], dict[str, object]], why: str) -> None:
+    token = jwt.encode(claims(), local_secret(hs.jwt_secret_path), algorithm="HS256")
     with pytest.raises(InvalidToken, match=f"(?i){why}"):
         TokenVerifier(hs).verify(token)
 
@@ -82,13 +85,14 @@ def test_a_wrong_signature_none_algorithm_and_garbage_are_refused(hs: Settings, 
 def test_a_verified_token_is_cached_until_it_expires(tmp_path: Path) -> None:
     s = Settings(jwt_secret_file=str(tmp_path / "secret"), jwt_leeway_seconds=0)
     verifier = TokenVerifier(s, cache_size=2)
-    token = mint_token(s, 5, ttl_seconds=1)
+    token = mint_token(s, 5, ttl_seconds=2)  # iat is whole seconds: 1-2 s left, more than the loop below takes
     assert verifier.verify(token) == 5
     started = time.perf_counter()
     for _ in range(10_000):
         verifier.verify(token)
     assert (time.perf_counter() - started) / 10_000 < 20e-6  # a dict lookup, not a signature check
-    time.sleep(1.1)
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 0.1)
     with pytest.raises(InvalidToken, match="expired"):
         verifier.verify(token)
     for user in (1, 2, 3):  # bounded: the oldest entry goes
