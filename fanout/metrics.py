@@ -22,6 +22,9 @@ class Metrics:
         # worker
         self.events_consumed = Counter("fanout_events_consumed", "Events consumed, by type", ["type"], registry=r)
         self.inbox_rows_written = Counter("fanout_inbox_rows_written", "Inbox rows written by fan-out", registry=r)
+        self.last_inbox_write = Gauge("fanout_last_inbox_write_timestamp_seconds",
+                                      "Unix time of this worker's last fan-out write (time() minus it grows while "
+                                      "a fan-out stalls)", registry=r)
         self.posts_by_tier = Counter("fanout_posts", "Posts stored, by fan-out tier (push or pull)", ["tier"],
                                      registry=r)
         self.fanout_chunks = Counter("fanout_chunks_processed", "Fan-out chunk tasks processed", registry=r)

@@ -47,6 +47,7 @@ class Delivery:
         started = time.perf_counter()
         rows = await self.stores.inboxes.push_rows(((u, post_id) for u in followers), author_id)
         self.metrics.inbox_rows_written.inc(rows)
+        self.metrics.last_inbox_write.set(self.clock_ms() / 1000)
         self.metrics.fanout_duration.observe(time.perf_counter() - started)
         self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
             max(0.0, (self.clock_ms() - event_time) / 1000))

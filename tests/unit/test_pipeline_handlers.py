@@ -133,6 +133,18 @@ async def test_a_normal_authors_post_is_pushed_to_each_follower_once() -> None:
     assert w.metric("fanout_posts_total", tier="push") == 2
 
 
+async def test_the_last_inbox_write_is_stamped_with_the_workers_clock() -> None:
+    w = World()
+    author, fan = users(2)
+    await w.follow(fan, author)
+    assert w.metric("fanout_last_inbox_write_timestamp_seconds") == 0  # a backfill is not a fan-out
+    await w.post(author)
+    written = w.t
+    w.tick(5_000)
+    await w.post(users(1)[0])  # an author with no followers writes no row
+    assert w.metric("fanout_last_inbox_write_timestamp_seconds") == written / 1000
+
+
 async def test_a_celebritys_post_is_indexed_only_and_merged_at_read() -> None:
     w = World()
     author, *fans = users(6)
