@@ -134,7 +134,7 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
         wait_until_drained(s, timeout=1800, on_lag=lambda _: processes.check_alive())
         middle = scrape(worker)
         # Second half as one burst: fan-out throughput, from the first send to the last inbox write (the
-        # moment the worker's row counter last moved), not to the next offset commit.
+        # worker's gauge of it, LAG_POLL_SECONDS above), not to the next offset commit.
         burst_started = time.time()
         for i, author in enumerate(w.post_authors[half:], start=half):
             producer.send(producer.new_post(author, f"post {i} by {author}"))
