@@ -27,7 +27,7 @@ from bench.workload import Graph, power_law_graph
 from deploy.processes import ProcessGroup, scrape
 from fanout.auth import Tokens
 from fanout.bootstrap import open_resources
-from fanout.lag import LagMeter, wait_until_drained
+from fanout.lag import wait_until_drained
 from fanout.model import Activity, Strategy
 from fanout.producer import EventProducer
 from fanout.settings import Settings
@@ -139,10 +139,7 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
         for i, author in enumerate(w.post_authors[half:], start=half):
             producer.send(producer.new_post(author, f"post {i} by {author}"))
         producer.flush()
-        with LagMeter(s) as meter:
-            while meter.lag() > 0:
-                processes.check_alive()
-                time.sleep(LAG_POLL_SECONDS)
+        wait_until_drained(s, timeout=1800, poll=LAG_POLL_SECONDS, on_lag=lambda _: processes.check_alive())
         post_phase = time.monotonic() - started
         after = scrape(worker)
         burst_seconds = max(after.get("fanout_last_inbox_write_timestamp_seconds", 0.0) - burst_started, 1e-3)
