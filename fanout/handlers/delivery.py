@@ -46,11 +46,12 @@ class Delivery:
             return
         started = time.perf_counter()
         rows = await self.stores.inboxes.push_rows(((u, post_id) for u in followers), author_id)
+        written_ms = self.clock_ms()
         self.metrics.inbox_rows_written.inc(rows)
-        self.metrics.last_inbox_write.set(self.clock_ms() / 1000)
+        self.metrics.last_inbox_write.set(written_ms / 1000)
         self.metrics.fanout_duration.observe(time.perf_counter() - started)
         self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
-            max(0.0, (self.clock_ms() - event_time) / 1000))
+            max(0.0, (written_ms - event_time) / 1000))
 
     async def delivered(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int) -> None:
         """Tell live streams the post is in these followers' inboxes now (after the post's PostStored, so a
