@@ -45,10 +45,10 @@ async def test_racing_claims_have_one_winner(keys: IdempotencyStore) -> None:
 async def test_keys_expire_after_the_ttl_of_their_last_write(keys: IdempotencyStore) -> None:
     k = key()
     await keys.claim(1, k, KeyRecord("h", b"e", 1))
-    await asyncio.sleep(2)
+    await asyncio.sleep(4)  # of the fixture's 6 s TTL
     assert await keys.replace(1, k, 1, KeyRecord("h", b"e", 0, b"r"))  # renews the whole row
-    await asyncio.sleep(2)
+    await asyncio.sleep(4)  # 8 s after the claim: alive only by the renewal
     assert await keys.record(1, k) == KeyRecord("h", b"e", 0, b"r")
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(3)
     assert await keys.record(1, k) is None
     assert await keys.claim(1, k, KeyRecord("h", b"again", 9)) is None
