@@ -93,7 +93,14 @@ class Settings:
     celebrity_threshold: int = field(default=10_000, metadata={"doc": "followers at which an author is pulled"})
     celebrity_demote_ratio: float = field(default=0.8, metadata={"doc": "demoted below ratio x threshold"})
     chunk_size: int = field(default=1_000, metadata={"doc": "followers per fan-out chunk task"})
-    batch_events: int = field(default=200, metadata={"doc": "events the worker takes per batch"})
+    # A batch of author events costs a few sequential round trips whatever its size (reads, then writes,
+    # then the commit), so under a backlog bigger batches carry more events per round trip: 1,000 against
+    # 200 gave 1.4x the follows/s and 1.2-1.3x the hybrid burst rows/s, at less CPU per event on both
+    # sides (BENCHMARKS.md, issue 10). At the nominal rate a batch holds what came in FANOUT_BATCH_SECONDS.
+    batch_events: int = field(default=1_000, metadata={"doc": "author events the worker takes per batch"})
+    # A chunk task carries up to FANOUT_CHUNK_SIZE rows: 200 of them are already up to 200,000 rows, and a
+    # batch is committed (and replayed after a crash) whole.
+    chunk_batch_events: int = field(default=200, metadata={"doc": "chunk tasks the worker takes per batch"})
     batch_seconds: float = field(default=0.02, metadata={"doc": "longest wait to fill a batch"})
     write_window: int = field(default=64, metadata={"doc": "concurrent Cassandra requests per fan-out"})
     bulk_write_window: int = field(default=8, metadata={"doc": "requests a chunk task keeps in flight while an "

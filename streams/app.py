@@ -85,16 +85,16 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
                                pipeline.handle, send_dead_letter, metrics, policy)
 
-    async def consume(stream: Any, runner: BatchRunner) -> None:
-        async for batch in stream.take_events(settings.batch_events, within=settings.batch_seconds):
+    async def consume(stream: Any, runner: BatchRunner, size: int) -> None:
+        async for batch in stream.take_events(size, within=settings.batch_seconds):
             await runner.run(batch)
 
     @app.agent(events, concurrency=1)
     async def author_events(stream: Any) -> None:
-        await consume(stream, author_runner)
+        await consume(stream, author_runner, settings.batch_events)
 
     @app.agent(chunks, concurrency=1)
     async def chunk_tasks(stream: Any) -> None:
-        await consume(stream, chunk_runner)
+        await consume(stream, chunk_runner, settings.chunk_batch_events)
 
     return app
