@@ -74,6 +74,9 @@ class EdgeChange:
 class Activity:
     last_seen: int | None  # event time (ms) of the last recorded feed read; None: never recorded
     regenerating: bool  # the worker is rebuilding the inbox of a returning user
+    # The authors this reader hides (unfollowed, within the inbox TTL), read with the activity by the
+    # follow handler (`ReaderStore.activities`) only; not part of the activity itself.
+    hidden: frozenset[int] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)

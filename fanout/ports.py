@@ -144,7 +144,8 @@ class ReaderStore(Protocol):
     async def activity(self, user_id: int) -> Activity: ...
 
     async def activities(self, user_ids: Iterable[int]) -> dict[int, Activity]:
-        """The activity of each of these users (`Activity(None, False)` for one never recorded)."""
+        """The activity of each of these users (`Activity(None, False)` for one never recorded), with the
+        authors each hides."""
         ...
 
     async def set_activity(self, user_id: int, activity: Activity) -> None: ...

@@ -147,7 +147,11 @@ class MemoryStorage:
         return (await self.reader_page(user_id, None, 1)).activity
 
     async def activities(self, user_ids: Iterable[int]) -> dict[int, Activity]:
-        return {u: await self.activity(u) for u in user_ids}
+        found = {}
+        for u in user_ids:
+            activity, sets = await self.activity(u), await self.reader_sets(u)
+            found[u] = Activity(activity.last_seen, activity.regenerating, sets.hidden)
+        return found
 
     async def set_activity(self, user_id: int, activity: Activity) -> None:
         self.inboxes.write(user_id, STATIC, {"last_seen": activity.last_seen, "regenerating": activity.regenerating})

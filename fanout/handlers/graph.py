@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from fanout.events import CelebrityChunk, CelebritySetChanged, ChunkTask, DemotionChunk, FollowChanged, InboxPurge
 from fanout.handlers.delivery import Delivery
 from fanout.model import Activity, EdgeChange
-from fanout.policy import CelebritySet, FollowSegment, decide_follows
+from fanout.policy import CelebritySet, FollowSegment, FollowStep, decide_follows
 
 # Follow changes of one author decided and committed together at most (a commit is one single-partition
 # batch of about two statements per edge: this keeps it far below Cassandra's batch size limits).
@@ -34,8 +34,9 @@ class GraphHandlers:
                                                   graph.edges(author_id, (f for f, _, _ in changes)),
                                                   readers.activities(joining))
         joined: set[int] = set()
+        hid: set[int] = set()  # followers this run has hidden the author from
         for segment in decide_follows(edges, stats, changes, self.d.settings, MAX_SEGMENT):
-            await self._apply(author_id, segment, seen)
+            await self._apply(author_id, segment, seen, hid)
             joined |= {f for f, edge in segment.edges.items() if edge.following}
         if joined:
             # A UserSeen of a follower may have run meanwhile (it is keyed by the follower, so another
@@ -45,16 +46,15 @@ class GraphHandlers:
             await asyncio.gather(*(graph.set_edges_seen(f, [author_id], a.last_seen) for f, a in latest.items()
                                    if a.last_seen is not None and a.last_seen != seen[f].last_seen))
 
-    async def _apply(self, author_id: int, segment: FollowSegment, seen: dict[int, Activity]) -> None:
+    async def _apply(self, author_id: int, segment: FollowSegment, seen: dict[int, Activity], hid: set[int]) -> None:
         d, graph, readers = self.d, self.d.stores.graph, self.d.stores.readers
         # The followers' side first; these writes are last-writer-wins by event time (celebrity sets by the
         # author's version), so redoing them on a replay is harmless and a stale event cannot override a
-        # newer one. An unfollowed author is hidden at read at once; the purge below removes its rows in the
-        # background. All of them together: the adapter sends them as a few batches.
+        # newer one. All of them together: the adapter sends them as a few batches.
         steps = segment.steps
         await asyncio.gather(
             graph.set_followings([(s.follower_id, author_id, s.decision.following, s.event_time) for s in steps]),
-            readers.set_hidden([(s.follower_id, author_id, not s.decision.following, s.event_time) for s in steps]),
+            readers.set_hidden(_hidden_changes(author_id, steps, seen, hid)),
             readers.set_celebrities([(s.follower_id, author_id, s.decision.celebrity_set is CelebritySet.ADD,
                                       s.decision.stats.version)
                                      for s in steps if s.decision.celebrity_set is not CelebritySet.KEEP]))
@@ -123,3 +123,26 @@ class GraphHandlers:
             return  # followed again meanwhile: its backfilled rows must stay
         rows = await self.d.stores.inboxes.purge_inbox(task.user_id, task.author_id, task.as_of_us)
         self.d.metrics.purged_rows.inc(rows)
+
+
+def _hidden_changes(author_id: int, steps: Sequence[FollowStep], seen: dict[int, Activity],
+                    hid: set[int]) -> list[tuple[int, int, bool, int]]:
+    """The hidden-set changes of these steps. An unfollowed author is hidden at read at once (the purge
+    task removes its rows in the background); a follow removes it from the set only if it is there, as
+    read before the run (`seen`) or hidden by an earlier step of the run (`hid`, updated here): most
+    follows are of authors never unfollowed, and the removal would cost a write and a new sets version
+    (which makes the read service re-read the sets) for nothing. Only this author's handler adds this
+    author to a set, and it runs one run at a time, so an absent element stays absent meanwhile.
+
+    A step that is not fresh writes nothing: a replayed one had its rows written before its commit, and a
+    stale unfollow must not hide an author that a newer follow left out of the set without a removal."""
+    changes = []
+    for s in steps:
+        if not s.decision.fresh:
+            continue
+        if not s.decision.following:
+            hid.add(s.follower_id)
+            changes.append((s.follower_id, author_id, True, s.event_time))
+        elif s.follower_id in hid or author_id in seen[s.follower_id].hidden:
+            changes.append((s.follower_id, author_id, False, s.event_time))
+    return changes

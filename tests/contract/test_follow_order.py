@@ -266,3 +266,27 @@ def test_a_demotion_leaves_the_celebrity_set_of_a_follower_whose_newer_follow_ar
     assert out.followers[0].sees_post  # holds: pushed (and pulled, deduplicated at read)
     assert not out.followers[1].sees_post and not out.followers[2].sees_post  # holds thanks to the hidden set
     assert not out.followers[0].pulls_author, out.followers[0]  # failed when the t=5 tombstone lost to the t=10 add
+
+
+def test_only_a_follow_of_a_hidden_author_changes_the_readers_sets(env: Env) -> None:
+    """A follow of an author the reader never unfollowed writes nothing to the reader's sets (no removal
+    from the hidden set, no new sets version, so the read service keeps its cached sets); a follow after an
+    unfollow removes the author from the hidden set, with a new version."""
+    author, reader = next(_ids), next(_ids)
+    start = wall_ms() - HOUR_MS
+
+    async def version_after(event: Event) -> tuple[object, set[int]]:
+        await env.pipeline.handle(event)
+        sets = await env.stores.readers.reader_sets(reader)
+        return sets.version, set(sets.hidden)
+
+    async def scene() -> list[tuple[object, set[int]]]:
+        return [await version_after(e) for e in (
+            Followed(event_time=start, follower_id=reader, followee_id=author),
+            Unfollowed(event_time=start + 1, follower_id=reader, followee_id=author),
+            Followed(event_time=start + 2, follower_id=reader, followee_id=author))]
+
+    (first, hidden_1), (unfollowed, hidden_2), (again, hidden_3) = asyncio.run(scene())
+    assert first is None and hidden_1 == set()  # the first follow wrote no sets version
+    assert unfollowed is not None and hidden_2 == {author}
+    assert again not in (None, unfollowed) and hidden_3 == set()

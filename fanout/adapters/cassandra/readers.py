@@ -34,7 +34,7 @@ class CassandraReaders:
         self._scalars = p(f"SELECT {PAGE} FROM {{keyspace}}.inbox WHERE user_id = ? LIMIT 1")
         self._sets = p("SELECT sets_version, celebrities, hidden FROM {keyspace}.inbox WHERE user_id = ? LIMIT 1")
         # DISTINCT: the statics of each partition once, not once per inbox row.
-        self._activities = p("SELECT DISTINCT user_id, last_seen, regenerating FROM {keyspace}.inbox "
+        self._activities = p("SELECT DISTINCT user_id, last_seen, regenerating, hidden FROM {keyspace}.inbox "
                              "WHERE user_id IN ?")
         self._activity_loader: Loader[int, Activity] = Loader(db, self._fetch_activities, bigint_key, IN_KEYS)
         self._set_activity = p("UPDATE {keyspace}.inbox SET last_seen = ?, regenerating = ? WHERE user_id = ?")
@@ -87,7 +87,7 @@ class CassandraReaders:
 
     async def _fetch_activities(self, user_ids: list[int]) -> dict[int, Activity]:
         rows = await self.db.run_routed(self._activities, (user_ids,), bigint_key(user_ids[0]))
-        return {r.user_id: Activity(r.last_seen, bool(r.regenerating)) for r in rows}
+        return {r.user_id: Activity(r.last_seen, bool(r.regenerating), frozenset(r.hidden or ())) for r in rows}
 
     async def celebrities(self, user_id: int) -> list[int]:
         return (await self.reader_sets(user_id)).celebrities
