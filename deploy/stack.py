@@ -43,6 +43,14 @@ __all__ = [
 
 KAFKA_GRACE = 20.0  # seconds a broker may take to stop after SIGTERM
 EXEC_GRACE = 1.0  # seconds a live process may show an empty cmdline (it is inside execve) before we give up
+# The first controller of a new KRaft cluster writes its bootstrap records (metadata.version, the SCRAM users)
+# when it takes over the empty metadata log. If it loses the leadership during that activation, the next
+# leader finds the log no longer empty and writes none of them (KAFKA-20839, open in Kafka 3.9): the cluster
+# stays at metadata.version 3.0-IV1 without users, and every SASL login fails for good. A CI run hit it with
+# a 3-node cluster whose brokers started seconds apart on a busy 2-core machine. A new cluster that logs
+# this line holds no data yet, so `up` formats it again, up to KAFKA_FORMAT_ATTEMPTS times in all.
+KAFKA_BOOTSTRAP_LOST = "No metadata.version feature level record was found in the log"
+KAFKA_FORMAT_ATTEMPTS = 3
 
 
 # --- processes -------------------------------------------------------------------------------------
@@ -166,16 +174,28 @@ def up(s: Settings, say: Callable[[str], None] = print) -> list[Status]:
         else:
             say(f"{srv.name}: already running (pid {pid})")
     _check_ports_free(to_start)  # all of them before anything starts
+    brokers = [srv for srv in every if srv.kind == "kafka"]
+    new_cluster = NewKafkaCluster(brokers if all(srv in to_start and not (srv.data_dir / "meta.properties").exists()
+                                                 for srv in brokers) else [])
     started: Started = []
     try:
         for srv in to_start:
             proc = start(srv, say)
             started.append((srv, proc))
             say(f"{srv.name}: started (pid {proc.pid}), waiting until ready")
-        for srv in every:
-            _wait_ready(srv, started)
-            if srv in to_start:
-                say(f"{srv.name}: ready on {srv.address}")
+        for attempt in range(1, KAFKA_FORMAT_ATTEMPTS + 1):
+            try:
+                for srv in every:
+                    _wait_ready(srv, started, new_cluster.bootstrap_lost if srv.kind == "kafka" else None)
+                    if srv in to_start:
+                        say(f"{srv.name}: ready on {srv.address}")
+                break
+            except KafkaBootstrapLost as lost:
+                if attempt == KAFKA_FORMAT_ATTEMPTS:
+                    raise
+                say(f"{lost}; formatting the new Kafka cluster again (attempt {attempt + 1} of "
+                    f"{KAFKA_FORMAT_ATTEMPTS})")
+                started = new_cluster.format_again(started, say)
         server_auth.provision(s, say)  # Cassandra's roles, once
     except BaseException as exc:
         _stop_started(started, exc, say)
@@ -205,8 +225,51 @@ def _stop_started(started: Started, error: BaseException, say: Callable[[str], N
             say(f"{srv.name}: {note}")
 
 
-def _wait_ready(srv: Server, started: Started) -> None:
-    """Wait until `srv` is ready, failing at once when any server started by this `up` dies."""
+class KafkaBootstrapLost(StackError):
+    """A new Kafka cluster came up without its bootstrap records (KAFKA_BOOTSTRAP_LOST)."""
+
+
+class NewKafkaCluster:
+    """The brokers of a Kafka cluster this `up` formats (none if any of them holds data already): how to
+    tell that it lost its bootstrap records, and how to start it again from a new format."""
+
+    def __init__(self, brokers: list[Server]) -> None:
+        self.brokers = brokers
+        self._marks = {srv.name: _log_size(srv) for srv in brokers}  # only what this start logs counts
+
+    def bootstrap_lost(self) -> None:
+        for srv in self.brokers:
+            with srv.log_file.open("rb") as log:
+                log.seek(self._marks[srv.name])
+                if KAFKA_BOOTSTRAP_LOST.encode() in log.read():
+                    raise KafkaBootstrapLost(f"{srv.name} logged '{KAFKA_BOOTSTRAP_LOST}': the new cluster has no "
+                                             "metadata.version and no users (KAFKA-20839)")
+
+    def format_again(self, started: Started, say: Callable[[str], None]) -> Started:
+        """Stop the brokers (all at once, as `down` does), wipe their storage, start them again."""
+        ours = [(srv, proc) for srv, proc in started if srv in self.brokers]
+        for _, proc in ours:
+            _signal(proc.pid, signal.SIGTERM)
+        for srv, proc in ours:
+            stop_pid(srv, proc.pid, timeout=KAFKA_GRACE)
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
+        self._marks = {srv.name: _log_size(srv) for srv in self.brokers}
+        restarted = [(srv, start(srv, say)) for srv, _ in ours]
+        for srv, proc in restarted:
+            say(f"{srv.name}: started again (pid {proc.pid}), waiting until ready")
+        return [(srv, proc) for srv, proc in started if srv not in self.brokers] + restarted
+
+
+def _log_size(srv: Server) -> int:
+    try:
+        return srv.log_file.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _wait_ready(srv: Server, started: Started, stuck: Callable[[], None] | None = None) -> None:
+    """Wait until `srv` is ready, failing at once when any server started by this `up` dies, or when
+    `stuck` raises (a state it will never leave)."""
     ours = any(other is srv for other, _ in started)
     deadline = time.monotonic() + srv.ready_timeout
     while True:
@@ -217,6 +280,8 @@ def _wait_ready(srv: Server, started: Started) -> None:
                                  f"{log_tail(other)}")
         if is_ready(srv):
             return
+        if stuck is not None:
+            stuck()
         if time.monotonic() > deadline:
             if ours:
                 raise StackError(f"{srv.name} was not ready after {srv.ready_timeout:.0f}s. "
