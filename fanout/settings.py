@@ -95,9 +95,11 @@ class Settings:
     chunk_size: int = field(default=1_000, metadata={"doc": "followers per fan-out chunk task"})
     # A batch of author events costs a few sequential round trips whatever its size (reads, then writes,
     # then the commit), so under a backlog bigger batches carry more events per round trip: 1,000 against
-    # 200 gave 1.4x the follows/s and 1.2-1.3x the hybrid burst rows/s, at less CPU per event on both
-    # sides (BENCHMARKS.md, issue 10). At the nominal rate a batch holds what came in FANOUT_BATCH_SECONDS.
-    batch_events: int = field(default=1_000, metadata={"doc": "author events the worker takes per batch"})
+    # 200 gave 1.4x the follows/s and 1.2-1.3x the hybrid burst rows/s, 2,000 against 1,000 another 1.05x
+    # and 1.1x, at less CPU per event on both sides (BENCHMARKS.md, issue 10). A batch is held in memory
+    # beside Faust's own read-ahead of up to 4,096 events (stream_buffer_maxsize), so 2,000 adds less than
+    # that buffer already holds. At the nominal rate a batch holds what came in FANOUT_BATCH_SECONDS.
+    batch_events: int = field(default=2_000, metadata={"doc": "author events the worker takes per batch"})
     # A chunk task carries up to FANOUT_CHUNK_SIZE rows: 200 of them are already up to 200,000 rows, and a
     # batch is committed (and replayed after a crash) whole.
     chunk_batch_events: int = field(default=200, metadata={"doc": "chunk tasks the worker takes per batch"})
