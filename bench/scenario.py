@@ -3,6 +3,9 @@ the pipeline, in bulk (the follow graph) or posts at a nominal rate (measured)."
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,12 +41,17 @@ def scenario_settings(base: Settings, name: str, **overrides: Any) -> Settings:
 @contextmanager
 def scenarios_dropped() -> Iterator[None]:
     """Run a benchmark, then drop the keyspace and topics of every scenario it made, however it ends: left
-    behind, they pile up in Cassandra and Kafka and slow every later run down."""
+    behind, they pile up in Cassandra and Kafka and slow every later run down. A SIGTERM (a `kill` of the
+    run, a CI timeout) ends it through SystemExit, so this cleanup runs then too, not only on Ctrl-C."""
     from bench.driver import drop_keyspace
 
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main else None
     try:
         yield
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if _scenarios:
             console.log(f"dropping the {len(_scenarios)} scenarios' keyspaces and topics")
             cluster, session = connect(_scenarios[0])
@@ -54,6 +62,10 @@ def scenarios_dropped() -> Iterator[None]:
                     delete_topics(s)
             finally:
                 cluster.shutdown()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
 
 
 def server_pids(base: Settings) -> dict[str, tuple[int, ...]]:
