@@ -183,6 +183,23 @@ def plan_seen(activity: Activity, event_time: int, settings: Settings) -> SeenPl
     return SeenPlan(max(event_time, last or 0), is_returning(activity, event_time, settings))
 
 
+# How far ahead of the worker's clock a feed read's event time may be (the read service's host clock).
+SEEN_CLOCK_SKEW_MS = 3_600_000
+
+
+def seen_may_be_refreshing(activity: Activity, now_ms: int) -> bool:
+    """Whether a feed read (UserSeen) of a reader with this activity may be writing a newer last_seen onto the
+    reader's edges right now: only one that `plan_seen` would refresh, and for an edge that the follow
+    handler commits with a last_seen of its own. A reader never seen is not one: that commit writes no
+    last_seen (null: pushed), so a read meanwhile can make it no older. A reader seen within the day (the
+    edges' precision, EDGE_SEEN_REFRESH_MS) is not one either: no read before `now_ms` (give or take
+    SEEN_CLOCK_SKEW_MS) refreshes it."""
+    last = activity.last_seen
+    if last is None:
+        return False
+    return activity.regenerating or now_ms + SEEN_CLOCK_SKEW_MS - last >= EDGE_SEEN_REFRESH_MS
+
+
 def follower_bucket(follower_count: int) -> str:
     """A label for metrics split by audience size (powers of ten)."""
     for bound, label in ((10, "1-9"), (100, "10-99"), (1_000, "100-999"), (10_000, "1k-9k")):

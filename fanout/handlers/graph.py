@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from fanout.events import CelebrityChunk, CelebritySetChanged, ChunkTask, DemotionChunk, FollowChanged, InboxPurge
 from fanout.handlers.delivery import Delivery
 from fanout.model import Activity, EdgeChange
-from fanout.policy import CelebritySet, FollowSegment, FollowStep, decide_follows
+from fanout.policy import CelebritySet, FollowSegment, FollowStep, decide_follows, seen_may_be_refreshing
 
 # Follow changes of one author decided and committed together at most (a commit is one single-partition
 # batch of about two statements per edge: this keeps it far below Cassandra's batch size limits).
@@ -38,11 +38,14 @@ class GraphHandlers:
         for segment in decide_follows(edges, stats, changes, self.d.settings, MAX_SEGMENT):
             await self._apply(author_id, segment, seen, hid)
             joined |= {f for f, edge in segment.edges.items() if edge.following}
-        if joined:
-            # A UserSeen of a follower may have run meanwhile (it is keyed by the follower, so another
-            # batch group or worker) and listed the followees before this edge existed. It records the
-            # activity before listing; we re-read it after writing: one of the two sees the other.
-            latest = await readers.activities(joined)
+        # A UserSeen of a follower may have run meanwhile (it is keyed by the follower, so another batch group
+        # or worker) and listed the followees before this edge existed. It records the activity before
+        # listing; we re-read it after writing: one of the two sees the other. Only a follower whose activity,
+        # as read, was due for a refresh can have such a UserSeen in flight (`seen_may_be_refreshing`): most
+        # followers read their feed within the day, or were never seen.
+        recheck = {f for f in joined if seen_may_be_refreshing(seen[f], self.d.clock_ms())}
+        if recheck:
+            latest = await readers.activities(recheck)
             await asyncio.gather(*(graph.set_edges_seen(f, [author_id], a.last_seen) for f, a in latest.items()
                                    if a.last_seen is not None and a.last_seen != seen[f].last_seen))
 
