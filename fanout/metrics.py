@@ -25,6 +25,9 @@ class Metrics:
         self.last_inbox_write = Gauge("fanout_last_inbox_write_timestamp_seconds",
                                       "Unix time of this worker's last fan-out write (time() minus it grows while "
                                       "a fan-out stalls)", registry=r)
+        self.last_batch = Gauge("fanout_last_batch_timestamp_seconds",
+                                "Unix time at which this worker last finished a batch of events, by source topic",
+                                ["source"], registry=r)
         self.posts_by_tier = Counter("fanout_posts", "Posts stored, by fan-out tier (push or pull)", ["tier"],
                                      registry=r)
         self.fanout_chunks = Counter("fanout_chunks_processed", "Fan-out chunk tasks processed", registry=r)

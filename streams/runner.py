@@ -146,6 +146,7 @@ class BatchRunner:
                 raise failed[0]
             except BaseException:  # re-raised so that `stop` logs it with its traceback
                 self.stop(f"could not process an event from {self.source}")
+        self.metrics.last_batch.labels(self.source).set(time.time())
 
     async def _decode_grouped(self, batch: Sequence[Record]) -> list[list[tuple[Record, Event]]]:
         by_key: dict[Any, list[tuple[Record, Event]]] = defaultdict(list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -94,6 +95,19 @@ async def test_one_authors_events_run_in_order_and_authors_run_concurrently() ->
     h = Harness(slow={1: 0.05})  # author 7's first event is slow: its second waits, author 8's does not
     await h.runner.run(records(post(1, 7), post(2, 8), post(3, 7)))
     assert h.handled == [2, 1, 3]
+
+
+async def test_a_finished_batch_stamps_the_time_it_finished() -> None:
+    h = Harness(slow={1: 0.05})
+
+    def stamp() -> float | None:
+        return h.metrics.registry.get_sample_value("fanout_last_batch_timestamp_seconds", {"source": "events"})
+
+    assert stamp() is None
+    before = time.time()
+    await h.runner.run(records(post(1, 7), post(2, 8)))
+    stamped = stamp()
+    assert stamped is not None and before + 0.05 <= stamped <= time.time()
 
 
 async def test_invalid_events_are_dead_lettered_with_the_reason_and_the_rest_goes_on() -> None:
