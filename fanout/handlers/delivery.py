@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from fanout.clock import Clock, wall_ms, wall_us
 from fanout.events import ChunkTask, FeedUpdate, PostDelivered
@@ -52,6 +53,12 @@ class Delivery:
         self.metrics.fanout_duration.observe(time.perf_counter() - started)
         self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
             max(0.0, (written_ms - event_time) / 1000))
+
+    async def send_updates(self, updates: Iterable[FeedUpdate]) -> None:
+        """Several updates, sent together. With no read service to tell (`no_updates`: a bulk import) they are
+        not even built: a million follows imported had spent ~7% of the importer's CPU on no-op sends."""
+        if self.send_update is not no_updates:
+            await asyncio.gather(*(self.send_update(update) for update in updates))
 
     async def delivered(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int) -> None:
         """Tell live streams the post is in these followers' inboxes now (after the post's PostStored, so a

@@ -86,9 +86,8 @@ class GraphHandlers:
         await graph.set_edges(author_id, [EdgeChange(f, edge, seen[f].last_seen if f in seen else None)
                                           for f, edge in segment.edges.items()], segment.stats)
         # Live streams keep their connected readers' followees current.
-        await asyncio.gather(*(d.send_update(FollowChanged(event_time=edge.changed_at, follower_id=f,
-                                                           followee_id=author_id, following=edge.following))
-                               for f, edge in segment.edges.items()))
+        await d.send_updates(FollowChanged(event_time=edge.changed_at, follower_id=f, followee_id=author_id,
+                                           following=edge.following) for f, edge in segment.edges.items())
 
     async def tier_switched(self, author_id: int, celebrity: bool, event_time: int, version: int,
                             leave_out: int) -> None:

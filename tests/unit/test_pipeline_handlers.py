@@ -9,6 +9,7 @@ from the chunks topic.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,7 +38,7 @@ from fanout.feed import home_feed
 from fanout.ids import PostIdGenerator, millis_of
 from fanout.metrics import Metrics, sample
 from fanout.model import Tier
-from fanout.pipeline import Pipeline
+from fanout.pipeline import Pipeline, no_updates
 from fanout.settings import Settings
 
 DAY_MS = 86_400_000
@@ -358,3 +359,20 @@ async def test_the_baselines_deliver_every_post_one_way(strategy: str) -> None:
     rows = [await w.inbox(fan) for fan in fans]
     assert rows == ([[post.post_id]] * 6 if strategy == "push" else [[]] * 6)
     assert all([await w.feed(fan) == [post.post_id] for fan in fans])
+
+
+async def test_updates_are_sent_together_and_not_built_without_a_read_service() -> None:
+    w = World()
+    built: list[int] = []
+
+    def updates() -> Iterator[FeedUpdate]:
+        for f in (11, 12):
+            built.append(f)
+            yield FollowChanged(event_time=w.t, follower_id=f, followee_id=1, following=True)
+
+    await w.pipeline.delivery.send_updates(updates())
+    assert [u.follower_id for u in w.updates if isinstance(u, FollowChanged)] == [11, 12]
+    built.clear()
+    quiet = Pipeline(w.stores, w.settings, w.metrics, w._send, no_updates)  # a bulk import's
+    await quiet.delivery.send_updates(updates())
+    assert built == []
