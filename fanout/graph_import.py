@@ -18,6 +18,12 @@ leaves for that order. Chunk tasks (promotions, demotions, purges) run inline af
 
 Run it while no worker serves these authors (before their first start, or with the workers stopped): a
 worker caches the stats of the authors it owns (fanout/adapters/author_cache.py).
+
+The followers' side rows (following_by_user, one partition per follower) are the one thing written
+differently: kept in memory (`ImportGraph`) and written at the end sorted by follower, so that a follower's
+rows share batches and Cassandra applies them as one mutation per follower instead of one per row. Nothing
+the import does reads them, and each carries its event time as write timestamp, so the state is the same.
+An import that stopped half-way is run again: steps that are no longer fresh rewrite those rows too.
 """
 
 from __future__ import annotations
@@ -27,14 +33,17 @@ import csv
 import json
 from array import array
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.events import ChunkTask, Event, Followed, Unfollowed
 from fanout.pipeline import Pipeline
+from fanout.ports import GraphStore
 
 WINDOW = 20_000  # edges of the authors run concurrently at once (whole authors, at least one)
+FLUSH_ROWS = 20_000  # followers' side rows written per call at the end (sorted by follower)
 
 
 class BadLine(ValueError):
@@ -120,11 +129,45 @@ def windows(follows: Follows, size: int = WINDOW, part: int = 0, parts: int = 1)
         yield window
 
 
+class ImportGraph(AuthorStatsCache):
+    """The importer's graph store: the author stats cache of a worker (the importer is the only writer of
+    these authors' stats while it runs), and the followers' side rows kept until `flush`."""
+
+    def __init__(self, graph: GraphStore) -> None:
+        super().__init__(graph)
+        self._users, self._followees, self._times = array("q"), array("q"), array("q")
+        self._following = bytearray()
+
+    async def set_following(self, user_id: int, followee_id: int, following: bool, event_time: int) -> None:
+        await self.set_followings([(user_id, followee_id, following, event_time)])
+
+    async def set_followings(self, changes: Iterable[tuple[int, int, bool, int]]) -> None:
+        for user, followee, following, event_time in changes:
+            self._users.append(user)
+            self._followees.append(followee)
+            self._times.append(event_time)
+            self._following.append(following)
+
+    async def flush(self, progress: Callable[[int], None] = lambda n: None) -> int:
+        """Write the kept rows, each follower's together; returns how many."""
+        order = sorted(range(len(self._users)), key=self._users.__getitem__)
+        for start in range(0, len(order), FLUSH_ROWS):
+            rows = order[start : start + FLUSH_ROWS]
+            await self.graph.set_followings((self._users[i], self._followees[i], bool(self._following[i]),
+                                             self._times[i]) for i in rows)
+            progress(len(rows))
+        self._users, self._followees, self._times = array("q"), array("q"), array("q")
+        self._following = bytearray()
+        return len(order)
+
+
 async def import_follows(follows: Follows, pipeline: Pipeline, tasks: list[ChunkTask],
                          progress: Callable[[int], None] = lambda n: None, window: int = WINDOW,
-                         part: int = 0, parts: int = 1) -> int:
+                         part: int = 0, parts: int = 1, graph: ImportGraph | None = None) -> int:
     """Every follow (of the authors of `part` of `parts`) through `pipeline` (its send_task appends to
-    `tasks`); returns follows imported."""
+    `tasks`), then, when `graph` is the pipeline's ImportGraph, the followers' side rows it kept; returns
+    follows imported. `progress` counts each follow twice: once committed, once its followers' side row
+    is written."""
     done = 0
     for authors in windows(follows, window, part, parts):
         await asyncio.gather(*(pipeline.handle_group([follows.event(i) for i in lines]) for lines in authors))
@@ -136,5 +179,7 @@ async def import_follows(follows: Follows, pipeline: Pipeline, tasks: list[Chunk
             await asyncio.gather(*(pipeline.handle_group(group) for group in by_key.values()))
         n = sum(map(len, authors))
         done += n
-        progress(n)
+        progress(n if graph else 2 * n)
+    if graph:
+        await graph.flush(progress)
     return done

@@ -18,11 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.bootstrap import open_resources
 from fanout.clock import wall_ms
 from fanout.events import ChunkTask
-from fanout.graph_import import import_follows, read_follows
+from fanout.graph_import import ImportGraph, import_follows, read_follows
 from fanout.pipeline import Pipeline, no_updates
 from fanout.settings import Settings
 
@@ -38,11 +37,12 @@ def run(settings: Settings, path: Path, event_time: int = 0, console: Console | 
                TextColumn("{task.fields[rate]:,.0f} follows/s"), TimeElapsedColumn())
     started = time.perf_counter()
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(f"importing into {settings.keyspace}", total=total, rate=0.0)
+        # Each follow counts twice: once committed, once its followers' side row is written (at the end).
+        task = bar.add_task(f"importing into {settings.keyspace} (2 steps a follow)", total=2 * total, rate=0.0)
 
         def advance(n: int) -> None:
             done = bar.tasks[0].completed + n
-            bar.update(task, advance=n, rate=done / max(time.perf_counter() - started, 1e-6))
+            bar.update(task, advance=n, rate=done / 2 / max(time.perf_counter() - started, 1e-6))
 
         if jobs <= 1:
             imported = import_part(settings, path, default_time, 0, 1, advance)
@@ -58,8 +58,8 @@ def import_part(settings: Settings, path: Path, default_time: int, part: int, pa
     follows = read_follows(path, default_time)
     res = open_resources(settings, storage=True)
     try:
-        # The importer is the only writer of these authors' stats while it runs, as a worker is of its own.
-        stores = dataclasses.replace(res.stores, graph=AuthorStatsCache(res.stores.graph))
+        graph = ImportGraph(res.stores.graph)
+        stores = dataclasses.replace(res.stores, graph=graph)
         tasks: list[ChunkTask] = []
 
         async def send_task(task: ChunkTask) -> None:
@@ -68,7 +68,7 @@ def import_part(settings: Settings, path: Path, default_time: int, part: int, pa
         # A bulk import sets a graph up: no reader is connected to be told of it live.
         pipeline = Pipeline(stores, settings, res.metrics, send_task, no_updates)
         return asyncio.run(import_follows(follows, pipeline, tasks, progress or (lambda n: None),
-                                          part=part, parts=parts))
+                                          part=part, parts=parts, graph=graph))
     finally:
         res.close()
 

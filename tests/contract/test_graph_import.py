@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from memory_state import memory_state
 
-from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect, migrate
 from fanout.adapters.memory import MemoryStorage
 from fanout.events import ChunkTask, Event, Followed, PostCreated, Unfollowed, UserSeen
-from fanout.graph_import import BadLine, import_follows, read_follows
+from fanout.graph_import import BadLine, ImportGraph, import_follows, read_follows
 from fanout.ids import PostIdGenerator, millis_of
 from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, no_updates
@@ -138,9 +137,12 @@ async def test_the_import_leaves_every_table_as_the_follow_handler_does(
         path.write_text("follower_id,followee_id,event_time\n" + "".join(
             f"{line['follower_id']},{line['followee_id']}" + (f",{line['event_time']}\n" if "event_time" in line
                                                                  else "\n") for line in lines))
-    cached = Stores(imported.posts, AuthorStatsCache(imported.graph), imported.readers, imported.inboxes)
-    bulk, tasks = pipeline_on(cached, inline=False)
-    assert await import_follows(read_follows(path, now), bulk, tasks, window=5) == len(lines)
+    graph = ImportGraph(imported.graph)
+    bulk, tasks = pipeline_on(Stores(imported.posts, graph, imported.readers, imported.inboxes), inline=False)
+    steps: list[int] = []
+    assert await import_follows(read_follows(path, now), bulk, tasks, steps.append, window=5,
+                                graph=graph) == len(lines)
+    assert sum(steps) == 2 * len(lines)  # each follow committed, then its followers' side row written
     state = dump_handled()
     assert any(state.values())
     assert dump_imported() == state
