@@ -43,7 +43,8 @@ class GraphHandlers:
         # listing; we re-read it after writing: one of the two sees the other. Only a follower whose activity,
         # as read, was due for a refresh can have such a UserSeen in flight (`seen_may_be_refreshing`): most
         # followers read their feed within the day, or were never seen.
-        recheck = {f for f in joined if seen_may_be_refreshing(seen[f], self.d.clock_ms())}
+        now = self.d.clock_ms()
+        recheck = {f for f in joined if seen_may_be_refreshing(seen[f], now)}
         if recheck:
             latest = await readers.activities(recheck)
             await asyncio.gather(*(graph.set_edges_seen(f, [author_id], a.last_seen) for f, a in latest.items()
