@@ -79,7 +79,8 @@ def follows_per_second(base: Settings, n_follows: int, order: str, log_dir: Path
             now, done = time.time(), processes.metric(FOLLOWED)
             if first is None and done > 0:
                 first = (now, done) if done < len(events) else (idle_at, 0.0)
-            idle_at = now if first is None else idle_at
+            elif first is None:
+                idle_at = now
             time.sleep(0.05 if first is None else FINISHED_POLL_SECONDS)
         last = processes.metric(f'{LAST_BATCH}{{source="{s.events_topic}"}}')
         spent = cpu.spent()

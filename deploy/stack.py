@@ -238,12 +238,18 @@ class NewKafkaCluster:
         self._marks = {srv.name: _log_size(srv) for srv in brokers}  # only what this start logs counts
 
     def bootstrap_lost(self) -> None:
+        """Raise KafkaBootstrapLost if a broker logged KAFKA_BOOTSTRAP_LOST since this start. Called once a
+        second while the brokers start: each call reads only what they logged since the last one, from a
+        line's length back (the line may have been half written at the last call)."""
+        needle = KAFKA_BOOTSTRAP_LOST.encode()
         for srv in self.brokers:
             with srv.log_file.open("rb") as log:
                 log.seek(self._marks[srv.name])
-                if KAFKA_BOOTSTRAP_LOST.encode() in log.read():
-                    raise KafkaBootstrapLost(f"{srv.name} logged '{KAFKA_BOOTSTRAP_LOST}': the new cluster has no "
-                                             "metadata.version and no users (KAFKA-20839)")
+                new = log.read()
+            if needle in new:
+                raise KafkaBootstrapLost(f"{srv.name} logged '{KAFKA_BOOTSTRAP_LOST}': the new cluster has no "
+                                         "metadata.version and no users (KAFKA-20839)")
+            self._marks[srv.name] += max(0, len(new) - len(needle) + 1)
 
     def format_again(self, started: Started, say: Callable[[str], None]) -> Started:
         """Stop the brokers (all at once, as `down` does), wipe their storage, start them again."""

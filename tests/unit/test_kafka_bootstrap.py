@@ -36,6 +36,18 @@ def test_only_what_the_brokers_log_after_this_start_counts(tmp_path: Path) -> No
         cluster.bootstrap_lost()
 
 
+def test_a_line_half_written_at_one_look_is_found_at_the_next(tmp_path: Path) -> None:
+    cluster = stack.NewKafkaCluster(brokers(tmp_path))
+    half = len(LOST_LINE) // 2
+    with cluster.brokers[0].log_file.open("a") as log:
+        log.write(LOST_LINE[:half])
+    cluster.bootstrap_lost()
+    with cluster.brokers[0].log_file.open("a") as log:
+        log.write(LOST_LINE[half:])
+    with pytest.raises(stack.KafkaBootstrapLost, match="kafka-1 logged"):
+        cluster.bootstrap_lost()
+
+
 def test_formatting_again_stops_wipes_and_restarts_only_the_brokers(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     procs: list[subprocess.Popen[bytes]] = []
