@@ -189,14 +189,14 @@ SEEN_CLOCK_SKEW_MS = 3_600_000
 
 def seen_may_be_refreshing(activity: Activity, now_ms: int) -> bool:
     """Whether a feed read (UserSeen) of a reader with this activity may be writing a newer last_seen onto the
-    reader's edges right now: only one that `plan_seen` would refresh, and for an edge that the follow
-    handler commits with a last_seen of its own. A reader never seen is not one: that commit writes no
-    last_seen (null: pushed), so a read meanwhile can make it no older. A reader seen within the day (the
-    edges' precision, EDGE_SEEN_REFRESH_MS) is not one either: no read before `now_ms` (give or take
-    SEEN_CLOCK_SKEW_MS) refreshes it."""
+    reader's edges right now: only one that `plan_seen` would refresh. A reader never seen is one: the
+    commit writes no last_seen (null: pushed until a read records one), and a read missed meanwhile would
+    leave the edge null, pushed to for good however long the reader stays away, as the read's last_seen
+    would not. A reader seen within the day (the edges' precision, EDGE_SEEN_REFRESH_MS) is not one: no read
+    before `now_ms` (give or take SEEN_CLOCK_SKEW_MS) refreshes it."""
     last = activity.last_seen
     if last is None:
-        return False
+        return True
     return activity.regenerating or now_ms + SEEN_CLOCK_SKEW_MS - last >= EDGE_SEEN_REFRESH_MS
 
 

@@ -41,8 +41,8 @@ class GraphHandlers:
         # A UserSeen of a follower may have run meanwhile (it is keyed by the follower, so another batch group
         # or worker) and listed the followees before this edge existed. It records the activity before
         # listing; we re-read it after writing: one of the two sees the other. Only a follower whose activity,
-        # as read, was due for a refresh can have such a UserSeen in flight (`seen_may_be_refreshing`): most
-        # followers read their feed within the day, or were never seen.
+        # as read, was never seen or due for a refresh can have such a UserSeen in flight
+        # (`seen_may_be_refreshing`): most followers read their feed within the day.
         now = self.d.clock_ms()
         recheck = {f for f in joined if seen_may_be_refreshing(seen[f], now)}
         if recheck:
