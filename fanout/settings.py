@@ -108,6 +108,11 @@ class Settings:
     bulk_write_window: int = field(default=8, metadata={"doc": "requests a chunk task keeps in flight while an "
                                                                "event's own writes are (alone: write_window)"})
     inbox_batch_size: int = field(default=50, metadata={"doc": "rows per write request (>1: batches by replica set)"})
+    # A bulk import waits on no reader, so it trades latency for Cassandra's per-request cost: 300,000 edges
+    # took 43.3-43.8 s at 200 rows and 47.1-49.3 s at 50, and 38.2-40.5 s at 500, with 15-25% less
+    # Cassandra CPU (BENCHMARKS.md, issue 10). Batches are also cut at MAX_BATCH_BYTES (32 KiB).
+    import_batch_rows: int = field(default=500, metadata={"doc": "rows per write request of `fanout import "
+                                                                 "follows`"})
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
     max_followees_read: int = field(default=5000, metadata={"doc": "timelines merged per read, pull strategy"})

@@ -56,7 +56,7 @@ def import_part(settings: Settings, path: Path, default_time: int, part: int, pa
                 progress: Any = None) -> int:
     """The follows of the authors whose id is `part` modulo `parts`, on a connection of this process."""
     follows = read_follows(path, default_time)
-    res = open_resources(settings, storage=True)
+    res = open_resources(dataclasses.replace(settings, inbox_batch_size=settings.import_batch_rows), storage=True)
     try:
         graph = ImportGraph(res.stores.graph)
         stores = dataclasses.replace(res.stores, graph=graph)
