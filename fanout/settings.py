@@ -109,8 +109,8 @@ class Settings:
                                                                "event's own writes are (alone: write_window)"})
     inbox_batch_size: int = field(default=50, metadata={"doc": "rows per write request (>1: batches by replica set)"})
     # A bulk import waits on no reader, so it trades latency for Cassandra's per-request cost: 300,000 edges
-    # took 43.3-43.8 s at 200 rows and 47.1-49.3 s at 50, and 38.2-40.5 s at 500, with 15-25% less
-    # Cassandra CPU (BENCHMARKS.md, issue 10). Batches are also cut at MAX_BATCH_BYTES (32 KiB).
+    # took 47.1-49.3 s at 50 rows, 39.5-43.8 s at 200 and 38.2-40.5 s at 500, with a quarter to a third
+    # less Cassandra CPU at 500 (BENCHMARKS.md, issue 10). Batches are also cut at MAX_BATCH_BYTES (32 KiB).
     import_batch_rows: int = field(default=500, metadata={"doc": "rows per write request of `fanout import "
                                                                  "follows`"})
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
