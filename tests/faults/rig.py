@@ -27,6 +27,7 @@ from cassandra.query import SimpleStatement
 
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect, migrate
+from fanout.adapters.cassandra.session import is_transient
 from fanout.events import Event, Followed
 from fanout.lag import consumer_lag
 from fanout.producer import EventProducer, ensure_topics
@@ -37,6 +38,30 @@ RESULTS: list[dict[str, Any]] = []  # this session's
 FOLLOW_TIME = 1_790_000_000_000
 AUTHOR = 1  # of the big fan-out tests' shared graph
 FOLLOWERS = range(100_000, 110_000)  # 10,000 of them
+PAGE_ATTEMPTS = 6  # of one page of a check's scan, 5 s apart
+
+
+def scan(session: Session, query: str, fetch_size: int = 5000) -> Iterator[Any]:
+    """Every row of a whole-table read, page by page, each page tried again on a timeout. Just after every
+    node restarted (commit log replayed, hints and compactions running) a replica may miss the coordinator's
+    range-read timeout (10 s) for one page: "received only 1 responses", seen in CI on 3 nodes. That says
+    nothing about the rows, and the check is the rows; a page that fails `PAGE_ATTEMPTS` times still fails."""
+    stmt = SimpleStatement(query, fetch_size=fetch_size)
+    paging_state = None
+    while True:
+        for attempt in range(1, PAGE_ATTEMPTS + 1):
+            try:
+                page = session.execute(stmt, timeout=120, paging_state=paging_state)
+                break
+            except Exception as exc:
+                if attempt == PAGE_ATTEMPTS or not is_transient(exc):
+                    raise
+                print(f"[rig] a page of {query!r} failed ({type(exc).__name__}: {exc}); again in 5 s", flush=True)
+                time.sleep(5)
+        yield from page.current_rows
+        if not page.has_more_pages:
+            return
+        paging_state = page.paging_state
 
 
 @dataclass
@@ -171,8 +196,8 @@ class Rig:
     def inbox(self) -> set[tuple[int, int]]:
         """Every inbox row (user, post), read at the configured read consistency. A partition holding only
         its reader's state (static columns: a follow writes their sets) reads as a null post id: not a row."""
-        stmt = SimpleStatement(f"SELECT user_id, post_id FROM {self.settings.keyspace}.inbox", fetch_size=5000)
-        return {(r.user_id, r.post_id) for r in self.session.execute(stmt, timeout=120) if r.post_id is not None}
+        rows = scan(self.session, f"SELECT user_id, post_id FROM {self.settings.keyspace}.inbox")
+        return {(r.user_id, r.post_id) for r in rows if r.post_id is not None}
 
     def compare(self, fault: str, times: int, drain_seconds: float, command: str, **notes: Any) -> Outcome:
         got = self.inbox()

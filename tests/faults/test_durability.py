@@ -12,6 +12,7 @@ import time
 
 import pytest
 from cluster import kill9, names, restart
+from rig import scan
 
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect, migrate
 from fanout.metrics import Metrics
@@ -44,7 +45,7 @@ def test_kill_9_right_after_migrate_and_writes_loses_nothing(stack_up: Settings)
         tables = {r.table_name for r in session.execute(
             "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (s.keyspace,))}
         assert {"inbox", "posts", "followers_by_author", "node_leases"} <= tables
-        rows = session.execute(f"SELECT user_id FROM {s.keyspace}.inbox", timeout=60)
+        rows = scan(session, f"SELECT user_id FROM {s.keyspace}.inbox")
         assert {r.user_id for r in rows} == set(range(1, ROWS + 1))
     finally:
         cluster.shutdown()
