@@ -135,6 +135,9 @@ class ImportGraph(AuthorStatsCache):
 
     def __init__(self, graph: GraphStore) -> None:
         super().__init__(graph)
+        self._clear()
+
+    def _clear(self) -> None:
         self._users, self._followees, self._times = array("q"), array("q"), array("q")
         self._following = bytearray()
 
@@ -156,8 +159,7 @@ class ImportGraph(AuthorStatsCache):
             await self.graph.set_followings((self._users[i], self._followees[i], bool(self._following[i]),
                                              self._times[i]) for i in rows)
             progress(len(rows))
-        self._users, self._followees, self._times = array("q"), array("q"), array("q")
-        self._following = bytearray()
+        self._clear()
         return len(order)
 
 
