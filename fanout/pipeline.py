@@ -41,10 +41,13 @@ __all__ = ["Pipeline", "SendTask", "SendUpdate", "no_updates"]
 
 class Pipeline:
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 send_update: SendUpdate, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us) -> None:
+                 send_update: SendUpdate, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us,
+                 seen_concurrently: bool = True) -> None:
+        """`seen_concurrently`: see GraphHandlers; False only for the bulk import."""
         self.delivery = Delivery(stores, settings, metrics, send_task, send_update, clock_ms, clock_us)
         self.metrics = metrics
-        posts, graph, readers = PostHandlers(self.delivery), GraphHandlers(self.delivery), ReaderHandlers(self.delivery)
+        posts, readers = PostHandlers(self.delivery), ReaderHandlers(self.delivery)
+        graph = GraphHandlers(self.delivery, seen_concurrently)
         self.graph = graph
         self.handlers: dict[type[Event], Callable[[Any], Awaitable[None]]] = {
             PostCreated: posts.post_created,

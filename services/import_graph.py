@@ -65,8 +65,9 @@ def import_part(settings: Settings, path: Path, default_time: int, part: int, pa
         async def send_task(task: ChunkTask) -> None:
             tasks.append(task)  # run inline by import_follows, after each window
 
-        # A bulk import sets a graph up: no reader is connected to be told of it live.
-        pipeline = Pipeline(stores, settings, res.metrics, send_task, no_updates)
+        # A bulk import sets a graph up: no reader is connected to be told of it live, and no worker runs
+        # beside it to handle a UserSeen meanwhile (README), so no activity is re-read after each commit.
+        pipeline = Pipeline(stores, settings, res.metrics, send_task, no_updates, seen_concurrently=False)
         return asyncio.run(import_follows(follows, pipeline, tasks, progress or (lambda n: None),
                                           part=part, parts=parts, graph=graph))
     finally:

@@ -17,8 +17,12 @@ Change = tuple[int, bool, int]  # (follower, following, event time)
 
 
 class GraphHandlers:
-    def __init__(self, delivery: Delivery) -> None:
+    def __init__(self, delivery: Delivery, seen_concurrently: bool = True) -> None:
+        """`seen_concurrently`: whether a follower's UserSeen may be handled while its follow is (by another
+        batch group or worker), which the activity re-read after each commit guards against. The bulk import
+        runs with the workers stopped (README), so it passes False and skips that read."""
         self.d = delivery
+        self.seen_concurrently = seen_concurrently
 
     async def follow_changed(self, author_id: int, follower_id: int, following: bool, event_time: int) -> None:
         """Apply a follow or unfollow; a stale or repeated one (not newer than the edge) changes nothing."""
@@ -43,6 +47,8 @@ class GraphHandlers:
         # listing; we re-read it after writing: one of the two sees the other. Only a follower whose activity,
         # as read, was never seen or due for a refresh can have such a UserSeen in flight
         # (`seen_may_be_refreshing`): most followers read their feed within the day.
+        if not self.seen_concurrently:
+            return
         now = self.d.clock_ms()
         recheck = {f for f in joined if seen_may_be_refreshing(seen[f], now)}
         if recheck:
