@@ -8,6 +8,7 @@ that the event belongs on that topic (and, for author events, under its author's
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from fanout.events import (
     DemotionChunk,
     Event,
     FeedUpdate,
+    FeedUpdates,
     FollowChanged,
     Followed,
     InboxChunk,
@@ -42,8 +44,9 @@ SCHEMA_VERSION = 1
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
-                InboxPurge, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged)
+                InboxPurge, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged, FeedUpdates)
 }
+FEED_UPDATE_TYPES = (PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged)
 
 
 @cache
@@ -53,10 +56,19 @@ def validator(type_name: str) -> Any:
 
 
 def encode(event: Event) -> bytes:
+    if isinstance(event, FeedUpdates):
+        return encode_feed_updates([encode(u) for u in event.updates], event.event_time)
     doc: dict[str, Any] = {"type": event.TYPE, "version": SCHEMA_VERSION}
     for f in dataclasses.fields(event):
         doc[f.name] = getattr(event, f.name)
     return orjson.dumps(doc)
+
+
+def encode_feed_updates(encoded: Sequence[bytes], event_time: int) -> bytes:
+    """A FeedUpdates envelope around updates already encoded (`encode`), in this order: spliced, not
+    encoded again, so that a sender can cut envelopes by size as it adds updates."""
+    return b'{"type":"FeedUpdates","version":%d,"event_time":%d,"updates":[%b]}' % (
+        SCHEMA_VERSION, event_time, b",".join(encoded))
 
 
 def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
@@ -69,12 +81,18 @@ def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent("bad_json", str(exc)) from None
+    return _from_doc(doc)
+
+
+def _from_doc(doc: Any, enveloped: bool = False) -> Event:
     if not isinstance(doc, dict):
         raise InvalidEvent("schema", "event is not a JSON object")
     type_name = doc.get("type")
     cls = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
         raise InvalidEvent("unknown_type", f"type {type_name!r} is not one of {sorted(EVENT_TYPES)}")
+    if enveloped and not issubclass(cls, FEED_UPDATE_TYPES):
+        raise InvalidEvent("unknown_type", f"a FeedUpdates envelope holds feed updates only, not {cls.TYPE}")
     try:
         validator(cls.TYPE)(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
@@ -82,13 +100,16 @@ def decode(raw: bytes | None, max_bytes: int | None = None) -> Event:
     # JSON Schema's "integer" accepts 7.0; ids and times must be exact integers (a float key is a bug).
     for name, value in doc.items():
         values = value if isinstance(value, list) else [value]
-        if name not in ("type", "body", "tier", "following", "celebrity") and any(type(v) is not int for v in values):
+        if name not in ("type", "body", "tier", "following", "celebrity", "updates") and any(
+                type(v) is not int for v in values):
             raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
     doc.pop("version")
     for name in ("follower_ids", "user_ids"):
         if name in doc:
             doc[name] = tuple(doc[name])
+    if "updates" in doc:
+        doc["updates"] = tuple(_from_doc(item, enveloped=True) for item in doc["updates"])
     return cls(**doc)
 
 
@@ -102,12 +123,15 @@ def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) ->
     return event
 
 
-def decode_feed_update(raw: bytes | None) -> FeedUpdate:
-    """Decode an update of the feed updates topic (written by the worker, read by read services)."""
+def decode_feed_updates(raw: bytes | None) -> tuple[FeedUpdate, ...]:
+    """Decode a message of the feed updates topic (written by the worker, read by read services): one
+    update, or a FeedUpdates envelope of several, in the order they apply."""
     event = decode(raw)
-    if not isinstance(event, PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged):
+    if isinstance(event, FeedUpdates):
+        return event.updates
+    if not isinstance(event, FEED_UPDATE_TYPES):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the feed updates topic")
-    return event
+    return (event,)
 
 
 def decode_chunk_task(raw: bytes | None) -> ChunkTask:

@@ -225,5 +225,19 @@ ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge
 FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged
 
 
+@dataclass(frozen=True, slots=True)
+class FeedUpdates(Event):
+    """Several feed updates in one message of the updates topic, applied in order (fanout/update_sender.py
+    sends those of one partition together). `event_time` is the newest of theirs; the key is the first one's,
+    and every one of them belongs on the partition the message is on."""
+
+    TYPE: ClassVar[str] = "FeedUpdates"
+    updates: tuple[FeedUpdate, ...]
+
+    @property
+    def key(self) -> bytes:
+        return self.updates[0].key
+
+
 def author_key(author_id: int) -> bytes:
     return str(author_id).encode()

@@ -2,7 +2,8 @@
 
 Every read process reads the whole updates topic, without a consumer group (each needs every update for
 its own caches), from the end: its caches start empty, so nothing older can be stale in them. A thread
-polls Kafka and hands each update to the event loop, where the caches change (no locks needed).
+polls Kafka and hands each message's updates to the event loop, where the caches change (no locks needed).
+A message holds one update or a FeedUpdates envelope of several (fanout/update_sender.py), applied in order.
 If the listener misses updates (Kafka unreachable for a while), the caches' TTLs bound the staleness.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from fanout.codec import decode_feed_update
+from fanout.codec import decode_feed_updates
 from fanout.events import FeedUpdate, InvalidEvent
 from fanout.kafka_access import updates_group
 from fanout.settings import Settings
@@ -79,10 +80,14 @@ class UpdatesListener:
                             log.warning("feed updates: %s", error)
                         continue
                     try:
-                        update = decode_feed_update(message.value())
+                        updates = decode_feed_updates(message.value())
                     except InvalidEvent as exc:
-                        log.warning("feed updates: ignored an invalid update: %s", exc)
+                        log.warning("feed updates: ignored an invalid message: %s", exc)
                         continue
-                    self.loop.call_soon_threadsafe(self.apply, update)
+                    self.loop.call_soon_threadsafe(self._apply_all, updates)
         finally:
             consumer.close()
+
+    def _apply_all(self, updates: tuple[FeedUpdate, ...]) -> None:
+        for update in updates:
+            self.apply(update)

@@ -13,10 +13,11 @@ from typing import Any
 import faust
 
 from fanout.codec import decode_author_event, decode_chunk_task, encode
-from fanout.events import ChunkTask, FeedUpdate
+from fanout.events import ChunkTask
 from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, SendTask, SendUpdate
 from fanout.settings import Settings
+from fanout.update_sender import UpdateSender
 from streams.runner import BatchRunner, RetryPolicy
 
 
@@ -67,9 +68,12 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
         delivered = await dead_letters.send(key=key, value=value, headers=headers, force=True)
         await delivered
 
-    async def send_update(update: FeedUpdate) -> None:
-        delivered = await updates.send(key=update.key, value=encode(update), force=True)
+    async def publish_update(partition: int, key: bytes, value: bytes) -> None:
+        delivered = await updates.send(key=key, value=value, partition=partition, force=True)
         await delivered
+
+    # The updates of one event-loop iteration, one message per partition (fanout/update_sender.py).
+    send_update = UpdateSender(publish_update, settings.kafka_partitions).send
 
     def partitions_moved(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         on_rebalance()

@@ -1,19 +1,24 @@
 """Live feeds end to end: several readers connected to GET /v1/feed/stream receive exactly the new
 items of their feeds (pushed and pulled), delete notices, follows made while connected, and a reconnect with
-Last-Event-ID resumes without a gap or a duplicate. Checked against an oracle of each reader's feed."""
+Last-Event-ID resumes without a gap or a duplicate. Checked against an oracle of each reader's feed; and
+the updates the read service learns these from, read off Kafka with kcat."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
+from kafka_clients import kcat_args
 from live import Deployment, deploy
 from sse import Stream
 
-from fanout.events import Event, Followed, PostCreated, PostDeleted
+from fanout.codec import decode, decode_feed_updates
+from fanout.events import Event, FeedUpdates, FollowChanged, Followed, PostCreated, PostDeleted
 from fanout.ids import PostIdGenerator, millis_of
 from fanout.settings import Settings
+from fanout.update_sender import partition_of
 
 pytestmark = pytest.mark.e2e
 _ids = PostIdGenerator(node=1018)
@@ -131,3 +136,30 @@ def test_the_page_and_its_assets_are_served(live: Deployment) -> None:
     assert httpx.get(url + "/static/feed.js").headers["content-type"].startswith("text/javascript")
     assert httpx.get(url + "/static/nope.js").status_code == 404
     assert httpx.get(url + "/static/..%2Fread_api.py").status_code in (404, 422)
+
+
+def test_updates_sent_together_reach_kafka_as_envelopes_on_their_authors_partitions(live: Deployment) -> None:
+    """Read with kcat, an outside client: the follows of one batch of events come out of the worker as
+    FeedUpdates envelopes (fanout/update_sender.py), every update once, each on its author's partition."""
+    s = live.settings
+    followers, authors = range(3_100_001, 3_100_011), range(3_100_101, 3_100_141)
+    t = now_ms()
+    follows = [Followed(event_time=t, follower_id=f, followee_id=a) for a in authors for f in followers]
+    live.publish(follows)
+    live.drain()
+    kcat = subprocess.run(
+        ["kcat", "-C", *kcat_args(s), "-t", s.updates_topic, "-e", "-o", "beginning", "-f", "%p %k %s\\n"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert kcat.returncode == 0, kcat.stderr
+    seen: list[tuple[int, int, bool]] = []
+    envelopes = 0
+    for line in kcat.stdout.splitlines():
+        partition, key, value = line.split(" ", 2)
+        envelopes += isinstance(decode(value.encode()), FeedUpdates)
+        for update in decode_feed_updates(value.encode()):
+            assert partition_of(update.key, s.kafka_partitions) == int(partition)
+            assert partition_of(key.encode(), s.kafka_partitions) == int(partition)
+            if isinstance(update, FollowChanged) and update.followee_id in authors:
+                seen.append((update.follower_id, update.followee_id, update.following))
+    assert sorted(seen) == sorted((e.follower_id, e.followee_id, True) for e in follows)
+    assert envelopes > 0

@@ -19,8 +19,9 @@ from fanout.codec import (
     decode,
     decode_author_event,
     decode_chunk_task,
-    decode_feed_update,
+    decode_feed_updates,
     encode,
+    encode_feed_updates,
 )
 from fanout.events import (
     CelebrityChunk,
@@ -29,6 +30,7 @@ from fanout.events import (
     DemotionChunk,
     Event,
     FeedUpdate,
+    FeedUpdates,
     FollowChanged,
     Followed,
     InboxChunk,
@@ -61,10 +63,14 @@ EXAMPLES: list[Event] = [
     PostDelivered(event_time=T, post_id=123, author_id=7, user_ids=(1, 2)),
     FollowChanged(event_time=T, follower_id=3, followee_id=7, following=False),
     CelebritySetChanged(event_time=T, author_id=7, user_ids=(4, 5), celebrity=True),
+    FeedUpdates(event_time=T + 1, updates=(PostStored(event_time=T, post_id=123, author_id=7, tier="push", body="hi"),
+                                           FollowChanged(event_time=T + 1, follower_id=3, followee_id=7,
+                                                         following=True))),
 ]
 CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
 FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, FeedUpdate)]
-AUTHOR_EVENTS = [e for e in EXAMPLES if e not in CHUNK_TASKS and e not in FEED_UPDATES]
+ENVELOPES = [e for e in EXAMPLES if isinstance(e, FeedUpdates)]
+AUTHOR_EVENTS = [e for e in EXAMPLES if e not in CHUNK_TASKS and e not in FEED_UPDATES and e not in ENVELOPES]
 ID_FIELDS = ("post_id", "author_id", "follower_id", "followee_id")
 
 
@@ -345,9 +351,10 @@ def test_schema_fields_match_the_dataclass(path: Path) -> None:
     assert schema["properties"]["version"] == {"const": SCHEMA_VERSION}
 
 
-@pytest.mark.parametrize("event", FEED_UPDATES, ids=ids(FEED_UPDATES))
+@pytest.mark.parametrize("event", FEED_UPDATES + ENVELOPES, ids=ids(FEED_UPDATES + ENVELOPES))
 def test_feed_updates_belong_on_the_updates_topic_only(event: Event) -> None:
-    assert decode_feed_update(encode(event)) == event
+    expected = event.updates if isinstance(event, FeedUpdates) else (event,)
+    assert decode_feed_updates(encode(event)) == expected
     with pytest.raises(InvalidEvent):
         decode_chunk_task(encode(event))
     with pytest.raises(InvalidEvent):
@@ -356,7 +363,26 @@ def test_feed_updates_belong_on_the_updates_topic_only(event: Event) -> None:
 
 def test_an_author_event_is_not_a_feed_update() -> None:
     with pytest.raises(InvalidEvent, match="feed updates"):
-        decode_feed_update(encode(EXAMPLES[0]))
+        decode_feed_updates(encode(EXAMPLES[0]))
+
+
+@given(st.lists(st.sampled_from(FEED_UPDATES), min_size=1, max_size=20), event_times)
+def test_a_spliced_envelope_decodes_to_its_updates_in_order(updates: list[FeedUpdate], newest: int) -> None:
+    raw = encode_feed_updates([encode(u) for u in updates], newest)
+    assert decode(raw) == FeedUpdates(event_time=newest, updates=tuple(updates))
+
+
+@pytest.mark.parametrize("inner", [EXAMPLES[0], CHUNK_TASKS[0], ENVELOPES[0]], ids=lambda e: e.TYPE)
+def test_an_envelope_holds_feed_updates_only(inner: Event) -> None:
+    raw = encode_feed_updates([encode(FEED_UPDATES[0]), encode(inner)], T)
+    with pytest.raises(InvalidEvent, match="feed updates only"):
+        decode_feed_updates(raw)
+
+
+def test_an_invalid_update_invalidates_its_envelope() -> None:
+    bad = orjson.dumps({**doc_of(FEED_UPDATES[0]), "post_id": 1.5})
+    assert reason(encode_feed_updates([encode(FEED_UPDATES[1]), bad], T)) == "schema"
+    assert reason(encode_feed_updates([], T)) == "schema"  # an envelope is never empty
 
 
 def test_a_stored_post_has_a_known_tier() -> None:
