@@ -28,7 +28,7 @@ from fanout.events import (
     Unfollowed,
     UserSeen,
 )
-from fanout.handlers.delivery import Delivery, SendTask, SendUpdate, no_updates
+from fanout.handlers.delivery import Delivery, SendTask, SendUpdates, no_updates
 from fanout.handlers.graph import GraphHandlers
 from fanout.handlers.posts import PostHandlers
 from fanout.handlers.readers import ReaderHandlers
@@ -36,15 +36,15 @@ from fanout.metrics import Metrics
 from fanout.ports import Stores
 from fanout.settings import Settings
 
-__all__ = ["Pipeline", "SendTask", "SendUpdate", "no_updates"]
+__all__ = ["Pipeline", "SendTask", "SendUpdates", "no_updates"]
 
 
 class Pipeline:
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 send_update: SendUpdate, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us,
+                 send_updates: SendUpdates, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us,
                  seen_concurrently: bool = True) -> None:
         """`seen_concurrently`: see GraphHandlers; False only for the bulk import."""
-        self.delivery = Delivery(stores, settings, metrics, send_task, send_update, clock_ms, clock_us)
+        self.delivery = Delivery(stores, settings, metrics, send_task, send_updates, clock_ms, clock_us)
         self.metrics = metrics
         posts, readers = PostHandlers(self.delivery), ReaderHandlers(self.delivery)
         graph = GraphHandlers(self.delivery, seen_concurrently)

@@ -9,23 +9,26 @@ call here is not sent at once: every call of one iteration is gathered and flush
 
 Order is kept where read services rely on it, per author: an update goes to the partition its own key
 would (the producer's murmur2 over the topic's partitions), given explicitly, so every update of one author
-is on one partition, in the order sent, as before. A handler's own updates that must be applied in order
-(PostStored before PostDelivered) are awaited one after the other, so they never share a flush.
+is on one partition, in the order sent, as before. Updates that must be applied in order (a post's
+PostStored before its PostDelivered) are sent in one call: of one author, they travel in one envelope in
+that order, or, cut by size, in messages handed to the producer in that order (it keeps a partition's
+messages in order).
 
-A caller's await returns when the message holding its update is acknowledged, or raises if it failed: the
-runner's ack rule is unchanged, nothing is committed past an update not yet sent.
+A caller's await returns when the messages holding its updates are acknowledged, or raises if one failed:
+the runner's ack rule is unchanged, nothing is committed past an update not yet sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka.partitioner import murmur2
 
 from fanout.codec import encode, encode_feed_updates
 from fanout.events import FeedUpdate
+from fanout.settling import settling
 
 # An envelope stays far below Kafka's default 1 MB message limit (an update larger than this, a PostDelivered
 # of a big chunk, goes alone, as it did before envelopes).
@@ -47,17 +50,20 @@ class UpdateSender:
         self.partitions = partitions
         self._pending: list[tuple[FeedUpdate, asyncio.Future[None]]] = []
 
-    async def send(self, update: FeedUpdate) -> None:
-        """Send the update; returns once Kafka has it, raises if it could not be sent."""
+    async def send(self, updates: Sequence[FeedUpdate]) -> None:
+        """Send these updates (an author's are applied in this order); returns once Kafka has every one of
+        them, raises if one could not be sent."""
+        if not updates:
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append((update, future))
+        self._pending.extend((update, future) for update in updates)
         await future
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        asyncio.ensure_future(self._send(pending))
+        asyncio.ensure_future(settling(self._send(pending), [future for _, future in pending]))
 
     async def _send(self, pending: list[tuple[FeedUpdate, asyncio.Future[None]]]) -> None:
         by_partition: dict[int, list[tuple[FeedUpdate, asyncio.Future[None]]]] = defaultdict(list)
@@ -66,14 +72,18 @@ class UpdateSender:
         messages = [message for partition, items in by_partition.items() for message in _envelopes(partition, items)]
         outcomes = await asyncio.gather(*(self.publish(partition, key, value) for partition, key, value, _ in messages),
                                         return_exceptions=True)
+        # A caller whose updates span several messages hears of the first failure, or of success once all are in.
+        failed: dict[asyncio.Future[None], BaseException] = {}
         for (_, _, _, futures), outcome in zip(messages, outcomes, strict=True):
-            for future in futures:
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(None)
+            if isinstance(outcome, BaseException):
+                failed.update((future, outcome) for future in futures if future not in failed)
+        for _, future in pending:
+            if future.done():
+                continue
+            if future in failed:
+                future.set_exception(failed[future])
+            else:
+                future.set_result(None)
 
 
 def _envelopes(partition: int, items: list[tuple[FeedUpdate, asyncio.Future[None]]]

@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.bootstrap import open_resources
 from fanout.metrics import tune_gc
-from fanout.pipeline import Pipeline, SendTask, SendUpdate
+from fanout.pipeline import Pipeline, SendTask, SendUpdates
 from fanout.settings import Settings
 from streams.app import build_app
 
@@ -24,8 +24,8 @@ def run(settings: Settings, loglevel: str = "info", pipeline: type[Pipeline] = P
     graph = AuthorStatsCache(res.stores.graph)
     stores = dataclasses.replace(res.stores, graph=graph)
 
-    def pipeline_for(send_task: SendTask, send_update: SendUpdate) -> Pipeline:
-        return pipeline(stores, settings, res.metrics, send_task, send_update)
+    def pipeline_for(send_task: SendTask, send_updates: SendUpdates) -> Pipeline:
+        return pipeline(stores, settings, res.metrics, send_task, send_updates)
 
     app = build_app(settings, res.metrics, pipeline_for, on_rebalance=graph.clear)
     start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)

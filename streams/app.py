@@ -15,15 +15,15 @@ import faust
 from fanout.codec import decode_author_event, decode_chunk_task, encode
 from fanout.events import ChunkTask
 from fanout.metrics import Metrics
-from fanout.pipeline import Pipeline, SendTask, SendUpdate
+from fanout.pipeline import Pipeline, SendTask, SendUpdates
 from fanout.settings import Settings
 from fanout.update_sender import UpdateSender
 from streams.runner import BatchRunner, RetryPolicy
 
 
-def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[SendTask, SendUpdate], Pipeline],
+def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[SendTask, SendUpdates], Pipeline],
               on_rebalance: Callable[[], None] = lambda: None) -> faust.App:
-    """The worker's Faust app. `pipeline_for(send_task, send_update)` builds the Pipeline once topics exist;
+    """The worker's Faust app. `pipeline_for(send_task, send_updates)` builds the Pipeline once topics exist;
     `on_rebalance` runs whenever partitions are revoked or assigned (the author stats cache forgets)."""
     datadir = settings.worker_data_dir
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
@@ -73,7 +73,7 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
         await delivered
 
     # The updates of one event-loop iteration, one message per partition (fanout/update_sender.py).
-    send_update = UpdateSender(publish_update, settings.kafka_partitions).send
+    send_updates = UpdateSender(publish_update, settings.kafka_partitions).send
 
     def partitions_moved(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         on_rebalance()
@@ -81,7 +81,7 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     app.on_partitions_revoked.connect(partitions_moved)
     app.on_partitions_assigned.connect(partitions_moved)
 
-    pipeline = pipeline_for(send_task, send_update)
+    pipeline = pipeline_for(send_task, send_updates)
     policy = RetryPolicy.of(settings)
     author_runner = BatchRunner(settings.events_topic,
                                 lambda value, key: decode_author_event(value, key, settings.max_event_bytes),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -20,23 +19,24 @@ SendTask = Callable[[ChunkTask], Awaitable[None]]
 # Tells the read services what changed (a post stored or delivered, a delete applied, a follow); returns
 # once Kafka has it, so a crash before that replays the event and sends the update again (read services
 # apply updates idempotently).
-SendUpdate = Callable[[FeedUpdate], Awaitable[None]]
+# Several updates go in one call, to be applied in that order (fanout/update_sender.py).
+SendUpdates = Callable[[Sequence[FeedUpdate]], Awaitable[None]]
 
 
-async def no_updates(update: FeedUpdate) -> None:
-    """A SendUpdate for runs with no read service to tell (a bulk import, tests of other things)."""
+async def no_updates(updates: Sequence[FeedUpdate]) -> None:
+    """A SendUpdates for runs with no read service to tell (a bulk import, tests of other things)."""
 
 
 class Delivery:
     """The dependencies of every handler, and the delivery steps they share."""
 
     def __init__(self, stores: Stores, settings: Settings, metrics: Metrics, send_task: SendTask,
-                 send_update: SendUpdate, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us) -> None:
+                 send_updates: SendUpdates, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us) -> None:
         self.stores = stores
         self.settings = settings
         self.metrics = metrics
         self.send_task = send_task
-        self.send_update = send_update
+        self._send_updates = send_updates
         self.clock_ms = clock_ms
         self.clock_us = clock_us  # write stamps (purges), on the clock the store stamps its rows with
 
@@ -54,22 +54,24 @@ class Delivery:
         self.metrics.end_to_end_lag.labels(follower_bucket(audience)).observe(
             max(0.0, (written_ms - event_time) / 1000))
 
-    async def send_updates(self, updates: Iterable[FeedUpdate]) -> None:
-        """Several updates, sent together. With no read service to tell (`no_updates`: a bulk import) they are
-        not even built: an import had spent ~7% of its samples on no-op sends (py-spy, 100,000 edges)."""
-        if self.send_update is not no_updates:
-            sends = [self.send_update(update) for update in updates]
-            if len(sends) == 1:
-                await sends[0]  # most runs are one follow long: no task for it
-            else:
-                await asyncio.gather(*sends)
+    async def send_update(self, update: FeedUpdate) -> None:
+        await self._send_updates((update,))
 
-    async def delivered(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int) -> None:
-        """Tell live streams the post is in these followers' inboxes now (after the post's PostStored, so a
-        read service already has its body)."""
-        if followers:
-            await self.send_update(PostDelivered(event_time=event_time, post_id=post_id, author_id=author_id,
-                                                 user_ids=tuple(followers)))
+    async def send_updates(self, updates: Iterable[FeedUpdate]) -> None:
+        """Several updates, sent together and applied in this order. With no read service to tell
+        (`no_updates`: a bulk import) they are not even built: an import had spent ~7% of its samples on
+        no-op sends (py-spy, 100,000 edges)."""
+        if self._send_updates is not no_updates:
+            await self._send_updates(tuple(updates))
+
+    async def delivered(self, post_id: int, author_id: int, followers: Sequence[int], event_time: int,
+                        after: Sequence[FeedUpdate] = ()) -> None:
+        """Tell live streams the post is in these followers' inboxes now. It must come after the post's
+        PostStored, so that a read service already has its body: sent before, or given as `after` (sent
+        first, in the same call)."""
+        delivered = [PostDelivered(event_time=event_time, post_id=post_id, author_id=author_id,
+                                   user_ids=tuple(followers))] if followers else []
+        await self.send_updates([*after, *delivered])
 
     async def active_followers(self, author_id: int, seen_since: int | None = None, expected: int = 0) -> list[int]:
         """Every follower of the author seen since `seen_since` (None: every follower), in id order.

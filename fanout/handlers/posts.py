@@ -47,8 +47,8 @@ class PostHandlers:
             # The post and its inbox rows in the same flush (often the same batches): a read that finds a
             # pushed id before its post skips it (fanout/feed.py), so nothing waits for the post first.
             await asyncio.gather(save, d.push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count))
-            await d.send_update(stored)
-            await d.delivered(e.post_id, e.author_id, followers, e.event_time)
+            # Both updates in one send (one envelope, PostStored first): one wait for Kafka, not two.
+            await d.delivered(e.post_id, e.author_id, followers, e.event_time, after=[stored])
             return
         await save
         await d.send_update(stored)

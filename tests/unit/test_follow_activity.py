@@ -5,6 +5,7 @@ it (on the in-memory adapter)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -43,10 +44,10 @@ def pipeline(storage: MemoryStorage, seen_concurrently: bool = True) -> Pipeline
     async def send_task(task: ChunkTask) -> None:
         pass
 
-    async def send_update(update: FeedUpdate) -> None:
+    async def send_updates(updates: Sequence[FeedUpdate]) -> None:
         pass
 
-    return Pipeline(storage.stores(), SETTINGS, Metrics(), send_task, send_update, clock_ms=lambda: T,
+    return Pipeline(storage.stores(), SETTINGS, Metrics(), send_task, send_updates, clock_ms=lambda: T,
                     seen_concurrently=seen_concurrently)
 
 

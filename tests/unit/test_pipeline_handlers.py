@@ -9,7 +9,7 @@ from the chunks topic.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -61,8 +61,8 @@ class World:
     async def _send(self, task: ChunkTask) -> None:
         self.tasks.append(task)
 
-    async def _update(self, update: FeedUpdate) -> None:
-        self.updates.append(update)
+    async def _update(self, updates: Sequence[FeedUpdate]) -> None:
+        self.updates.extend(updates)
 
     async def handle(self, *events: Event, run_tasks: bool = True) -> None:
         for e in events:

@@ -4,6 +4,7 @@ in-memory adapter)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from fanout.adapters.memory import MemoryStorage
 from fanout.events import ChunkTask, FeedUpdate, Followed, PostCreated
@@ -29,10 +30,10 @@ def test_a_replay_keeps_the_tier_stored_before_the_crash() -> None:
         async def send_task(task: ChunkTask) -> None:
             tasks.append(task)
 
-        async def send_update(update: FeedUpdate) -> None:
+        async def send_updates(updates: Sequence[FeedUpdate]) -> None:
             pass
 
-        p = Pipeline(storage.stores(), SETTINGS, Metrics(), send_task, send_update)
+        p = Pipeline(storage.stores(), SETTINGS, Metrics(), send_task, send_updates)
         for f in followers:
             await p.handle(Followed(event_time=T0 - 1_000, follower_id=f, followee_id=AUTHOR))
         post = PostCreated(event_time=T0, post_id=smallest_id_at(T0), author_id=AUTHOR, body="again")

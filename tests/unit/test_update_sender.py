@@ -49,7 +49,7 @@ def test_updates_sent_together_go_as_one_message_per_partition_in_order() -> Non
     updates = [follow(f, a, following=f % 3 != 0) for f in range(1, 40) for a in (5, 6, 7, 8, 9)]
 
     async def run() -> None:
-        await asyncio.gather(*(sender.send(u) for u in updates))
+        await asyncio.gather(*(sender.send([u]) for u in updates))
 
     asyncio.run(run())
     partitions = {partition_of(u.key, PARTITIONS) for u in updates}
@@ -60,18 +60,20 @@ def test_updates_sent_together_go_as_one_message_per_partition_in_order() -> Non
         assert partition_of(key, PARTITIONS) == partition
 
 
-def test_a_lone_update_is_sent_as_itself_and_awaits_in_sequence_are_separate_messages() -> None:
+def test_a_lone_update_is_sent_as_itself_and_one_calls_updates_go_together_in_order() -> None:
     topic = Topic()
     sender = UpdateSender(topic.publish, PARTITIONS)
     stored = PostStored(event_time=T, post_id=1, author_id=7, tier="push", body="hi")
     delivered = PostDelivered(event_time=T, post_id=1, author_id=7, user_ids=(1, 2))
 
     async def run() -> None:
-        await sender.send(stored)
-        await sender.send(delivered)
+        await sender.send([stored])
+        await sender.send([delivered])
+        await sender.send([stored, delivered])
+        await sender.send([])
 
     asyncio.run(run())
-    assert [updates for _, _, updates in topic.messages] == [(stored,), (delivered,)]
+    assert [updates for _, _, updates in topic.messages] == [(stored,), (delivered,), (stored, delivered)]
 
 
 def test_envelopes_are_cut_by_count_and_by_size() -> None:
@@ -81,7 +83,7 @@ def test_envelopes_are_cut_by_count_and_by_size() -> None:
     big = [PostStored(event_time=T, post_id=i, author_id=7, tier="push", body="x" * 5000) for i in range(1, 120)]
 
     async def run(updates: list[FeedUpdate]) -> None:
-        await asyncio.gather(*(sender.send(u) for u in updates))
+        await asyncio.gather(*(sender.send([u]) for u in updates))
 
     asyncio.run(run(many))
     assert [len(updates) for _, _, updates in topic.messages] == [MAX_ENVELOPE_UPDATES, 1]
@@ -99,7 +101,7 @@ def test_a_failed_message_fails_only_its_own_callers() -> None:
     sender = UpdateSender(topic.publish, PARTITIONS)
 
     async def run() -> list[BaseException | None]:
-        return list(await asyncio.gather(*(sender.send(u) for u in updates), return_exceptions=True))
+        return list(await asyncio.gather(*(sender.send([u]) for u in updates), return_exceptions=True))
 
     outcomes = asyncio.run(run())
     for update, outcome in zip(updates, outcomes, strict=True):
@@ -118,7 +120,7 @@ def test_a_caller_returns_only_once_its_message_is_acknowledged() -> None:
             await ack.wait()
 
         sender = UpdateSender(publish, PARTITIONS)
-        task = asyncio.ensure_future(sender.send(follow(1, 7)))
+        task = asyncio.ensure_future(sender.send([follow(1, 7)]))
         for _ in range(5):
             await asyncio.sleep(0)
         assert not task.done()
@@ -135,9 +137,34 @@ def test_every_update_is_published_once(partitions: int) -> None:
     updates = [follow(f, a) for f in range(1, 20) for a in range(1, 20)]
 
     async def run() -> None:
-        await asyncio.gather(*(sender.send(u) for u in updates[:150]))
-        await asyncio.gather(*(sender.send(u) for u in updates[150:]))
+        await asyncio.gather(*(sender.send([u]) for u in updates[:150]))
+        await asyncio.gather(*(sender.send([u]) for u in updates[150:]))
 
     asyncio.run(run())
     published = [u for _, _, batch in topic.messages for u in batch]
     assert sorted(published, key=updates.index) == updates
+
+
+def test_a_call_whose_updates_span_messages_waits_for_all_and_fails_if_one_fails() -> None:
+    updates = [follow(1, a) for a in range(1, 40)]
+    failing = partition_of(updates[-1].key, PARTITIONS)
+
+    async def run(topic: Topic) -> None:
+        await UpdateSender(topic.publish, PARTITIONS).send(updates)
+
+    whole = Topic()
+    asyncio.run(run(whole))
+    assert len(whole.messages) > 1
+    assert sorted((u for _, _, batch in whole.messages for u in batch), key=updates.index) == updates
+    with pytest.raises(ConnectionError):
+        asyncio.run(run(Topic(fail=frozenset({failing}))))
+
+
+def test_an_update_that_cannot_be_encoded_fails_its_caller_instead_of_hanging() -> None:
+    unencodable = FollowChanged(event_time=T, follower_id=object(), followee_id=7, following=True)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await asyncio.wait_for(UpdateSender(Topic().publish, PARTITIONS).send([unencodable]), 2)
+
+    with pytest.raises(TypeError):
+        asyncio.run(run())

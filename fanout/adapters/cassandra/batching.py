@@ -37,6 +37,7 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedS
 
 from fanout.adapters.cassandra.session import Cassandra
 from fanout.ports import is_bulk_work
+from fanout.settling import settling
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -125,7 +126,7 @@ class Writes:
 
     def _flush(self, bulk: bool) -> None:
         pending, self._pending[bulk] = self._pending[bulk], []
-        asyncio.ensure_future(_settling(self._send(pending, bulk), [future for _, _, future in pending]))
+        asyncio.ensure_future(settling(self._send(pending, bulk), [future for _, _, future in pending]))
 
     async def _send(self, pending: list[tuple[list[BoundStatement], bool, asyncio.Future[None]]],
                     bulk: bool) -> None:
@@ -215,7 +216,7 @@ class Loader(Generic[K, V]):
     def _flush(self) -> None:
         keys, waiters = list(self._keys), self._waiters
         self._keys, self._waiters = {}, []
-        asyncio.ensure_future(_settling(self._send(keys, waiters), waiters))
+        asyncio.ensure_future(settling(self._send(keys, waiters), waiters))
 
     async def _send(self, keys: list[K], waiters: list[asyncio.Future[dict[K, V]]]) -> None:
         groups: dict[Hashable, list[K]] = defaultdict(list)
@@ -228,19 +229,8 @@ class Loader(Generic[K, V]):
         for result in await asyncio.gather(*(self.fetch(chunk) for chunk in chunks)):
             found.update(result)
         # Every caller gets the whole flush's answers (a dict it only reads by its own keys): no copy per
-        # caller. A failed fetch fails them all (_settling), as a failed request fails its rows' callers.
+        # caller. A failed fetch fails them all (settling), as a failed request fails its rows' callers.
         for future in waiters:
             if not future.done():
                 future.set_result(found)
 
-
-async def _settling(send: Awaitable[None], futures: Sequence[asyncio.Future[Any]]) -> None:
-    """Run a flush; should it fail in an unexpected way, its callers get the error instead of waiting forever."""
-    try:
-        await send
-    except BaseException as exc:
-        for future in futures:
-            if not future.done():
-                future.set_exception(exc)
-        if not isinstance(exc, Exception):
-            raise
