@@ -3,6 +3,11 @@
 Inbox inserts (one post to `rows` followers, the pipeline's TTL) as single rows or multi-partition unlogged
 batches of 10/50/100, each with a sliding window in flight, on protocol v4 and v5; single rows through our
 asyncio bridge (`Cassandra.run_window`) for its cost; a read loop of inbox pages. In a keyspace of its own.
+
+And the floor of a post's own writes (`post_rows`): many small posts, each written as the pipeline must (its
+post row, its timeline entry, then its inbox rows), in the pipeline's batches and window, with nothing else (no
+Kafka, no reads, no decisions). Its rows/s over the best insert rate is the most a fan-out ratio can reach at
+that many inbox rows per post, however fast the rest of the pipeline gets.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, named_tuple_factory, tuple_factory
@@ -38,8 +43,20 @@ INBOX_CQL = """CREATE TABLE {ks}.inbox (
 # The pipeline's own statements (fanout/store.py), so only the loop around them differs.
 PUSH_CQL = "INSERT INTO {ks}.inbox (user_id, post_id, author_id) VALUES (?, ?, ?) USING TTL ?"
 PAGE_CQL = "SELECT post_id FROM {ks}.inbox WHERE user_id = ? AND post_id < ? LIMIT ?"
+# The rows a post itself writes (fanout/adapters/cassandra/posts.py), in tables shaped like ours.
+POSTS_CQL = """CREATE TABLE {ks}.posts (
+    post_id bigint PRIMARY KEY, author_id bigint, body text, tier text, deleted boolean, deleted_by bigint)"""
+TIMELINE_CQL = """CREATE TABLE {ks}.author_timeline (
+    author_id bigint, post_id bigint, PRIMARY KEY ((author_id), post_id)) WITH CLUSTERING ORDER BY (post_id DESC)"""
+POST_CQL = ("INSERT INTO {ks}.posts (post_id, author_id, body, tier, deleted) VALUES (?, ?, ?, 'push', false) "
+            "USING TIMESTAMP ?")
+TIMELINE_ENTRY_CQL = "INSERT INTO {ks}.author_timeline (author_id, post_id) VALUES (?, ?)"
+# Inbox rows per post of the floor loops: about the hybrid's and push-only's write amplification in `fanout bench`.
+ROWS_PER_POST = (5, 20)
+FLOOR_USERS = 10_000  # authors and followers are drawn from this many users
 TUPLES = "tuples"  # an execution profile returning plain tuples (the default builds named tuples)
 Request = tuple[Any, Sequence[Any] | None]
+T = TypeVar("T")
 
 
 def drop_keyspace(session: Session, keyspace: str) -> None:
@@ -95,7 +112,7 @@ def windowed(session: Session, requests: Iterable[Request], window: int, latenci
     return sent
 
 
-def until(deadline: float, requests: Iterable[Request]) -> Iterator[Request]:
+def until(deadline: float, requests: Iterable[T]) -> Iterator[T]:
     for request in requests:
         if time.perf_counter() > deadline:
             return
@@ -112,6 +129,36 @@ def pushes(stmt: PreparedStatement, size: int, rows: int, post_id: int, ttl: int
         for u in range(first, min(first + size, rows + 1)):
             batch.add(stmt, (u, post_id, AUTHOR, ttl))
         yield batch, None
+
+
+def posts_with_rows(post_stmt: PreparedStatement, timeline_stmt: PreparedStatement, push_stmt: PreparedStatement,
+                    per_post: int, rows: int, first_post: int, ttl: int, batch: int) -> Iterator[tuple[Request, int]]:
+    """Posts until `rows` inbox rows: each one's post row, timeline entry and `per_post` inbox rows of random
+    followers, the statements of consecutive posts cut into multi-partition unlogged batches of `batch`.
+    Yields each request with the inbox rows in it."""
+    rng = random.Random(first_post)
+    statements: list[tuple[PreparedStatement, tuple[Any, ...]]] = []
+    for post_id in itertools.count(first_post):
+        if rows <= 0:
+            break
+        author = rng.randrange(FLOOR_USERS)
+        statements += [(post_stmt, (post_id, author, f"post {post_id} by user {author}", post_id)),
+                       (timeline_stmt, (author, post_id))]
+        followers = rng.sample(range(FLOOR_USERS), min(per_post, rows))
+        statements += [(push_stmt, (u, post_id, author, ttl)) for u in followers]
+        rows -= len(followers)
+    for first in range(0, len(statements), batch):
+        request = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for stmt, params in statements[first : first + batch]:
+            request.add(stmt, params)
+        yield (request, None), sum(stmt is push_stmt for stmt, _ in statements[first : first + batch])
+
+
+def tallied(requests: Iterable[tuple[Request, int]], tally: list[int]) -> Iterator[Request]:
+    """The requests, adding the rows of each one handed on to `tally[0]`."""
+    for request, rows in requests:
+        tally[0] += rows
+        yield request
 
 
 def measured(run: Callable[[], int], rows: Callable[[int], int]) -> dict[str, Any]:
@@ -134,7 +181,7 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
     ks = keyspace or f"{settings.keyspace}_driver"
     ttl, posts = settings.inbox_ttl_seconds, itertools.count(1_000)
     progress = progress or Progress(disable=True)
-    task = progress.add_task("driver limits", total=len(SHAPES) * len(windows) * len(PROTOCOLS) + 3)
+    task = progress.add_task("driver limits", total=len(SHAPES) * len(windows) * len(PROTOCOLS) + 4)
 
     def step(what: str) -> None:
         progress.update(task, advance=1, description=f"driver: {what}")
@@ -145,7 +192,8 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
     try:
         drop_keyspace(admin, ks)
         admin.execute(f"CREATE KEYSPACE {ks} WITH replication = {settings.keyspace_replication}", timeout=60)
-        admin.execute(INBOX_CQL.format(ks=ks), timeout=60)
+        for cql in (INBOX_CQL, POSTS_CQL, TIMELINE_CQL):
+            admin.execute(cql.format(ks=ks), timeout=60)
         for protocol in PROTOCOLS:
             try:
                 cluster, session = connect(settings, protocol)
@@ -176,6 +224,8 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
         successes = [e for e in inserts if "error" not in e]
         result: dict[str, Any] = {"inserts": inserts,
                                   "best_insert": max(successes, key=lambda e: e["rows_per_s"]) if successes else None}
+        result["post_rows"] = post_rows(settings, sessions, failures, ks, rows, seconds_cap, posts)
+        step("posts with their own rows")
         result["bridge_single_v4"] = bridge(settings, admin, ks, rows, seconds_cap, next(posts), next(posts))
         step("asyncio bridge")
         result["reads"] = read_loop(admin, ks, reads, read_window, ttl, TUPLES)
@@ -193,6 +243,42 @@ def driver_limits(settings: Settings, rows: int = 20_000, seconds_cap: float = 6
             drop_keyspace(admin, ks)
         finally:
             admin_cluster.shutdown()
+
+
+def post_rows(settings: Settings, sessions: dict[int, tuple[Cluster, Session, PreparedStatement]],
+              failures: dict[int, str], ks: str, rows: int, seconds_cap: float,
+              post_ids: Iterator[int]) -> list[dict[str, Any]]:
+    """The floor loops (module docstring): protocol v4, the pipeline's batch size and window, each of
+    ROWS_PER_POST, timed like the inserts."""
+    entries = []
+    for per_post in ROWS_PER_POST:
+        entry: dict[str, Any] = {"shape": f"posts with {per_post} inbox rows each", "rows_per_post": per_post,
+                                 "protocol": 4, "window": settings.write_window, "batch": settings.inbox_batch_size}
+        if 4 in failures:
+            entry["error"] = failures[4]
+        else:
+            _, session, push = sessions[4]
+            # Post ids far apart, so that no two loops write the same post.
+            entry.update(_post_rows(settings, session, ks, push, per_post, rows, seconds_cap,
+                                    next(post_ids) * 1_000_000, next(post_ids) * 1_000_000))
+        entries.append(entry)
+    return entries
+
+
+def _post_rows(settings: Settings, session: Session, ks: str, push: PreparedStatement, per_post: int, rows: int,
+               seconds_cap: float, warm_post: int, first_post: int) -> dict[str, Any]:
+    batch, window, ttl = max(1, settings.inbox_batch_size), settings.write_window, settings.inbox_ttl_seconds
+    try:
+        post_stmt = session.prepare(POST_CQL.format(ks=ks))
+        timeline_stmt = session.prepare(TIMELINE_ENTRY_CQL.format(ks=ks))
+        windowed(session, tallied(posts_with_rows(post_stmt, timeline_stmt, push, per_post, max(500, 10 * batch),
+                                                  warm_post, ttl, batch), [0]), window)
+        deadline, tally = time.perf_counter() + seconds_cap, [0]
+        requests = until(deadline, posts_with_rows(post_stmt, timeline_stmt, push, per_post, rows, first_post, ttl,
+                                                   batch))
+        return measured(lambda: windowed(session, tallied(requests, tally), window), lambda sent: tally[0])
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def bridge(settings: Settings, session: Session, ks: str, rows: int, seconds_cap: float, warm_post: int,
@@ -246,7 +332,8 @@ def read_loop(session: Session, ks: str, reads: int, window: int, ttl: int, prof
 def table(result: dict[str, Any]) -> Table:
     t = Table("shape", "protocol", "window", "rows/s", "CPU ms / 1000 rows", "wall s", title="bare cassandra-driver")
     best = result["best_insert"]
-    for e in [*result["inserts"], {**result["bridge_single_v4"], "shape": "single via asyncio bridge"}]:
+    bridge = {**result["bridge_single_v4"], "shape": "single via asyncio bridge"}
+    for e in [*result["inserts"], *result.get("post_rows", []), bridge]:
         if "error" in e:
             t.add_row(e["shape"], f"v{e['protocol']}", str(e["window"]), f"[red]{e['error'][:60]}[/red]", "", "")
         else:

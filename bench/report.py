@@ -111,7 +111,7 @@ def markdown(report: dict[str, Any]) -> str:
         *table(["request shape", "protocol", "window", "rows/s", "client CPU ms per 1,000 rows"],
                ([r.get("shape"), f"v{r.get('protocol')}", r.get("window", "-"),
                  r.get("rows_per_s", r.get("error", "-")), r.get("cpu_ms_per_1000_rows", "-")]
-                for r in d.get("inserts", []))),
+                for r in [*d.get("inserts", []), *d.get("post_rows", [])])),
     ]
     if "reads" in d:
         lines.append(f"\nBare inbox-page read loop: {d['reads'].get('reads_per_s')} reads/s "

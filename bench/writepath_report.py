@@ -38,6 +38,12 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
                                   s.get("hybrid", {}).get("lag_by_followers", {}).items() if name != "10k+"),
                                  default=None),
     }
+    # The bare loops that also write each post's own rows (bench/driver.py post_rows): the most a fan-out of
+    # that many rows per post can reach, however fast the pipeline around the writes gets.
+    floors = {e.get("rows_per_post"): e.get("rows_per_s") for e in report.get("driver", {}).get("post_rows", [])
+              if "error" not in e}
+    f["floor_5_rows_per_s"], f["floor_20_rows_per_s"] = floors.get(5), floors.get(20)
+    f["floor_5_ratio"], f["floor_20_ratio"] = ratio(f["floor_5_rows_per_s"]), ratio(f["floor_20_rows_per_s"])
     f["hybrid_ratio"] = ratio(f["hybrid_rows_per_s"])
     f["push_ratio"] = ratio(f["push_rows_per_s"])
     f["big_fanout_ratio"] = ratio(f["big_fanout_rows_per_s"])
@@ -61,6 +67,10 @@ def markdown(report: dict[str, Any]) -> str:
         ["best bare batched insert (rows/s)", _n(f["best_bare_rows_per_s"]), ""],
         ["hybrid burst (inbox rows/s)", _n(f["hybrid_rows_per_s"]), f"ratio {_n(f['hybrid_ratio'])} (target 0.5)"],
         ["push-only burst (inbox rows/s)", _n(f["push_rows_per_s"]), f"ratio {_n(f['push_ratio'])} (target 0.6)"],
+        ["bare loop of posts with 5 inbox rows each, with their post and timeline rows (inbox rows/s)",
+         _n(f["floor_5_rows_per_s"]), f"ratio {_n(f['floor_5_ratio'])}: the ceiling at ~5 rows per post"],
+        ["bare loop of posts with 20 inbox rows each, with their post and timeline rows (inbox rows/s)",
+         _n(f["floor_20_rows_per_s"]), f"ratio {_n(f['floor_20_ratio'])}: the ceiling at ~20 rows per post"],
         ["one big fan-out (inbox rows/s)", _n(f["big_fanout_rows_per_s"]),
          f"ratio {_n(f['big_fanout_ratio'])} (target 0.6)"],
         ["follows/s, one worker, live stream", _n(f["follows_live_per_s"]), "target 3,000"],
@@ -89,7 +99,8 @@ def plot(report: dict[str, Any], out: Path) -> Path:
 def compare(before: dict[str, Any], after: dict[str, Any], out: Path) -> str:
     """A before/after table of the write-path figures, and the plot of the ratios and rates."""
     b, a = figures(before), figures(after)
-    keys = ["best_bare_rows_per_s", "hybrid_rows_per_s", "hybrid_ratio", "push_rows_per_s", "push_ratio",
+    keys = ["best_bare_rows_per_s", "floor_5_rows_per_s", "floor_5_ratio", "floor_20_rows_per_s", "floor_20_ratio",
+            "hybrid_rows_per_s", "hybrid_ratio", "push_rows_per_s", "push_ratio",
             "big_fanout_rows_per_s", "big_fanout_ratio", "follows_live_per_s", "follows_by_author_per_s",
             "import_edges_per_s", "hybrid_lag_p99_ms"]
     text = "\n".join(table(["figure", "before", "after"], ([k, _n(b[k]), _n(a[k])] for k in keys)))

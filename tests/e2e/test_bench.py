@@ -55,6 +55,10 @@ def test_the_write_path_figures_are_reported_against_the_same_runs_driver(report
     assert report["efficiency"]["fanout_push"] == round(report["strategies"]["push"]["fanout_rows_per_s"] / best, 3)
     text = (Path(report["_out"]) / "bench.md").read_text()
     assert "Write path, same run" in text and "one big fan-out" in text
+    # the floor loops (posts with their own rows) are reported beside the best insert, as ratios of it
+    floors = {e["rows_per_post"]: e["rows_per_s"] for e in report["driver"]["post_rows"]}
+    assert set(floors) == {5, 20} and all(v > 0 for v in floors.values())
+    assert f"ratio {round(floors[5] / best, 3)}: the ceiling at ~5 rows per post" in text
     assert (Path(report["_out"]) / "write_path.png").stat().st_size > 0
 
 

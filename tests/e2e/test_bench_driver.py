@@ -12,7 +12,7 @@ import itertools
 import pytest
 from rich.progress import Progress
 
-from bench.driver import PROTOCOLS, SHAPES, connect, driver_limits, table
+from bench.driver import PROTOCOLS, ROWS_PER_POST, SHAPES, connect, driver_limits, table
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -48,6 +48,14 @@ def test_driver_limits_is_complete_and_consistent(stack: Settings, unique: str) 
     assert result["best_insert"]["rows_per_s"] == max(e["rows_per_s"] for e in successes)
     assert result["best_insert"] in successes
 
+    floors = result["post_rows"]
+    assert [e["rows_per_post"] for e in floors] == list(ROWS_PER_POST)
+    for e in floors:
+        assert "error" not in e, e
+        # the pipeline's request shape: its batch size and window, protocol v4
+        assert (e["protocol"], e["window"], e["batch"]) == (4, stack.write_window, stack.inbox_batch_size)
+        assert e["rows"] == ROWS and e["rows_per_s"] > 0 and e["cpu_ms_per_1000_rows"] > 0, e
+
     bridge = result["bridge_single_v4"]
     assert "error" not in bridge, bridge
     assert (bridge["shape"], bridge["protocol"], bridge["window"]) == ("single", 4, stack.write_window)
@@ -60,7 +68,7 @@ def test_driver_limits_is_complete_and_consistent(stack: Settings, unique: str) 
         assert reads["reads"] == 500 and reads["reads_per_s"] > 0
         assert 0 < reads["p50_ms"] <= reads["p99_ms"]
 
-    assert table(result).row_count == len(inserts) + 1
+    assert table(result).row_count == len(inserts) + len(floors) + 1
 
     cluster, session = connect(stack, 4)
     try:
