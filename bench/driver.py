@@ -137,21 +137,23 @@ def posts_with_rows(post_stmt: PreparedStatement, timeline_stmt: PreparedStateme
     followers, the statements of consecutive posts cut into multi-partition unlogged batches of `batch`.
     Yields each request with the inbox rows in it."""
     rng = random.Random(first_post)
-    statements: list[tuple[PreparedStatement, tuple[Any, ...]]] = []
+    request, statements, pushed = BatchStatement(batch_type=BatchType.UNLOGGED), 0, 0
     for post_id in itertools.count(first_post):
         if rows <= 0:
             break
         author = rng.randrange(FLOOR_USERS)
-        statements += [(post_stmt, (post_id, author, f"post {post_id} by user {author}", post_id)),
-                       (timeline_stmt, (author, post_id))]
         followers = rng.sample(range(FLOOR_USERS), min(per_post, rows))
-        statements += [(push_stmt, (u, post_id, author, ttl)) for u in followers]
         rows -= len(followers)
-    for first in range(0, len(statements), batch):
-        request = BatchStatement(batch_type=BatchType.UNLOGGED)
-        for stmt, params in statements[first : first + batch]:
+        own = [(post_stmt, (post_id, author, f"post {post_id} by user {author}", post_id)),
+               (timeline_stmt, (author, post_id))]
+        for stmt, params in [*own, *((push_stmt, (u, post_id, author, ttl)) for u in followers)]:
             request.add(stmt, params)
-        yield (request, None), sum(stmt is push_stmt for stmt, _ in statements[first : first + batch])
+            statements, pushed = statements + 1, pushed + (stmt is push_stmt)
+            if statements == batch:
+                yield (request, None), pushed
+                request, statements, pushed = BatchStatement(batch_type=BatchType.UNLOGGED), 0, 0
+    if statements:
+        yield (request, None), pushed
 
 
 def tallied(requests: Iterable[tuple[Request, int]], tally: list[int]) -> Iterator[Request]:
