@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,18 +95,6 @@ class Deployment:
         selected = ", ".join(["post_id", *columns])
         return [r for r in self.cql(f"SELECT {selected} FROM inbox WHERE user_id = %s", user) if r.post_id is not None]
 
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct ports free on 127.0.0.1 (all held open until each is known, so none repeats)."""
-    with ExitStack() as held:
-        socks = [held.enter_context(socket.socket()) for _ in range(n)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import pytest
 from compose_file import compose_services, resolved_env
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
-from live import free_ports
+from ports import free_ports
 
 from deploy.servers import java_binary, resolve_classpath
 from fanout.settings import Settings

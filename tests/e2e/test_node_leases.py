@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live import free_port, own_deployment
+from live import own_deployment
+from ports import free_port
 
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect

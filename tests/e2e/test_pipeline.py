@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from dashboard_queries import dashboard_queries
 from live import Deployment, deploy
+from ports import free_port
 
 from bench.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
 from deploy.processes import ProcessGroup
@@ -164,8 +165,8 @@ def test_ingest_api_accepts_only_after_kafka_and_rejects_invalid_input(deploymen
 
 
 def test_ingest_api_answers_503_when_kafka_cannot_take_the_event(deployment: Seeded, tmp_path: Path) -> None:
-    s = Settings.load(**{**_fields(deployment.settings), "kafka_port": _free_port(), "publish_timeout_ms": 1500,
-                         "ingest_api_port": _free_port()})
+    s = Settings.load(**{**_fields(deployment.settings), "kafka_port": free_port(), "publish_timeout_ms": 1500,
+                         "ingest_api_port": free_port()})
     with ProcessGroup(s, tmp_path).start("ingest-api") as group:
         response = httpx.post(group.url("ingest-api") + "/v1/posts", json={"author_id": 1, "body": "x"}, timeout=30,
                               headers=deployment.tokens.headers(1))
@@ -241,11 +242,3 @@ def _fields(s: Settings) -> dict[str, object]:
     import dataclasses
 
     return {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import jwt
 import pytest
-from live import Deployment, deploy, free_port
+from live import Deployment, deploy
+from ports import free_port
 
 from deploy.processes import ProcessGroup
 from fanout.auth import local_secret, mint_token

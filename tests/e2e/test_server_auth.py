@@ -18,7 +18,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from live import free_ports
+from ports import free_ports
 
 from deploy import credentials
 from deploy import stack as launcher

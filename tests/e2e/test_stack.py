@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from cassandra.cluster import Cluster
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka_clients import aiokafka_kwargs, kcat_args
+from ports import free_ports
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from deploy import procfs
@@ -207,19 +208,12 @@ def test_prometheus_scrapes_the_worker_metrics_port(stack: Settings, unique: str
 # The launcher's error paths, on servers of their own
 
 
-def _free_ports(n: int) -> list[int]:
-    with ExitStack() as held:  # hold all at once, so the n ports differ
-        socks = [held.enter_context(socket.socket()) for _ in range(n)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-
 
 def _isolated(base: Settings, tmp_path: Path, **overrides: Any) -> Settings:
     """A stack of its own: temp state dir, free ports, small heaps; the same jar cache as `base`."""
     names = ["kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port", "prometheus_port",
              "worker_metrics_port", "read_api_port", "ingest_api_port"]
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     values: dict[str, Any] = {"state_dir": tmp_path / "state", "cache_dir": base.stack.cache_dir.resolve(),
                               "kafka_heap": "256m", "cassandra_heap": "256M", **ports}
     return Settings.load(**{**values, **overrides})

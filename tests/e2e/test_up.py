@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,18 +14,13 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
+from ports import free_port
 
 from fanout.adapters.cassandra import connect
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answers(url: str) -> bool:

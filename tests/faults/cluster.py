@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ports import free_ports
 
 from deploy import credentials
 from deploy import stack as launcher
@@ -22,14 +23,6 @@ from fanout.settings import Settings
 PORTS = ["kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port", "prometheus_port",
          "worker_metrics_port", "read_api_port", "ingest_api_port"]
 
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct ports free on every loopback address (a wildcard bind fails if any address holds one)."""
-    with ExitStack() as held:
-        socks = [held.enter_context(socket.socket()) for _ in range(n)]
-        for sock in socks:
-            sock.bind(("0.0.0.0", 0))
-        return [sock.getsockname()[1] for sock in socks]
 
 
 def cache_dir() -> Path:
