@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.driver import ROWS_PER_POST
 from bench.report import figure, grouped_bars, pyplot, save, table
 
 # (key, label, target): ratios are our rows/s over the best bare batched insert rows/s of the same run.
 RATIOS = (("hybrid_ratio", "hybrid burst", 0.5), ("push_ratio", "push-only burst", 0.6),
           ("big_fanout_ratio", "one 10k-follower post", 0.6))
 PROCESSES = ("worker", "importer", "cassandra", "kafka")
+# The floor loop each burst is measured against: the hybrid pushes ~6 rows per post, push-only ~21.
+FEW, MANY = ROWS_PER_POST
 
 
 def figures(report: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +45,9 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
     # that many rows per post can reach, however fast the pipeline around the writes gets.
     floors = {e.get("rows_per_post"): e.get("rows_per_s") for e in report.get("driver", {}).get("post_rows", [])
               if "error" not in e}
-    f["floor_5_rows_per_s"], f["floor_20_rows_per_s"] = floors.get(5), floors.get(20)
-    f["floor_5_ratio"], f["floor_20_ratio"] = ratio(f["floor_5_rows_per_s"]), ratio(f["floor_20_rows_per_s"])
+    for n in ROWS_PER_POST:
+        f[f"floor_{n}_rows_per_s"] = floors.get(n)
+        f[f"floor_{n}_ratio"] = ratio(floors.get(n))
     f["hybrid_ratio"] = ratio(f["hybrid_rows_per_s"])
     f["push_ratio"] = ratio(f["push_rows_per_s"])
     f["big_fanout_ratio"] = ratio(f["big_fanout_rows_per_s"])
@@ -67,10 +71,9 @@ def markdown(report: dict[str, Any]) -> str:
         ["best bare batched insert (rows/s)", _n(f["best_bare_rows_per_s"]), ""],
         ["hybrid burst (inbox rows/s)", _n(f["hybrid_rows_per_s"]), f"ratio {_n(f['hybrid_ratio'])} (target 0.5)"],
         ["push-only burst (inbox rows/s)", _n(f["push_rows_per_s"]), f"ratio {_n(f['push_ratio'])} (target 0.6)"],
-        ["bare loop of posts with 5 inbox rows each, with their post and timeline rows (inbox rows/s)",
-         _n(f["floor_5_rows_per_s"]), f"ratio {_n(f['floor_5_ratio'])}: the ceiling at ~5 rows per post"],
-        ["bare loop of posts with 20 inbox rows each, with their post and timeline rows (inbox rows/s)",
-         _n(f["floor_20_rows_per_s"]), f"ratio {_n(f['floor_20_ratio'])}: the ceiling at ~20 rows per post"],
+        *([f"bare loop of posts with {n} inbox rows each, with their post and timeline rows (inbox rows/s)",
+           _n(f[f"floor_{n}_rows_per_s"]), f"ratio {_n(f[f'floor_{n}_ratio'])}: the ceiling at ~{n} rows per post"]
+          for n in ROWS_PER_POST),
         ["one big fan-out (inbox rows/s)", _n(f["big_fanout_rows_per_s"]),
          f"ratio {_n(f['big_fanout_ratio'])} (target 0.6)"],
         ["follows/s, one worker, live stream", _n(f["follows_live_per_s"]), "target 3,000"],
@@ -90,7 +93,7 @@ def plot(report: dict[str, Any], out: Path) -> Path:
     fig, ax = figure(7)
     labels = [label for _, label, _ in RATIOS]
     # What a bare loop writing the same rows per post reaches (one big post's own rows are negligible: 1.0).
-    ceilings = [f["floor_5_ratio"] or 0, f["floor_20_ratio"] or 0, 1.0]
+    ceilings = [f[f"floor_{FEW}_ratio"] or 0, f[f"floor_{MANY}_ratio"] or 0, 1.0]
     grouped_bars(ax, labels, {"measured": [f[key] or 0 for key, _, _ in RATIOS],
                               "bare loop writing posts with their rows": ceilings,
                               "target": [target for _, _, target in RATIOS]})
@@ -102,7 +105,7 @@ def plot(report: dict[str, Any], out: Path) -> Path:
 def compare(before: dict[str, Any], after: dict[str, Any], out: Path) -> str:
     """A before/after table of the write-path figures, and the plot of the ratios and rates."""
     b, a = figures(before), figures(after)
-    keys = ["best_bare_rows_per_s", "floor_5_rows_per_s", "floor_5_ratio", "floor_20_rows_per_s", "floor_20_ratio",
+    keys = ["best_bare_rows_per_s", *(f"floor_{n}_{what}" for n in ROWS_PER_POST for what in ("rows_per_s", "ratio")),
             "hybrid_rows_per_s", "hybrid_ratio", "push_rows_per_s", "push_ratio",
             "big_fanout_rows_per_s", "big_fanout_ratio", "follows_live_per_s", "follows_by_author_per_s",
             "import_edges_per_s", "hybrid_lag_p99_ms"]
