@@ -104,6 +104,10 @@ class Settings:
     # batch is committed (and replayed after a crash) whole.
     chunk_batch_events: int = field(default=200, metadata={"doc": "chunk tasks the worker takes per batch"})
     batch_seconds: float = field(default=0.02, metadata={"doc": "longest wait to fill a batch"})
+    # One batch at a time waits on its slowest author with the cores partly idle. Batches in flight at once
+    # share the coalesced requests and are acknowledged in the order they were taken (streams/runner.py
+    # `InFlight`); each author's events stay in order. 1 is one batch at a time.
+    batches_in_flight: int = field(default=3, metadata={"doc": "batches of events the worker runs at once"})
     write_window: int = field(default=64, metadata={"doc": "concurrent Cassandra requests per fan-out"})
     bulk_write_window: int = field(default=8, metadata={"doc": "requests a chunk task keeps in flight while an "
                                                                "event's own writes are (alone: write_window)"})

@@ -1,7 +1,8 @@
 """The Faust app: topics and two thin agents that hand each batch of events to a `BatchRunner`.
 
 Built by `build_app` from its dependencies, never at import time. Each agent runs with concurrency 1
-and takes events in batches (streams/runner.py says why that is safe and fast). Throughput also comes
+and takes events in batches, a few of them in flight at once (streams/runner.py says why that is safe and
+fast). Throughput also comes
 from the write window inside one event, from chunk tasks, and from more partitions and workers.
 """
 
@@ -18,7 +19,7 @@ from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, SendTask, SendUpdates
 from fanout.settings import Settings
 from fanout.update_sender import UpdateSender
-from streams.runner import BatchRunner, RetryPolicy
+from streams.runner import BatchRunner, InFlight, RetryPolicy
 
 
 def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[SendTask, SendUpdates], Pipeline],
@@ -90,8 +91,14 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
                                pipeline.handle, send_dead_letter, metrics, policy)
 
     async def consume(stream: Any, runner: BatchRunner, size: int) -> None:
-        async for batch in stream.take_events(size, within=settings.batch_seconds):
-            await runner.run(batch)
+        # noack_take: Faust acknowledges nothing itself; InFlight acknowledges each batch once it and every
+        # batch before it are written.
+        batches = InFlight(runner, stream.ack, settings.batches_in_flight)
+        try:
+            async for batch in stream.noack_take(size, within=settings.batch_seconds):
+                await batches.submit(batch)
+        finally:
+            batches.cancel()
 
     @app.agent(events, concurrency=1)
     async def author_events(stream: Any) -> None:

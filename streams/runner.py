@@ -23,6 +23,7 @@ again; every write is idempotent, so that is safe.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import time
@@ -132,12 +133,20 @@ class BatchRunner:
         self.stop = stop
         self.sleep = sleep
         self.clock = clock
+        self._last_of_key: dict[Any, asyncio.Future[None]] = {}  # each key's latest group still in flight
 
     async def run(self, batch: Sequence[Record]) -> None:
-        """Handle, park or dead-letter every record of the batch; returns only when all of it is done."""
+        """Handle, park or dead-letter every record of the batch; returns only when all of it is done.
+
+        Each key's events start only after that key's events of earlier batches still in flight are done, so
+        batches may overlap (`InFlight`) and every author's events still run in order. The queueing happens
+        before the first await: batches started in some order keep that order per key."""
         try:
-            groups = await self._decode_grouped(batch)
-            outcomes = await asyncio.gather(*(self._in_order(group) for group in groups), return_exceptions=True)
+            groups, invalid = self._decode_grouped(batch)
+            queued = [self._after_earlier(key, group) for key, group in groups.items()]
+            for record, error in invalid:
+                await self._send_dead_letter(record, dead_letter_headers(record, error, self.source))
+            outcomes = await asyncio.gather(*queued, return_exceptions=True)
         except Exception:
             self.stop(f"could not finish a batch from {self.source}")
         failed = [o for o in outcomes if isinstance(o, BaseException)]
@@ -148,8 +157,10 @@ class BatchRunner:
                 self.stop(f"could not process an event from {self.source}")
         self.metrics.last_batch.labels(self.source).set(time.time())
 
-    async def _decode_grouped(self, batch: Sequence[Record]) -> list[list[tuple[Record, Event]]]:
+    def _decode_grouped(self, batch: Sequence[Record]) -> tuple[dict[Any, list[tuple[Record, Event]]],
+                                                                  list[tuple[Record, InvalidEvent]]]:
         by_key: dict[Any, list[tuple[Record, Event]]] = defaultdict(list)
+        invalid: list[tuple[Record, InvalidEvent]] = []
         for record in batch:
             try:
                 by_key[record.key].append((record, self.decode(record.value, record.key)))
@@ -157,8 +168,25 @@ class BatchRunner:
                 self.metrics.dead_lettered.labels(error.reason).inc()
                 log.warning("dead-lettered an event from %s[%s]@%s: %s", self.source, record.message.partition,
                             record.message.offset, error)
-                await self._send_dead_letter(record, dead_letter_headers(record, error, self.source))
-        return list(by_key.values())
+                invalid.append((record, error))
+        return by_key, invalid
+
+    def _after_earlier(self, key: Any, group: list[tuple[Record, Event]]) -> asyncio.Future[None]:
+        """Run the group once the same key's group of an earlier batch is done (now if there is none)."""
+        earlier = self._last_of_key.get(key)
+
+        async def run() -> None:
+            try:
+                if earlier is not None:
+                    await asyncio.wait([earlier])  # its outcome is its own batch's to report
+                await self._in_order(group)
+            finally:
+                if self._last_of_key.get(key) is task:
+                    del self._last_of_key[key]
+
+        task = asyncio.ensure_future(run())
+        self._last_of_key[key] = task
+        return task
 
     async def _in_order(self, group: list[tuple[Record, Event]]) -> None:
         if self.handle_group is not None and len(group) > 1:
@@ -214,6 +242,59 @@ class BatchRunner:
                 if not is_outage(error):
                     raise
                 await outage.wait(error, f"a dead letter from {self.source}")
+
+
+Ack = Callable[[Record], Awaitable[Any]]
+
+
+class InFlight:
+    """Up to `depth` batches of one runner in flight at once, each acknowledged only after it and every batch
+    taken before it are done.
+
+    One batch at a time leaves the worker waiting on its slowest author: the cores sit partly idle while a
+    few last writes of the batch are out (issue 10). With the next batches started meanwhile, their
+    authors' calls join the same coalesced requests (fanout/adapters/cassandra/batching.py). The ack rule is
+    unchanged: batches are acknowledged in the order they were taken, so each partition's acknowledged
+    offsets stay one unbroken run from its committed offset, and Faust commits nothing past an event not yet
+    written (it commits the run of acknowledged offsets that follows the committed one). The runner keeps
+    each key's events in order across batches (`BatchRunner.run`)."""
+
+    def __init__(self, runner: BatchRunner, ack: Ack, depth: int) -> None:
+        if depth < 1:
+            raise ValueError(f"batches in flight must be at least 1, not {depth}")
+        self.runner = runner
+        self.ack = ack
+        self.depth = depth
+        self._batches: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def submit(self, batch: Sequence[Record]) -> None:
+        """Start the batch; returns once fewer than `depth` batches are in flight (this one included)."""
+        earlier = self._batches[-1] if self._batches else None
+        self._batches.append(asyncio.ensure_future(self._run(batch, earlier)))
+        while len(self._batches) >= self.depth:
+            oldest = self._batches[0]
+            await asyncio.wait([oldest])
+            if self._batches and self._batches[0] is oldest:
+                self._batches.popleft()
+            oldest.result()  # a batch that failed raises here (the runner has stopped the worker)
+
+    async def drain(self) -> None:
+        """Wait for every batch in flight."""
+        while self._batches:
+            await self._batches.popleft()
+
+    def cancel(self) -> None:
+        """Abandon the batches in flight: nothing more is acknowledged, so their events come again."""
+        for batch in self._batches:
+            batch.cancel()
+        self._batches.clear()
+
+    async def _run(self, batch: Sequence[Record], earlier: asyncio.Future[None] | None) -> None:
+        await self.runner.run(batch)
+        if earlier is not None:
+            await earlier  # raises if it failed or was cancelled: then this batch is not acknowledged either
+        for record in batch:
+            await self.ack(record)
 
 
 class Outage:

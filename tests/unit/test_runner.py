@@ -15,7 +15,7 @@ from fanout.codec import decode_author_event, encode
 from fanout.events import Event, InvalidEvent, PostCreated, PostDeleted
 from fanout.failures import is_outage
 from fanout.metrics import Metrics, sample
-from streams.runner import BatchRunner, RetryPolicy
+from streams.runner import BatchRunner, InFlight, RetryPolicy
 
 
 @dataclass
@@ -35,9 +35,9 @@ class Stopped(Exception):
     pass
 
 
-def records(*events: Event | bytes) -> list[Rec]:
+def records(*events: Event | bytes, first: int = 0) -> list[Rec]:
     out = []
-    for offset, e in enumerate(events):
+    for offset, e in enumerate(events, first):
         if isinstance(e, bytes):
             out.append(Rec(b"1", e, Msg(0, offset)))
         else:
@@ -217,3 +217,68 @@ def test_decode_errors_name_their_reason() -> None:
     with pytest.raises(InvalidEvent) as info:
         decode_author_event(encode(post(1, 7)), b"8", 1000)
     assert info.value.reason == "wrong_key"
+
+
+class Acks:
+    """What InFlight acknowledged, with the events handled at the moment of each acknowledgement."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self.acked: list[int] = []
+        self.handled_then: list[list[int]] = []
+
+    async def ack(self, record: Rec) -> None:
+        self.acked.append(record.message.offset)
+        self.handled_then.append(list(self.h.handled))
+
+
+async def test_batches_in_flight_overlap_keep_each_authors_order_and_are_acknowledged_in_the_order_taken() -> None:
+    h = Harness(slow={1: 0.05, 4: 0.01})
+    acks = Acks(h)
+    batches = InFlight(h.runner, acks.ack, depth=3)
+    await batches.submit(records(post(1, 7), post(2, 8)))  # author 7's first post is slow
+    await batches.submit(records(post(3, 7), post(4, 9), first=2))
+    assert acks.acked == []  # submit returned at once: two batches are in flight
+    await batches.drain()
+    # author 9 of the second batch ran while the first batch was still out; author 7's post 3 waited for post 1
+    assert h.handled == [2, 4, 1, 3]
+    assert acks.acked == [0, 1, 2, 3]
+    assert sorted(acks.handled_then[0]) == [1, 2, 4]  # the first batch was acknowledged once it was done...
+    assert acks.handled_then[2] == [2, 4, 1, 3]  # ...and the second, though its author 9 finished first, after it
+
+
+async def test_one_batch_in_flight_runs_batches_one_after_the_other() -> None:
+    h = Harness(slow={1: 0.02})
+    acks = Acks(h)
+    batches = InFlight(h.runner, acks.ack, depth=1)
+    await batches.submit(records(post(1, 7), post(2, 8)))
+    assert sorted(h.handled) == [1, 2] and acks.acked == [0, 1]  # done and acknowledged before submit returned
+    await batches.submit(records(post(3, 9), first=2))
+    assert h.handled[-1] == 3 and acks.acked == [0, 1, 2]
+    with pytest.raises(ValueError):
+        InFlight(h.runner, acks.ack, depth=0)
+
+
+async def test_a_failed_batch_is_not_acknowledged_and_neither_is_any_batch_after_it() -> None:
+    h = Harness(fail_on={1: [NoHostAvailable("down", {})]}, policy=RetryPolicy(outage_max_delay=10, outage_timeout=60))
+    acks = Acks(h)
+    batches = InFlight(h.runner, acks.ack, depth=3)
+    await batches.submit(records(post(1, 7)))
+    await batches.submit(records(post(2, 8), first=1))
+    with pytest.raises(Stopped):
+        await batches.drain()
+    assert h.handled == [2]  # the later batch ran...
+    assert acks.acked == []  # ...but nothing is acknowledged past the event that could not be written
+    assert h.stops == ["could not process an event from events"]
+
+
+async def test_abandoned_batches_acknowledge_nothing_more() -> None:
+    h = Harness(slow={1: 0.05})
+    acks = Acks(h)
+    batches = InFlight(h.runner, acks.ack, depth=3)
+    await batches.submit(records(post(1, 7)))
+    await batches.submit(records(post(2, 8), first=1))
+    await asyncio.sleep(0.01)
+    batches.cancel()
+    await asyncio.sleep(0.08)
+    assert acks.acked == []
