@@ -104,10 +104,12 @@ class Settings:
     # batch is committed (and replayed after a crash) whole.
     chunk_batch_events: int = field(default=200, metadata={"doc": "chunk tasks the worker takes per batch"})
     batch_seconds: float = field(default=0.02, metadata={"doc": "longest wait to fill a batch"})
-    # One batch at a time waits on its slowest author with the cores partly idle. Batches in flight at once
-    # share the coalesced requests and are acknowledged in the order they were taken (streams/runner.py
-    # `InFlight`); each author's events stay in order. 1 is one batch at a time.
-    batches_in_flight: int = field(default=3, metadata={"doc": "batches of events the worker runs at once"})
+    # One batch at a time waits on its slowest author. Batches in flight at once share the coalesced requests
+    # and are acknowledged in the order they were taken (streams/runner.py `InFlight`); each author's events
+    # stay in order. At 3, alternating probes on one node (BENCHMARKS.md, issue 10) gave push-only bursts
+    # +10% rows/s but live follows -17% (smaller batches: more CPU per follow in the worker, Cassandra and
+    # Kafka), and hybrid bursts no change (CPU-bound). So the default stays one batch at a time.
+    batches_in_flight: int = field(default=1, metadata={"doc": "batches of events the worker runs at once"})
     write_window: int = field(default=64, metadata={"doc": "concurrent Cassandra requests per fan-out"})
     bulk_write_window: int = field(default=8, metadata={"doc": "requests a chunk task keeps in flight while an "
                                                                "event's own writes are (alone: write_window)"})

@@ -1,8 +1,8 @@
 """The Faust app: topics and two thin agents that hand each batch of events to a `BatchRunner`.
 
 Built by `build_app` from its dependencies, never at import time. Each agent runs with concurrency 1
-and takes events in batches, a few of them in flight at once (streams/runner.py says why that is safe and
-fast). Throughput also comes
+and takes events in batches, `batches_in_flight` of them at once (streams/runner.py says why that is safe
+and fast). Throughput also comes
 from the write window inside one event, from chunk tasks, and from more partitions and workers.
 """
 

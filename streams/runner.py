@@ -257,7 +257,8 @@ class InFlight:
     unchanged: batches are acknowledged in the order they were taken, so each partition's acknowledged
     offsets stay one unbroken run from its committed offset, and Faust commits nothing past an event not yet
     written (it commits the run of acknowledged offsets that follows the committed one). The runner keeps
-    each key's events in order across batches (`BatchRunner.run`)."""
+    each key's events in order across batches (`BatchRunner.run`). `depth` is FANOUT_BATCHES_IN_FLIGHT, 1 by
+    default: one batch at a time (fanout/settings.py says why)."""
 
     def __init__(self, runner: BatchRunner, ack: Ack, depth: int) -> None:
         if depth < 1:

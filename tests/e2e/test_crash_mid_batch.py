@@ -26,9 +26,11 @@ USERS = range(1, 2001)
 POSTS = 3000
 
 
-@pytest.fixture
-def crash_settings(stack: Settings, unique: str) -> Iterator[Settings]:
-    with own_deployment(stack, f"e2e-crash{unique}") as s:
+@pytest.fixture(params=[1, 3], ids=["one-batch-at-a-time", "3-batches-in-flight"])
+def crash_settings(stack: Settings, unique: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    # Batches in flight are acknowledged in the order taken (streams/runner.py InFlight): killed with 3 in
+    # flight, the restarted worker must still find every row.
+    with own_deployment(stack, f"e2e-crash{unique}", batches_in_flight=request.param) as s:
         yield s
 
 
