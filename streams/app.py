@@ -2,8 +2,8 @@
 
 Built by `build_app` from its dependencies, never at import time. Each agent runs with concurrency 1
 and takes events in batches, `batches_in_flight` of them at once (streams/runner.py says why that is safe
-and fast). Throughput also comes
-from the write window inside one event, from chunk tasks, and from more partitions and workers.
+and fast). Throughput also comes from the write window inside one event, from chunk tasks, and from more
+partitions and workers.
 """
 
 from __future__ import annotations

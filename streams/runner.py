@@ -273,11 +273,7 @@ class InFlight:
         earlier = self._batches[-1] if self._batches else None
         self._batches.append(asyncio.ensure_future(self._run(batch, earlier)))
         while len(self._batches) >= self.depth:
-            oldest = self._batches[0]
-            await asyncio.wait([oldest])
-            if self._batches and self._batches[0] is oldest:
-                self._batches.popleft()
-            oldest.result()  # a batch that failed raises here (the runner has stopped the worker)
+            await self._batches.popleft()  # a batch that failed raises here (the runner has stopped the worker)
 
     async def drain(self) -> None:
         """Wait for every batch in flight."""
