@@ -113,20 +113,29 @@ def _cassandra_command(srv: Server, say: Callable[[str], None]) -> list[str]:
     yaml = _render("cassandra.yaml", srv.run_dir / "cassandra.yaml", host=srv.bind_host, port=s.cassandra_port,
                    storage_port=storage, seeds=seeds, cluster=cluster)
     logback = _render("cassandra-logback.xml", srv.run_dir / "logback.xml")
-    jamm = [j for j in jars if Path(j).name.startswith("jamm-")]
+    jamm = next((j for j in jars if Path(j).name.startswith("jamm-")), None)
     return [
-        java, f"-Xms{s.stack.cassandra_heap}", f"-Xmx{s.stack.cassandra_heap}", "-XX:+UseG1GC", "-Xss256k",
-        *CASSANDRA_JAVA17_FLAGS,
-        *([f"-javaagent:{jamm[0]}"] if jamm else []),
-        "-Djdk.attach.allowAttachSelf=true", "-Djava.net.preferIPv4Stack=true",
-        f"-Dcassandra.config=file://{yaml}", "-Dcassandra-foreground=yes",
-        f"-Dcassandra.storagedir={srv.data_dir}", f"-Dcassandra.logdir={srv.log_file.parent}",
+        java, f"-Xms{s.stack.cassandra_heap}", f"-Xmx{s.stack.cassandra_heap}",
+        *cassandra_jvm_options(jamm, data=srv.data_dir, logs=srv.log_file.parent, logback=logback,
+                               tmp=srv.run_dir / "tmp"),
+        f"-Dcassandra.config=file://{yaml}", *server_auth.cassandra_flags(s),
+        "-cp", os.pathsep.join(jars), "org.apache.cassandra.service.CassandraDaemon",
+    ]
+
+
+def cassandra_jvm_options(jamm: str | None, data: Path | str, logs: Path | str, logback: Path | str,
+                          tmp: Path | str) -> list[str]:
+    """Cassandra's JVM flags but heap, config and classpath: the local stack's, and the local image's
+    (deploy/images.py writes them into its jvm.options)."""
+    return [
+        "-XX:+UseG1GC", "-Xss256k", *CASSANDRA_JAVA17_FLAGS,
+        *([f"-javaagent:{jamm}"] if jamm else []),
+        "-Djdk.attach.allowAttachSelf=true", "-Djava.net.preferIPv4Stack=true", "-Dcassandra-foreground=yes",
+        f"-Dcassandra.storagedir={data}", f"-Dcassandra.logdir={logs}",
         f"-Dlogback.configurationFile={logback}", "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         # Never -Dcassandra.unsafesystem: it keeps schema changes in memtables only, so a kill -9 before
         # the next clean stop lost every table created since, with its data (issue 11).
-        "-XX:+ExitOnOutOfMemoryError", *server_auth.cassandra_flags(s),
-        f"-Djna.tmpdir={srv.run_dir / 'tmp'}",
-        "-cp", os.pathsep.join(jars), "org.apache.cassandra.service.CassandraDaemon",
+        "-XX:+ExitOnOutOfMemoryError", f"-Djna.tmpdir={tmp}",
     ]
 
 

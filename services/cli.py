@@ -19,6 +19,7 @@ from deploy import stack
 from fanout.events import Event
 from fanout.producer import EventProducer, PublishError
 from fanout.settings import Settings
+from services.compose_cli import register as register_compose
 from services.dead_letters_cli import register as register_dead_letters
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hybrid feed fan-out pipeline.")
@@ -253,6 +254,7 @@ def import_follows(
 
 register_bench(app)  # `fanout bench ...` and `fanout demo`
 register_dead_letters(app)  # `fanout dead-letters list|replay`
+register_compose(app)  # `fanout compose init|which`
 
 
 def main() -> None:

@@ -18,17 +18,26 @@ def compose_services() -> dict[str, dict[str, Any]]:
     return dict(data["services"])
 
 
+def interpolate(value: object, compose_env: dict[str, str] | None = None) -> str:
+    """A value as compose interpolates it: ${VAR:-default} from `compose_env` (the shell or an --env-file),
+    else the default; ${VAR:?message} (a value compose refuses to run without) from `compose_env`, else as
+    `fanout compose init` would have set it: "generated-VAR"."""
+
+    def resolve(match: re.Match[str]) -> str:
+        given = (compose_env or {}).get(match[1])
+        if given is not None:
+            return given
+        return match[3] if match[2] == "-" else f"generated-{match[1]}"
+
+    return re.sub(r"\$\{(\w+):([-?])([^}]*)\}", resolve, str(value))
+
+
 def resolved_env(service: dict[str, Any], compose_env: dict[str, str] | None = None) -> dict[str, str]:
-    """The service's environment as compose resolves it: ${VAR:-default} from `compose_env` (the shell or an
-    --env-file), else the default."""
+    """The service's environment as compose resolves it (`interpolate`)."""
     raw = service.get("environment") or {}
     if isinstance(raw, list):
         raw = dict(item.split("=", 1) for item in raw)
-
-    def resolve(match: re.Match[str]) -> str:
-        return (compose_env or {}).get(match[1], match[2])
-
-    return {str(k): re.sub(r"\$\{(\w+):-([^}]*)\}", resolve, str(v)) for k, v in raw.items()}
+    return {str(k): interpolate(v, compose_env) for k, v in raw.items()}
 
 
 def cluster_env() -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from compose_file import cluster_env as _cluster_env
+from compose_file import interpolate
 from compose_file import resolved_env as _env
 
 from fanout.metrics import Metrics
@@ -56,10 +57,10 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _published(service: dict[str, Any]) -> list[tuple[int, int]]:
-    """(host port, container port) pairs of the short "HOST:CONTAINER" syntax."""
+    """(host port, container port) pairs of the short "[ADDRESS:]HOST:CONTAINER" syntax."""
     pairs = []
     for spec in service.get("ports", []):
-        host, container = str(spec).rsplit(":", 1)
+        host, container = interpolate(spec).rsplit(":", 1)
         pairs.append((int(host.rsplit(":", 1)[-1]), int(container.split("/")[0])))
     return pairs
 
@@ -105,7 +106,6 @@ def test_published_ports_equal_the_settings_defaults(services: dict[str, dict[st
         "kafka": s.kafka_port,  # the host's port; the container side is the EXTERNAL listener
         "cassandra": s.cassandra_port,
         "prometheus": s.stack.prometheus_port,
-        "worker": s.worker_metrics_port,
         "read-api": s.read_api_port,
         "ingest-api": s.ingest_api_port,
         "grafana": 3000,
@@ -115,13 +115,21 @@ def test_published_ports_equal_the_settings_defaults(services: dict[str, dict[st
     for name, svc in services.items():
         if name != "kafka":
             assert [host for host, container in _published(svc) if host != container] == [], name
+    # The workers scale (`--scale worker=N`), so no host port of theirs: Prometheus finds them by name.
+    assert "ports" not in services["worker"]
+
+
+def test_ports_are_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        for spec in svc.get("ports", []):
+            assert interpolate(spec).startswith("127.0.0.1:"), (name, spec)
 
 
 def test_kafka_is_one_kraft_node_on_the_settings_ports(services: dict[str, dict[str, Any]]) -> None:
     s = Settings()
     kafka = services["kafka"]
     env = _env(kafka)
-    assert kafka["image"] == f"apache/kafka:{s.stack.kafka_version}"
+    assert interpolate(kafka["image"]) == f"apache/kafka:{s.stack.kafka_version}"
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     listeners = _listeners(env["KAFKA_LISTENERS"])
     assert listeners["SASL_PLAINTEXT"] == ("", s.kafka_port)
@@ -153,7 +161,7 @@ def test_kafka_is_reachable_from_the_containers_and_from_the_host(services: dict
     assert set(listeners) == {"SASL_PLAINTEXT", "CONTROLLER", "EXTERNAL"}
     # Every listener authenticates (no PLAINTEXT protocol anywhere).
     assert set(protocols.values()) == {"SASL_PLAINTEXT"} and set(protocols) == set(listeners)
-    assert advertised == {"SASL_PLAINTEXT": ("kafka", s.kafka_port), "EXTERNAL": ("localhost", s.kafka_port)}
+    assert advertised == {"SASL_PLAINTEXT": ("kafka", s.kafka_port), "EXTERNAL": ("127.0.0.1", s.kafka_port)}
     # What the project's containers bootstrap with is the internal listener.
     host, port = advertised["SASL_PLAINTEXT"]
     assert Settings.load(env=_env(services["worker"])).kafka_bootstrap == f"{host}:{port}"
@@ -165,7 +173,7 @@ def test_kafka_is_reachable_from_the_containers_and_from_the_host(services: dict
 def test_cassandra_image_heap_and_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     s = Settings()
     cassandra = services["cassandra"]
-    assert cassandra["image"] == f"cassandra:{s.stack.cassandra_version}"
+    assert interpolate(cassandra["image"]) == f"cassandra:{s.stack.cassandra_version}"
     env = _env(cassandra)
     assert {k: env[k] for k in ("MAX_HEAP_SIZE", "HEAP_NEWSIZE", "CASSANDRA_SEEDS")} == {
         "MAX_HEAP_SIZE": s.stack.cassandra_heap, "HEAP_NEWSIZE": "200M", "CASSANDRA_SEEDS": "cassandra"}
@@ -218,7 +226,9 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 def test_dockerfile_installs_this_package_and_runs_fanout() -> None:
     instructions = _instructions(DEPLOY / "Dockerfile")
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    # The official Python image unless BASE names another (the local Debian base, deploy/images.py).
+    assert instructions[0] == ("ARG", "BASE=python:3.11-slim")
+    assert [args for op, args in instructions if op == "FROM"] == ["${BASE} AS build", "${BASE}"]
     assert ("COPY", ". /app") in instructions
     runs = [args.split() for op, args in instructions if op == "RUN"]
     assert any("pip" in r and "install" in r and "/app" in r for r in runs)
@@ -252,7 +262,12 @@ def test_prometheus_jobs_match_the_local_template_and_compose(services: dict[str
 
     s = Settings()
     for name, job in compose_jobs.items():
-        [target] = job["static_configs"][0]["targets"]
+        if "dns_sd_configs" in job:  # every replica of a scaled service, found by its name
+            [sd] = job["dns_sd_configs"]
+            [host] = sd["names"]
+            target = f"{host}:{sd['port']}"
+        else:
+            [target] = job["static_configs"][0]["targets"]
         [template_target] = template_jobs[name]["static_configs"][0]["targets"]
         host, port = target.rsplit(":", 1)
         port_setting = template_target.rsplit(":", 1)[1].strip("${}")
