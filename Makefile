@@ -15,8 +15,9 @@ TESTS ?= tests/unit tests/contract tests/e2e
 PYTEST_ARGS ?=
 
 FAULT_NODES ?= 1 3
+DOCKER_NODES ?= 1 3
 
-.PHONY: help venv demo run test test-faults test-cluster down lint clean
+.PHONY: help venv demo run test test-faults test-cluster test-docker down lint clean
 
 help:
 	@echo "make demo   start the stack (Kafka, Cassandra, Prometheus) and run the demo; the stack stays up"
@@ -24,6 +25,7 @@ help:
 	@echo "make test   unit + e2e tests on the real stack (started if needed, stopped after if it was down)"
 	@echo "make test-faults  kill servers and workers during fan-outs, on stacks of their own (1 node, then 3)"
 	@echo "make test-cluster  the end-to-end oracle tests on a 3-node cluster of their own"
+	@echo "make test-docker  docker-compose.yml on the Docker engine: oracle tests, containers killed, scaling (1 node, then 3)"
 	@echo "make down   stop the stack"
 	@echo "make lint   ruff and mypy"
 	@echo "make clean  remove the venv and caches (keeps the jar cache in .fanout/cache)"
@@ -72,6 +74,15 @@ test-faults: $(STAMP)
 	  only_cluster=; if [ "$$n" -lt 3 ]; then only_cluster=--ignore=tests/faults/test_cluster.py; fi; \
 	  echo "== fault tests on $$n node(s)"; \
 	  FANOUT_FAULTS_NODES=$$n $(PYTEST) -ra $(PYTEST_ARGS) tests/faults $$only_cluster || exit $$?; \
+	done
+
+# docker-compose.yml for real (a running dockerd is needed; .ci/run starts one): images built where they
+# cannot be pulled, a compose project of its own per profile, through ports on 127.0.0.1, taken down with
+# its volumes after. DOCKER_NODES="1" or "3" for one profile.
+test-docker: $(STAMP)
+	@for n in $(DOCKER_NODES); do \
+	  echo "== compose tests on $$n node(s)"; \
+	  FANOUT_DOCKER_NODES=$$n $(PYTEST) -ra $(PYTEST_ARGS) tests/docker || exit $$?; \
 	done
 
 # The end-to-end oracle tests on a 3-broker, 3-node cluster of their own (state in .fanout/cluster-state;

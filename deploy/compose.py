@@ -31,6 +31,11 @@ CLUSTER_ENV = DEPLOY_DIR / "cluster.env"
 # Every login of docker-compose.yml, generated unless set: the Kafka users, the Cassandra roles, Grafana's admin.
 PASSWORDS = ("FANOUT_KAFKA_ADMIN_PASSWORD", "FANOUT_KAFKA_SASL_PASSWORD", "FANOUT_KAFKA_WORKER_PASSWORD",
              "FANOUT_CASSANDRA_ADMIN_PASSWORD", "FANOUT_CASSANDRA_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+# The users docker-compose.yml defaults to, written into .env too: it is then the deployment's whole login
+# sheet (kcat, cqlsh and the tests read it).
+USERNAMES = {"FANOUT_KAFKA_ADMIN_USERNAME": "admin", "FANOUT_KAFKA_SASL_USERNAME": "fanout",
+             "FANOUT_KAFKA_WORKER_USERNAME": "fanout-worker", "FANOUT_CASSANDRA_ADMIN_USERNAME": "admin",
+             "FANOUT_CASSANDRA_USERNAME": "fanout"}
 Say = Callable[[str], None]
 
 
@@ -76,6 +81,8 @@ def env_values(existing: Mapping[str, str], environ: Mapping[str, str], nodes: i
     """What .env holds: the existing values first, then the user's environment, then generated passwords;
     the images and profiles chosen now."""
     values = dict(existing)
+    for name, user in USERNAMES.items():
+        values.setdefault(name, environ.get(name) or user)
     for name in PASSWORDS:
         values.setdefault(name, environ.get(name) or secrets.token_urlsafe(24))
     if nodes >= 3:

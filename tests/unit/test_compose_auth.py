@@ -13,6 +13,7 @@ from compose_file import cluster_env as _cluster_env
 from compose_file import compose_services
 from compose_file import resolved_env as _env
 
+from deploy import compose
 from fanout.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +82,29 @@ def test_cassandra_requires_logins_with_auth_replicated_like_the_data(services: 
             assert "-Dcassandra.settings.authenticator=PasswordAuthenticator" in options, name
             assert "-Dcassandra.settings.authorizer=CassandraAuthorizer" in options, name
             assert f"-Dcassandra.system_auth.default_rf={replicas}" in options, name
+
+
+def test_compose_init_writes_the_compose_files_default_users(services: dict[str, dict[str, Any]]) -> None:
+    """.env names every user (the login sheet of kcat, cqlsh, the tests): the ones the compose file defaults to."""
+    broker = _env(services["kafka"])
+    migrate = _env(services["migrate"])
+    defaults = {name: broker.get(name) or migrate.get(name) for name in compose.USERNAMES}
+    assert defaults == compose.USERNAMES
+    values = compose.env_values({}, {}, 1, {}, dashboard=False)
+    assert {name: values[name] for name in compose.USERNAMES} == compose.USERNAMES
+    assert all(len(values[name]) >= 32 for name in compose.PASSWORDS)
+    # Kept: what .env or the environment already holds; the cluster profile's values for 3 nodes.
+    again = compose.env_values(values, {"FANOUT_CASSANDRA_PASSWORD": "from-env"}, 3, {}, dashboard=True)
+    assert {k: again[k] for k in compose.PASSWORDS} == {k: values[k] for k in compose.PASSWORDS}
+    assert again["COMPOSE_PROFILES"] == "cluster,dashboard" and again["NODES"] == "3"
+    fresh = compose.env_values({}, {"FANOUT_CASSANDRA_PASSWORD": "from-env"}, 1, {}, dashboard=False)
+    assert fresh["FANOUT_CASSANDRA_PASSWORD"] == "from-env" and fresh["COMPOSE_PROFILES"] == ""
+
+
+def test_the_env_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    target.write_text("OLD=1\n")
+    target.chmod(0o644)
+    compose.write_env(target, {"FANOUT_CASSANDRA_PASSWORD": "p"})
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert compose.read_env(target) == {"FANOUT_CASSANDRA_PASSWORD": "p"}

@@ -1,0 +1,71 @@
+"""The compose deployment end to end, through the ports it publishes on 127.0.0.1 only: users follow and
+post through the ingest API with their own tokens, the worker containers fan out from Kafka into
+Cassandra, and every feed read through the read API equals the oracle; cqlsh inside the Cassandra
+container (an outside client) counts the same inbox rows."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+
+import httpx
+import pytest
+from conftest import ComposeDeployment, feed
+
+pytestmark = pytest.mark.docker
+
+USERS = range(1, 41)
+
+
+def test_every_published_port_is_on_loopback_only(deployment: ComposeDeployment) -> None:
+    ports = deployment.compose("ps", "--format", "{{.Name}} {{.Ports}}").stdout
+    published = [p for line in ports.splitlines() for p in line.split(" ", 1)[1:] if "->" in p]
+    assert published, ports
+    for spec in ", ".join(published).split(", "):
+        assert spec.startswith("127.0.0.1:"), spec
+
+
+def test_the_apis_refuse_requests_without_a_valid_token(deployment: ComposeDeployment, http: httpx.Client) -> None:
+    assert http.get(f"{deployment.url('read')}/v1/feed").status_code == 401
+    assert http.post(f"{deployment.url('ingest')}/v1/posts", json={"body": "x"}).status_code == 401
+    forged = {"Authorization": "Bearer " + deployment.tokens.headers(1)["Authorization"].split()[1][:-4] + "AAAA"}
+    assert http.get(f"{deployment.url('read')}/v1/feed", headers=forged).status_code == 401
+
+
+def test_feeds_read_through_the_read_api_equal_the_oracle(deployment: ComposeDeployment, http: httpx.Client) -> None:
+    rng = random.Random(24)
+    ingest = deployment.url("ingest")
+    following: dict[int, set[int]] = defaultdict(set)
+    for user in USERS:
+        for followee in rng.sample([u for u in USERS if u != user], 6):
+            resp = http.post(f"{ingest}/v1/follows", json={"followee_id": followee},
+                             headers=deployment.tokens.headers(user))
+            assert resp.status_code == 202, resp.text
+            following[user].add(followee)
+    posts: dict[int, int] = {}  # post id -> author
+    for author in rng.choices(list(USERS), k=120):
+        resp = http.post(f"{ingest}/v1/posts", json={"body": f"a post by {author}"},
+                         headers=deployment.tokens.headers(author))
+        assert resp.status_code == 202, resp.text
+        posts[resp.json()["post_id"]] = author
+    deployment.drain(timeout=300)
+
+    want = {user: sorted((p for p, a in posts.items() if a in following[user]), reverse=True) for user in USERS}
+    deadline = time.monotonic() + 30  # the read service's caches have a stated staleness bound
+    while (got := {user: feed(http, deployment, user) for user in USERS}) != want and time.monotonic() < deadline:
+        time.sleep(1)
+    differs = {user: {"missing": sorted(set(want[user]) - set(got[user])),
+                      "extra": [(p, posts.get(p)) for p in sorted(set(got[user]) - set(want[user]))],
+                      "order_only": set(got[user]) == set(want[user])}
+               for user in USERS if got[user] != want[user]}
+    assert not differs, differs
+
+    # cqlsh, in the Cassandra container, as the admin: the inbox holds exactly the pushed rows.
+    rows = sum(len(ids) for ids in want.values())
+    s = deployment.settings
+    count = deployment.compose(
+        "exec", "-T", "cassandra", "cqlsh", "-u", s.cassandra_admin_username, "-p", s.cassandra_admin_password,
+        "-e", f"CONSISTENCY QUORUM; SELECT count(*) FROM {s.keyspace}.inbox WHERE post_id > 0 ALLOW FILTERING;",
+    ).stdout
+    assert [int(line) for line in count.split() if line.isdigit()] == [rows], count
