@@ -31,8 +31,8 @@ from fanout.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 NODES = int(os.environ.get("FANOUT_DOCKER_NODES", "1"))
 IMAGES = os.environ.get("FANOUT_COMPOSE_IMAGES", "auto")  # auto, official or local (deploy/images.py)
-PUBLISHED = ("FANOUT_KAFKA_PORT", "FANOUT_CASSANDRA_PORT", "FANOUT_READ_API_PORT", "FANOUT_INGEST_API_PORT",
-             "FANOUT_PROMETHEUS_PORT")
+PUBLISHED = ("FANOUT_KAFKA_PORT", "KAFKA_2_PORT", "KAFKA_3_PORT", "FANOUT_CASSANDRA_PORT", "FANOUT_READ_API_PORT",
+             "FANOUT_INGEST_API_PORT", "FANOUT_PROMETHEUS_PORT")
 
 
 @dataclass

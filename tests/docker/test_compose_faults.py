@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import NODES, ComposeDeployment
 from confluent_kafka.admin import AdminClient
+from conftest import NODES, ComposeDeployment
 from faults.rig import Oracle, Outcome, scan
 
 from fanout.events import Followed
