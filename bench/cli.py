@@ -154,6 +154,23 @@ def bench_reads(
     console.print(f"written: {out}/reads.json, reads.md, read_p99_by_rate.png, read_p99_by_group.png")
 
 
+@bench_app.command("compose")
+def bench_compose(
+    nodes: Annotated[list[int], typer.Option(help="compose profiles to run: 1 and/or 3")] = [1, 3],  # noqa: B006
+    followers: int = typer.Option(3_000, help="followers of the author of the burst"),
+    posts: int = typer.Option(40, help="posts in the burst"),
+    seconds: float = typer.Option(15.0, help="seconds of wrk reads per target"),
+    connections: int = typer.Option(16, help="wrk connections"),
+    out: Annotated[Path, typer.Option(help="bench.json, bench.md, compose.png")] = BENCH_RESULTS / "compose",
+) -> None:
+    """The same burst and reads on `fanout stack up`'s processes and on docker compose (1 and 3 nodes)."""
+    from bench import compose as compose_bench
+
+    rows = compose_bench.run(on_stack(Settings.load()), nodes, out, followers=followers, posts=posts, seconds=seconds,
+                             connections=connections)
+    console.print(compose_bench.table(rows))
+
+
 @bench_app.command("stream")
 def bench_stream(
     readers: int = typer.Option(500, help="readers connected to the live feed"),

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import images
@@ -28,14 +29,16 @@ COMPOSE_MODULE = "github.com/docker/compose/v5"
 COMPOSE_VERSION = "v5.6.0"
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 CLUSTER_ENV = DEPLOY_DIR / "cluster.env"
-# Every login of docker-compose.yml, generated unless set: the Kafka users, the Cassandra roles, Grafana's admin.
+# Every login of docker-compose.yml, generated unless set: Kafka users, Cassandra roles, Grafana's admin.
 PASSWORDS = ("FANOUT_KAFKA_ADMIN_PASSWORD", "FANOUT_KAFKA_SASL_PASSWORD", "FANOUT_KAFKA_WORKER_PASSWORD",
-             "FANOUT_CASSANDRA_ADMIN_PASSWORD", "FANOUT_CASSANDRA_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+             "FANOUT_CASSANDRA_ADMIN_PASSWORD", "FANOUT_CASSANDRA_PASSWORD", "FANOUT_CASSANDRA_WORKER_PASSWORD",
+             "FANOUT_CASSANDRA_INGEST_PASSWORD", "FANOUT_CASSANDRA_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 # The users docker-compose.yml defaults to, written into .env too: it is then the deployment's whole login
 # sheet (kcat, cqlsh and the tests read it).
 USERNAMES = {"FANOUT_KAFKA_ADMIN_USERNAME": "admin", "FANOUT_KAFKA_SASL_USERNAME": "fanout",
              "FANOUT_KAFKA_WORKER_USERNAME": "fanout-worker", "FANOUT_CASSANDRA_ADMIN_USERNAME": "admin",
-             "FANOUT_CASSANDRA_USERNAME": "fanout"}
+             "FANOUT_CASSANDRA_USERNAME": "fanout", "FANOUT_CASSANDRA_WORKER_USERNAME": "fanout_worker",
+             "FANOUT_CASSANDRA_INGEST_USERNAME": "fanout_ingest", "FANOUT_CASSANDRA_READER_USERNAME": "fanout_reader"}
 Say = Callable[[str], None]
 
 
@@ -118,3 +121,63 @@ def init(s: Settings, env_file: Path, nodes: int, mode: str, build: bool, say: S
     values = env_values(read_env(env_file), os.environ, nodes, chosen, dashboard)
     write_env(env_file, values)
     return values
+
+
+# Host ports of a compose project: the compose file's variables that name them.
+PUBLISHED_PORTS = ("FANOUT_KAFKA_PORT", "KAFKA_2_PORT", "KAFKA_3_PORT", "FANOUT_CASSANDRA_PORT",
+                   "FANOUT_READ_API_PORT", "FANOUT_INGEST_API_PORT", "FANOUT_PROMETHEUS_PORT")
+
+
+@dataclass
+class Project:
+    """A compose project of its own (name, env file) and what a client on the host reaches of it."""
+
+    name: str
+    command: list[str]  # the compose CLI with this project's name and env file
+    values: dict[str, str]  # its env file
+    nodes: int
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*self.command, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise StackError(f"compose {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def up(self, *services: str, scale: Mapping[str, int] | None = None) -> None:
+        """Bring `services` (default: all) up and wait until each is healthy (or has run, for migrate)."""
+        scales = [arg for name, n in (scale or {}).items() for arg in ("--scale", f"{name}={n}")]
+        self.compose("up", "-d", "--wait", "--wait-timeout", "600", *scales, *services)
+
+    def down(self) -> None:
+        """Stop and remove every container, network and volume of the project."""
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+
+    def container(self, service: str, index: int = 1) -> str:
+        return f"{self.name}-{service}-{index}"
+
+    def host_settings(self, secret_file: Path) -> Settings:
+        """Settings of a client on the host: the published ports, every user of the env file, the tokens'
+        secret copied to `secret_file` (`copy_token_secret`)."""
+        env = {key: value for key, value in self.values.items() if key.startswith("FANOUT_")}
+        env |= {"FANOUT_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.values.get('FANOUT_KAFKA_PORT', '9092')}",
+                "FANOUT_CASSANDRA_HOSTS": "127.0.0.1", "FANOUT_NODES": str(self.nodes),
+                "FANOUT_JWT_SECRET_FILE": str(secret_file)}
+        return Settings.load(env=env)
+
+    def copy_token_secret(self, dest: Path) -> None:
+        """The HS256 secret the containers share (made by the first that needed it), for minting tokens."""
+        secret = self.compose("exec", "-T", "read-api", "cat", "/var/lib/fanout-auth/jwt-hs256.secret").stdout
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret)
+
+
+def project(s: Settings, name: str, workdir: Path, nodes: int, mode: str, ports: list[int], say: Say) -> Project:
+    """A compose project `name`, its env file in `workdir` (images built as `init` does), with the host
+    ports `ports` (one per PUBLISHED_PORTS) instead of the defaults, so it runs beside anything else."""
+    env_file = workdir / ".env"
+    values = init(s, env_file, nodes, mode, build=True, say=say)
+    values |= dict(zip(PUBLISHED_PORTS, map(str, ports), strict=True))
+    write_env(env_file, values)
+    return Project(name, [*compose_command(s, say), "-p", name, "--env-file", str(env_file)], values, nodes)

@@ -27,7 +27,7 @@ from typing import Any
 
 from deploy import credentials
 from deploy.servers import StackError
-from fanout.settings import Settings
+from fanout.settings import CASSANDRA_PROCESSES, Settings
 
 KAFKA_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 CASSANDRA_AUTH = {"authenticator": "PasswordAuthenticator", "authorizer": "CassandraAuthorizer",
@@ -103,7 +103,8 @@ def provision(stack: Settings, say: Callable[[str], None]) -> None:
 
 def create_roles(s: Settings, say: Callable[[str], None], timeout: float = 60.0) -> None:
     """Create the Cassandra superuser FANOUT_CASSANDRA_ADMIN_* (logged in once as the default superuser of
-    a new cluster) and the project's role FANOUT_CASSANDRA_*, and drop the default superuser. Idempotent:
+    a new cluster), the project's role FANOUT_CASSANDRA_* (owns the schema) and each process's role
+    (FANOUT_CASSANDRA_{WORKER,INGEST,READER}_*), and drop the default superuser. Idempotent:
     the launcher runs it at every start, `fanout migrate` whenever it has the admin's credentials (compose)."""
     from cassandra import AuthenticationFailed
     from cassandra.cluster import NoHostAvailable
@@ -126,6 +127,12 @@ def create_roles(s: Settings, say: Callable[[str], None], timeout: float = 60.0)
                         f"AND PASSWORD = '{s.cassandra_password}'")
         # The role may create keyspaces, and its creator is granted everything on what it creates.
         session.execute(f"GRANT CREATE ON ALL KEYSPACES TO {s.cassandra_username}")
+        # Each process's own role: a login, and no permission until `fanout migrate` grants it some on a
+        # keyspace (fanout/adapters/cassandra/migrations.py).
+        for process in CASSANDRA_PROCESSES:
+            user, password = (getattr(s, f"cassandra_{process}_{part}") for part in ("username", "password"))
+            if user and user != s.cassandra_username:
+                session.execute(f"CREATE ROLE IF NOT EXISTS {user} WITH LOGIN = true AND PASSWORD = '{password}'")
         session.execute(f"DROP ROLE IF EXISTS {DEFAULT_SUPERUSER[0]}")
 
 

@@ -22,6 +22,8 @@ ENV_PREFIX = "FANOUT_"
 # Who a Kafka client acts as: the services (ingest, read, `fanout publish`), the worker, or the admin that
 # creates topics, users and ACLs (`fanout migrate`, the launcher, the dead-letter tool).
 KafkaPrincipal = Literal["service", "worker", "admin"]
+CassandraProcess = Literal["worker", "ingest", "reader"]
+CASSANDRA_PROCESSES: tuple[CassandraProcess, ...] = ("worker", "ingest", "reader")
 
 
 def _env_name(name: str) -> str:
@@ -180,8 +182,18 @@ class Settings:
     kafka_admin_username: str = field(default="", metadata={"doc": "Kafka super user: topics, users, ACLs "
                                                                    "(migrate); empty: the services' user"})
     kafka_admin_password: str = field(default="", metadata={"doc": "its password"})
-    cassandra_username: str = field(default="", metadata={"doc": "Cassandra role of every process; empty: none"})
+    cassandra_username: str = field(default="", metadata={"doc": "Cassandra role that owns the schema (migrate), "
+                                                                 "and of any process without its own; empty: none"})
     cassandra_password: str = field(default="", metadata={"doc": "Cassandra role's password"})
+    cassandra_worker_username: str = field(default="", metadata={"doc": "the worker's Cassandra role: reads and "
+                                                                        "writes the tables; empty: the above"})
+    cassandra_worker_password: str = field(default="", metadata={"doc": "its password"})
+    cassandra_ingest_username: str = field(default="", metadata={"doc": "the ingest API's Cassandra role: reads, "
+                                                                        "writes its leases and keys; empty: the owner"})
+    cassandra_ingest_password: str = field(default="", metadata={"doc": "its password"})
+    cassandra_reader_username: str = field(default="", metadata={"doc": "the read service's Cassandra role: reads "
+                                                                        "only; empty: the owner"})
+    cassandra_reader_password: str = field(default="", metadata={"doc": "its password"})
     cassandra_admin_username: str = field(default="", metadata={"doc": "Cassandra superuser that creates the "
                                                                        "role (the launcher, compose's init)"})
     cassandra_admin_password: str = field(default="", metadata={"doc": "its password"})
@@ -233,6 +245,16 @@ class Settings:
     @property
     def kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap_servers or ",".join(f"{h}:{self.kafka_port}" for h in self.node_hosts)
+
+    def as_process(self, process: CassandraProcess) -> Settings:
+        """These settings as `process` holds them: its own Cassandra role as the one it connects with (where it
+        has one), and no other Cassandra login, so a compromised process cannot use one."""
+        user = getattr(self, f"cassandra_{process}_username") or self.cassandra_username
+        password = getattr(self, f"cassandra_{process}_password") if user != self.cassandra_username else (
+            self.cassandra_password)
+        others: dict[str, Any] = {f"cassandra_{who}_{part}": "" for who in ("admin", *CASSANDRA_PROCESSES)
+                                  for part in ("username", "password")}
+        return dataclasses.replace(self, **others, cassandra_username=user, cassandra_password=password)
 
     def kafka_credentials(self, principal: KafkaPrincipal = "service") -> tuple[str, str]:
         """(user, password) of `principal`; a worker or admin without a user of its own is the services'

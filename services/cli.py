@@ -127,7 +127,7 @@ def worker(loglevel: str = typer.Option("info", help="Faust log level")) -> None
     """Run the stream processor (Faust worker) with metrics on FANOUT_WORKER_METRICS_PORT."""
     from services import worker as worker_process
 
-    worker_process.run(settings(), loglevel)
+    worker_process.run(settings().as_process("worker"), loglevel)
 
 
 @app.command("read-api")
@@ -137,7 +137,8 @@ def read_api(
     """Serve the merged feed over HTTP on FANOUT_READ_API_PORT."""
     from services import read_api as read_service
 
-    read_service.run(dataclasses.replace(settings(), read_workers=workers) if workers else settings())
+    s = settings().as_process("reader")
+    read_service.run(dataclasses.replace(s, read_workers=workers) if workers else s)
 
 
 @app.command("ingest-api")
@@ -145,7 +146,7 @@ def ingest_api() -> None:
     """Accept events over HTTP on FANOUT_INGEST_API_PORT and publish them to Kafka."""
     from services import ingest_api as ingest_service
 
-    ingest_service.run(settings())
+    ingest_service.run(settings().as_process("ingest"))
 
 
 @app.command()

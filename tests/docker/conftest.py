@@ -12,14 +12,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import WhiteListRoundRobinPolicy
+from confluent_kafka import KafkaException
 from faults.rig import REPORT, RESULTS
 from ports import free_ports
 
@@ -28,100 +29,83 @@ from fanout.auth import Tokens
 from fanout.lag import wait_until_drained
 from fanout.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
 NODES = int(os.environ.get("FANOUT_DOCKER_NODES", "1"))
 IMAGES = os.environ.get("FANOUT_COMPOSE_IMAGES", "auto")  # auto, official or local (deploy/images.py)
-PUBLISHED = ("FANOUT_KAFKA_PORT", "KAFKA_2_PORT", "KAFKA_3_PORT", "FANOUT_CASSANDRA_PORT", "FANOUT_READ_API_PORT",
-             "FANOUT_INGEST_API_PORT", "FANOUT_PROMETHEUS_PORT")
 
 
 @dataclass
 class ComposeDeployment:
-    """A running compose project and what the host reaches of it."""
+    """A running compose project, and the host's view of it."""
 
-    project: str
-    command: list[str]  # the compose CLI with this project's name and env file
-    values: dict[str, str]  # its env file
-    settings: Settings  # the host's view: published ports, the deployment's users and its token secret
-    nodes: int
+    project: compose.Project
+    settings: Settings  # the published ports, the deployment's users and its token secret
+
+    @property
+    def nodes(self) -> int:
+        return self.project.nodes
 
     @functools.cached_property
     def tokens(self) -> Tokens:
         return Tokens(self.settings)
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([*self.command, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise RuntimeError(f"compose {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-        return proc
+    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.project.compose(*args)
 
     def container(self, service: str, index: int = 1) -> str:
-        return f"{self.project}-{service}-{index}"
+        return self.project.container(service, index)
 
     def kill(self, service: str, index: int = 1) -> None:
         """`docker kill` (SIGKILL) one container of a service."""
         subprocess.run(["docker", "kill", self.container(service, index)], check=True, capture_output=True)
-
-    def up(self, *services: str, scale: dict[str, int] | None = None) -> None:
-        """Bring `services` (default: all) up again and wait until healthy."""
-        scales = [arg for name, n in (scale or {}).items() for arg in ("--scale", f"{name}={n}")]
-        self.compose("up", "-d", "--wait", "--wait-timeout", "600", *scales, *services)
 
     def url(self, api: str) -> str:
         port = self.settings.read_api_port if api == "read" else self.settings.ingest_api_port
         return f"http://127.0.0.1:{port}"
 
     def cassandra(self) -> tuple[Cluster, Session]:
-        """A session as the Cassandra admin, through the published port only (no other node is dialled)."""
+        """A session as the Cassandra admin, through the published port only (no other node is dialled),
+        reading at QUORUM: a node just restarted may not have every row yet (hints replay after)."""
         s = self.settings
+        profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy(["127.0.0.1"]),
+                                   consistency_level=ConsistencyLevel.QUORUM, request_timeout=120)
         cluster = Cluster(["127.0.0.1"], port=s.cassandra_port, protocol_version=4,
-                          load_balancing_policy=WhiteListRoundRobinPolicy(["127.0.0.1"]),
+                          execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                           auth_provider=PlainTextAuthProvider(s.cassandra_admin_username, s.cassandra_admin_password))
         return cluster, cluster.connect()
 
     def drain(self, timeout: float = 600) -> float:
-        return wait_until_drained(self.settings, timeout=timeout)
-
-
-def host_settings(values: dict[str, str], nodes: int, secret: Path) -> Settings:
-    """Settings for clients on the host: the published ports, every user of the deployment."""
-    env = {key: value for key, value in values.items() if key.startswith("FANOUT_")}
-    env |= {
-        "FANOUT_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{values['FANOUT_KAFKA_PORT']}",
-        "FANOUT_CASSANDRA_HOSTS": "127.0.0.1",
-        "FANOUT_NODES": str(nodes),
-        "FANOUT_JWT_SECRET_FILE": str(secret),
-    }
-    return Settings.load(env=env)
+        """Wait until the worker group has no lag; seconds waited. Just after a broker restarted, Kafka may
+        not know the lag yet ("leader high watermark is not caught up"): asked again."""
+        started = time.monotonic()
+        while True:
+            try:
+                return wait_until_drained(self.settings, timeout=timeout) + time.monotonic() - started
+            except KafkaException as exc:
+                if time.monotonic() - started > timeout:
+                    raise
+                print(f"[compose] lag not known yet: {exc}", flush=True)
+                time.sleep(1)
 
 
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeDeployment]:
     tmp = tmp_path_factory.mktemp("compose")
-    env_file = tmp / ".env"
-    s = Settings.load()
     started = time.monotonic()
-    values = compose.init(s, env_file, NODES, IMAGES, build=True, say=lambda m: print(f"[compose] {m}", flush=True))
+    project = compose.project(Settings.load(), f"fanout-test-{NODES}n", tmp, NODES, IMAGES,
+                              free_ports(len(compose.PUBLISHED_PORTS)), lambda m: print(f"[compose] {m}", flush=True))
     print(f"[compose] images ready in {time.monotonic() - started:.0f}s", flush=True)
-    values |= dict(zip(PUBLISHED, map(str, free_ports(len(PUBLISHED))), strict=True))
-    compose.write_env(env_file, values)
-    project = f"fanout-test-{NODES}n"
-    command = [*compose.compose_command(s, print), "-p", project, "--env-file", str(env_file)]
-    run = ComposeDeployment(project, command, values, host_settings(values, NODES, tmp / "jwt.secret"), NODES)
-    run.compose("down", "-v", "--remove-orphans", check=False)  # what a run killed before this one left
+    project.down()  # what an interrupted run of the same project left
     try:
         started = time.monotonic()
-        run.up()
-        print(f"[compose] {project} healthy in {time.monotonic() - started:.0f}s", flush=True)
-        secret = run.compose("exec", "-T", "read-api", "cat", "/var/lib/fanout-auth/jwt-hs256.secret").stdout
-        (tmp / "jwt.secret").write_text(secret)
-        (tmp / "jwt.secret").chmod(0o600)
-        yield run
+        project.up()
+        print(f"[compose] {project.name} healthy in {time.monotonic() - started:.0f}s", flush=True)
+        project.copy_token_secret(tmp / "jwt.secret")
+        yield ComposeDeployment(project, project.host_settings(tmp / "jwt.secret"))
     finally:
-        logs = run.compose("logs", "--no-color", "--tail", "60", check=False)
+        logs = project.compose("logs", "--no-color", "--tail", "60", check=False)
         (tmp / "compose.log").write_text(logs.stdout + logs.stderr)
         print(f"[compose] last log lines of every container: {tmp / 'compose.log'}", flush=True)
-        run.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+        project.down()
 
 
 @pytest.fixture

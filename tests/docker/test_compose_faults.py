@@ -84,7 +84,7 @@ def kill_mid_fan_out(fan_out: BigFanOut, service: str, index: int = 1, posts: in
     run.kill(service, index)
     time.sleep(3)  # the cluster notices: the group rebalances, replicas time out
     started = time.monotonic()
-    run.up()
+    run.project.up()
     outcome = fan_out.compare(f"compose: docker kill {run.container(service, index)} mid-fan-out", lag,
                               run.drain() + time.monotonic() - started)
     assert lag > 0, "the kill came after the fan-out had finished: nothing was tested"
@@ -120,7 +120,7 @@ def _drain_backlog(fan_out: BigFanOut, workers: int, posts: int) -> dict[str, fl
     run.compose("stop", "worker")
     fan_out.post(posts)
     started = time.monotonic()
-    run.up("worker", scale={"worker": workers})
+    run.project.up("worker", scale={"worker": workers})
     run.drain()
     seconds = time.monotonic() - started
     rows = posts * len(FOLLOWERS)
@@ -140,6 +140,6 @@ def test_scaled_workers_share_the_partitions_and_drain_a_backlog(fan_out: BigFan
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     with REPORT.open("a") as out:
         out.write(json.dumps({"scaling": figures, "at": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
-    run.up(scale={"worker": 1})
+    run.project.up(scale={"worker": 1})
     assert spread == [1, 1, 2]  # 4 partitions over 3 workers
     assert (outcome.missing, outcome.extra) == (0, 0)

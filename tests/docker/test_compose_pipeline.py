@@ -11,6 +11,10 @@ from collections import defaultdict
 
 import httpx
 import pytest
+from cassandra import Unauthorized
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import WhiteListRoundRobinPolicy
 from conftest import ComposeDeployment, feed
 
 pytestmark = pytest.mark.docker
@@ -64,8 +68,29 @@ def test_feeds_read_through_the_read_api_equal_the_oracle(deployment: ComposeDep
     # cqlsh, in the Cassandra container, as the admin: the inbox holds exactly the pushed rows.
     rows = sum(len(ids) for ids in want.values())
     s = deployment.settings
+    users = ",".join(map(str, USERS))
     count = deployment.compose(
         "exec", "-T", "cassandra", "cqlsh", "-u", s.cassandra_admin_username, "-p", s.cassandra_admin_password,
-        "-e", f"CONSISTENCY QUORUM; SELECT count(*) FROM {s.keyspace}.inbox WHERE post_id > 0 ALLOW FILTERING;",
+        "--request-timeout=60", "-e",
+        f"CONSISTENCY QUORUM; SELECT count(*) FROM {s.keyspace}.inbox WHERE user_id IN ({users}) AND post_id > 0;",
     ).stdout
     assert [int(line) for line in count.split() if line.isdigit()] == [rows], count
+
+
+def test_the_read_services_role_reads_and_may_change_nothing(deployment: ComposeDeployment) -> None:
+    """Least privilege: the read-api container's Cassandra role (from .env, as compose gives it) reads the
+    feed tables, and may neither write a row nor drop a table."""
+    s = deployment.settings
+    reader = (s.cassandra_reader_username, s.cassandra_reader_password)
+    profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy(["127.0.0.1"]), request_timeout=30)
+    cluster = Cluster(["127.0.0.1"], port=s.cassandra_port, protocol_version=4,
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, auth_provider=PlainTextAuthProvider(*reader))
+    try:
+        session = cluster.connect()
+        session.execute(f"SELECT post_id FROM {s.keyspace}.posts LIMIT 1")
+        for cql in (f"INSERT INTO {s.keyspace}.author_timeline (author_id, post_id) VALUES (1, 1)",
+                    f"DROP TABLE {s.keyspace}.inbox"):
+            with pytest.raises(Unauthorized):
+                session.execute(cql)
+    finally:
+        cluster.shutdown()

@@ -22,8 +22,9 @@ from ports import free_ports
 
 from deploy import credentials
 from deploy import stack as launcher
+from fanout.adapters.cassandra import migrate
 from fanout.producer import delete_topics, ensure_topics
-from fanout.settings import KafkaPrincipal, Settings
+from fanout.settings import CassandraProcess, KafkaPrincipal, Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +50,7 @@ def secured(settings: Settings, request: pytest.FixtureRequest,
 
 def _deployed(s: Settings) -> Settings:
     assert s.kafka_admin_username and s.kafka_sasl_username and s.kafka_worker_username and s.cassandra_username
+    assert s.cassandra_worker_username and s.cassandra_ingest_username and s.cassandra_reader_username
     deployment = s.isolated(f"e2e-auth-{uuid.uuid4().hex[:8]}")
     ensure_topics(deployment)  # as the admin: topics, then the ACLs of the services' and the worker's users
     return deployment
@@ -188,3 +190,33 @@ def test_the_credentials_file_is_private(secured: Settings) -> None:
     assert credentials.read(secured)["kafka_admin_username"] == secured.kafka_admin_username
     kafka_props = launcher.servers(secured)[0].run_dir / "server.properties"
     assert kafka_props.stat().st_mode & 0o777 == 0o600  # it holds the admin's password
+
+
+@pytest.mark.parametrize("process", ["worker", "ingest", "reader"])
+def test_each_process_role_may_do_only_its_part(secured: Settings, process: CassandraProcess) -> None:
+    """Least privilege: the schema's owner grants each process's role what that process needs on the
+    deployment's keyspace (`fanout migrate`), and nothing else: no process may alter or drop the schema."""
+    migrate(secured)
+    s = secured.as_process(process)
+    assert s.cassandra_username == f"fanout_{process}" and not s.cassandra_admin_password
+    ks = secured.keyspace
+    cluster = _cql(secured, (s.cassandra_username, s.cassandra_password))
+    try:
+        session = cluster.connect()
+        session.default_timeout = 30
+        session.execute(f"SELECT post_id FROM {ks}.posts LIMIT 1")  # every process reads
+        writes = {"worker": f"INSERT INTO {ks}.author_timeline (author_id, post_id) VALUES (1, 1)",
+                  "ingest": f"INSERT INTO {ks}.node_leases (node_id, owner) VALUES (1023, 'e2e') USING TTL 5"}
+        for writer, cql in writes.items():
+            if writer == process:
+                session.execute(cql)
+            else:
+                with pytest.raises(Unauthorized):
+                    session.execute(cql)
+        for cql in (f"DROP TABLE {ks}.inbox", f"ALTER TABLE {ks}.posts ADD extra text",
+                    f"CREATE TABLE {ks}.intruder (k int PRIMARY KEY)", f"DROP KEYSPACE {ks}",
+                    f"GRANT MODIFY ON KEYSPACE {ks} TO {s.cassandra_username}"):
+            with pytest.raises(Unauthorized):
+                session.execute(cql)
+    finally:
+        cluster.shutdown()

@@ -48,18 +48,20 @@ def test_the_brokers_users_are_the_ones_each_container_logs_in_as(services: dict
 def test_each_container_carries_only_its_own_secrets(services: dict[str, dict[str, Any]]) -> None:
     own = {name: "FANOUT_KAFKA_SASL_PASSWORD" for name in SERVICES_USER} | {"worker": "FANOUT_KAFKA_WORKER_PASSWORD"}
     kafka_passwords = {"FANOUT_KAFKA_SASL_PASSWORD", "FANOUT_KAFKA_WORKER_PASSWORD", "FANOUT_KAFKA_ADMIN_PASSWORD"}
+    roles = {"worker": "WORKER", "ingest-api": "INGEST", "read-api": "READER"}
+    cassandra_passwords = {f"FANOUT_CASSANDRA{who}_PASSWORD" for who in ("", "_ADMIN", "_WORKER", "_INGEST", "_READER")}
     for name, mine in own.items():
         env = _env(services[name])
         assert {k for k in env if k in kafka_passwords} == {mine}, name
-        assert "FANOUT_CASSANDRA_ADMIN_PASSWORD" not in env, name
+        # Its own Cassandra role, and no other: not the schema's owner, not the admin, not another process's.
+        assert {k for k in env if k in cassandra_passwords} == {f"FANOUT_CASSANDRA_{roles[name]}_PASSWORD"}, name
+        s = _settings(services[name]).as_process(roles[name].lower())  # type: ignore[arg-type]
+        assert s.cassandra_username == env[f"FANOUT_CASSANDRA_{roles[name]}_USERNAME"], name
     migrate = _env(services["migrate"])
     assert {k for k in migrate if k in kafka_passwords} == {"FANOUT_KAFKA_ADMIN_PASSWORD"}
-    assert migrate["FANOUT_CASSANDRA_ADMIN_PASSWORD"]
-    # One Cassandra role for every project container, which migrate creates as the admin.
-    roles = {(_settings(services[n]).cassandra_username, _settings(services[n]).cassandra_password)
-             for n in ("migrate", "worker", *SERVICES_USER)}
-    assert len(roles) == 1 and all(next(iter(roles)))
-    assert _settings(services["migrate"]).cassandra_admin_username not in {"", "cassandra"}
+    assert {k for k in migrate if k in cassandra_passwords} == cassandra_passwords  # it creates every role
+    users = {migrate[f"FANOUT_CASSANDRA{who}_USERNAME"] for who in ("", "_ADMIN", "_WORKER", "_INGEST", "_READER")}
+    assert len(users) == 5 and "cassandra" not in users
 
 
 def test_kafka_authenticates_and_authorizes_every_listener(services: dict[str, dict[str, Any]]) -> None:

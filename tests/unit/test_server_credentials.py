@@ -29,8 +29,11 @@ def test_a_new_stack_gets_private_generated_credentials_that_every_command_finds
     assert (made.kafka_admin_username, made.kafka_sasl_username, made.kafka_worker_username) == (
         "admin", "fanout", "fanout-worker")
     assert (made.cassandra_admin_username, made.cassandra_username) == ("admin", "fanout")
+    # A role per process beside the schema's owner (fanout/adapters/cassandra/migrations.py grants them).
+    assert (made.cassandra_worker_username, made.cassandra_ingest_username, made.cassandra_reader_username) == (
+        "fanout_worker", "fanout_ingest", "fanout_reader")
     passwords = {getattr(made, f) for f in credentials.FIELDS if f.endswith("password")}
-    assert len(passwords) == 5 and all(len(p) >= 24 for p in passwords)
+    assert len(passwords) == 8 and all(len(p) >= 24 for p in passwords)
     assert credentials.fill(_stack(tmp_path)) == made  # any later command, from the file alone
     assert credentials.create(_stack(tmp_path)) == made  # written once: a second `up` keeps them
 

@@ -1,11 +1,12 @@
-"""`fanout migrate`: the keyspace and every table of schemas/cql, applied in file order (idempotent)."""
+"""`fanout migrate`: the keyspace and every table of schemas/cql, applied in file order, then each process
+role's permissions on them (idempotent)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from fanout.adapters.cassandra.session import connect
-from fanout.settings import Settings
+from fanout.settings import CASSANDRA_PROCESSES, Settings
 
 CQL_DIR = Path(__file__).resolve().parents[3] / "schemas" / "cql"
 
@@ -23,9 +24,32 @@ def migrate(settings: Settings) -> list[str]:
                 cql = stmt.format(keyspace=settings.keyspace)
                 session.execute(cql, timeout=60)
                 applied.append(cql)
+        for cql in grants(settings):
+            session.execute(cql, timeout=60)
+            applied.append(cql)
         return applied
     finally:
         cluster.shutdown()
+
+
+# What each process's role may do on the keyspace (a process without a role of its own uses the owner's):
+# the worker reads and writes the feed tables; the ingest API reads (who wrote a post, leases) and writes
+# only its node leases and idempotency keys; the read service reads. None may alter or drop anything.
+PERMISSIONS = {
+    "worker": ["SELECT ON KEYSPACE {ks}", "MODIFY ON KEYSPACE {ks}"],
+    "ingest": ["SELECT ON KEYSPACE {ks}", "MODIFY ON TABLE {ks}.node_leases", "MODIFY ON TABLE {ks}.idempotency_keys"],
+    "reader": ["SELECT ON KEYSPACE {ks}"],
+}
+
+
+def grants(settings: Settings) -> list[str]:
+    """GRANT statements giving each configured process role its PERMISSIONS on this keyspace (issued by the
+    owner, who holds every permission on the keyspace it created)."""
+    return [f"GRANT {permission.format(ks=settings.keyspace)} TO {role}"
+            for process in CASSANDRA_PROCESSES
+            if (role := getattr(settings, f"cassandra_{process}_username"))
+            and role != settings.cassandra_username
+            for permission in PERMISSIONS[process]]
 
 
 def _statements(text: str) -> list[str]:
