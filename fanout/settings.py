@@ -248,12 +248,16 @@ class Settings:
 
     def as_process(self, process: CassandraProcess) -> Settings:
         """These settings as `process` holds them: its own Cassandra role as the one it connects with (where it
-        has one), and no other Cassandra login, so a compromised process cannot use one."""
+        has one), its own Kafka user, and no other login, so a compromised process cannot use one."""
         user = getattr(self, f"cassandra_{process}_username") or self.cassandra_username
         password = getattr(self, f"cassandra_{process}_password") if user != self.cassandra_username else (
             self.cassandra_password)
-        others: dict[str, Any] = {f"cassandra_{who}_{part}": "" for who in ("admin", *CASSANDRA_PROCESSES)
-                                  for part in ("username", "password")}
+        # The worker's Kafka user (the services' where it has none); the services' for the two APIs.
+        kafka_others = ("admin", "sasl") if process == "worker" and self.kafka_worker_username else (
+            ("admin",) if process == "worker" else ("admin", "worker"))
+        others: dict[str, Any] = {f"{who}_{part}": "" for who in (
+            *(f"cassandra_{p}" for p in ("admin", *CASSANDRA_PROCESSES)), *(f"kafka_{k}" for k in kafka_others))
+            for part in ("username", "password")}
         return dataclasses.replace(self, **others, cassandra_username=user, cassandra_password=password)
 
     def kafka_credentials(self, principal: KafkaPrincipal = "service") -> tuple[str, str]:

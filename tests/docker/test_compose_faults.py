@@ -130,9 +130,12 @@ def _drain_backlog(fan_out: BigFanOut, workers: int, posts: int) -> dict[str, fl
 
 def test_scaled_workers_share_the_partitions_and_drain_a_backlog(fan_out: BigFanOut) -> None:
     run = fan_out.run
-    one = _drain_backlog(fan_out, 1, posts=40)
-    three = _drain_backlog(fan_out, 3, posts=40)
-    spread = _group_members(run)
+    try:
+        one = _drain_backlog(fan_out, 1, posts=40)
+        three = _drain_backlog(fan_out, 3, posts=40)
+        spread = _group_members(run)
+    finally:
+        run.project.up(scale={"worker": 1})  # the later tests' one worker, whatever happened here
     outcome = fan_out.compare("compose: backlog drained by --scale worker=1, then 3", 0, three["seconds"])
     figures = {"nodes": run.nodes, "one_worker": one, "three_workers": three, "partitions_per_worker": spread,
                "speed_up": round(three["rows_per_s"] / one["rows_per_s"], 2)}
@@ -140,6 +143,5 @@ def test_scaled_workers_share_the_partitions_and_drain_a_backlog(fan_out: BigFan
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     with REPORT.open("a") as out:
         out.write(json.dumps({"scaling": figures, "at": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
-    run.project.up(scale={"worker": 1})
     assert spread == [1, 1, 2]  # 4 partitions over 3 workers
     assert (outcome.missing, outcome.extra) == (0, 0)

@@ -12,13 +12,24 @@ ROLES = {"cassandra_username": "owner", "cassandra_password": "o", "cassandra_ad
          "cassandra_reader_password": "rp"}
 
 
+KAFKA = {"kafka_admin_username": "ka", "kafka_admin_password": "kap", "kafka_sasl_username": "ks",
+         "kafka_sasl_password": "ksp", "kafka_worker_username": "kw", "kafka_worker_password": "kwp"}
+
+
 def test_a_process_holds_its_own_role_and_no_other_login() -> None:
-    s = Settings(**ROLES)  # type: ignore[arg-type]
+    s = Settings(**ROLES, **KAFKA)  # type: ignore[arg-type]
     for process, (user, password) in {"worker": ("w", "wp"), "ingest": ("i", "ip"), "reader": ("r", "rp")}.items():
         mine = s.as_process(process)  # type: ignore[arg-type]
         assert (mine.cassandra_username, mine.cassandra_password) == (user, password)
         others = [getattr(mine, f) for f in ROLES if f not in ("cassandra_username", "cassandra_password")]
         assert others == [""] * len(others), process
+        kafka = "worker" if process == "worker" else "service"
+        assert {k: v for k, v in vars(mine).items() if k in KAFKA and v} == {
+            k: v for k, v in KAFKA.items() if k.startswith(f"kafka_{'worker' if kafka == 'worker' else 'sasl'}_")}
+        assert mine.kafka_credentials(kafka) == s.kafka_credentials(kafka)  # type: ignore[arg-type]
+    # Without a Kafka user of its own, the worker keeps the services' (its fallback).
+    shared = Settings(kafka_sasl_username="ks", kafka_sasl_password="ksp").as_process("worker")
+    assert shared.kafka_credentials("worker") == ("ks", "ksp")
 
 
 def test_a_process_without_a_role_of_its_own_uses_the_owners() -> None:
