@@ -195,7 +195,7 @@ class Settings:
                                                                         "only; empty: the owner"})
     cassandra_reader_password: str = field(default="", metadata={"doc": "its password"})
     cassandra_admin_username: str = field(default="", metadata={"doc": "Cassandra superuser that creates the "
-                                                                       "role (the launcher, compose's init)"})
+                                                                       "roles (the launcher, compose's migrate)"})
     cassandra_admin_password: str = field(default="", metadata={"doc": "its password"})
 
     # --- the local launcher's own settings (FANOUT_STATE_DIR, FANOUT_KAFKA_VERSION, ...) ------------
@@ -247,18 +247,18 @@ class Settings:
         return self.kafka_bootstrap_servers or ",".join(f"{h}:{self.kafka_port}" for h in self.node_hosts)
 
     def as_process(self, process: CassandraProcess) -> Settings:
-        """These settings as `process` holds them: its own Cassandra role as the one it connects with (where it
-        has one), its own Kafka user, and no other login, so a compromised process cannot use one."""
-        user = getattr(self, f"cassandra_{process}_username") or self.cassandra_username
-        password = getattr(self, f"cassandra_{process}_password") if user != self.cassandra_username else (
-            self.cassandra_password)
+        """These settings as `process` holds them: its own Cassandra role as the one it connects with (the
+        owner's where it has none), its own Kafka user, and no other login, so a compromised process cannot
+        use one."""
+        own = getattr(self, f"cassandra_{process}_username")
+        login = (own, getattr(self, f"cassandra_{process}_password")) if own else (
+            self.cassandra_username, self.cassandra_password)
         # The worker's Kafka user (the services' where it has none); the services' for the two APIs.
-        kafka_others = ("admin", "sasl") if process == "worker" and self.kafka_worker_username else (
-            ("admin",) if process == "worker" else ("admin", "worker"))
-        others: dict[str, Any] = {f"{who}_{part}": "" for who in (
-            *(f"cassandra_{p}" for p in ("admin", *CASSANDRA_PROCESSES)), *(f"kafka_{k}" for k in kafka_others))
-            for part in ("username", "password")}
-        return dataclasses.replace(self, **others, cassandra_username=user, cassandra_password=password)
+        kafka = "worker" if process == "worker" and self.kafka_worker_username else "sasl"
+        cleared = [*(f"cassandra_{who}" for who in ("admin", *CASSANDRA_PROCESSES)),
+                   *(f"kafka_{who}" for who in ("admin", "sasl", "worker") if who != kafka)]
+        others: dict[str, Any] = {f"{prefix}_{part}": "" for prefix in cleared for part in ("username", "password")}
+        return dataclasses.replace(self, **others, cassandra_username=login[0], cassandra_password=login[1])
 
     def kafka_credentials(self, principal: KafkaPrincipal = "service") -> tuple[str, str]:
         """(user, password) of `principal`; a worker or admin without a user of its own is the services'
