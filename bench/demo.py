@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -94,7 +95,10 @@ def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_d
                       f"worker metrics {processes.url('worker')}/metrics; logs in {log_dir / run_id}")
         producer = EventProducer(s)
         try:
-            publish_all(producer, [*workload.follows, *away], "follows and last reads")
+            publish_all(producer, workload.follows, "follows")
+            # The last reads as the read service records them: its Kafka user, its topic.
+            with closing(EventProducer(s, principal="reader")) as reads:
+                publish_all(reads, away, "last reads")
             wait_processed(s, processes, "follows")
             # A few posts through the ingest HTTP API, as a client would send them; the rest in bulk.
             via_http = []

@@ -18,6 +18,7 @@ import random
 import statistics
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +144,9 @@ def regeneration(base: Settings, followees: int, posts_each: int, log_dir: Path)
                             for i, a in enumerate(authors)]
     with ProcessGroup(s, log_dir / "regeneration").start("worker", "read-api") as processes:
         producer = EventProducer(s)
-        seed_follows(s, processes, producer, [*follows, UserSeen(event_time=ten_days_ago + followees + 1,
-                                                                  user_id=reader)], f"{followees} follows")
+        with closing(EventProducer(s, principal="reader")) as reads:  # as the read service records a read
+            publish(reads, [UserSeen(event_time=ten_days_ago + followees + 1, user_id=reader)])
+        seed_follows(s, processes, producer, follows, f"{followees} follows")
         publish(producer, [producer.new_post(a, f"post {i} by {a}") for a in authors for i in range(posts_each)])
         wait_until_drained(s, timeout=600, on_lag=lambda _: processes.check_alive())
         producer.close()

@@ -30,12 +30,14 @@ COMPOSE_VERSION = "v5.6.0"
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 CLUSTER_ENV = DEPLOY_DIR / "cluster.env"
 # Every login of docker-compose.yml, generated unless set: Kafka users, Cassandra roles, Grafana's admin.
-PASSWORDS = ("FANOUT_KAFKA_ADMIN_PASSWORD", "FANOUT_KAFKA_SASL_PASSWORD", "FANOUT_KAFKA_WORKER_PASSWORD",
+PASSWORDS = ("FANOUT_KAFKA_ADMIN_PASSWORD", "FANOUT_KAFKA_SASL_PASSWORD", "FANOUT_KAFKA_READER_PASSWORD",
+             "FANOUT_KAFKA_WORKER_PASSWORD",
              "FANOUT_CASSANDRA_ADMIN_PASSWORD", "FANOUT_CASSANDRA_PASSWORD", "FANOUT_CASSANDRA_WORKER_PASSWORD",
              "FANOUT_CASSANDRA_INGEST_PASSWORD", "FANOUT_CASSANDRA_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 # The users docker-compose.yml defaults to, written into .env too: it is then the deployment's whole login
 # sheet (kcat, cqlsh and the tests read it).
 USERNAMES = {"FANOUT_KAFKA_ADMIN_USERNAME": "admin", "FANOUT_KAFKA_SASL_USERNAME": "fanout",
+             "FANOUT_KAFKA_READER_USERNAME": "fanout-reader",
              "FANOUT_KAFKA_WORKER_USERNAME": "fanout-worker", "FANOUT_CASSANDRA_ADMIN_USERNAME": "admin",
              "FANOUT_CASSANDRA_USERNAME": "fanout", "FANOUT_CASSANDRA_WORKER_USERNAME": "fanout_worker",
              "FANOUT_CASSANDRA_INGEST_USERNAME": "fanout_ingest", "FANOUT_CASSANDRA_READER_USERNAME": "fanout_reader"}

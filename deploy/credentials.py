@@ -2,14 +2,14 @@
 
 With FANOUT_STACK_AUTH (the default), the first `fanout stack up` of a state dir writes
 STATE_DIR/credentials.env (mode 0600; .fanout/ is git-ignored): a Kafka super user for the launcher and
-`fanout migrate` (`admin`), the services' Kafka user (`fanout`: ingest, read, publish), the worker's
-(`fanout-worker`), a Cassandra superuser (`admin`), the project's Cassandra role (`fanout`, owns the schema)
-and one role per process (`fanout_worker`, `fanout_ingest`, `fanout_reader`: only what each needs, granted
-by `fanout migrate`), each with 144 random bits for a password. A FANOUT_* credential set at that moment is
-taken instead of a generated one. Every command then fills in the credentials it was not given from that
-file (`fill`, called by `deploy.stack.on_stack`), so `make demo`, `make run` and `make test` need no
-settings. The file holds plain FANOUT_NAME=value lines: `set -a; . .fanout/state/credentials.env` gives a
-shell the same (kcat, cqlsh).
+`fanout migrate` (`admin`), the services' Kafka user (`fanout`: ingest, publish), the read service's
+(`fanout-reader`), the worker's (`fanout-worker`), a Cassandra superuser (`admin`), the project's Cassandra
+role (`fanout`, owns the schema) and one role per process (`fanout_worker`, `fanout_ingest`,
+`fanout_reader`: only what each needs, granted by `fanout migrate`), each with 144 random bits for a
+password. A FANOUT_* credential set at that moment is taken instead of a generated one. Every command then
+fills in the credentials it was not given from that file (`fill`, called by `deploy.stack.on_stack`), so
+`make demo`, `make run` and `make test` need no settings. The file holds plain FANOUT_NAME=value lines:
+`set -a; . .fanout/state/credentials.env` gives a shell the same (kcat, cqlsh).
 
 The file's existence is the stack's mode: servers created without it hold no users, so that state dir
 stays without credentials until `fanout stack down --wipe` (and one created with it keeps them).
@@ -29,7 +29,8 @@ from fanout.settings import Settings
 
 FILE = "credentials.env"
 # Each credential (the settings <prefix>_username and <prefix>_password) with the user a new stack gets.
-USERS = {"kafka_admin": "admin", "kafka_sasl": "fanout", "kafka_worker": "fanout-worker",
+USERS = {"kafka_admin": "admin", "kafka_sasl": "fanout", "kafka_reader": "fanout-reader",
+         "kafka_worker": "fanout-worker",
          "cassandra_admin": "admin", "cassandra": "fanout", "cassandra_worker": "fanout_worker",
          "cassandra_ingest": "fanout_ingest", "cassandra_reader": "fanout_reader"}
 FIELDS = [f"{prefix}_{part}" for prefix in USERS for part in ("username", "password")]

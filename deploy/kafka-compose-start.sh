@@ -7,7 +7,7 @@
 #
 # The broker's config is the KAFKA_* variables, read as the image reads them (KAFKA_FOO_BAR -> foo.bar,
 # __ -> _, ___ -> -), so the storage tool sees the same config as the broker. The users and passwords are
-# the project's FANOUT_KAFKA_{ADMIN,SASL,WORKER}_{USERNAME,PASSWORD} (docker-compose.yml passes them).
+# the project's FANOUT_KAFKA_{ADMIN,SASL,READER,WORKER}_{USERNAME,PASSWORD} (docker-compose.yml passes them).
 # KAFKA_HOME and KAFKA_RUN exist for tests/e2e/test_compose_kafka.py, which runs this without Docker and
 # starts the broker from FANOUT_KAFKA_CONFIG_FILE.
 set -euo pipefail
@@ -27,7 +27,7 @@ while IFS= read -r line; do
 done < <(env | grep '^KAFKA_[A-Z0-9_]*=')
 
 users=()
-for who in ADMIN SASL WORKER; do
+for who in ADMIN SASL READER WORKER; do
   user_var=FANOUT_KAFKA_${who}_USERNAME
   password_var=FANOUT_KAFKA_${who}_PASSWORD
   users+=(--add-scram "${mechanism}=[name=${!user_var},password=${!password_var}]")

@@ -60,11 +60,12 @@ def kafka_template_values(stack: Settings) -> dict[str, str]:
 
 
 def kafka_format_args(stack: Settings) -> list[str]:
-    """`--add-scram` for every user of the stack (the admin, the services', the worker's)."""
+    """`--add-scram` for every user of the stack (the admin, the services', the read service's, the
+    worker's)."""
     s = credentials.of_stack(stack)
     if s is None:
         return []
-    users = dict(s.kafka_credentials(p) for p in ("admin", "service", "worker"))
+    users = dict(s.kafka_credentials(p) for p in ("admin", "service", "reader", "worker"))
     return [arg for user, password in users.items()
             for arg in ("--add-scram", f"{s.kafka_sasl_mechanism}=[name={user},password={password}]")]
 

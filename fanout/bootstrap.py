@@ -21,7 +21,7 @@ from fanout.leases import LeasedIds, NodeLease
 from fanout.metrics import Metrics
 from fanout.ports import IdempotencyStore, Stores
 from fanout.producer import EventProducer
-from fanout.settings import Settings
+from fanout.settings import KafkaPrincipal, Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,10 @@ class Resources:
 
 
 def open_resources(settings: Settings, *, storage: bool = False, producer: bool = False,
-                   idempotency: bool = False, lease: bool = False) -> Resources:
+                   idempotency: bool = False, lease: bool = False, principal: KafkaPrincipal = "service") -> Resources:
     """Metrics always; a Cassandra session with every store (and the idempotency keys), and an event
-    producer, when asked. With `lease`, the producer mints post ids under a node id leased for this
-    process (fanout/leases.py)."""
+    producer acting as Kafka user `principal`, when asked. With `lease`, the producer mints post ids under
+    a node id leased for this process (fanout/leases.py)."""
     res = Resources(settings, Metrics())
     try:
         if storage:
@@ -73,7 +73,7 @@ def open_resources(settings: Settings, *, storage: bool = False, producer: bool 
                 res._keys = CassandraKeys(db, settings.idempotency_ttl_seconds)
         if producer:
             ids = _leased_ids(settings, res) if lease else None
-            res._producer = EventProducer(settings, node_id=settings.node_id, ids=ids)
+            res._producer = EventProducer(settings, node_id=settings.node_id, ids=ids, principal=principal)
             res._closers.append(res._producer.close)
     except BaseException:
         res.close()

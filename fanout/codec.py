@@ -116,10 +116,21 @@ def _from_doc(doc: Any, enveloped: bool = False) -> Event:
 def decode_author_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> AuthorEvent:
     """Decode an event of the author topic and check it sits under its author's key."""
     event = decode(raw, max_bytes)
-    if not isinstance(event, PostCreated | PostDeleted | Followed | Unfollowed | UserSeen):
+    if not isinstance(event, PostCreated | PostDeleted | Followed | Unfollowed):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the author event topic")
     if key != event.key:
         raise InvalidEvent("wrong_key", f"key {key!r} is not the author key {event.key!r}")
+    return event
+
+
+def decode_feed_read(raw: bytes | None, key: bytes | None, max_bytes: int) -> UserSeen:
+    """Decode a message of the feed-reads topic (written by read services only) and check it sits under its
+    reader's key."""
+    event = decode(raw, max_bytes)
+    if not isinstance(event, UserSeen):
+        raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the feed-reads topic")
+    if key != event.key:
+        raise InvalidEvent("wrong_key", f"key {key!r} is not the reader key {event.key!r}")
     return event
 
 

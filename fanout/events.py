@@ -220,7 +220,7 @@ class CelebritySetChanged(Event):
         return author_key(self.author_id)
 
 
-AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed | UserSeen
+AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed
 ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge
 FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged
 

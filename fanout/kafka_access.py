@@ -6,10 +6,14 @@ isolated names included: each run's migrate grants its own), because a name pref
 topics of other deployments on a shared cluster. Creating an ACL that exists is a no-op, so migrate
 stays idempotent. Only the admin (a super user in the broker's config) creates topics.
 
-- the services' user (ingest, read, `fanout publish`): writes events; reads feed updates (the read
-  service's listener; librdkafka asks for its group's coordinator even though it only assigns).
-- the worker's user: reads events and chunks; writes chunks, dead letters and feed updates; its group.
-Neither may write what the other writes: a service cannot forge chunk tasks or dead letters.
+- the services' user (the ingest API, `fanout publish`): writes events, nothing else.
+- the read service's user: writes feed reads (debounced UserSeen); reads feed updates (its listener;
+  librdkafka asks for its group's coordinator even though it only assigns).
+- the worker's user: reads events, feed reads and chunks; writes chunks, dead letters and feed updates;
+  its group.
+None may write what another writes: the read service cannot publish a post, a service cannot forge chunk
+tasks or dead letters. Without a user of its own, the read service is the services' user, which then holds
+both sets.
 """
 
 from __future__ import annotations
@@ -44,15 +48,18 @@ class Rule:
 def access_rules(settings: Settings) -> list[Rule]:
     """The ACLs of this deployment; none without SASL users."""
     service, _ = settings.kafka_credentials("service")
+    reader, _ = settings.kafka_credentials("reader")
     worker, _ = settings.kafka_credentials("worker")
     if not service:
         return []
     s = settings
     return [
         Rule(service, "topic", s.events_topic, "write"),
-        Rule(service, "topic", s.updates_topic, "read"),
-        Rule(service, "group", updates_group(s), "read"),
+        Rule(reader, "topic", s.reads_topic, "write"),
+        Rule(reader, "topic", s.updates_topic, "read"),
+        Rule(reader, "group", updates_group(s), "read"),
         Rule(worker, "topic", s.events_topic, "read"),
+        Rule(worker, "topic", s.reads_topic, "read"),
         Rule(worker, "topic", s.chunks_topic, "read"),
         Rule(worker, "topic", s.chunks_topic, "write"),
         Rule(worker, "topic", s.dead_letter_topic, "write"),

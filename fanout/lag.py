@@ -26,9 +26,9 @@ class LagMeter:
                                   "enable.auto.commit": False})
 
     def lag(self) -> int:
-        """Events not yet processed by the worker group, summed over the event and chunk topics."""
+        """Events not yet processed by the worker group, summed over the event, feed-read and chunk topics."""
         lag = 0
-        for topic in (self.settings.events_topic, self.settings.chunks_topic):
+        for topic in (self.settings.events_topic, self.settings.reads_topic, self.settings.chunks_topic):
             meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
             partitions = [TopicPartition(topic, p) for p in meta.partitions]
             for tp in self.consumer.committed(partitions, timeout=10):

@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from fanout.clock import wall_ms
 from fanout.codec import encode
-from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed
+from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, UserSeen
 from fanout.ids import IdSource, PostIdGenerator, millis_of
 from fanout.kafka_access import grant
 from fanout.settings import KafkaPrincipal, Settings
@@ -54,12 +54,14 @@ class PublishError(RuntimeError):
 
 
 class EventProducer:
-    def __init__(self, settings: Settings, node_id: int = 0, ids: IdSource | None = None, **config: Any) -> None:
-        """`ids` mints post ids (a leased node id, fanout/leases.py); without it, node `node_id` unleased."""
+    def __init__(self, settings: Settings, node_id: int = 0, ids: IdSource | None = None,
+                 principal: KafkaPrincipal = "service", **config: Any) -> None:
+        """`ids` mints post ids (a leased node id, fanout/leases.py); without it, node `node_id` unleased.
+        `principal`: the Kafka user it acts as; the read service's ("reader") may write feed reads only."""
         self.settings = settings
         self.topic = settings.events_topic
         self.ids: IdSource = ids or PostIdGenerator(node_id)
-        self._producer = Producer(producer_config(settings, **config))
+        self._producer = Producer(producer_config(settings, principal, **config))
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)
         self._poller.start()
@@ -83,10 +85,16 @@ class EventProducer:
                 future.set_result(Delivered(msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
 
         try:
-            self._producer.produce(topic or self.topic, key=event.key, value=encode(event), on_delivery=delivered)
+            self._producer.produce(topic or self.topic_of(event), key=event.key, value=encode(event),
+                                   on_delivery=delivered)
         except (BufferError, KafkaException) as exc:
             future.set_exception(PublishError(f"Kafka did not take {event.TYPE}: {exc}"))
         return future
+
+    def topic_of(self, event: Event) -> str:
+        """Feed reads have a topic of their own, written by the read service's user only; the rest are
+        author events."""
+        return self.settings.reads_topic if isinstance(event, UserSeen) else self.topic
 
     async def send_async(self, event: Event) -> Delivered:
         return await asyncio.wrap_future(self.send(event))
@@ -131,7 +139,7 @@ def delete_topics(settings: Settings, timeout: float = 30.0) -> None:
     admin = AdminClient(settings.kafka_config("admin"))
     existing = set(admin.list_topics(timeout=timeout).topics)
     doomed = [t for t in (settings.events_topic, settings.chunks_topic, settings.dead_letter_topic,
-                          settings.updates_topic) if t in existing]
+                          settings.updates_topic, settings.reads_topic) if t in existing]
     if doomed:
         for fut in admin.delete_topics(doomed, operation_timeout=timeout).values():
             fut.result(timeout)
@@ -152,7 +160,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             (settings.events_topic, settings.kafka_partitions, config),
             (settings.chunks_topic, settings.kafka_partitions, config),
             (settings.dead_letter_topic, 1, config),
-            (settings.updates_topic, settings.kafka_partitions, updates_config))
+            (settings.updates_topic, settings.kafka_partitions, updates_config),
+            (settings.reads_topic, settings.kafka_partitions, config))
     ]
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in wanted if t.topic not in existing]

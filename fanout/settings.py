@@ -19,9 +19,10 @@ from typing import Any, Literal
 from fanout.model import Strategy
 
 ENV_PREFIX = "FANOUT_"
-# Who a Kafka client acts as: the services (ingest, read, `fanout publish`), the worker, or the admin that
-# creates topics, users and ACLs (`fanout migrate`, the launcher, the dead-letter tool).
-KafkaPrincipal = Literal["service", "worker", "admin"]
+# Who a Kafka client acts as: the services (the ingest API, `fanout publish`: they write events), the read
+# service (feed reads out, feed updates in), the worker, or the admin that creates topics, users and ACLs
+# (`fanout migrate`, the launcher, the dead-letter tool).
+KafkaPrincipal = Literal["service", "reader", "worker", "admin"]
 CassandraProcess = Literal["worker", "ingest", "reader"]
 CASSANDRA_PROCESSES: tuple[CassandraProcess, ...] = ("worker", "ingest", "reader")
 
@@ -82,6 +83,8 @@ class Settings:
     dead_letter_topic: str = field(default="fanout.dead-letter", metadata={"doc": "rejected events"})
     updates_topic: str = field(default="fanout.feed-updates", metadata={"doc": "worker -> read services: posts "
                                                                             "stored and deleted (cache updates)"})
+    reads_topic: str = field(default="fanout.feed-reads", metadata={"doc": "read services -> worker: debounced "
+                                                                          "feed reads (UserSeen), reader-keyed"})
     topic_replication_factor: int = field(default=0, metadata={"doc": "replicas of our topics; 0: min(3, nodes)"})
     topic_min_insync_replicas: int = field(default=0, metadata={"doc": "acks=all needs this many; 0: 2 when "
                                                                        "replicated 3+ times, else 1"})
@@ -175,8 +178,11 @@ class Settings:
 
     # --- credentials for the servers (empty: none; the local stack's come from STATE_DIR/credentials.env) ---
     kafka_sasl_mechanism: str = field(default="SCRAM-SHA-512", metadata={"doc": "SASL mechanism when a user is set"})
-    kafka_sasl_username: str = field(default="", metadata={"doc": "Kafka user of ingest/read/publish; empty: none"})
+    kafka_sasl_username: str = field(default="", metadata={"doc": "Kafka user of ingest/publish; empty: none"})
     kafka_sasl_password: str = field(default="", metadata={"doc": "its password"})
+    kafka_reader_username: str = field(default="", metadata={"doc": "Kafka user of the read service; empty: "
+                                                                   "the above"})
+    kafka_reader_password: str = field(default="", metadata={"doc": "its password"})
     kafka_worker_username: str = field(default="", metadata={"doc": "Kafka user of the worker; empty: the above"})
     kafka_worker_password: str = field(default="", metadata={"doc": "its password"})
     kafka_admin_username: str = field(default="", metadata={"doc": "Kafka super user: topics, users, ACLs "
@@ -228,7 +234,7 @@ class Settings:
         return dataclasses.replace(
             self, keyspace=name.replace("-", "_"), events_topic=f"{name}.author-events",
             chunks_topic=f"{name}.fanout-chunks", dead_letter_topic=f"{name}.dead-letter",
-            updates_topic=f"{name}.feed-updates", app_id=name, **overrides,
+            updates_topic=f"{name}.feed-updates", reads_topic=f"{name}.feed-reads", app_id=name, **overrides,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -253,18 +259,21 @@ class Settings:
         own = getattr(self, f"cassandra_{process}_username")
         login = (own, getattr(self, f"cassandra_{process}_password")) if own else (
             self.cassandra_username, self.cassandra_password)
-        # The worker's Kafka user (the services' where it has none); the services' for the two APIs.
-        kafka = "worker" if process == "worker" and self.kafka_worker_username else "sasl"
+        # Its own Kafka user (the worker's, the read service's), or the services' where it has none.
+        kafka = {"worker": "worker", "reader": "reader", "ingest": "sasl"}[process]
+        if not getattr(self, f"kafka_{kafka}_username"):
+            kafka = "sasl"
         cleared = [*(f"cassandra_{who}" for who in ("admin", *CASSANDRA_PROCESSES)),
-                   *(f"kafka_{who}" for who in ("admin", "sasl", "worker") if who != kafka)]
+                   *(f"kafka_{who}" for who in ("admin", "sasl", "reader", "worker") if who != kafka)]
         others: dict[str, Any] = {f"{prefix}_{part}": "" for prefix in cleared for part in ("username", "password")}
         return dataclasses.replace(self, **others, cassandra_username=login[0], cassandra_password=login[1])
 
     def kafka_credentials(self, principal: KafkaPrincipal = "service") -> tuple[str, str]:
-        """(user, password) of `principal`; a worker or admin without a user of its own is the services'
-        user (a deployment with one Kafka user), and ("", "") means no SASL."""
+        """(user, password) of `principal`; a reader, worker or admin without a user of its own is the
+        services' user (a deployment with one Kafka user), and ("", "") means no SASL."""
         user, password = {
             "service": (self.kafka_sasl_username, self.kafka_sasl_password),
+            "reader": (self.kafka_reader_username, self.kafka_reader_password),
             "worker": (self.kafka_worker_username, self.kafka_worker_password),
             "admin": (self.kafka_admin_username, self.kafka_admin_password),
         }[principal]

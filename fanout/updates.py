@@ -46,7 +46,7 @@ class UpdatesListener:
     def _run(self) -> None:
         topic = self.settings.updates_topic
         consumer = Consumer({
-            **self.settings.kafka_config(),
+            **self.settings.kafka_config("reader"),
             "group.id": updates_group(self.settings),  # required by librdkafka; never committed
             "enable.auto.commit": False,
             "enable.partition.eof": False,

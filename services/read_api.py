@@ -7,7 +7,7 @@ another's), and a request that fails authentication reads and writes nothing.
 A normal read merges the inbox with the timelines of every celebrity the user follows. A user back after
 FANOUT_ACTIVE_DAYS (or whose inbox the worker is rebuilding) gets an answer at once from the timelines of
 the accounts they follow, with "regenerating": true. Reads are recorded as debounced UserSeen events on
-Kafka, never as a database write per request.
+Kafka's feed-reads topic, never as a database write per request.
 
 A read costs at most about one Cassandra request: the reader's state comes with the head of their inbox,
 and post bodies, timeline heads and readers' recent first pages come from caches kept current by the
@@ -178,8 +178,9 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
 
 def build(settings: Settings) -> FastAPI:
     """The read service of one process: Cassandra, the caches in front of it, a listener that keeps the
-    caches current from the worker's feed updates, and a producer for debounced UserSeen events."""
-    res = open_resources(settings, storage=True, producer=True)
+    caches current from the worker's feed updates, and a producer for debounced UserSeen events (as the read
+    service's Kafka user: it may write feed reads, never author events)."""
+    res = open_resources(settings, storage=True, producer=True, principal="reader")
     cache = CachedPosts(res.stores.posts, res.metrics, post_cache_mb=settings.post_cache_mb,
                         post_ttl_s=settings.post_cache_ttl_s, head_size=settings.head_cache_size,
                         head_ttl_ms=settings.head_cache_ttl_ms)

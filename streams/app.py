@@ -1,4 +1,5 @@
-"""The Faust app: topics and two thin agents that hand each batch of events to a `BatchRunner`.
+"""The Faust app: topics and three thin agents (author events, feed reads, chunk tasks) that hand each batch
+of events to a `BatchRunner`.
 
 Built by `build_app` from its dependencies, never at import time. Each agent runs with concurrency 1
 and takes events in batches, `batches_in_flight` of them at once (streams/runner.py says why that is safe
@@ -13,7 +14,7 @@ from typing import Any
 
 import faust
 
-from fanout.codec import decode_author_event, decode_chunk_task, encode
+from fanout.codec import decode_author_event, decode_chunk_task, decode_feed_read, encode
 from fanout.events import ChunkTask
 from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, SendTask, SendUpdates
@@ -57,6 +58,7 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
                          key_serializer="raw", value_serializer="raw")
 
     events = raw_topic(settings.events_topic, settings.kafka_partitions)
+    reads = raw_topic(settings.reads_topic, settings.kafka_partitions)
     chunks = raw_topic(settings.chunks_topic, settings.kafka_partitions)
     dead_letters = raw_topic(settings.dead_letter_topic, 1)
     updates = raw_topic(settings.updates_topic, settings.kafka_partitions)
@@ -87,6 +89,12 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     author_runner = BatchRunner(settings.events_topic,
                                 lambda value, key: decode_author_event(value, key, settings.max_event_bytes),
                                 pipeline.handle, send_dead_letter, metrics, policy, handle_group=pipeline.handle_group)
+    # Feed reads come from the read services' own topic (their Kafka user cannot write author events). A
+    # UserSeen was always handled concurrently with the follows of its reader, which are keyed by the
+    # followee (fanout/handlers/graph.py), so a topic of its own changes no order the handlers rely on.
+    read_runner = BatchRunner(settings.reads_topic,
+                              lambda value, key: decode_feed_read(value, key, settings.max_event_bytes),
+                              pipeline.handle, send_dead_letter, metrics, policy)
     chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
                                pipeline.handle, send_dead_letter, metrics, policy)
 
@@ -103,6 +111,10 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     @app.agent(events, concurrency=1)
     async def author_events(stream: Any) -> None:
         await consume(stream, author_runner, settings.batch_events)
+
+    @app.agent(reads, concurrency=1)
+    async def feed_reads(stream: Any) -> None:
+        await consume(stream, read_runner, settings.batch_events)
 
     @app.agent(chunks, concurrency=1)
     async def chunk_tasks(stream: Any) -> None:

@@ -16,7 +16,7 @@ from cassandra.cluster import Cluster
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect, migrate
 from fanout.auth import Tokens
-from fanout.events import Event
+from fanout.events import Event, UserSeen
 from fanout.lag import wait_until_drained
 from fanout.producer import EventProducer, delete_topics, ensure_topics
 from fanout.settings import Settings
@@ -29,11 +29,14 @@ class Deployment:
     settings: Settings
     processes: ProcessGroup
     producer: EventProducer
+    reads_producer: EventProducer
     cluster: Cluster
     tokens: Tokens
 
     def publish(self, events: Sequence[Event]) -> None:
-        futures = [self.producer.send(e) for e in events]
+        """Publish and wait for Kafka's acknowledgements; a UserSeen as the read service sends it (its own
+        Kafka user and topic), every other event as the ingest API does."""
+        futures = [(self.reads_producer if isinstance(e, UserSeen) else self.producer).send(e) for e in events]
         for f in futures:
             f.result(60)
 
@@ -119,11 +122,12 @@ def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Itera
     """An own deployment (topics, keyspace) with worker, read and ingest processes running on it."""
     with own_deployment(stack, f"e2e-{name}{str(int(time.time() * 1000))[-8:]}", **overrides) as s:
         processes = ProcessGroup(s, log_dir).start("worker", "read-api", "ingest-api")
-        producer = EventProducer(s)
+        producer, reads_producer = EventProducer(s), EventProducer(s, principal="reader")
         cluster, _ = connect(s)
         try:
-            yield Deployment(s, processes, producer, cluster, Tokens(s))
+            yield Deployment(s, processes, producer, reads_producer, cluster, Tokens(s))
         finally:
             processes.stop()
             producer.close()
+            reads_producer.close()
             cluster.shutdown()

@@ -19,6 +19,28 @@ from conftest import ComposeDeployment, feed
 
 pytestmark = pytest.mark.docker
 
+# Run inside a container with its own environment: produce one event to each topic as the container's
+# Kafka user, and print what Kafka answered.
+PRODUCE_AS = """
+import os, sys
+from confluent_kafka import Producer
+from fanout.codec import encode
+from fanout.events import PostCreated, UserSeen
+from fanout.ids import MAX_NODE, PostIdGenerator, millis_of
+from fanout.settings import Settings
+process, principal = sys.argv[1:]
+s = Settings.load().as_process(process)
+post_id = PostIdGenerator(MAX_NODE).next_id()  # by an author nobody follows: no feed changes
+post = PostCreated(event_time=millis_of(post_id), post_id=post_id, author_id=999_999_999, body="x")
+for topic, event in ((s.events_topic, post), (s.reads_topic, UserSeen(event_time=millis_of(post_id), user_id=1))):
+    answers = []
+    producer = Producer({**s.kafka_config(principal), "acks": "all", "message.timeout.ms": 15000})
+    producer.produce(topic, key=event.key, value=encode(event), on_delivery=lambda err, msg: answers.append(err))
+    producer.flush(30)
+    print(topic.rsplit(".", 1)[1], answers[0].name() if answers and answers[0] else "OK")
+print("services-password", "FANOUT_KAFKA_SASL_PASSWORD" in os.environ)
+"""
+
 USERS = range(1, 41)
 
 
@@ -94,3 +116,17 @@ def test_the_read_services_role_reads_and_may_change_nothing(deployment: Compose
                 session.execute(cql)
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.parametrize(("service", "process", "principal", "answers"), [
+    ("read-api", "reader", "reader", {"author-events": "TOPIC_AUTHORIZATION_FAILED", "feed-reads": "OK",
+                                      "services-password": "False"}),
+    ("ingest-api", "ingest", "service", {"author-events": "OK", "feed-reads": "TOPIC_AUTHORIZATION_FAILED",
+                                         "services-password": "True"}),
+])
+def test_only_the_ingest_api_may_write_author_events(deployment: ComposeDeployment, service: str, process: str,
+                                                     principal: str, answers: dict[str, str]) -> None:
+    """Least privilege in Kafka, from inside each API container with the user compose gives it: the read
+    service may record feed reads and never publish a post as anyone; the ingest API the reverse."""
+    out = deployment.compose("exec", "-T", service, "python3", "-c", PRODUCE_AS, process, principal).stdout
+    assert dict(line.split(" ", 1) for line in out.strip().splitlines()) == answers, out

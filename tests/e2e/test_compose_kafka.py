@@ -87,12 +87,12 @@ def _wait_ready(config: dict[str, Any], proc: subprocess.Popen[bytes], log: Path
 
 
 @pytest.mark.parametrize("listener", ["EXTERNAL", "INTERNAL"])
-@pytest.mark.parametrize("who", ["ADMIN", "SASL", "WORKER"])
+@pytest.mark.parametrize("who", ["ADMIN", "SASL", "READER", "WORKER"])
 def test_every_user_of_the_compose_file_logs_in(broker: dict[str, str], who: str, listener: str) -> None:
     AdminClient(_as(broker, who, broker[listener])).list_topics(timeout=10)
 
 
-@pytest.mark.parametrize("who", ["SASL", "WORKER"])
+@pytest.mark.parametrize("who", ["SASL", "READER", "WORKER"])
 def test_a_wrong_password_or_none_is_refused(broker: dict[str, str], who: str) -> None:
     with pytest.raises(KafkaException):
         AdminClient(_as(broker, who, broker["EXTERNAL"], password="not-the-password")).list_topics(timeout=3)
@@ -101,7 +101,7 @@ def test_a_wrong_password_or_none_is_refused(broker: dict[str, str], who: str) -
 
 
 def test_only_the_admin_creates_topics(broker: dict[str, str]) -> None:
-    for who in ("SASL", "WORKER"):
+    for who in ("SASL", "READER", "WORKER"):
         client = AdminClient(_as(broker, who, broker["EXTERNAL"]))  # held: a dropped client cancels its futures
         with pytest.raises(KafkaException) as info:
             client.create_topics([NewTopic("refused", 1, 1)])["refused"].result(30)

@@ -8,6 +8,7 @@ chunked fan-outs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def deployment(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 chunk_size=CHUNK) as live:
         graph = power_law_graph(300, seed=7, min_followers=2, celebrities=3, celebrity_followers=120)
         workload = build_workload(graph, n_posts=400, seed=7, delete_share=0.05, unfollow_share=0.05)
-        d = Seeded(live.settings, live.processes, live.producer, live.cluster, live.tokens, workload)
+        d = Seeded(**{f.name: getattr(live, f.name) for f in dataclasses.fields(live)}, workload=workload)
         # Follows first (so every author's tier is settled), then posts and deletes.
         d.publish(workload.follows)
         d.drain()

@@ -49,10 +49,11 @@ def secured(settings: Settings, request: pytest.FixtureRequest,
 
 
 def _deployed(s: Settings) -> Settings:
-    assert s.kafka_admin_username and s.kafka_sasl_username and s.kafka_worker_username and s.cassandra_username
+    assert s.kafka_admin_username and s.kafka_sasl_username and s.kafka_reader_username and s.kafka_worker_username
+    assert s.cassandra_username
     assert s.cassandra_worker_username and s.cassandra_ingest_username and s.cassandra_reader_username
     deployment = s.isolated(f"e2e-auth-{uuid.uuid4().hex[:8]}")
-    ensure_topics(deployment)  # as the admin: topics, then the ACLs of the services' and the worker's users
+    ensure_topics(deployment)  # as the admin: topics, then the ACLs of every process's user
     return deployment
 
 
@@ -86,7 +87,7 @@ def test_kafka_refuses_a_client_without_credentials(secured: Settings) -> None:
         AdminClient({"bootstrap.servers": secured.kafka_bootstrap}).list_topics(timeout=2)
 
 
-@pytest.mark.parametrize("principal", ["service", "worker", "admin"])
+@pytest.mark.parametrize("principal", ["service", "reader", "worker", "admin"])
 def test_kafka_refuses_a_wrong_password(secured: Settings, principal: KafkaPrincipal) -> None:
     errors: list[KafkaError] = []
     producer = Producer({**_as(secured, principal, password="not-the-password"), "error_cb": errors.append})
@@ -98,16 +99,24 @@ def test_kafka_refuses_a_wrong_password(secured: Settings, principal: KafkaPrinc
         producer.list_topics(timeout=1)
 
 
-# Which user may write which topic: only the worker writes chunk tasks, dead letters and feed updates.
+# Which user may write which topic: only the ingest API's writes author events, only the read service's
+# feed reads, only the worker's chunk tasks, dead letters and feed updates.
 WRITES = [
     ("service", "events_topic", True),
+    ("service", "reads_topic", False),
     ("service", "chunks_topic", False),
     ("service", "dead_letter_topic", False),
     ("service", "updates_topic", False),
+    ("reader", "reads_topic", True),
+    ("reader", "events_topic", False),
+    ("reader", "chunks_topic", False),
+    ("reader", "dead_letter_topic", False),
+    ("reader", "updates_topic", False),
     ("worker", "chunks_topic", True),
     ("worker", "dead_letter_topic", True),
     ("worker", "updates_topic", True),
     ("worker", "events_topic", False),
+    ("worker", "reads_topic", False),
 ]
 
 
@@ -123,7 +132,7 @@ def test_each_kafka_user_writes_only_its_topics(secured: Settings, principal: Ka
 
 def test_only_the_kafka_admin_creates_topics(secured: Settings) -> None:
     topic = f"{secured.app_id}.not-allowed"
-    for principal in ("service", "worker"):
+    for principal in ("service", "reader", "worker"):
         admin = AdminClient(_as(secured, principal))
         with pytest.raises(KafkaException) as info:
             admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)

@@ -17,7 +17,8 @@ from deploy import compose
 from fanout.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES_USER = ("read-api", "ingest-api")
+KAFKA_USER = {"ingest-api": ("sasl", "service"), "read-api": ("reader", "reader"), "worker": ("worker", "worker"),
+              "migrate": ("admin", "admin")}  # container: (its FANOUT_KAFKA_<who>, its principal)
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +34,10 @@ def test_the_brokers_users_are_the_ones_each_container_logs_in_as(services: dict
     for compose_env in ({}, {"FANOUT_KAFKA_SASL_PASSWORD": "from-dotenv", "FANOUT_KAFKA_WORKER_USERNAME": "w2"}):
         broker = _env(services["kafka"], compose_env)
         users = {who: (broker[f"FANOUT_KAFKA_{who.upper()}_USERNAME"], broker[f"FANOUT_KAFKA_{who.upper()}_PASSWORD"])
-                 for who in ("admin", "sasl", "worker")}
-        assert len({user for user, _ in users.values()}) == 3 and all(p for _, p in users.values())
-        for name in SERVICES_USER:
-            assert _settings(services[name], compose_env).kafka_credentials("service") == users["sasl"], name
-        assert _settings(services["worker"], compose_env).kafka_credentials("worker") == users["worker"]
-        assert _settings(services["migrate"], compose_env).kafka_credentials("admin") == users["admin"]
+                 for who in ("admin", "sasl", "reader", "worker")}
+        assert len({user for user, _ in users.values()}) == 4 and all(p for _, p in users.values())
+        for name, (who, principal) in KAFKA_USER.items():
+            assert _settings(services[name], compose_env).kafka_credentials(principal) == users[who], name
         # The admin is the only super user; the brokers log in to each other (and the controllers) as it.
         assert broker["KAFKA_SUPER_USERS"] == f"User:{users['admin'][0]}"
         inter_broker = broker["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
@@ -46,8 +45,9 @@ def test_the_brokers_users_are_the_ones_each_container_logs_in_as(services: dict
 
 
 def test_each_container_carries_only_its_own_secrets(services: dict[str, dict[str, Any]]) -> None:
-    own = {name: "FANOUT_KAFKA_SASL_PASSWORD" for name in SERVICES_USER} | {"worker": "FANOUT_KAFKA_WORKER_PASSWORD"}
-    kafka_passwords = {"FANOUT_KAFKA_SASL_PASSWORD", "FANOUT_KAFKA_WORKER_PASSWORD", "FANOUT_KAFKA_ADMIN_PASSWORD"}
+    own = {name: f"FANOUT_KAFKA_{KAFKA_USER[name][0].upper()}_PASSWORD"
+           for name in ("ingest-api", "read-api", "worker")}
+    kafka_passwords = {f"FANOUT_KAFKA_{who}_PASSWORD" for who in ("SASL", "READER", "WORKER", "ADMIN")}
     roles = {"worker": "WORKER", "ingest-api": "INGEST", "read-api": "READER"}
     cassandra_passwords = {f"FANOUT_CASSANDRA{who}_PASSWORD" for who in ("", "_ADMIN", "_WORKER", "_INGEST", "_READER")}
     for name, mine in own.items():

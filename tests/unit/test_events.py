@@ -19,6 +19,7 @@ from fanout.codec import (
     decode,
     decode_author_event,
     decode_chunk_task,
+    decode_feed_read,
     decode_feed_updates,
     encode,
     encode_feed_updates,
@@ -70,7 +71,9 @@ EXAMPLES: list[Event] = [
 CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
 FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, FeedUpdate)]
 ENVELOPES = [e for e in EXAMPLES if isinstance(e, FeedUpdates)]
-AUTHOR_EVENTS = [e for e in EXAMPLES if e not in CHUNK_TASKS and e not in FEED_UPDATES and e not in ENVELOPES]
+FEED_READS = [e for e in EXAMPLES if isinstance(e, UserSeen)]
+AUTHOR_EVENTS = [e for e in EXAMPLES
+                 if e not in CHUNK_TASKS and e not in FEED_UPDATES and e not in ENVELOPES and e not in FEED_READS]
 ID_FIELDS = ("post_id", "author_id", "follower_id", "followee_id")
 
 
@@ -270,10 +273,27 @@ def test_author_event_under_another_key_is_wrong_key(event: Event, key: bytes | 
     assert info.value.reason == "wrong_key"
 
 
-@pytest.mark.parametrize("event", CHUNK_TASKS, ids=ids(CHUNK_TASKS))
-def test_chunk_task_on_the_author_topic_is_unknown_type(event: Event) -> None:
+@pytest.mark.parametrize("event", CHUNK_TASKS + FEED_READS, ids=ids(CHUNK_TASKS + FEED_READS))
+def test_chunk_task_or_feed_read_on_the_author_topic_is_unknown_type(event: Event) -> None:
+    """Feed reads have a topic of their own, which the ingest API's Kafka user cannot write, and the read
+    service's user cannot write this one: neither can pass for the other."""
     with pytest.raises(InvalidEvent) as info:
         decode_author_event(encode(event), event.key, MAX_BYTES)
+    assert info.value.reason == "unknown_type"
+
+
+def test_a_feed_read_under_its_reader_key_is_accepted_on_its_topic() -> None:
+    event = UserSeen(event_time=5, user_id=7)
+    assert decode_feed_read(encode(event), b"7", MAX_BYTES) == event
+    with pytest.raises(InvalidEvent) as info:
+        decode_feed_read(encode(event), b"8", MAX_BYTES)
+    assert info.value.reason == "wrong_key"
+
+
+@pytest.mark.parametrize("event", AUTHOR_EVENTS + CHUNK_TASKS, ids=ids(AUTHOR_EVENTS + CHUNK_TASKS))
+def test_anything_but_a_feed_read_on_its_topic_is_unknown_type(event: Event) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_feed_read(encode(event), event.key, MAX_BYTES)
     assert info.value.reason == "unknown_type"
 
 

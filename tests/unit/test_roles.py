@@ -13,7 +13,10 @@ ROLES = {"cassandra_username": "owner", "cassandra_password": "o", "cassandra_ad
 
 
 KAFKA = {"kafka_admin_username": "ka", "kafka_admin_password": "kap", "kafka_sasl_username": "ks",
-         "kafka_sasl_password": "ksp", "kafka_worker_username": "kw", "kafka_worker_password": "kwp"}
+         "kafka_sasl_password": "ksp", "kafka_reader_username": "kr", "kafka_reader_password": "krp",
+         "kafka_worker_username": "kw", "kafka_worker_password": "kwp"}
+# Each process's Kafka user: the settings' prefix, and the principal it connects as.
+KAFKA_USER = {"worker": ("worker", "worker"), "ingest": ("sasl", "service"), "reader": ("reader", "reader")}
 
 
 def test_a_process_holds_its_own_role_and_no_other_login() -> None:
@@ -23,13 +26,14 @@ def test_a_process_holds_its_own_role_and_no_other_login() -> None:
         assert (mine.cassandra_username, mine.cassandra_password) == (user, password)
         others = [getattr(mine, f) for f in ROLES if f not in ("cassandra_username", "cassandra_password")]
         assert others == [""] * len(others), process
-        kafka = "worker" if process == "worker" else "service"
+        prefix, principal = KAFKA_USER[process]
         assert {k: v for k, v in vars(mine).items() if k in KAFKA and v} == {
-            k: v for k, v in KAFKA.items() if k.startswith(f"kafka_{'worker' if kafka == 'worker' else 'sasl'}_")}
-        assert mine.kafka_credentials(kafka) == s.kafka_credentials(kafka)  # type: ignore[arg-type]
-    # Without a Kafka user of its own, the worker keeps the services' (its fallback).
-    shared = Settings(kafka_sasl_username="ks", kafka_sasl_password="ksp").as_process("worker")
-    assert shared.kafka_credentials("worker") == ("ks", "ksp")
+            k: v for k, v in KAFKA.items() if k.startswith(f"kafka_{prefix}_")}
+        assert mine.kafka_credentials(principal) == s.kafka_credentials(principal)  # type: ignore[arg-type]
+    # Without a Kafka user of its own, the worker or the read service keeps the services' (the fallback).
+    for process in ("worker", "reader"):
+        shared = Settings(kafka_sasl_username="ks", kafka_sasl_password="ksp").as_process(process)  # type: ignore[arg-type]
+        assert shared.kafka_credentials(KAFKA_USER[process][1]) == ("ks", "ksp")  # type: ignore[arg-type]
 
 
 def test_a_process_without_a_role_of_its_own_uses_the_owners() -> None:

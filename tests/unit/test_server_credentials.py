@@ -26,14 +26,14 @@ def test_a_new_stack_gets_private_generated_credentials_that_every_command_finds
     assert credentials.stack_requires_them(s) and credentials.fill(s) == s  # nothing written yet
     made = credentials.create(s)
     assert credentials.path(s).stat().st_mode & 0o777 == 0o600
-    assert (made.kafka_admin_username, made.kafka_sasl_username, made.kafka_worker_username) == (
-        "admin", "fanout", "fanout-worker")
+    assert (made.kafka_admin_username, made.kafka_sasl_username, made.kafka_reader_username,
+            made.kafka_worker_username) == ("admin", "fanout", "fanout-reader", "fanout-worker")
     assert (made.cassandra_admin_username, made.cassandra_username) == ("admin", "fanout")
     # A role per process beside the schema's owner (fanout/adapters/cassandra/migrations.py grants them).
     assert (made.cassandra_worker_username, made.cassandra_ingest_username, made.cassandra_reader_username) == (
         "fanout_worker", "fanout_ingest", "fanout_reader")
     passwords = {getattr(made, f) for f in credentials.FIELDS if f.endswith("password")}
-    assert len(passwords) == 8 and all(len(p) >= 24 for p in passwords)
+    assert len(passwords) == 9 and all(len(p) >= 24 for p in passwords)
     assert credentials.fill(_stack(tmp_path)) == made  # any later command, from the file alone
     assert credentials.create(_stack(tmp_path)) == made  # written once: a second `up` keeps them
 
@@ -78,7 +78,8 @@ def _can(rules: list[Rule], user: str, operation: str, name: str) -> bool:
     return any(r.user == user and r.operation == operation and r.name == name for r in rules)
 
 
-USERS = {"kafka_sasl_username": "svc", "kafka_worker_username": "wrk", "kafka_admin_username": "adm"}
+USERS = {"kafka_sasl_username": "svc", "kafka_reader_username": "rdr", "kafka_worker_username": "wrk",
+         "kafka_admin_username": "adm"}
 
 
 @pytest.mark.parametrize(("user", "operation", "topic", "allowed"), [
@@ -86,9 +87,17 @@ USERS = {"kafka_sasl_username": "svc", "kafka_worker_username": "wrk", "kafka_ad
     ("svc", "write", "chunks_topic", False),
     ("svc", "write", "dead_letter_topic", False),
     ("svc", "write", "updates_topic", False),
-    ("svc", "read", "updates_topic", True),
+    ("svc", "write", "reads_topic", False),
+    ("svc", "read", "updates_topic", False),
     ("svc", "read", "events_topic", False),
+    ("rdr", "write", "reads_topic", True),
+    ("rdr", "read", "updates_topic", True),
+    ("rdr", "write", "events_topic", False),
+    ("rdr", "write", "chunks_topic", False),
+    ("rdr", "write", "updates_topic", False),
     ("wrk", "read", "events_topic", True),
+    ("wrk", "read", "reads_topic", True),
+    ("wrk", "write", "reads_topic", False),
     ("wrk", "read", "chunks_topic", True),
     ("wrk", "write", "chunks_topic", True),
     ("wrk", "write", "dead_letter_topic", True),
@@ -103,10 +112,11 @@ def test_acls_of_a_deployment(user: str, operation: str, topic: str, allowed: bo
 def test_acls_name_this_deployments_groups_and_nothing_without_users() -> None:
     s = Settings.load(env={}, **USERS).isolated("run-1")
     groups = {(r.user, r.name) for r in access_rules(s) if r.resource == "group"}
-    assert groups == {("wrk", "run-1"), ("svc", "run-1-read-updates")}
+    assert groups == {("wrk", "run-1"), ("rdr", "run-1-read-updates")}
     assert access_rules(Settings.load(env={})) == []
     one_user = Settings.load(env={}, kafka_sasl_username="only", kafka_sasl_password="pw")
     assert one_user.kafka_credentials("worker") == one_user.kafka_credentials("admin") == ("only", "pw")
+    assert one_user.kafka_credentials("reader") == ("only", "pw")
     assert {r.user for r in access_rules(one_user)} == {"only"}
 
 
@@ -138,7 +148,7 @@ def test_grant_returns_only_once_a_broker_lists_every_acl() -> None:
     broker = _LateBroker(lists_after=30)
     assert grant(broker, s) == len(access_rules(s))  # type: ignore[arg-type]
     assert broker.describes >= 30  # it asked again until the broker listed them
-    with pytest.raises(TimeoutError, match="does not list 9 ACLs"):
+    with pytest.raises(TimeoutError, match="does not list 11 ACLs"):
         grant(_LateBroker(lists_after=10**9), s, timeout=0.2)  # type: ignore[arg-type]
 
 
@@ -158,8 +168,9 @@ def test_kafka_config_lines_with_and_without_credentials(tmp_path: Path) -> None
     assert lines["sasl.mechanism.controller.protocol"] == "PLAIN"
     assert f'password="{made.kafka_admin_password}"' in lines["listener.name.controller.plain.sasl.jaas.config"]
     scram = server_auth.kafka_format_args(s)
-    assert scram[::2] == ["--add-scram"] * 3
-    assert {arg.split("name=")[1].split(",")[0] for arg in scram[1::2]} == {"admin", "fanout", "fanout-worker"}
+    assert scram[::2] == ["--add-scram"] * 4
+    assert {arg.split("name=")[1].split(",")[0] for arg in scram[1::2]} == {
+        "admin", "fanout", "fanout-reader", "fanout-worker"}
 
 
 def test_cassandra_flags_one_node_and_a_cluster(tmp_path: Path) -> None:
