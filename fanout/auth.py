@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -28,6 +29,14 @@ from fanout.ids import MAX_USER_ID
 from fanout.settings import Settings
 
 ALGORITHMS = ("HS256", "RS256", "ES256")
+KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}  # the JWK "kty" that verifies each public-key algorithm
+# Far above any real token (a few hundred characters), far below what it would cost to parse.
+MAX_TOKEN_CHARS = 8192
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,15}")  # MAX_USER_ID has 16 digits
+
+
+class InsecureSecret(ValueError):
+    """The HS256 secret file cannot be trusted (another owner, open permissions, too short)."""
 
 
 class InvalidToken(ValueError):
@@ -66,18 +75,23 @@ class TokenVerifier:
         return user_id
 
     def _decode(self, token: str) -> tuple[int, float]:
+        if len(token) > MAX_TOKEN_CHARS:
+            raise InvalidToken(f"invalid bearer token: longer than {MAX_TOKEN_CHARS} characters")
+        key = self._key_for(token)
         try:
-            claims = jwt.decode(token, self._key_for(token), algorithms=[self.algorithm], issuer=self.issuer,
+            claims = jwt.decode(token, key, algorithms=[self.algorithm], issuer=self.issuer,
                                 audience=self.audience, leeway=self.leeway,
                                 options={"require": ["exp", "sub", "iss", "aud"]})
         except jwt.ExpiredSignatureError:
             raise InvalidToken("the bearer token has expired") from None
-        except jwt.InvalidTokenError as exc:
-            raise InvalidToken(f"invalid bearer token: {exc}") from None
-        sub = claims["sub"]
-        if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and 1 <= int(sub) <= MAX_USER_ID):
-            raise InvalidToken(f"invalid bearer token: sub must be a user id (an integer in 1..{MAX_USER_ID})")
-        return int(sub), float(claims["exp"])
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"invalid bearer token: {exc}"[:200]) from None
+        except (TypeError, ValueError) as exc:
+            # The key the header names cannot check this algorithm (a JWKS key of another type): the
+            # cryptography backend raises these, not PyJWT's errors.
+            raise InvalidToken(f"invalid bearer token: its key cannot verify {self.algorithm}: "
+                               f"{type(exc).__name__}") from None
+        return user_of(claims["sub"]), float(claims["exp"])
 
     def _key_for(self, token: str) -> Any:
         if self._jwks is None:
@@ -88,8 +102,21 @@ class TokenVerifier:
             raise InvalidToken(f"invalid bearer token: {exc}") from None
         for key in self._jwks.keys:
             if key.key_id == kid:
+                if key.key_type != KEY_TYPES[self.algorithm]:
+                    raise InvalidToken(f"invalid bearer token: kid {str(kid)[:40]!r} names a {key.key_type} key, "
+                                       f"which cannot verify {self.algorithm}")
                 return key.key
         raise InvalidToken(f"invalid bearer token: no key with kid {str(kid)[:40]!r} in the JWKS")
+
+
+def user_of(sub: object) -> int:
+    """The user id a token's `sub` names: a user id in its one canonical decimal form (no sign, no leading
+    zero, no other digits than ASCII), so two identity-provider subjects ("7", "007") never become one
+    user; InvalidToken otherwise. The length is checked before int(), which refuses 4,300+ digits."""
+    if not (isinstance(sub, str) and _CANONICAL_ID.fullmatch(sub) and int(sub) <= MAX_USER_ID):
+        raise InvalidToken(f"invalid bearer token: sub must be a user id (an integer in 1..{MAX_USER_ID} "
+                           "written without leading zeros)")
+    return int(sub)
 
 
 def mint_token(settings: Settings, user_id: int, ttl_seconds: int | None = None, now: float | None = None,
@@ -146,9 +173,20 @@ def local_secret(path: Path) -> bytes:
 
 
 def _read_secret(path: Path) -> bytes:
-    secret = path.read_bytes().strip()
+    """The secret at `path`, if it is private to this user: a file that someone else owns, or that group or
+    others may read or write, could be (or have been read by) another's secret, so it is refused."""
+    with open(path, "rb") as f:  # the checks and the read are of one file, even if the path is swapped
+        st = os.fstat(f.fileno())
+        if st.st_uid != os.geteuid():
+            raise InsecureSecret(f"{path}: the HS256 secret belongs to uid {st.st_uid}, not to this user "
+                                 f"(uid {os.geteuid()}); it must be this user's own file")
+        if st.st_mode & 0o077:
+            raise InsecureSecret(f"{path}: the HS256 secret is open to group or others (mode "
+                                 f"{st.st_mode & 0o777:o}); `chmod 600 {path}` if it is still secret, else "
+                                 "delete it and every token signed with it")
+        secret = f.read().strip()
     if len(secret) < 32:
-        raise ValueError(f"{path}: an HS256 secret needs at least 32 bytes")
+        raise InsecureSecret(f"{path}: an HS256 secret needs at least 32 bytes")
     return secret
 
 

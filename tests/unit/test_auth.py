@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -13,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from fanout.auth import InvalidToken, TokenVerifier, local_secret, mint_token
+from fanout.auth import InsecureSecret, InvalidToken, TokenVerifier, local_secret, mint_token
 from fanout.ids import MAX_USER_ID
-from fanout.settings import Settings
+from fanout.settings import PROJECT_ROOT, Settings
 
 
 @pytest.fixture
@@ -65,6 +66,14 @@ def _claims(**overrides: object) -> dict[str, object]:
     (lambda: _claims(sub="-3"), "user id"),
     (lambda: _claims(sub=str(MAX_USER_ID + 1)), "user id"),
     (lambda: _claims(sub=7), "subject"),
+    # One user, one spelling: leading zeros, signs, spaces and non-ASCII digits would make two identity
+    # provider subjects the same user. 5,000 digits once answered 500 (int() refuses 4,300+ digits).
+    (lambda: _claims(sub="007"), "user id"),
+    (lambda: _claims(sub="+7"), "user id"),
+    (lambda: _claims(sub=" 7"), "user id"),
+    (lambda: _claims(sub="7\n"), "user id"),
+    (lambda: _claims(sub="\u0667"), "user id"),
+    (lambda: _claims(sub="9" * 5000), "user id"),
     (lambda: _claims(nbf=int(time.time()) + 600), "not yet valid"),
 ])
 def test_tokens_that_do_not_authenticate(hs: Settings, claims: Callable[[], dict[str, object]], why: str) -> None:
@@ -80,6 +89,12 @@ def test_a_wrong_signature_none_algorithm_and_garbage_are_refused(hs: Settings, 
     for token in (forged, unsigned, "not-a-jwt", "", "a.b.c"):
         with pytest.raises(InvalidToken):
             verifier.verify(token)
+
+
+def test_an_oversized_token_is_refused_before_it_is_parsed(hs: Settings) -> None:
+    huge = jwt.encode(_claims(padding="x" * 10_000), local_secret(hs.jwt_secret_path), algorithm="HS256")
+    with pytest.raises(InvalidToken, match="longer than"):
+        TokenVerifier(hs).verify(huge)
 
 
 def test_a_verified_token_is_cached_until_it_expires(tmp_path: Path) -> None:
@@ -125,6 +140,18 @@ def test_production_keys_public_key_file_and_jwks(tmp_path: Path, algorithm: str
     assert TokenVerifier(by_jwks).verify(token) == 9
     with pytest.raises(InvalidToken, match="kid"):
         TokenVerifier(by_jwks).verify(mint_token(signer, 9, kid="rotated-away"))
+    # A kid naming a key of another type (an EC key where tokens are RS256, or the reverse) is a 401 too.
+    other = "ES256" if algorithm == "RS256" else "RS256"
+    other_private, other_public = _pem_pair(other)
+    keys = [{**_jwk(public, algorithm), "kid": "k1", "use": "sig"},
+            {**_jwk(other_public, other), "kid": "k2", "use": "sig"}]
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": keys}))
+    mixed = TokenVerifier(Settings(jwt_algorithm=algorithm, jwks_file=str(tmp_path / "jwks.json")))
+    for forged in (mint_token(signer, 9, kid="k2"),
+                   jwt.encode(_claims(), other_private, algorithm=other, headers={"kid": "k2"})):
+        with pytest.raises(InvalidToken, match="cannot verify"):
+            mixed.verify(forged)
+    assert mixed.verify(token) == 9
     # The algorithm is the verifier's, never the token's: an HS256 token "signed" with the public key fails.
     confused = jwt.encode(_claims(), "x" * 32, algorithm="HS256")
     with pytest.raises(InvalidToken):
@@ -144,5 +171,36 @@ def test_misconfiguration_is_an_error_at_start(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="PRIVATE_KEY_FILE"):
         mint_token(Settings(jwt_algorithm="ES256"), 1)
     (tmp_path / "short").write_text("too short")
-    with pytest.raises(ValueError, match="32 bytes"):
+    (tmp_path / "short").chmod(0o600)
+    with pytest.raises(InsecureSecret, match="32 bytes"):
         TokenVerifier(Settings(jwt_secret_file=str(tmp_path / "short")))
+
+
+def test_a_secret_file_open_to_others_or_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    """Any file of 32+ bytes was once trusted as the secret, whoever owned or could read it."""
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 64 + "\n")
+    for mode in (0o644, 0o640, 0o602):
+        secret.chmod(mode)
+        with pytest.raises(InsecureSecret, match=f"open to group or others \\(mode {mode:o}\\)"):
+            TokenVerifier(Settings(jwt_secret_file=str(secret)))
+    secret.chmod(0o600)
+    assert TokenVerifier(Settings(jwt_secret_file=str(secret))).verify(
+        mint_token(Settings(jwt_secret_file=str(secret)), 3)) == 3
+    if os.geteuid() == 0:
+        os.chown(secret, 65534, 65534)  # nobody's
+        foreign = secret
+    else:
+        foreign = Path("/etc/passwd")  # root's
+    with pytest.raises(InsecureSecret, match="belongs to uid"):
+        TokenVerifier(Settings(jwt_secret_file=str(foreign)))
+
+
+def test_the_secret_is_found_in_the_project_state_dir_from_any_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cd /tmp && fanout token 7` once made /tmp/.fanout/state/jwt-hs256.secret, which the services
+    never read."""
+    at_root = Settings.load(env={}).jwt_secret_path
+    monkeypatch.chdir(tmp_path)
+    assert Settings.load(env={}).jwt_secret_path == at_root == PROJECT_ROOT / ".fanout" / "state" / "jwt-hs256.secret"
+    assert Settings.load(env={"FANOUT_JWT_SECRET_FILE": "keys/s"}).jwt_secret_path == PROJECT_ROOT / "keys" / "s"
