@@ -17,22 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fanout.settings import Settings
+from fanout.settings import PROJECT_ROOT, Settings, project_path
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 TEMPLATES = DEPLOY_DIR / "templates"
-PROJECT_ROOT = DEPLOY_DIR.parent  # the checkout: the directory with pyproject.toml
-
-
-def project_path(path: Path) -> Path:
-    """An absolute `path`: a relative one is taken from the project root, not the working directory.
-
-    Installed without a checkout (no pyproject.toml above deploy/), the working directory is the anchor.
-    """
-    if path.is_absolute():
-        return path.resolve()
-    root = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
-    return (root / path).resolve()
+__all__ = ["DEPLOY_DIR", "PROJECT_ROOT", "TEMPLATES", "project_path"]
 
 
 class StackError(RuntimeError):

@@ -19,12 +19,23 @@ from typing import Any, Literal
 from fanout.model import Strategy
 
 ENV_PREFIX = "FANOUT_"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout: the directory with pyproject.toml
 # Who a Kafka client acts as: the services (the ingest API, `fanout publish`: they write events), the read
 # service (feed reads out, feed updates in), the worker, or the admin that creates topics, users and ACLs
 # (`fanout migrate`, the launcher, the dead-letter tool).
 KafkaPrincipal = Literal["service", "reader", "worker", "admin"]
 CassandraProcess = Literal["worker", "ingest", "reader"]
 CASSANDRA_PROCESSES: tuple[CassandraProcess, ...] = ("worker", "ingest", "reader")
+
+
+def project_path(path: Path) -> Path:
+    """An absolute `path`: a relative one is taken from the project root, not the working directory, so
+    every command finds the same state dir (and token secret) wherever it runs. Installed without a
+    checkout (no pyproject.toml above fanout/), the working directory is the anchor."""
+    if path.is_absolute():
+        return path.resolve()
+    root = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
+    return (root / path).resolve()
 
 
 def _env_name(name: str) -> str:
@@ -127,6 +138,8 @@ class Settings:
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
     max_followees_read: int = field(default=5000, metadata={"doc": "timelines merged per read, pull strategy"})
+    delete_wait_ms: int = field(default=3000, metadata={"doc": "a delete of a post minted this recently waits up "
+                                                               "to this long for the worker to store it"})
 
     # --- the read service's caches and processes --------------------------------------------------------
     read_workers: int = field(default=1, metadata={"doc": "read service processes (one per core at most)"})
@@ -311,7 +324,9 @@ class Settings:
 
     @property
     def jwt_secret_path(self) -> Path:
-        return Path(self.jwt_secret_file) if self.jwt_secret_file else self.stack.state_dir / "jwt-hs256.secret"
+        """The HS256 secret: FANOUT_JWT_SECRET_FILE, else in the stack's state dir (anchored like it)."""
+        return project_path(Path(self.jwt_secret_file) if self.jwt_secret_file else
+                            self.stack.state_dir / "jwt-hs256.secret")
 
     @property
     def inbox_ttl_seconds(self) -> int:
