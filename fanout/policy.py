@@ -101,9 +101,11 @@ def decide_follow(edge: Edge | None, stats: AuthorStats, following: bool, event_
 
 
 def may_delete(stored: Post | None, claimed_author: int) -> bool:
-    """Only its author deletes a post. A delete of a post not stored yet is recorded as a claim, which
-    hides the post only if it turns out to be the claimant's (the store decides that at read)."""
-    return stored is None or stored.author_id == claimed_author
+    """Only its author deletes a post, and only one that is stored. A post and its author's delete share
+    the author's key, so the post is stored first; a delete of a post not stored is someone else's (or of
+    no post) and writes nothing. (A dead-lettered post replayed after its author's delete comes back: the
+    author deletes it again.)"""
+    return stored is not None and stored.author_id == claimed_author
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """`fanout ingest-api`: accepts posts, deletes, follows and unfollows over HTTP and publishes them.
 
 Every request carries a bearer token; its user is the author or follower (an id in the body or query
-that disagrees is a 403), and only its author deletes a post. 202 Accepted only after Kafka acknowledged
+that disagrees is a 403), and only its author deletes a post (anyone else's delete is a 404, as for a post
+that does not exist). 202 Accepted only after Kafka acknowledged
 the event; 422 for invalid input; 503 when Kafka or Cassandra cannot take it (the client retries, with
 the same Idempotency-Key for a POST: the retry gets the first response and publishes nothing new).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import uvicorn
@@ -23,9 +25,10 @@ from fanout.codec import decode, encode
 from fanout.events import Event, Followed, PostDeleted, Unfollowed
 from fanout.http import BodyLimit, Caller, add_common_routes, error_responses, forbid_other, require_tokens
 from fanout.idempotency import KeyReused, once, request_hash
-from fanout.ids import MAX_ID, MAX_USER_ID
+from fanout.ids import MAX_ID, MAX_USER_ID, millis_of
 from fanout.leases import NoLease
 from fanout.metrics import Metrics
+from fanout.model import Post
 from fanout.ports import IdempotencyStore, PostStore
 from fanout.producer import EventProducer, PublishError
 from fanout.settings import Settings
@@ -72,7 +75,7 @@ IdempotencyKey = Annotated[str | None, Header(
 
 def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifier, posts: PostStore,
                keys: IdempotencyStore, settings: Settings) -> FastAPI:
-    app = FastAPI(title="Fanout ingest API", version="1")
+    app = FastAPI(title="Fanout ingest API", version="1", docs_url=None, redoc_url=None)
     add_common_routes(app, metrics)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     require_tokens(app, verifier, metrics)
@@ -134,19 +137,29 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
             raise HTTPException(status_code=503, detail=f"{exc}; retry later") from None
         return await publish_once("posts", author, key, {"author_id": author, "body": post.body}, event)
 
+    async def stored_post(post_id: int) -> Post | None:
+        """The post as stored. One just published may still be on its way through the worker: for a post
+        minted less than FANOUT_DELETE_WAIT_MS ago (or dated in the future), wait that long at most."""
+        deadline = min(millis_of(post_id), wall_ms()) + settings.delete_wait_ms
+        while True:
+            stored = (await posts.posts([post_id])).get(post_id)
+            if stored is not None or wall_ms() >= deadline:
+                return stored
+            await asyncio.sleep(0.05)
+
     @app.delete("/v1/posts/{post_id}", status_code=202, response_model=PostAccepted, operation_id="delete_post",
-                responses=error_responses(401, 403, 413, 503))
+                responses=error_responses(401, 403, 404, 413, 503))
     async def delete_post(
         post_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Caller,
         author_id: MeInQuery = None,
     ) -> Accepted:
-        """Delete a post of the caller's. A post not stored yet is accepted: the worker applies the delete
-        only if the post turns out to be the caller's."""
+        """Delete a post of the caller's. A post that does not exist and another user's post get the same
+        404, so the answer tells nobody which post ids exist, and neither publishes anything."""
         author = forbid_other(metrics, caller, author_id, "author_id")
-        stored = (await posts.posts([post_id])).get(post_id)
-        if stored is not None and stored.author_id != author:
-            metrics.auth_rejections.labels("403").inc()
-            raise HTTPException(403, f"post {post_id} is not user {author}'s: only its author deletes a post")
+        stored = await stored_post(post_id)
+        if stored is None or stored.author_id != author:
+            metrics.ingest_requests.labels("posts", "404").inc()
+            raise HTTPException(404, f"user {author} has no post {post_id}")
         return await publish("posts", PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author))
 
     @app.post("/v1/follows", status_code=202, response_model=Accepted, operation_id="follow",

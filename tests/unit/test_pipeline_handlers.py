@@ -251,16 +251,20 @@ async def test_only_the_authors_delete_removes_a_post_from_every_feed() -> None:
     assert (w.metric("fanout_deletes_refused_total"), w.metric("fanout_deletes_applied_total")) == (2, 1)
 
 
-async def test_a_delete_before_its_post_counts_only_if_it_is_the_authors() -> None:
+async def test_a_delete_of_a_post_not_stored_is_refused_and_writes_nothing() -> None:
+    """A post and its author's delete share the author's key, so the post is stored first; a delete that
+    finds nothing is of no post or of someone else's post still on its way, and leaves no row behind."""
     w = World()
     author, impostor, fan = users(3)
     await w.follow(fan, author)
     mine, theirs = w.new_post(author), w.new_post(author)
     await w.handle(PostDeleted(event_time=w.tick(), post_id=mine.post_id, author_id=author))
     await w.handle(PostDeleted(event_time=w.tick(), post_id=theirs.post_id, author_id=impostor))
+    assert await w.stores.posts.posts([mine.post_id, theirs.post_id]) == {}  # no claim, no row
+    assert w.metric("fanout_deletes_refused_total") == 2
     await w.handle(mine)
     await w.handle(theirs)
-    assert await w.feed(fan) == [theirs.post_id]
+    assert await w.feed(fan) == [theirs.post_id, mine.post_id]
 
 
 # --- the follow graph ---------------------------------------------------------------------------------------
