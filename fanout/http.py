@@ -1,6 +1,6 @@
 """What the HTTP services share: the caller's identity (bearer tokens), the JSON error shape (never a
-traceback) and its OpenAPI declarations, the request body limit, and the unauthenticated /metrics and
-/healthz (process-level numbers only: no user ids, no request contents)."""
+traceback) and its OpenAPI declarations, the request body limit, security headers and HEAD, and the
+unauthenticated /metrics and /healthz (process-level numbers only: no user ids, no request contents)."""
 
 from __future__ import annotations
 
@@ -143,7 +143,62 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+# On every response. The page loads only its own script and stylesheet and talks only to its own origin;
+# the APIs' JSON needs nothing at all. No framing (clickjacking), no MIME sniffing, no Referer.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                                 b"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),  # frame-ancestors for browsers that predate it
+]
+
+
+class _HeadAnswered(Exception):
+    pass
+
+
+class SecurityHeaders:
+    """ASGI middleware: SECURITY_HEADERS on every response, and HEAD wherever GET is (the GET's status and
+    headers, no body; a stream is ended once its headers are out)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        head = scope["method"] == "HEAD"
+        answered = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
+            elif head and message["type"] == "http.response.body":
+                if not answered:
+                    answered = True
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if message.get("more_body"):
+                    raise _HeadAnswered  # ends a stream, whose body might never end
+                return
+            await send(message)
+
+        if not head:
+            await self.app(scope, receive, send_with_headers)
+            return
+        try:
+            await self.app({**scope, "method": "GET"}, receive, send_with_headers)
+        except BaseException:
+            if not answered:  # a failure before the answer; once answered, only the body was cut short
+                raise
+
+
 def add_common_routes(app: FastAPI, metrics: Metrics) -> None:
+    # Around the whole stack, the server-error handler included, so a 500 or a 413 carries them too.
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeaders(build())  # type: ignore[method-assign]
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -81,7 +81,7 @@ class FeedResponse(BaseModel):
 def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: TokenVerifier,
                seen: SeenRecorder | None = None, clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None,
                sets: SetsAt | None = None, page_at: PageAt | None = None, hub: StreamHub | None = None) -> FastAPI:
-    app = FastAPI(title="Fanout read API", version="1", lifespan=lifespan)
+    app = FastAPI(title="Fanout read API", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     add_common_routes(app, metrics)
     require_tokens(app, verifier, metrics)
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import jwt
@@ -48,7 +52,9 @@ def bad_tokens(s: Settings, user: int) -> dict[str, str]:
 
     return {"garbage": "not-a-token", "expired": mint_token(s, user, ttl_seconds=60, now=now - 3600),
             "another key": signed(b"x" * 64), "another issuer": signed(iss="evil"),
-            "another audience": signed(aud="another-api"), "no expiry": signed(exp=None)}
+            "another audience": signed(aud="another-api"), "no expiry": signed(exp=None),
+            # A subject in another spelling is another identity; 5,000 digits once answered 500.
+            "zero-padded subject": signed(sub=f"0{user}"), "5,000-digit subject": signed(sub="9" * 5000)}
 
 
 def assert_error(response: httpx.Response, status: int) -> None:
@@ -124,19 +130,26 @@ def test_only_the_author_deletes_a_post_and_a_deleted_post_never_comes_back(live
         kept = as_author.post("/v1/posts", json={"body": "to stay"}).raise_for_status().json()["post_id"]
     live.drain()
     assert live.feed(follower) == [kept, doomed]
+    # Someone else's post and a post that does not exist get the same answer: nobody learns which ids exist.
+    unknown = kept + 1
     with live.http("ingest-api", user=intruder) as as_intruder:
-        assert_error(as_intruder.delete(f"/v1/posts/{doomed}"), 403)
+        answers = [as_intruder.delete(f"/v1/posts/{pid}") for pid in (doomed, unknown)]
+    for answer in answers:
+        assert_error(answer, 404)
+    assert answers[0].json()["error"].replace(str(doomed), "P") == answers[1].json()["error"].replace(str(unknown), "P")
     with live.http("ingest-api", user=author) as as_author:
         assert as_author.delete(f"/v1/posts/{doomed}").status_code == 202
+        assert_error(as_author.delete(f"/v1/posts/{unknown}"), 404)
     live.drain()
     assert live.feed(follower) == [kept]
-    # Past the API, straight to Kafka: the worker refuses, counts, and neither post changes.
+    # Past the API, straight to Kafka: the worker refuses, counts, and writes nothing.
     refused = live.worker_metric("fanout_deletes_refused_total")
     later = wall_ms() + 60_000
-    live.publish([PostDeleted(event_time=later, post_id=pid, author_id=intruder) for pid in (doomed, kept)])
+    live.publish([PostDeleted(event_time=later, post_id=pid, author_id=intruder) for pid in (doomed, kept, unknown)])
     live.drain()
-    assert live.worker_metric("fanout_deletes_refused_total") == refused + 2
+    assert live.worker_metric("fanout_deletes_refused_total") == refused + 3
     assert live.feed(follower) == [kept]
+    assert live.cql("SELECT post_id FROM posts WHERE post_id = %s", unknown) == []  # not even a claim
 
 
 def test_a_retried_post_gets_the_first_answer_and_publishes_once_across_two_replicas(live: Deployment,
@@ -173,6 +186,44 @@ def test_a_retried_post_gets_the_first_answer_and_publishes_once_across_two_repl
     assert live.feed(follower) == [answers[0].json()["post_id"]]
     [row] = live.cql("SELECT response FROM idempotency_keys WHERE user_id = %s AND key = %s", author, "post-once-1")
     assert row.response == later.content
+
+
+def test_fanout_token_signs_with_the_services_secret_from_any_working_directory(live: Deployment,
+                                                                                tmp_path: Path) -> None:
+    """`cd /tmp && fanout token 7` once made a new secret under /tmp/.fanout/state, which the services
+    rejected; the secret's path is anchored to the project, as the state dir is."""
+    me = users(1)[0]
+    fanout = Path(sys.executable).parent / "fanout"
+    token = subprocess.run([str(fanout), "token", str(me)], cwd=tmp_path, capture_output=True, text=True,
+                           check=True, env={**os.environ, **live.settings.to_env()}).stdout.strip()
+    assert not (tmp_path / ".fanout").exists()
+    read = httpx.get(f"{live.processes.url('read-api')}/v1/feed", headers={"Authorization": f"Bearer {token}"})
+    assert read.status_code == 200, read.text
+
+
+def test_every_answer_carries_security_headers_and_head_works_wherever_get_does(live: Deployment) -> None:
+    me = users(1)[0]
+    with live.http("read-api", user=me) as reads, live.http("ingest-api", user=me) as writes:
+        answers = {
+            "page": httpx.get(live.processes.url("read-api") + "/"),
+            "feed": reads.get("/v1/feed"),
+            "401": httpx.get(live.processes.url("read-api") + "/v1/feed"),
+            "404 delete": writes.delete("/v1/posts/1"),
+            "spec": httpx.get(live.processes.url("ingest-api") + "/openapi.json"),
+            "head page": httpx.head(live.processes.url("read-api") + "/"),
+            "head stream": reads.head("/v1/feed/stream"),
+        }
+    assert {name: r.status_code for name, r in answers.items()} == {
+        "page": 200, "feed": 200, "401": 401, "404 delete": 404, "spec": 200, "head page": 200, "head stream": 200}
+    for name, r in answers.items():
+        csp = r.headers.get("content-security-policy", "")
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "default-src 'none'" in csp, name
+        assert (r.headers.get("x-content-type-options"), r.headers.get("referrer-policy")) == ("nosniff",
+                                                                                             "no-referrer"), name
+    assert answers["head page"].content == b"" and answers["head stream"].content == b""
+    # No /docs: FastAPI's Swagger UI loads from a CDN (blank offline) with inline script the CSP forbids.
+    assert [httpx.get(live.processes.url(api) + path).status_code
+            for api in ("read-api", "ingest-api") for path in ("/docs", "/redoc")] == [404] * 4
 
 
 def test_limits_answer_with_clear_errors(live: Deployment) -> None:
