@@ -65,14 +65,19 @@ class TokenVerifier:
 
     def verify(self, token: str) -> int:
         """The user id the token authenticates; InvalidToken otherwise."""
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[int, float]:
+        """The user id the token authenticates and until when (Unix seconds, the leeway included: a live
+        stream ends then); InvalidToken otherwise."""
         hit = self._cache.get(token)
         if hit is not None and hit[1] > self.now():
-            return hit[0]
+            return hit
         user_id, expires = self._decode(token)
         if len(self._cache) >= self.cache_size:
             self._cache.pop(next(iter(self._cache)))  # the oldest entry: a bounded cache, not an LRU
-        self._cache[token] = (user_id, expires + self.leeway)
-        return user_id
+        entry = self._cache[token] = (user_id, expires + self.leeway)
+        return entry
 
     def _decode(self, token: str) -> tuple[int, float]:
         if len(token) > MAX_TOKEN_CHARS:

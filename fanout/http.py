@@ -4,13 +4,16 @@ unauthenticated /metrics and /healthz (process-level numbers only: no user ids, 
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from pydantic import BaseModel
@@ -35,6 +38,7 @@ _WHY = {
     409: "the Idempotency-Key was used before with another request, by this user",
     413: "the request body is larger than FANOUT_MAX_BODY_BYTES",
     422: "invalid input: the message says which field and why",
+    429: "too many requests (or live streams) for now: retry after the Retry-After seconds",
     500: "an unexpected error (logged; the message names its class only)",
     503: "a server behind this one is unavailable: retry later",
 }
@@ -61,7 +65,8 @@ def require_tokens(app: FastAPI, verifier: TokenVerifier, metrics: Metrics) -> N
             spec = app.openapi_schema = generate()  # kept by FastAPI too: this runs once
             spec.setdefault("components", {})["securitySchemes"] = BEARER
             for route in app.routes:
-                if isinstance(route, APIRoute) and any(d.call is _caller for d in route.dependant.dependencies):
+                if isinstance(route, APIRoute) and any(d.call in (_caller, _bearer)
+                                                       for d in route.dependant.dependencies):
                     for method in route.methods or ():
                         spec["paths"][route.path_format][method.lower()]["security"] = [{"HTTPBearer": []}]
         return app.openapi_schema
@@ -69,7 +74,7 @@ def require_tokens(app: FastAPI, verifier: TokenVerifier, metrics: Metrics) -> N
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def _caller(request: Request) -> int:
+def _verified(request: Request) -> tuple[int, float]:
     # Reads the header itself rather than through fastapi.security.HTTPBearer, a sub-dependency that cost
     # ~25 µs per request; the scheme is declared in the spec by require_tokens instead.
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -78,16 +83,35 @@ async def _caller(request: Request) -> int:
         raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})
     try:
-        user_id: int = request.app.state.verifier.verify(token.strip())
+        verified: tuple[int, float] = request.app.state.verifier.verify_until(token.strip())
     except InvalidToken as exc:
         request.app.state.metrics.auth_rejections.labels("401").inc()
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-    return user_id
+    return verified
+
+
+async def _caller(request: Request) -> int:
+    return _verified(request)[0]
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """The caller of a long request (a live stream), which must end when the token does."""
+
+    user_id: int
+    expires_ms: int
+
+
+async def _bearer(request: Request) -> Bearer:
+    user_id, until = _verified(request)
+    return Bearer(user_id, int(until * 1000))
 
 
 # A route parameter of this type is the user id of the verified bearer token, or a 401 before the handler
 # runs (so a request that fails authentication does nothing: no read, no write, no event).
 Caller = Annotated[int, Depends(_caller)]
+# The same, with the token's expiry.
+BearerCaller = Annotated[Bearer, Depends(_bearer)]
 
 
 def forbid_other(metrics: Metrics, caller: int, claimed: int | None, what: str) -> int:
@@ -97,6 +121,28 @@ def forbid_other(metrics: Metrics, caller: int, claimed: int | None, what: str) 
         raise HTTPException(403, f"{what} {claimed} is not the token's user ({caller}): "
                                  "a user reads and writes only as themselves")
     return caller
+
+
+class EventStream(StreamingResponse):
+    """Server-Sent Events whose client must keep taking bytes: a send that waits longer than `send_timeout`
+    (a reader that stopped reading, its socket's buffers full) ends the response, and the server closes
+    the connection, so a stalled reader holds no task, no queue and no socket for long."""
+
+    def __init__(self, content: AsyncIterator[bytes], send_timeout: float) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.send_timeout = send_timeout
+
+    async def stream_response(self, send: Send) -> None:
+        async def bounded(message: Message) -> None:
+            await asyncio.wait_for(send(message), self.send_timeout)
+
+        try:
+            await super().stream_response(bounded)
+        except TimeoutError:
+            return  # incomplete: the server closes the connection
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 class BodyLimit:

@@ -84,6 +84,8 @@ class Metrics:
                                         registry=r, multiprocess_mode="livesum")
         self.stream_items = Counter("fanout_stream_items", "Items sent on live feed streams, by event (post, delete)",
                                     ["event"], registry=r)
+        self.streams_ended = Counter("fanout_streams_ended", "Live streams the server ended, by reason "
+                                     "(token_expired, overflow, refused: a limit answered 429)", ["reason"], registry=r)
         self.stream_lag = Histogram("fanout_stream_lag_seconds", "Acceptance of a post to its sending on a live "
                                     "stream", buckets=LATENCY_BUCKETS, registry=r)
         self.feed_updates = Counter("fanout_feed_updates_applied", "Worker feed updates applied to the read caches, "

@@ -153,6 +153,16 @@ class Settings:
     stream_reorder_ms: int = field(default=50, metadata={"doc": "live streams hold items this long to send "
                                                                 "them in post id order"})
     stream_heartbeat_s: float = field(default=15.0, metadata={"doc": "a comment line keeps idle streams open"})
+    stream_max_per_user: int = field(default=5, metadata={"doc": "live streams one user may hold open per read "
+                                                                 "process (429 beyond)"})
+    stream_max_connections: int = field(default=10_000, metadata={"doc": "live streams per read process (429 "
+                                                                         "beyond)"})
+    stream_queue_items: int = field(default=1_000, metadata={"doc": "items a stream may have waiting; a reader "
+                                                                    "that falls further behind is dropped"})
+    stream_send_timeout_s: float = field(default=30.0, metadata={"doc": "a stream whose client takes no bytes "
+                                                                        "for this long is closed"})
+    stream_replay_items: int = field(default=100, metadata={"doc": "feed items a reconnect with Last-Event-ID "
+                                                                   "is sent at most"})
     head_cache_size: int = field(default=200, metadata={"doc": "newest post ids cached per pulled author"})
     head_cache_ttl_ms: int = field(default=5000, metadata={"doc": "a cached timeline head is re-read after this "
                                                                   "(bounds a new post whose update was missed)"})

@@ -40,7 +40,15 @@ from fanout.bootstrap import open_resources
 from fanout.clock import Clock, wall_ms
 from fanout.events import CelebritySetChanged, FeedUpdate, FollowChanged, PostDelivered, PostRemoved, PostStored
 from fanout.feed import CURSOR_PATTERN, InvalidCursor, PageAt, SetsAt, home_feed, parse_cursor
-from fanout.http import Caller, add_common_routes, error_responses, forbid_other, require_tokens
+from fanout.http import (
+    BearerCaller,
+    Caller,
+    EventStream,
+    add_common_routes,
+    error_responses,
+    forbid_other,
+    require_tokens,
+)
 from fanout.ids import MAX_USER_ID
 from fanout.metrics import Metrics, tune_gc
 from fanout.model import Tier
@@ -50,7 +58,7 @@ from fanout.read_cache import CachedPosts
 from fanout.reader_cache import ReaderPages, ReaderSetsCache
 from fanout.seen import SeenRecorder
 from fanout.settings import Settings
-from fanout.stream import StreamHub, catch_up_items
+from fanout.stream import StreamHub, StreamLimits, TooManyStreams, catch_up_items
 from fanout.updates import UpdatesListener
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -133,20 +141,27 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "new feed items (`event: post`, id = post id) and delete notices "
                                              "(`event: delete`), with heartbeat comments"},
-                        **error_responses(401)})
+                        **error_responses(401, 429)})
     async def feed_stream(
-        user_id: Caller,
+        caller: BearerCaller,
         # A plain string (empty: not resuming), so the spec does not offer a null that a header cannot carry.
         last_event_id: Annotated[str, Header(pattern=r"^[0-9]{0,19}$", description="resume after this post id")] = "",
     ) -> StreamingResponse:
-        """The caller's new feed items as Server-Sent Events, from now (or after Last-Event-ID) on."""
+        """The caller's new feed items as Server-Sent Events, from now (or after Last-Event-ID, at most
+        FANOUT_STREAM_REPLAY_ITEMS of them) on, until the token expires (`event: reauth`)."""
+        user_id = caller.user_id
         followees = set(await stores.graph.following(user_id, 10**9))
-        conn = hub.connect(user_id, followees)  # before the catch-up read: nothing arriving meanwhile is lost
+        try:  # before the catch-up read: nothing arriving meanwhile is lost
+            conn = hub.connect(user_id, followees, caller.expires_ms)
+        except TooManyStreams as exc:
+            hub.metrics.streams_ended.labels("refused").inc()
+            raise HTTPException(429, f"{exc}; close one or retry later", headers={"Retry-After": "10"}) from None
         try:
             catch_up = []
             if last_event_id:
                 async def page(cursor: int | None) -> Any:
-                    return (await home_feed(stores, settings, user_id, 100, cursor, clock_ms(), sets, page_at)).page
+                    return (await home_feed(stores, settings, user_id, settings.stream_replay_items, cursor,
+                                            clock_ms(), sets, page_at)).page
 
                 catch_up = await catch_up_items(page, int(last_event_id))
         except BaseException:
@@ -160,8 +175,7 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
             finally:
                 hub.disconnect(conn)
 
-        return StreamingResponse(frames(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return EventStream(frames(), settings.stream_send_timeout_s)
 
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -190,7 +204,9 @@ def build(settings: Settings) -> FastAPI:
     pages = ReaderPages(res.stores.readers, res.metrics, ttl_ms=settings.reader_page_ttl_ms,
                         max_readers=settings.reader_page_cache_size, listening=listening.is_set,
                         keep=lambda page: not is_returning(page.activity, wall_ms(), settings))
-    hub = StreamHub(cache, res.metrics, settings.stream_reorder_ms, settings.stream_heartbeat_s)
+    hub = StreamHub(cache, res.metrics, settings.stream_reorder_ms, settings.stream_heartbeat_s,
+                    limits=StreamLimits(settings.stream_max_per_user, settings.stream_max_connections,
+                                        settings.stream_queue_items))
 
     def apply(update: FeedUpdate) -> None:
         if isinstance(update, PostStored):

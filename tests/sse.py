@@ -59,6 +59,13 @@ class Stream:
     def stop(self) -> None:
         self._stop.set()
 
+    def join(self, timeout: float) -> None:
+        """Wait until the server ends the stream (TimeoutError if it does not)."""
+        assert self._thread is not None
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the stream from {self.url} is still open after {timeout} s")
+
     def posts(self) -> list[int]:
         return [e.data["post_id"] for e in self.events if e.event == "post"]
 

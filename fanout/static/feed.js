@@ -87,7 +87,12 @@ function handleEvent(s, event) {
   } else if (event.event === "delete") {
     const gone = document.getElementById("post-" + parseJson(event.data).post_id);
     if (gone) gone.remove();
+  } else if (event.event === "reauth") {
+    // The token expired: the server ended the stream. A new token is needed; no reconnecting with this one.
+    s.expired = true;
+    setStatus("Your token has expired: paste a new one to keep the feed live.", "error");
   }
+  // "resume": the server dropped this stream as too far behind; the loop reconnects with lastEventId.
 }
 
 async function stream(s) {
@@ -125,7 +130,7 @@ async function stream(s) {
       if (session !== s) return;
       setStatus("Stream interrupted (" + err.message + "); reconnecting…", "error");
     }
-    if (session !== s) return;
+    if (session !== s || s.expired) return;
     await new Promise((r) => setTimeout(r, 2000));
   }
 }

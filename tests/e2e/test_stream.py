@@ -14,6 +14,7 @@ from kafka_clients import kcat_args
 from live import Deployment, deploy
 from sse import Stream
 
+from fanout.auth import mint_token
 from fanout.codec import decode, decode_feed_updates
 from fanout.events import Event, FeedUpdates, FollowChanged, Followed, PostCreated, PostDeleted
 from fanout.ids import PostIdGenerator, millis_of
@@ -35,14 +36,15 @@ def now_ms() -> int:
 
 @pytest.fixture(scope="module")
 def live(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    # No leeway on a token's expiry, and two streams per user, so the tests of those limits are short.
     with deploy(stack, tmp_path_factory.mktemp("logs"), "stream", celebrity_threshold=3, stream_heartbeat_s=1.0,
-                stream_reorder_ms=50) as d:
+                stream_reorder_ms=50, jwt_leeway_seconds=0, stream_max_per_user=2) as d:
         yield d
 
 
-def connect(live: Deployment, reader: int, last_event_id: str | None = None) -> Stream:
+def connect(live: Deployment, reader: int, last_event_id: str | None = None, timeout: float = 30.0) -> Stream:
     headers = {**live.tokens.headers(reader), **({"Last-Event-ID": last_event_id} if last_event_id else {})}
-    return Stream(f"{live.processes.url('read-api')}/v1/feed/stream", headers).start()
+    return Stream(f"{live.processes.url('read-api')}/v1/feed/stream", headers).start(timeout)
 
 
 def settle(streams: list[Stream], counts: list[int]) -> None:
@@ -125,6 +127,38 @@ def test_a_stream_needs_the_readers_token(live: Deployment) -> None:
     assert httpx.get(url, headers={"Authorization": "Bearer not.a.token"}).status_code == 401
     bad = httpx.get(url, headers={**live.tokens.headers(3_000_301), "Last-Event-ID": "the start"})
     assert bad.status_code == 422 and "last-event-id" in bad.json()["error"]
+
+
+def test_a_stream_ends_when_its_token_expires(live: Deployment) -> None:
+    """A stream opened with a 20 s token once kept sending heartbeats 90 s later."""
+    reader = 3_000_401
+    token = mint_token(live.settings, reader, ttl_seconds=3)
+    started = time.monotonic()
+    stream = Stream(f"{live.processes.url('read-api')}/v1/feed/stream", {"Authorization": f"Bearer {token}"})
+    stream.start()
+    stream.join(timeout=15)
+    assert [e.event for e in stream.events] == ["reauth"], stream.events
+    assert stream.error is None and time.monotonic() - started < 10
+
+
+def test_a_user_holds_a_bounded_number_of_streams(live: Deployment) -> None:
+    import httpx
+
+    reader = 3_000_402
+    streams = [connect(live, reader) for _ in range(2)]  # FANOUT_STREAM_MAX_PER_USER for this module
+    refused = httpx.get(live.processes.url("read-api") + "/v1/feed/stream", headers=live.tokens.headers(reader))
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0, refused.text
+    assert "live streams" in refused.json()["error"]
+    streams[0].stop()
+    deadline = time.monotonic() + 15
+    while True:  # the server notices the closed stream at its next heartbeat (1 s here)
+        try:
+            streams.append(connect(live, reader, timeout=2))
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline, "the closed stream's place was never freed"
+    for stream in streams:
+        stream.stop()
 
 
 def test_the_page_and_its_assets_are_served(live: Deployment) -> None:

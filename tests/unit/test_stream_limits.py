@@ -1,0 +1,115 @@
+"""What one reader can hold on a read process's live streams (fanout/stream.py): streams per user and per
+process, a bounded queue per stream, and a stream that ends with its token. tests/e2e/test_stream.py runs
+the same limits through the real read service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from fanout.events import PostRemoved
+from fanout.http import EventStream
+from fanout.metrics import Metrics
+from fanout.stream import StreamHub, StreamLimits, TooManyStreams
+
+AUTHOR = 9
+
+
+def _hub(now: list[int], **limits: int) -> StreamHub:
+    # Delete notices need no post bodies, so no post cache.
+    return StreamHub(None, Metrics(), reorder_ms=0, heartbeat_s=0.05,  # type: ignore[arg-type]
+                     clock_ms=lambda: now[0], limits=StreamLimits(**limits))
+
+
+async def _frames(frames: AsyncIterator[bytes], limit: int = 50) -> list[bytes]:
+    out = []
+    async for frame in frames:
+        out.append(frame)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _events(frames: list[bytes]) -> list[tuple[str, str]]:
+    """(event, data) of every non-comment frame."""
+    found = []
+    for frame in frames:
+        fields = dict(line.split(": ", 1) for line in frame.decode().strip().split("\n") if ": " in line
+                      and not line.startswith(":"))
+        if "event" in fields:
+            found.append((fields["event"], fields["data"]))
+    return found
+
+
+def test_a_user_and_a_process_hold_a_bounded_number_of_streams() -> None:
+    hub = _hub([0], per_user=2, connections=3)
+    first = hub.connect(1, {AUTHOR}, expires_ms=10**12)
+    hub.connect(1, {AUTHOR}, expires_ms=10**12)
+    with pytest.raises(TooManyStreams, match="user 1 has 2"):
+        hub.connect(1, {AUTHOR}, expires_ms=10**12)
+    hub.connect(2, {AUTHOR}, expires_ms=10**12)
+    with pytest.raises(TooManyStreams, match="serves 3"):
+        hub.connect(3, {AUTHOR}, expires_ms=10**12)
+    hub.disconnect(first)
+    hub.disconnect(first)  # twice: counted once
+    assert hub.connections == 2
+    hub.connect(1, {AUTHOR}, expires_ms=10**12)  # room again
+
+
+async def test_a_reader_that_falls_behind_is_dropped_with_a_resume_notice() -> None:
+    hub = _hub([0], queue_items=3)
+    slow, fine = hub.connect(1, {AUTHOR}, 10**12), hub.connect(2, {AUTHOR}, 10**12)
+    fine_frames = hub.frames(fine, [])
+    assert await anext(fine_frames) == b"retry: 2000\n\n"
+    for post_id in range(1, 6):
+        hub.apply(PostRemoved(event_time=0, post_id=post_id, author_id=AUTHOR))
+        assert _events([await anext(fine_frames)]) == [("delete", f'{{"post_id":{post_id}}}')]  # keeps up
+    assert slow.overflowed and slow.queue.qsize() == 3  # bounded: nothing queued past the limit
+    assert hub.by_followee[AUTHOR] == {fine}  # no longer routed to
+    events = _events(await _frames(hub.frames(slow, [])))
+    assert [e for e, _ in events] == ["resume"]
+    assert "Last-Event-ID" in orjson.loads(events[0][1])["error"]
+    assert not fine.overflowed
+    await fine_frames.aclose()
+
+
+async def test_a_stream_ends_when_its_token_does() -> None:
+    now = [1_000]
+    hub = _hub(now)
+    conn = hub.connect(1, {AUTHOR}, expires_ms=1_100)
+    frames = hub.frames(conn, [])
+    assert await anext(frames) == b"retry: 2000\n\n"
+    hub.apply(PostRemoved(event_time=0, post_id=7, author_id=AUTHOR))
+    assert _events([await anext(frames)]) == [("delete", '{"post_id":7}')]
+    now[0] = 1_100
+    rest = await asyncio.wait_for(_frames(frames), timeout=5)
+    assert [e for e, _ in _events(rest)] == ["reauth"]
+
+
+async def test_a_stream_whose_client_takes_nothing_ends_after_the_send_timeout() -> None:
+    """A reader that stops reading fills its socket's buffers, and then every send waits: EventStream ends
+    the response (the server closes the connection) and closes the frames, which disconnect from the hub."""
+    closed = []
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b": heartbeat\n\n"
+        finally:
+            closed.append(True)
+
+    async def stalled_send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body":
+            await asyncio.Event().wait()  # the client never drains
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()
+        return {}
+
+    response = EventStream(frames(), send_timeout=0.1)
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
+    await asyncio.wait_for(response(scope, receive, stalled_send), timeout=5)  # type: ignore[arg-type]
+    assert closed == [True]
