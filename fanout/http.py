@@ -8,7 +8,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fanout.auth import InvalidToken, TokenVerifier
 from fanout.metrics import Metrics
+from fanout.rate_limits import Kind, RateLimited, RateLimits
 
 
 class ErrorBody(BaseModel):
@@ -45,8 +46,10 @@ _WHY = {
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI declarations of the errors an operation can answer, all with the JSON error shape."""
-    return {code: {"model": ErrorBody, "description": _WHY[code]} for code in (*codes, 422, 500)}
+    """OpenAPI declarations of the errors an operation can answer, all with the JSON error shape. An
+    operation that takes a token may also answer 429 (a rate limit, `fanout/rate_limits.py`)."""
+    limited = (429,) if 401 in codes else ()
+    return {code: {"model": ErrorBody, "description": _WHY[code]} for code in (*codes, *limited, 422, 500)}
 
 
 BEARER = {"HTTPBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
@@ -54,10 +57,11 @@ BEARER = {"HTTPBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JW
                                         "one locally."}}
 
 
-def require_tokens(app: FastAPI, verifier: TokenVerifier, metrics: Metrics) -> None:
-    """Let `Caller` parameters of this app's routes verify bearer tokens with `verifier`, and declare the
-    bearer scheme on those routes in the OpenAPI spec."""
-    app.state.verifier, app.state.metrics = verifier, metrics
+def require_tokens(app: FastAPI, verifier: TokenVerifier, metrics: Metrics, limits: RateLimits | None = None) -> None:
+    """Let `Caller`, `Writer` and `Streamer` parameters of this app's routes verify bearer tokens with
+    `verifier` (and count requests against `limits`, if given), and declare the bearer scheme on those
+    routes in the OpenAPI spec."""
+    app.state.verifier, app.state.metrics, app.state.limits = verifier, metrics, limits
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -65,8 +69,7 @@ def require_tokens(app: FastAPI, verifier: TokenVerifier, metrics: Metrics) -> N
             spec = app.openapi_schema = generate()  # kept by FastAPI too: this runs once
             spec.setdefault("components", {})["securitySchemes"] = BEARER
             for route in app.routes:
-                if isinstance(route, APIRoute) and any(d.call in (_caller, _bearer)
-                                                       for d in route.dependant.dependencies):
+                if isinstance(route, APIRoute) and any(d.call in AUTHENTICATED for d in route.dependant.dependencies):
                     for method in route.methods or ():
                         spec["paths"][route.path_format][method.lower()]["security"] = [{"HTTPBearer": []}]
         return app.openapi_schema
@@ -79,19 +82,40 @@ def _verified(request: Request) -> tuple[int, float]:
     # ~25 µs per request; the scheme is declared in the spec by require_tokens instead.
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        request.app.state.metrics.auth_rejections.labels("401").inc()
-        raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+        _unauthenticated(request, "missing bearer token: send 'Authorization: Bearer <token>'", "Bearer")
     try:
         verified: tuple[int, float] = request.app.state.verifier.verify_until(token.strip())
     except InvalidToken as exc:
-        request.app.state.metrics.auth_rejections.labels("401").inc()
-        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        _unauthenticated(request, str(exc), 'Bearer error="invalid_token"')
     return verified
+
+
+def _unauthenticated(request: Request, why: str, challenge: str) -> NoReturn:
+    """A 401; a 429 instead once the client's address has failed authentication too often."""
+    _limit(request, "unauthenticated", request.client.host if request.client else "unknown")
+    request.app.state.metrics.auth_rejections.labels("401").inc()
+    raise HTTPException(401, why, headers={"WWW-Authenticate": challenge})
+
+
+def _limit(request: Request, kind: Kind, who: str) -> None:
+    limits: RateLimits | None = request.app.state.limits
+    if limits is None:
+        return
+    try:
+        limits.take(kind, who)
+    except RateLimited as exc:
+        request.app.state.metrics.rate_limited.labels(kind).inc()
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
 
 async def _caller(request: Request) -> int:
     return _verified(request)[0]
+
+
+async def _writer(request: Request) -> int:
+    user_id = _verified(request)[0]
+    _limit(request, "writes", str(user_id))
+    return user_id
 
 
 @dataclass(frozen=True)
@@ -102,16 +126,20 @@ class Bearer:
     expires_ms: int
 
 
-async def _bearer(request: Request) -> Bearer:
+async def _streamer(request: Request) -> Bearer:
     user_id, until = _verified(request)
+    _limit(request, "streams", str(user_id))
     return Bearer(user_id, int(until * 1000))
 
 
 # A route parameter of this type is the user id of the verified bearer token, or a 401 before the handler
 # runs (so a request that fails authentication does nothing: no read, no write, no event).
 Caller = Annotated[int, Depends(_caller)]
-# The same, with the token's expiry.
-BearerCaller = Annotated[Bearer, Depends(_bearer)]
+# The same for a write, counted against the user's write limit (429 beyond it, before the handler runs).
+Writer = Annotated[int, Depends(_writer)]
+# The same for a live stream: counted against the user's stream connects, and with the token's expiry.
+Streamer = Annotated[Bearer, Depends(_streamer)]
+AUTHENTICATED = (_caller, _writer, _streamer)
 
 
 def forbid_other(metrics: Metrics, caller: int, claimed: int | None, what: str) -> int:

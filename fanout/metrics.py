@@ -95,6 +95,8 @@ class Metrics:
                                        ["endpoint", "status"], registry=r)
         self.idempotent_replays = Counter("fanout_idempotent_replays", "Requests answered with the first response "
                                           "of their Idempotency-Key", ["endpoint"], registry=r)
+        self.rate_limited = Counter("fanout_rate_limited", "Requests answered 429 by a rate limit, by kind (writes, "
+                                    "streams, unauthenticated)", ["kind"], registry=r)
         self.auth_rejections = Counter("fanout_auth_rejections", "Requests refused: 401 no or bad token, 403 "
                                        "acting as another user", ["status"], registry=r)
         self.events_published = Counter("fanout_events_published", "Events acknowledged by Kafka, by type",

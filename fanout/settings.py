@@ -138,6 +138,12 @@ class Settings:
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
     max_followees_read: int = field(default=5000, metadata={"doc": "timelines merged per read, pull strategy"})
+    rate_limit_writes: str = field(default="10/second;300/minute", metadata={
+        "doc": "posts, deletes, follows and unfollows per user and ingest process (limits notation; empty: off)"})
+    rate_limit_streams: str = field(default="10/minute", metadata={"doc": "live stream connects per user and "
+                                                                        "read process"})
+    rate_limit_unauthenticated: str = field(default="50/second;1000/minute", metadata={
+        "doc": "requests that fail authentication per client address and process (429 beyond)"})
     delete_wait_ms: int = field(default=3000, metadata={"doc": "a delete of a post minted this recently waits up "
                                                                "to this long for the worker to store it"})
 

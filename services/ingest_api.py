@@ -23,7 +23,7 @@ from fanout.bootstrap import open_resources
 from fanout.clock import wall_ms
 from fanout.codec import decode, encode
 from fanout.events import Event, Followed, PostDeleted, Unfollowed
-from fanout.http import BodyLimit, Caller, add_common_routes, error_responses, forbid_other, require_tokens
+from fanout.http import BodyLimit, Writer, add_common_routes, error_responses, forbid_other, require_tokens
 from fanout.idempotency import KeyReused, once, request_hash
 from fanout.ids import MAX_ID, MAX_USER_ID, millis_of
 from fanout.leases import NoLease
@@ -31,6 +31,7 @@ from fanout.metrics import Metrics
 from fanout.model import Post
 from fanout.ports import IdempotencyStore, PostStore
 from fanout.producer import EventProducer, PublishError
+from fanout.rate_limits import RateLimits
 from fanout.settings import Settings
 
 UserId = Annotated[int, Field(ge=1, le=MAX_USER_ID)]
@@ -78,7 +79,7 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     app = FastAPI(title="Fanout ingest API", version="1", docs_url=None, redoc_url=None)
     add_common_routes(app, metrics)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    require_tokens(app, verifier, metrics)
+    require_tokens(app, verifier, metrics, RateLimits(settings))
     lease_ms = settings.publish_timeout_ms + 5_000
 
     @app.exception_handler(PublishError)
@@ -127,7 +128,7 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     @app.post("/v1/posts", status_code=202, response_model=PostAccepted, operation_id="create_post",
               responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"delete_it": {
                   "operationId": "delete_post", "parameters": {"post_id": "$response.body#/post_id"}}}}})
-    async def create_post(post: NewPost, caller: Caller, key: IdempotencyKey = None) -> Response:
+    async def create_post(post: NewPost, caller: Writer, key: IdempotencyKey = None) -> Response:
         """A new post by the caller; the answer carries its id."""
         author = forbid_other(metrics, caller, post.author_id, "author_id")
         try:
@@ -150,7 +151,7 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     @app.delete("/v1/posts/{post_id}", status_code=202, response_model=PostAccepted, operation_id="delete_post",
                 responses=error_responses(401, 403, 404, 413, 503))
     async def delete_post(
-        post_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Caller,
+        post_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Writer,
         author_id: MeInQuery = None,
     ) -> Accepted:
         """Delete a post of the caller's. A post that does not exist and another user's post get the same
@@ -165,7 +166,7 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     @app.post("/v1/follows", status_code=202, response_model=Accepted, operation_id="follow",
               responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"unfollow": {
                   "operationId": "unfollow", "parameters": {"followee_id": "$request.body#/followee_id"}}}}})
-    async def follow(body: Follow, caller: Caller, key: IdempotencyKey = None) -> Response:
+    async def follow(body: Follow, caller: Writer, key: IdempotencyKey = None) -> Response:
         """The caller follows `followee_id`."""
         follower = _not_self(forbid_other(metrics, caller, body.follower_id, "follower_id"), body.followee_id)
         event = Followed(event_time=wall_ms(), follower_id=follower, followee_id=body.followee_id)
@@ -174,7 +175,7 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     @app.delete("/v1/follows", status_code=202, response_model=Accepted, operation_id="unfollow",
                 responses=error_responses(401, 403, 413, 503))
     async def unfollow(
-        followee_id: Annotated[int, Query(ge=1, le=MAX_USER_ID)], caller: Caller,
+        followee_id: Annotated[int, Query(ge=1, le=MAX_USER_ID)], caller: Writer,
         follower_id: MeInQuery = None,
     ) -> Accepted:
         """The caller stops following `followee_id`."""

@@ -41,9 +41,9 @@ from fanout.clock import Clock, wall_ms
 from fanout.events import CelebritySetChanged, FeedUpdate, FollowChanged, PostDelivered, PostRemoved, PostStored
 from fanout.feed import CURSOR_PATTERN, InvalidCursor, PageAt, SetsAt, home_feed, parse_cursor
 from fanout.http import (
-    BearerCaller,
     Caller,
     EventStream,
+    Streamer,
     add_common_routes,
     error_responses,
     forbid_other,
@@ -54,6 +54,7 @@ from fanout.metrics import Metrics, tune_gc
 from fanout.model import Tier
 from fanout.policy import is_returning
 from fanout.ports import Stores
+from fanout.rate_limits import RateLimits
 from fanout.read_cache import CachedPosts
 from fanout.reader_cache import ReaderPages, ReaderSetsCache
 from fanout.seen import SeenRecorder
@@ -91,7 +92,7 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
                sets: SetsAt | None = None, page_at: PageAt | None = None, hub: StreamHub | None = None) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     add_common_routes(app, metrics)
-    require_tokens(app, verifier, metrics)
+    require_tokens(app, verifier, metrics, RateLimits(settings))
 
     @app.get("/v1/feed", response_model=FeedResponse, operation_id="own_feed", responses=error_responses(401))
     async def own_feed(reader: Caller, limit: Limit = 20, cursor: Cursor = None) -> Response:
@@ -141,9 +142,9 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "new feed items (`event: post`, id = post id) and delete notices "
                                              "(`event: delete`), with heartbeat comments"},
-                        **error_responses(401, 429)})
+                        **error_responses(401)})
     async def feed_stream(
-        caller: BearerCaller,
+        caller: Streamer,
         # A plain string (empty: not resuming), so the spec does not offer a null that a header cannot carry.
         last_event_id: Annotated[str, Header(pattern=r"^[0-9]{0,19}$", description="resume after this post id")] = "",
     ) -> StreamingResponse:

@@ -226,6 +226,41 @@ def test_every_answer_carries_security_headers_and_head_works_wherever_get_does(
             for api in ("read-api", "ingest-api") for path in ("/docs", "/redoc")] == [404] * 4
 
 
+def test_a_user_writing_too_fast_gets_429_with_retry_after_and_publishes_nothing_more(live: Deployment) -> None:
+    """FANOUT_RATE_LIMIT_WRITES (10 per second by default): follow/unfollow toggling as fast as the API lets
+    a user, 30 requests at once."""
+    me, other = users(2)
+    published = live.processes.metric("fanout_events_published_total", "ingest-api")
+    with live.http("ingest-api", user=me) as http, ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(lambda n: (http.post("/v1/follows", json={"followee_id": other}) if n % 2 else
+                                           http.delete("/v1/follows", params={"followee_id": other})), range(30)))
+    accepted = [a for a in answers if a.status_code == 202]
+    limited = [a for a in answers if a.status_code == 429]
+    assert len(accepted) + len(limited) == 30 and 1 <= len(accepted) <= 20 and limited, [a.text for a in answers]
+    for answer in limited:
+        assert_error(answer, 429)
+        assert 1 <= int(answer.headers["retry-after"]) <= 60
+    assert live.processes.metric("fanout_events_published_total", "ingest-api") == published + len(accepted)
+    time.sleep(int(limited[0].headers["retry-after"]))
+    with live.http("ingest-api", user=me) as http:  # room again once the window moved on
+        assert http.post("/v1/follows", json={"followee_id": other}).status_code == 202
+    with live.http("ingest-api", user=other) as http:  # and another user never waited
+        assert http.post("/v1/follows", json={"followee_id": me}).status_code == 202
+
+
+def test_an_address_failing_authentication_too_often_gets_429(live: Deployment) -> None:
+    url = live.processes.url("read-api") + "/v1/feed"
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: httpx.get(url, headers={"Authorization": "Bearer forged"}), range(120)))
+    codes = {a.status_code for a in answers}
+    assert codes == {401, 429}, codes  # 50 per second by default
+    retry = max(int(a.headers["retry-after"]) for a in answers if a.status_code == 429)
+    me = users(1)[0]
+    with live.http("read-api", user=me) as http:
+        assert http.get("/v1/feed").status_code == 200  # a valid token is never limited by others' failures
+    time.sleep(retry)  # the next tests' 401s are 401s again
+
+
 def test_limits_answer_with_clear_errors(live: Deployment) -> None:
     me = users(1)[0]
     with live.http("ingest-api", user=me) as http:
@@ -253,7 +288,8 @@ def test_limits_answer_with_clear_errors(live: Deployment) -> None:
     scheme = spec["components"]["securitySchemes"]["HTTPBearer"]
     assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")
     assert spec["paths"]["/v1/feed"]["get"]["security"] == [{"HTTPBearer": []}]
-    assert set(spec["paths"]["/v1/users/{user_id}/feed"]["get"]["responses"]) == {"200", "401", "403", "422", "500"}
+    assert set(spec["paths"]["/v1/users/{user_id}/feed"]["get"]["responses"]) == {
+        "200", "401", "403", "422", "429", "500"}
 
 
 def test_metrics_and_health_need_no_token_and_show_no_user_data(live: Deployment) -> None:
