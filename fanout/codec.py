@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fastjsonschema
 import orjson
@@ -38,7 +38,9 @@ from fanout.events import (
     Unfollowed,
     UserSeen,
 )
+from fanout.ids import MAX_USER_ID, millis_of
 
+E = TypeVar("E", bound=Event)
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "events"
 SCHEMA_VERSION = 1
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -131,6 +133,31 @@ def decode_feed_read(raw: bytes | None, key: bytes | None, max_bytes: int) -> Us
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the feed-reads topic")
     if key != event.key:
         raise InvalidEvent("wrong_key", f"key {key!r} is not the reader key {event.key!r}")
+    return event
+
+
+USER_ID_FIELDS = ("author_id", "follower_id", "followee_id", "user_id")
+
+
+def check_event(event: E, now_ms: int, max_future_ms: int) -> E:
+    """What the schema lets through but the worker must not take from a client's event (the schema is the
+    wire format, shared by every topic; this is the API's contract, enforced again where events are
+    consumed, since anything holding the topic's credentials can write to it):
+    - an event_time (or a new post's id time) more than `max_future_ms` ahead of now: last writer wins, so
+      a future-dated follow could never be undone and a future post would top every feed for years;
+    - a user id above MAX_USER_ID (2^53 - 1, what the APIs accept and JSON clients read exactly).
+    Past times are kept: replays, imports and late events carry them, and an older write loses to any
+    newer one. InvalidEvent (dead-lettered with the reason) otherwise."""
+    if event.event_time > now_ms + max_future_ms:
+        raise InvalidEvent("future_event_time", f"{event.TYPE}: event_time {event.event_time} is "
+                                                f"{event.event_time - now_ms} ms ahead of the worker's clock")
+    if isinstance(event, PostCreated) and millis_of(event.post_id) > now_ms + max_future_ms:
+        raise InvalidEvent("future_event_time", f"PostCreated: post id {event.post_id} is dated "
+                                                f"{millis_of(event.post_id) - now_ms} ms ahead of the worker's clock")
+    for name in USER_ID_FIELDS:
+        value = getattr(event, name, None)
+        if value is not None and value > MAX_USER_ID:
+            raise InvalidEvent("id_range", f"{event.TYPE}: {name} {value} is above {MAX_USER_ID}")
     return event
 
 

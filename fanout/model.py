@@ -30,6 +30,13 @@ class Strategy(StrEnum):
         return self is not Strategy.PULL
 
 
+class StoredPost(NamedTuple):
+    """What the worker checks of a post id before storing a post under it: its author and decided tier."""
+
+    author_id: int
+    tier: Tier
+
+
 class Post(NamedTuple):
     # A tuple of plain values, not a dataclass: the garbage collector stops tracking such a tuple, so the read
     # service's cache of a hundred thousand posts adds nothing to every full collection's work.

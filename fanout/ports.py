@@ -27,6 +27,7 @@ from fanout.model import (
     ReaderPage,
     ReaderSets,
     ReaderState,
+    StoredPost,
     Tier,
 )
 
@@ -52,8 +53,9 @@ def is_bulk_work() -> bool:
 class PostStore(Protocol):
     """Posts by id and each author's timeline (every post of an author, newest first)."""
 
-    async def stored_tier(self, post_id: int) -> Tier | None:
-        """The tier decided for the post when it was first stored; None for a post not stored yet."""
+    async def stored_post(self, post_id: int) -> StoredPost | None:
+        """The author and the tier decided for the post when it was first stored; None for a post not
+        stored yet."""
         ...
 
     async def save_post(self, post_id: int, author_id: int, body: str, tier: Tier) -> None:

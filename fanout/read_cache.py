@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fanout.metrics import Metrics
-from fanout.model import Post, Tier
+from fanout.model import Post, StoredPost, Tier
 from fanout.ports import PostStore
 
 POST_OVERHEAD_BYTES = 250  # a Post object, its entry and its id, beside the body's characters
@@ -219,8 +219,8 @@ class CachedPosts:
     async def latest_posts(self, author_id: int, limit: int) -> list[int]:
         return await self.store.latest_posts(author_id, limit)
 
-    async def stored_tier(self, post_id: int) -> Tier | None:
-        return await self.store.stored_tier(post_id)
+    async def stored_post(self, post_id: int) -> StoredPost | None:
+        return await self.store.stored_post(post_id)
 
     async def save_post(self, post_id: int, author_id: int, body: str, tier: Tier) -> None:
         await self.store.save_post(post_id, author_id, body, tier)

@@ -137,6 +137,8 @@ class Settings:
                                                                  "follows`"})
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
+    event_max_future_ms: int = field(default=300_000, metadata={"doc": "events dated further ahead of the "
+                                                                      "worker's clock are dead-lettered"})
     max_followees_read: int = field(default=5000, metadata={"doc": "timelines merged per read, pull strategy"})
     rate_limit_writes: str = field(default="10/second;300/minute", metadata={
         "doc": "posts, deletes, follows and unfollows per user and ingest process (limits notation; empty: off)"})

@@ -14,7 +14,8 @@ from typing import Any
 
 import faust
 
-from fanout.codec import decode_author_event, decode_chunk_task, decode_feed_read, encode
+from fanout.clock import wall_ms
+from fanout.codec import E, check_event, decode_author_event, decode_chunk_task, decode_feed_read, encode
 from fanout.events import ChunkTask
 from fanout.metrics import Metrics
 from fanout.pipeline import Pipeline, SendTask, SendUpdates
@@ -86,14 +87,17 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
 
     pipeline = pipeline_for(send_task, send_updates)
     policy = RetryPolicy.of(settings)
+    def checked(event: E) -> E:  # the API's contract on times and ids (fanout/codec.py check_event)
+        return check_event(event, wall_ms(), settings.event_max_future_ms)
+
     author_runner = BatchRunner(settings.events_topic,
-                                lambda value, key: decode_author_event(value, key, settings.max_event_bytes),
+                                lambda value, key: checked(decode_author_event(value, key, settings.max_event_bytes)),
                                 pipeline.handle, send_dead_letter, metrics, policy, handle_group=pipeline.handle_group)
     # Feed reads come from the read services' own topic (their Kafka user cannot write author events). A
     # UserSeen was always handled concurrently with the follows of its reader, which are keyed by the
     # followee (fanout/handlers/graph.py), so a topic of its own changes no order the handlers rely on.
     read_runner = BatchRunner(settings.reads_topic,
-                              lambda value, key: decode_feed_read(value, key, settings.max_event_bytes),
+                              lambda value, key: checked(decode_feed_read(value, key, settings.max_event_bytes)),
                               pipeline.handle, send_dead_letter, metrics, policy)
     chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
                                pipeline.handle, send_dead_letter, metrics, policy)

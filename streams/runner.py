@@ -210,6 +210,12 @@ class BatchRunner:
             try:
                 await self.handle(event)
                 return
+            except InvalidEvent as error:  # the handler found the event itself wrong: no retry will help
+                self.metrics.dead_lettered.labels(error.reason).inc()
+                log.error("dead-lettered %s from %s[%s]@%s: %s", event.TYPE, self.source, record.message.partition,
+                          record.message.offset, error.detail)
+                await self._send_dead_letter(record, dead_letter_headers(record, error, self.source))
+                return
             except Exception as error:
                 if is_outage(error):
                     await outage.wait(error, f"{event.TYPE} from {self.source}[{record.message.partition}]")

@@ -24,6 +24,7 @@ from fanout.model import (
     ReaderPage,
     ReaderSets,
     ReaderState,
+    StoredPost,
     Tier,
 )
 from fanout.ports import Stores
@@ -43,9 +44,9 @@ class MemoryStorage:
 
     # --- posts and timelines ---------------------------------------------------------------------
 
-    async def stored_tier(self, post_id: int) -> Tier | None:
+    async def stored_post(self, post_id: int) -> StoredPost | None:
         row = self.posts_t.row(post_id, None) or {}
-        return Tier(row["tier"]) if row.get("tier") else None
+        return StoredPost(row["author_id"], Tier(row["tier"])) if row.get("tier") else None
 
     async def save_post(self, post_id: int, author_id: int, body: str, tier: Tier) -> None:
         values = {"author_id": author_id, "body": body, "tier": tier.value, "deleted": False}

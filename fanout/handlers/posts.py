@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fanout.events import InboxChunk, PostCreated, PostDeleted, PostRemoved, PostStored
+from fanout.events import InboxChunk, InvalidEvent, PostCreated, PostDeleted, PostRemoved, PostStored
 from fanout.handlers.delivery import Delivery
 from fanout.model import Strategy
 from fanout.policy import may_delete, plan_fanout
@@ -27,11 +27,17 @@ class PostHandlers:
         likely = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, None, s.strategy)
         # Only the hybrid skips inactive followers; push-everything is the baseline it is measured against.
         seen_since = e.event_time - s.active_ms if s.strategy is Strategy.HYBRID else None
-        stored_tier, audience = await asyncio.gather(
-            d.stores.posts.stored_tier(e.post_id),
+        existing, audience = await asyncio.gather(
+            d.stores.posts.stored_post(e.post_id),
             d.active_followers(e.author_id, seen_since=seen_since, expected=stats.follower_count)
             if likely.chunks else _nobody())
-        plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size, stored_tier, s.strategy)
+        if existing is not None and existing.author_id != e.author_id:
+            # Anything holding the events topic's credentials could otherwise write over another's post
+            # (the same id, the same write timestamp). Parked with the reason, nothing written.
+            raise InvalidEvent("post_id_taken", f"post {e.post_id} is user {existing.author_id}'s, not user "
+                                                f"{e.author_id}'s")
+        plan = plan_fanout(stats.is_celebrity, stats.follower_count, s.chunk_size,
+                           existing.tier if existing else None, s.strategy)
         d.metrics.posts_by_tier.labels(plan.tier.value).inc()
         save = d.stores.posts.save_post(e.post_id, e.author_id, e.body, plan.tier)
         # Read services learn of the post once it is stored (its body, and for a pulled post its place on the

@@ -26,9 +26,9 @@ def now_us() -> int:
 
 async def test_a_saved_post_reads_back_with_its_tier(stores: Stores, new_id: Iterator[int]) -> None:
     author, pid = next(new_id), post_id()
-    assert await stores.posts.stored_tier(pid) is None
+    assert await stores.posts.stored_post(pid) is None
     await stores.posts.save_post(pid, author, "héllo", Tier.PULL)
-    assert await stores.posts.stored_tier(pid) is Tier.PULL
+    assert await stores.posts.stored_post(pid) == (author, Tier.PULL)
     [post] = (await stores.posts.posts([pid, post_id()])).values()  # an unknown id is left out
     assert (post.post_id, post.author_id, post.body, post.deleted) == (pid, author, "héllo", False)
     assert post.created_at == millis_of(pid)

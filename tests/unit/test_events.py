@@ -16,6 +16,7 @@ from fanout.codec import (
     EVENT_TYPES,
     SCHEMA_DIR,
     SCHEMA_VERSION,
+    check_event,
     decode,
     decode_author_event,
     decode_chunk_task,
@@ -45,7 +46,7 @@ from fanout.events import (
     Unfollowed,
     UserSeen,
 )
-from fanout.ids import MAX_ID
+from fanout.ids import MAX_ID, MAX_USER_ID, smallest_id_at
 
 T = 1_700_000_000_000
 MAX_BYTES = 64 * 1024
@@ -408,3 +409,28 @@ def test_an_invalid_update_invalidates_its_envelope() -> None:
 def test_a_stored_post_has_a_known_tier() -> None:
     doc = {**doc_of(FEED_UPDATES[0]), "tier": "sideways"}
     assert reason(orjson.dumps(doc)) == "schema"
+
+
+# --- what the worker refuses beyond the schema (check_event) ---------------------------------------------
+
+NOW = 1_800_000_000_000
+
+
+@pytest.mark.parametrize(("event", "reason"), [
+    (Followed(event_time=NOW + 300_001, follower_id=1, followee_id=2), "future_event_time"),
+    (PostCreated(event_time=NOW, post_id=smallest_id_at(NOW + 86_400_000), author_id=1, body="x"), "future_event_time"),
+    (Followed(event_time=NOW, follower_id=MAX_USER_ID + 1, followee_id=2), "id_range"),
+    (UserSeen(event_time=NOW, user_id=2**63 - 1), "id_range"),
+    (PostDeleted(event_time=NOW, post_id=5, author_id=MAX_USER_ID + 1), "id_range"),
+], ids=["future follow", "future post id", "follower id", "reader id", "author id"])
+def test_the_worker_refuses_future_times_and_ids_beyond_the_apis(event: Event, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        check_event(event, NOW, max_future_ms=300_000)
+    assert info.value.reason == reason
+
+
+def test_the_worker_takes_past_times_and_the_largest_user_id() -> None:
+    for event in (Followed(event_time=NOW - 10 * 86_400_000, follower_id=MAX_USER_ID, followee_id=2),
+                  Followed(event_time=NOW + 300_000, follower_id=1, followee_id=2),
+                  PostCreated(event_time=NOW, post_id=smallest_id_at(NOW), author_id=MAX_USER_ID, body="x")):
+        assert check_event(event, NOW, max_future_ms=300_000) is event

@@ -26,6 +26,7 @@ from fanout.events import (
     Followed,
     InboxChunk,
     InboxPurge,
+    InvalidEvent,
     PostCreated,
     PostDeleted,
     PostDelivered,
@@ -130,7 +131,7 @@ async def test_a_normal_authors_post_is_pushed_to_each_follower_once() -> None:
     for fan in fans:
         assert await w.inbox(fan) == [post.post_id]
         assert await w.feed(fan) == [post.post_id]
-    assert await w.stores.posts.stored_tier(post.post_id) is Tier.PUSH
+    assert (await w.stores.posts.stored_post(post.post_id)).tier is Tier.PUSH  # type: ignore[union-attr]
     assert w.metric("fanout_posts_total", tier="push") == 2
 
 
@@ -204,7 +205,7 @@ async def test_the_stored_tier_wins_when_a_post_is_replayed_after_a_threshold_ch
     post = await w.post(author)
     await w.follow(fans[4], author)  # now a celebrity
     await w.handle(post)  # the replay keeps the tier decided first: pushed, not suddenly pulled
-    assert await w.stores.posts.stored_tier(post.post_id) is Tier.PUSH
+    assert (await w.stores.posts.stored_post(post.post_id)).tier is Tier.PUSH  # type: ignore[union-attr]
     assert await w.inbox(fans[0]) == [post.post_id]
 
 
@@ -249,6 +250,21 @@ async def test_only_the_authors_delete_removes_a_post_from_every_feed() -> None:
     await w.handle(PostDeleted(event_time=w.tick(60_000), post_id=post.post_id, author_id=impostor))
     assert await w.feed(pushed_fan) == []  # whatever arrives later, a deleted post never comes back
     assert (w.metric("fanout_deletes_refused_total"), w.metric("fanout_deletes_applied_total")) == (2, 1)
+
+
+async def test_a_post_under_an_id_of_another_authors_post_is_refused_and_writes_nothing() -> None:
+    w = World()
+    author, impostor, fan = users(3)
+    await w.follow(fan, author)
+    await w.follow(fan, impostor)
+    post = await w.post(author)
+    forged = PostCreated(event_time=post.event_time, post_id=post.post_id, author_id=impostor, body="mine now")
+    with pytest.raises(InvalidEvent, match="post_id_taken|is user"):
+        await w.handle(forged)
+    [stored] = (await w.stores.posts.posts([post.post_id])).values()
+    assert (stored.author_id, stored.body) == (author, post.body)
+    assert await w.feed(fan) == [post.post_id]
+    await w.handle(post)  # the author's own replay is still fine
 
 
 async def test_a_delete_of_a_post_not_stored_is_refused_and_writes_nothing() -> None:

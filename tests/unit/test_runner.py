@@ -137,6 +137,15 @@ async def test_an_event_that_keeps_failing_is_parked_with_its_reason_and_its_par
     assert h.stops == []
 
 
+async def test_an_event_its_handler_finds_invalid_is_dead_lettered_at_once_with_the_reason() -> None:
+    h = Harness(fail_on={1: [InvalidEvent("post_id_taken", "post 1 is user 8's")]})
+    await h.runner.run(records(post(1, 7), post(3, 7)))
+    assert h.tries[1] == 1 and h.sleeps == [] and h.handled == [3]  # no retry: it would fail the same way
+    [(value, headers)] = h.dead
+    assert value == encode(post(1, 7)) and headers["reason"] == b"post_id_taken" and b"user 8" in headers["error"]
+    assert sample(h.metrics, "fanout_dead_lettered_events_total", {"reason": "post_id_taken"}) == 1
+
+
 async def test_an_event_that_fails_once_is_retried_and_not_parked() -> None:
     h = Harness(fail_on={1: [ValueError("flaky"), None]})
     await h.runner.run(records(post(1, 7), post(3, 7)))

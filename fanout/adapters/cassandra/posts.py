@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from fanout.adapters.cassandra.batching import Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key, micros
 from fanout.ids import MAX_ID, millis_of
-from fanout.model import Post, Tier
+from fanout.model import Post, StoredPost, Tier
 
 IN_KEYS = 100  # post ids per IN query of the replay check
 
@@ -19,7 +19,7 @@ class CassandraPosts:
         self.db = db
         self.writes = writes
         p = db.prepare
-        self._tiers = p("SELECT post_id, tier FROM {keyspace}.posts WHERE post_id IN ?")
+        self._tiers = p("SELECT post_id, author_id, tier FROM {keyspace}.posts WHERE post_id IN ?")
         # The create is written at the post's own time, so a later delete (or a replay) orders with it.
         self._insert = p("INSERT INTO {keyspace}.posts (post_id, author_id, body, tier, deleted) "
                          "VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?")
@@ -36,14 +36,14 @@ class CassandraPosts:
         self._latest_loader: Loader[tuple[int, int], list[int]] = Loader(
             db, self._fetch_latest, lambda key: bigint_key(key[0]), IN_KEYS)
         # The replay check of every post of a batch of events in one request (per replica group).
-        self._tier_loader: Loader[int, Tier] = Loader(db, self._fetch_tiers, bigint_key, IN_KEYS)
+        self._tier_loader: Loader[int, StoredPost] = Loader(db, self._fetch_tiers, bigint_key, IN_KEYS)
 
-    async def stored_tier(self, post_id: int) -> Tier | None:
+    async def stored_post(self, post_id: int) -> StoredPost | None:
         return await self._tier_loader.load(post_id)
 
-    async def _fetch_tiers(self, post_ids: list[int]) -> dict[int, Tier]:
+    async def _fetch_tiers(self, post_ids: list[int]) -> dict[int, StoredPost]:
         rows = await self.db.run_routed(self._tiers, (post_ids,), bigint_key(post_ids[0]))
-        return {r.post_id: Tier(r.tier) for r in rows if r.tier}
+        return {r.post_id: StoredPost(r.author_id, Tier(r.tier)) for r in rows if r.tier and r.author_id is not None}
 
     async def save_post(self, post_id: int, author_id: int, body: str, tier: Tier) -> None:
         # Both rows go with the other posts' rows of this batch of events, in batches by replica set: the
