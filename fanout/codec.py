@@ -29,6 +29,7 @@ from fanout.events import (
     Followed,
     InboxChunk,
     InboxPurge,
+    InboxRebuild,
     InvalidEvent,
     PostCreated,
     PostDeleted,
@@ -46,7 +47,8 @@ SCHEMA_VERSION = 1
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
-                InboxPurge, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged, FeedUpdates)
+                InboxPurge, InboxRebuild, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged,
+                FeedUpdates)
 }
 FEED_UPDATE_TYPES = (PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged)
 
@@ -107,7 +109,7 @@ def _from_doc(doc: Any, enveloped: bool = False) -> Event:
             raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
     doc.pop("version")
-    for name in ("follower_ids", "user_ids"):
+    for name in ("follower_ids", "user_ids", "author_ids"):
         if name in doc:
             doc[name] = tuple(doc[name])
     if "updates" in doc:
@@ -176,6 +178,6 @@ def decode_chunk_task(raw: bytes | None) -> ChunkTask:
     """Decode a task of the chunks topic. The worker writes these itself, so the size limit for outside
     input does not apply: a chunk of FANOUT_CHUNK_SIZE ids may be larger."""
     event = decode(raw)
-    if not isinstance(event, InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge):
+    if not isinstance(event, InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | InboxRebuild):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the chunks topic")
     return event

@@ -150,6 +150,23 @@ class InboxPurge(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class InboxRebuild(Event):
+    """Internal task: copy these followees' recent posts into a returning reader's inbox, one chunk of the
+    rebuild at a time. Keyed by the reader, so a rebuild's chunks run in order: the last one ends it."""
+
+    TYPE: ClassVar[str] = "InboxRebuild"
+    user_id: int
+    author_ids: tuple[int, ...]
+    seen: int  # the read that started the rebuild (ms): the reader's last_seen when it ends
+    chunk: int
+    chunks: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
 class PostStored(Event):
     """Feed update from the worker: a post is stored, with the tier decided for it."""
 
@@ -221,7 +238,7 @@ class CelebritySetChanged(Event):
 
 
 AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed
-ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge
+ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | InboxRebuild
 FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged
 
 

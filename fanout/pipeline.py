@@ -23,6 +23,7 @@ from fanout.events import (
     Followed,
     InboxChunk,
     InboxPurge,
+    InboxRebuild,
     PostCreated,
     PostDeleted,
     Unfollowed,
@@ -59,6 +60,7 @@ class Pipeline:
             DemotionChunk: graph.demoted,
             InboxPurge: graph.purge,
             UserSeen: lambda e: readers.user_seen(e.user_id, e.event_time),
+            InboxRebuild: readers.rebuild,
         }
 
     async def handle(self, event: Event) -> None:

@@ -140,6 +140,8 @@ class Settings:
     event_max_future_ms: int = field(default=300_000, metadata={"doc": "events dated further ahead of the "
                                                                       "worker's clock are dead-lettered"})
     max_followees_read: int = field(default=5000, metadata={"doc": "timelines merged per read, pull strategy"})
+    max_following: int = field(default=5_000, metadata={"doc": "accounts one user may follow (a follow beyond "
+                                                                "is a 403)"})
     rate_limit_writes: str = field(default="10/second;300/minute", metadata={
         "doc": "posts, deletes, follows and unfollows per user and ingest process (limits notation; empty: off)"})
     rate_limit_streams: str = field(default="10/minute", metadata={"doc": "live stream connects per user and "
@@ -180,6 +182,8 @@ class Settings:
                                                                           "read process (~1.4 KB each)"})
 
     # --- a changing graph: backfill, inactive readers, regeneration ------------------------------------
+    rebuild_chunk_authors: int = field(default=50, metadata={"doc": "followees per chunk task of a returning "
+                                                                    "reader's inbox rebuild"})
     follow_backfill: int = field(default=200, metadata={"doc": "latest posts copied into an inbox on follow"})
     active_days: int = field(default=7, metadata={"doc": "followers not seen for longer get no pushes"})
     seen_debounce_seconds: int = field(default=3600, metadata={"doc": "read service emits UserSeen at most this often"})

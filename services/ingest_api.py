@@ -29,7 +29,7 @@ from fanout.ids import MAX_ID, MAX_USER_ID, millis_of
 from fanout.leases import NoLease
 from fanout.metrics import Metrics
 from fanout.model import Post
-from fanout.ports import IdempotencyStore, PostStore
+from fanout.ports import GraphStore, IdempotencyStore, PostStore
 from fanout.producer import EventProducer, PublishError
 from fanout.rate_limits import RateLimits
 from fanout.settings import Settings
@@ -75,7 +75,7 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifier, posts: PostStore,
-               keys: IdempotencyStore, settings: Settings) -> FastAPI:
+               graph: GraphStore, keys: IdempotencyStore, settings: Settings) -> FastAPI:
     app = FastAPI(title="Fanout ingest API", version="1", docs_url=None, redoc_url=None)
     add_common_routes(app, metrics)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -167,8 +167,13 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
               responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"unfollow": {
                   "operationId": "unfollow", "parameters": {"followee_id": "$request.body#/followee_id"}}}}})
     async def follow(body: Follow, caller: Writer, key: IdempotencyKey = None) -> Response:
-        """The caller follows `followee_id`."""
+        """The caller follows `followee_id`; a 403 once they follow FANOUT_MAX_FOLLOWING accounts."""
         follower = _not_self(forbid_other(metrics, caller, body.follower_id, "follower_id"), body.followee_id)
+        followees = await graph.following(follower, settings.max_following)
+        if len(followees) >= settings.max_following and body.followee_id not in followees:
+            metrics.ingest_requests.labels("follows", "403").inc()
+            raise HTTPException(403, f"user {follower} follows {settings.max_following} accounts, the most "
+                                     "allowed: unfollow one first")
         event = Followed(event_time=wall_ms(), follower_id=follower, followee_id=body.followee_id)
         return await publish_once("follows", follower, key, {"followee_id": body.followee_id}, event)
 
@@ -201,7 +206,8 @@ def run(settings: Settings) -> None:
     deletes, idempotency keys), and the app."""
     res = open_resources(settings, storage=True, producer=True, idempotency=True, lease=True)
     try:
-        app = create_app(res.producer, res.metrics, TokenVerifier(settings), res.stores.posts, res.keys, settings)
+        app = create_app(res.producer, res.metrics, TokenVerifier(settings), res.stores.posts, res.stores.graph,
+                         res.keys, settings)
         uvicorn.run(app, host=settings.host, port=settings.ingest_api_port, log_level="warning")
     finally:
         res.close()

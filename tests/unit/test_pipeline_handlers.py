@@ -26,6 +26,7 @@ from fanout.events import (
     Followed,
     InboxChunk,
     InboxPurge,
+    InboxRebuild,
     InvalidEvent,
     PostCreated,
     PostDeleted,
@@ -194,6 +195,29 @@ async def test_inactive_followers_are_skipped_and_their_feed_is_rebuilt_when_the
     assert not (await home_feed(w.stores, w.settings, away, 10, None, w.t)).regenerating
     later = await w.post(author)  # pushes reach the returned reader again
     assert await w.inbox(away) == [later.post_id, post.post_id]
+    assert w.metric("fanout_regenerations_total", phase="finished") == 1
+
+
+async def test_a_returning_readers_rebuild_runs_in_chunk_tasks_and_the_last_one_ends_it() -> None:
+    """No single event holds its partition for the whole rebuild of a reader who follows many accounts."""
+    w = World(rebuild_chunk_authors=2, celebrity_threshold=100)
+    reader, *authors = users(5)
+    for author in authors:
+        await w.follow(reader, author)
+    await w.seen(reader, w.t - 10 * DAY_MS)
+    posts = [await w.post(author) for author in authors]
+    assert await w.inbox(reader) == []
+    await w.handle(UserSeen(event_time=w.tick(), user_id=reader), run_tasks=False)
+    rebuild = [t for t in w.tasks if isinstance(t, InboxRebuild)]
+    assert [(t.user_id, len(t.author_ids), t.chunk, t.chunks) for t in rebuild] == [
+        (reader, 2, 0, 2), (reader, 2, 1, 2)]
+    assert sorted(a for t in rebuild for a in t.author_ids) == sorted(authors)
+    assert {t.key for t in rebuild} == {str(reader).encode()}  # one key: they run in order
+    await w.pipeline.handle(w.tasks.pop(0))
+    assert (await home_feed(w.stores, w.settings, reader, 10, None, w.t)).regenerating  # not done yet
+    await w.run_tasks()
+    assert not (await home_feed(w.stores, w.settings, reader, 10, None, w.t)).regenerating
+    assert sorted(await w.inbox(reader)) == sorted(p.post_id for p in posts)
     assert w.metric("fanout_regenerations_total", phase="finished") == 1
 
 
