@@ -171,6 +171,28 @@ def bench_compose(
     console.print(compose_bench.table(rows))
 
 
+@bench_app.command("abuse")
+def bench_abuse(
+    readers: int = typer.Option(300, help="normal readers (each follows 5 authors)"),
+    authors: int = typer.Option(30, help="normal authors"),
+    rate: float = typer.Option(20.0, help="normal posts per second"),
+    seconds: float = typer.Option(30.0, help="how long each phase lasts"),
+    concurrency: int = typer.Option(8, help="normal users' concurrent feed reads"),
+    streams: int = typer.Option(500, help="live streams the abuser opens and never reads"),
+    out: Annotated[Path, typer.Option(help="where abuse.json and the plot go")] = BENCH_RESULTS / "abuse",
+) -> None:
+    """Normal users' read and fan-out p99 beside one abusing user, against the same run without it."""
+    from bench import abuse
+    from bench.scenario import scenarios_dropped
+
+    command = "fanout bench abuse " + " ".join(sys.argv[3:])
+    with scenarios_dropped():
+        report = abuse.bench(on_stack(Settings.load()), readers, authors, rate, seconds, concurrency, streams, out,
+                             command.strip())
+    Console().print_json(data=report)
+    console.print(f"written: {out}/abuse.json, abuse.png")
+
+
 @bench_app.command("stream")
 def bench_stream(
     readers: int = typer.Option(500, help="readers connected to the live feed"),

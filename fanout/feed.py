@@ -114,7 +114,8 @@ PageAt = Callable[[int, int | None, int], Awaitable[ReaderPage]]  # (user, befor
 
 
 async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int, before: int | None,
-                    now_ms: int, sets: SetsAt | None = None, page_at: PageAt | None = None) -> HomeFeed:
+                    now_ms: int, sets: SetsAt | None = None, page_at: PageAt | None = None,
+                    may_pull: Callable[[], bool] | None = None) -> HomeFeed:
     """A reader's home feed page: their inbox merged with the celebrities they follow; or, for a returning
     reader (and in the pull-everything baseline), the timelines of every account they follow. Nothing is
     truncated: every celebrity followed (and every followee of a returning reader) is merged.
@@ -122,7 +123,11 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
     Cost: one request for the reader's activity and sets version with their inbox head (two for a page
     below a cursor that holds no inbox row), one more for the reader's sets unless `sets` has them at that
     version, plus what the post store cannot answer from memory (fanout/read_cache.py). `page_at`, if
-    given, answers the first of these in place of the reader store (fanout/reader_cache.py)."""
+    given, answers the first of these in place of the reader store (fanout/reader_cache.py).
+
+    A returning reader's pull costs a read per followee (up to FANOUT_MAX_FOLLOWING): `may_pull`, if given,
+    is asked first (the read service's per-user limit), and when it says no the page is read as for an
+    active reader (the inbox, rebuilt so far, and the celebrities), still marked regenerating."""
     first = await (page_at or stores.readers.reader_page)(user_id, before, limit + 1)
     if sets is not None:
         reader_sets = await sets(user_id, first.sets_version)
@@ -130,7 +135,7 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
         reader_sets = await stores.readers.reader_sets(user_id)
     state = ReaderState(first.activity, reader_sets.celebrities, reader_sets.hidden)
     returning = is_returning(state.activity, now_ms, settings)
-    if settings.strategy is Strategy.PULL or returning:
+    if settings.strategy is Strategy.PULL or (returning and (may_pull is None or may_pull())):
         cap = settings.max_followees_read if settings.strategy is Strategy.PULL else 10**9
         followees = await stores.graph.following(user_id, cap)
         page = await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False,

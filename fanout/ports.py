@@ -124,6 +124,10 @@ class GraphStore(Protocol):
         """Accounts the user follows, in id order, at most `limit`."""
         ...
 
+    async def following_count(self, user_id: int) -> int:
+        """How many accounts the user follows (counted where the rows are: no row leaves the store)."""
+        ...
+
     async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
         """Copy the user's last feed read onto their edges, so fan-out knows they are active."""
         ...

@@ -19,7 +19,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from fanout.settings import Settings
 
-Kind = Literal["writes", "streams", "unauthenticated"]
+Kind = Literal["writes", "streams", "unauthenticated", "pulls"]
 
 
 class RateLimited(Exception):
@@ -36,6 +36,7 @@ class RateLimits:
             "writes": _parse(settings.rate_limit_writes),
             "streams": _parse(settings.rate_limit_streams),
             "unauthenticated": _parse(settings.rate_limit_unauthenticated),
+            "pulls": _parse(settings.rate_limit_pulls),
         }
 
     def take(self, kind: Kind, who: str) -> None:
@@ -48,6 +49,15 @@ class RateLimits:
             raise RateLimited(kind, max(1, math.ceil(reset - time.time())))
         for rule in rules:
             self.limiter.hit(rule, kind, who)
+
+
+    def allows(self, kind: Kind, who: str) -> bool:
+        """`take`, as a yes or no (for work that has a cheaper way to answer)."""
+        try:
+            self.take(kind, who)
+        except RateLimited:
+            return False
+        return True
 
 
 def _parse(value: str) -> list[RateLimitItem]:

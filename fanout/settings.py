@@ -146,6 +146,9 @@ class Settings:
         "doc": "posts, deletes, follows and unfollows per user and ingest process (limits notation; empty: off)"})
     rate_limit_streams: str = field(default="10/minute", metadata={"doc": "live stream connects per user and "
                                                                         "read process"})
+    rate_limit_pulls: str = field(default="1/second;20/minute", metadata={
+        "doc": "a returning reader's full pulls (a read per followee) per user and read process; beyond, the "
+               "page comes from the inbox rebuilt so far"})
     rate_limit_unauthenticated: str = field(default="50/second;1000/minute", metadata={
         "doc": "requests that fail authentication per client address and process (429 beyond)"})
     delete_wait_ms: int = field(default=3000, metadata={"doc": "a delete of a post minted this recently waits up "

@@ -163,14 +163,18 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
             raise HTTPException(404, f"user {author} has no post {post_id}")
         return await publish("posts", PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author))
 
+    async def _follows(follower: int, followee: int) -> bool:
+        edge = await graph.edge(followee, follower)
+        return edge is not None and edge.following
+
     @app.post("/v1/follows", status_code=202, response_model=Accepted, operation_id="follow",
               responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"unfollow": {
                   "operationId": "unfollow", "parameters": {"followee_id": "$request.body#/followee_id"}}}}})
     async def follow(body: Follow, caller: Writer, key: IdempotencyKey = None) -> Response:
         """The caller follows `followee_id`; a 403 once they follow FANOUT_MAX_FOLLOWING accounts."""
         follower = _not_self(forbid_other(metrics, caller, body.follower_id, "follower_id"), body.followee_id)
-        followees = await graph.following(follower, settings.max_following)
-        if len(followees) >= settings.max_following and body.followee_id not in followees:
+        if await graph.following_count(follower) >= settings.max_following and not await _follows(
+                follower, body.followee_id):
             metrics.ingest_requests.labels("follows", "403").inc()
             raise HTTPException(403, f"user {follower} follows {settings.max_following} accounts, the most "
                                      "allowed: unfollow one first")

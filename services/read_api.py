@@ -92,7 +92,8 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
                sets: SetsAt | None = None, page_at: PageAt | None = None, hub: StreamHub | None = None) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     add_common_routes(app, metrics)
-    require_tokens(app, verifier, metrics, RateLimits(settings))
+    limits = RateLimits(settings)
+    require_tokens(app, verifier, metrics, limits)
 
     @app.get("/v1/feed", response_model=FeedResponse, operation_id="own_feed", responses=error_responses(401))
     async def own_feed(reader: Caller, limit: Limit = 20, cursor: Cursor = None) -> Response:
@@ -114,7 +115,8 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
             raise HTTPException(status_code=422, detail=str(exc)) from None
         now = clock_ms()
         requests = count_requests()
-        feed = await home_feed(stores, settings, user_id, limit, before, now, sets, page_at)
+        feed = await home_feed(stores, settings, user_id, limit, before, now, sets, page_at,
+                               may_pull=lambda: limits.allows("pulls", str(user_id)))
         if seen is not None:
             seen.seen(user_id, now)
         metrics.read_requests.observe(requests[0])
@@ -130,12 +132,12 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
         }), media_type="application/json")
 
     if hub is not None:
-        add_stream_routes(app, hub, stores, settings, sets, page_at, clock_ms)
+        add_stream_routes(app, hub, stores, settings, sets, page_at, clock_ms, limits)
     return app
 
 
 def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Settings, sets: SetsAt | None,
-                      page_at: PageAt | None, clock_ms: Clock) -> None:
+                      page_at: PageAt | None, clock_ms: Clock, limits: RateLimits) -> None:
     """The live feed (Server-Sent Events) and the page that shows it."""
 
     @app.get("/v1/feed/stream", response_class=StreamingResponse, operation_id="feed_stream",
@@ -162,7 +164,8 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
             if last_event_id:
                 async def page(cursor: int | None) -> Any:
                     return (await home_feed(stores, settings, user_id, settings.stream_replay_items, cursor,
-                                            clock_ms(), sets, page_at)).page
+                                            clock_ms(), sets, page_at,
+                                            may_pull=lambda: limits.allows("pulls", str(user_id)))).page
 
                 catch_up = await catch_up_items(page, int(last_event_id))
         except BaseException:

@@ -93,5 +93,8 @@ class AuthorStatsCache:
     async def following(self, user_id: int, limit: int) -> list[int]:
         return await self.graph.following(user_id, limit)
 
+    async def following_count(self, user_id: int) -> int:
+        return await self.graph.following_count(user_id)
+
     async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
         await self.graph.set_edges_seen(user_id, followees, last_seen)

@@ -123,6 +123,9 @@ class MemoryStorage:
     async def following(self, user_id: int, limit: int) -> list[int]:
         return [f for f, row in self.followings.rows(user_id) if row.get("following")][:limit]
 
+    async def following_count(self, user_id: int) -> int:
+        return sum(1 for _, row in self.followings.rows(user_id) if row.get("following"))
+
     async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
         for author in followees:
             self.followers.write(author, user_id, {"last_seen": last_seen})

@@ -136,6 +136,8 @@ async def test_following_lists_followees_in_id_order_up_to_the_limit(stores: Sto
     expected = [f for n, f in enumerate(followees) if n != 2]
     assert await stores.graph.following(user, 10) == expected
     assert await stores.graph.following(user, 2) == expected[:2]
+    assert await stores.graph.following_count(user) == 4  # the unfollowed one is not counted
+    assert await stores.graph.following_count(next(new_id)) == 0
 
 
 async def test_follower_pages_skip_unfollowed_and_inactive_followers(stores: Stores, new_id: Iterator[int]) -> None:

@@ -198,6 +198,20 @@ async def test_inactive_followers_are_skipped_and_their_feed_is_rebuilt_when_the
     assert w.metric("fanout_regenerations_total", phase="finished") == 1
 
 
+async def test_a_returning_readers_pull_beyond_its_limit_reads_the_inbox_instead() -> None:
+    """A returning reader's pull reads every followee's timeline: the read service's per-user limit
+    (`may_pull`) turns the reads beyond it into inbox reads, still marked regenerating."""
+    w = World()
+    author, away = users(2)
+    await w.follow(away, author)
+    await w.seen(away, w.t - 10 * DAY_MS)
+    post = await w.post(author)  # not pushed: the reader is away
+    pulled = await home_feed(w.stores, w.settings, away, 10, None, w.t, may_pull=lambda: True)
+    assert pulled.regenerating and [p.post_id for p in pulled.page.items] == [post.post_id]
+    limited = await home_feed(w.stores, w.settings, away, 10, None, w.t, may_pull=lambda: False)
+    assert limited.regenerating and limited.page.items == []  # the inbox, not rebuilt yet
+
+
 async def test_a_returning_readers_rebuild_runs_in_chunk_tasks_and_the_last_one_ends_it() -> None:
     """No single event holds its partition for the whole rebuild of a reader who follows many accounts."""
     w = World(rebuild_chunk_authors=2, celebrity_threshold=100)

@@ -49,6 +49,9 @@ class CassandraGraph:
                                   "FROM {keyspace}.followers_by_author WHERE author_id IN ? PER PARTITION LIMIT ?")
         self._set_edge_seen = p("UPDATE {keyspace}.followers_by_author SET last_seen = ? "
                                 "WHERE author_id = ? AND follower_id = ?")
+        # Within one partition, so the filter costs a scan of that user's rows, on the replica.
+        self._following_count = p("SELECT COUNT(*) AS n FROM {keyspace}.following_by_user WHERE user_id = ? "
+                                  "AND following = true ALLOW FILTERING")
         self._following = p("SELECT followee_id, following FROM {keyspace}.following_by_user "
                             "WHERE user_id = ? AND followee_id > ? LIMIT ?")
         self._set_following = p("UPDATE {keyspace}.following_by_user USING TIMESTAMP ? SET following = ? "
@@ -156,6 +159,10 @@ class CassandraGraph:
                 break
             after = rows[-1].followee_id
         return followees[:limit]
+
+    async def following_count(self, user_id: int) -> int:
+        rows = await self.db.run(self._following_count, (user_id,))
+        return int(rows[0].n)
 
     async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
         await self.writes.write((self._set_edge_seen, (last_seen, author, user_id)) for author in followees)
