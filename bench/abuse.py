@@ -202,7 +202,7 @@ def bench(base: Settings, readers: int, authors: int, rate: float, seconds: floa
           out: Path, command: str) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     w = Workload(readers, authors, 5, base.max_following, seed=17)
-    s = scenario_settings(base, "abuse")
+    s = scenario_settings(base, "abuse", rate_limit_reads=base.rate_limit_reads)  # every limit as deployed
     console.log(f"importing the graph: {readers} readers, {authors} authors, an abuser following "
                 f"{base.max_following}")
     load_graph(s, w, time.time_ns() // 1_000_000, out / "graphs")

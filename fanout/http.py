@@ -112,6 +112,12 @@ async def _caller(request: Request) -> int:
     return _verified(request)[0]
 
 
+async def _reader(request: Request) -> int:
+    user_id = _verified(request)[0]
+    _limit(request, "reads", str(user_id))
+    return user_id
+
+
 async def _writer(request: Request) -> int:
     user_id = _verified(request)[0]
     _limit(request, "writes", str(user_id))
@@ -135,11 +141,13 @@ async def _streamer(request: Request) -> Bearer:
 # A route parameter of this type is the user id of the verified bearer token, or a 401 before the handler
 # runs (so a request that fails authentication does nothing: no read, no write, no event).
 Caller = Annotated[int, Depends(_caller)]
+# The same for a feed read, counted against the user's read limit (429 beyond it).
+Reader = Annotated[int, Depends(_reader)]
 # The same for a write, counted against the user's write limit (429 beyond it, before the handler runs).
 Writer = Annotated[int, Depends(_writer)]
 # The same for a live stream: counted against the user's stream connects, and with the token's expiry.
 Streamer = Annotated[Bearer, Depends(_streamer)]
-AUTHENTICATED = (_caller, _writer, _streamer)
+AUTHENTICATED = (_caller, _reader, _writer, _streamer)
 
 
 def forbid_other(metrics: Metrics, caller: int, claimed: int | None, what: str) -> int:

@@ -19,7 +19,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from fanout.settings import Settings
 
-Kind = Literal["writes", "streams", "unauthenticated", "pulls"]
+Kind = Literal["reads", "writes", "streams", "unauthenticated", "pulls"]
 
 
 class RateLimited(Exception):
@@ -33,6 +33,7 @@ class RateLimits:
     def __init__(self, settings: Settings) -> None:
         self.limiter = MovingWindowRateLimiter(MemoryStorage())  # expired windows are dropped by the storage
         self.rules: dict[Kind, list[RateLimitItem]] = {
+            "reads": _parse(settings.rate_limit_reads),
             "writes": _parse(settings.rate_limit_writes),
             "streams": _parse(settings.rate_limit_streams),
             "unauthenticated": _parse(settings.rate_limit_unauthenticated),

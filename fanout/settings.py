@@ -142,7 +142,9 @@ class Settings:
     max_followees_read: int = field(default=5000, metadata={"doc": "timelines merged per read, pull strategy"})
     max_following: int = field(default=5_000, metadata={"doc": "accounts one user may follow (a follow beyond "
                                                                 "is a 403)"})
-    rate_limit_writes: str = field(default="10/second;300/minute", metadata={
+    rate_limit_reads: str = field(default="20/second;600/minute", metadata={
+        "doc": "feed reads per user and read process (no person reads 20 pages a second)"})
+    rate_limit_writes: str = field(default="10/second;120/minute", metadata={
         "doc": "posts, deletes, follows and unfollows per user and ingest process (limits notation; empty: off)"})
     rate_limit_streams: str = field(default="10/minute", metadata={"doc": "live stream connects per user and "
                                                                         "read process"})

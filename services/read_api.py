@@ -41,8 +41,8 @@ from fanout.clock import Clock, wall_ms
 from fanout.events import CelebritySetChanged, FeedUpdate, FollowChanged, PostDelivered, PostRemoved, PostStored
 from fanout.feed import CURSOR_PATTERN, InvalidCursor, PageAt, SetsAt, home_feed, parse_cursor
 from fanout.http import (
-    Caller,
     EventStream,
+    Reader,
     Streamer,
     add_common_routes,
     error_responses,
@@ -96,13 +96,13 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
     require_tokens(app, verifier, metrics, limits)
 
     @app.get("/v1/feed", response_model=FeedResponse, operation_id="own_feed", responses=error_responses(401))
-    async def own_feed(reader: Caller, limit: Limit = 20, cursor: Cursor = None) -> Response:
+    async def own_feed(reader: Reader, limit: Limit = 20, cursor: Cursor = None) -> Response:
         """The caller's home feed, newest first."""
         return await feed_page(reader, limit, cursor)
 
     @app.get("/v1/users/{user_id}/feed", response_model=FeedResponse, operation_id="user_feed",
              responses=error_responses(401, 403))
-    async def feed(user_id: UserId, reader: Caller, limit: Limit = 20, cursor: Cursor = None) -> Response:
+    async def feed(user_id: UserId, reader: Reader, limit: Limit = 20, cursor: Cursor = None) -> Response:
         """The home feed of `user_id`, who must be the caller (403 otherwise)."""
         return await feed_page(forbid_other(metrics, reader, user_id, "user"), limit, cursor)
 

@@ -38,7 +38,7 @@ def users(n: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def live(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with deploy(stack, tmp_path_factory.mktemp("logs"), "sec") as d:
+    with deploy(stack, tmp_path_factory.mktemp("logs"), "sec", rate_limit_reads=Settings().rate_limit_reads) as d:
         yield d
 
 
@@ -246,6 +246,17 @@ def test_a_user_writing_too_fast_gets_429_with_retry_after_and_publishes_nothing
         assert http.post("/v1/follows", json={"followee_id": other}).status_code == 202
     with live.http("ingest-api", user=other) as http:  # and another user never waited
         assert http.post("/v1/follows", json={"followee_id": me}).status_code == 202
+
+
+def test_a_user_reading_faster_than_a_person_gets_429(live: Deployment) -> None:
+    """FANOUT_RATE_LIMIT_READS (20/second by default): a client reading one feed in a loop."""
+    me, other = users(2)
+    with live.http("read-api", user=me) as http, ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: http.get("/v1/feed"), range(60)))
+    assert {a.status_code for a in answers} == {200, 429}
+    assert sum(a.status_code == 200 for a in answers) <= 40
+    with live.http("read-api", user=other) as http:
+        assert http.get("/v1/feed").status_code == 200  # per user
 
 
 def test_a_user_follows_at_most_max_following_accounts(live: Deployment) -> None:
