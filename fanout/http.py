@@ -171,7 +171,8 @@ class EventStream(StreamingResponse):
 
     async def stream_response(self, send: Send) -> None:
         async def bounded(message: Message) -> None:
-            await asyncio.wait_for(send(message), self.send_timeout)
+            async with asyncio.timeout(self.send_timeout):  # no task per send, unlike wait_for
+                await send(message)
 
         try:
             await super().stream_response(bounded)
