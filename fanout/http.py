@@ -58,7 +58,7 @@ BEARER = {"HTTPBearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JW
 
 
 def require_tokens(app: FastAPI, verifier: TokenVerifier, metrics: Metrics, limits: RateLimits | None = None) -> None:
-    """Let `Caller`, `Writer` and `Streamer` parameters of this app's routes verify bearer tokens with
+    """Let `Reader`, `Writer` and `Streamer` parameters of this app's routes verify bearer tokens with
     `verifier` (and count requests against `limits`, if given), and declare the bearer scheme on those
     routes in the OpenAPI spec."""
     app.state.verifier, app.state.metrics, app.state.limits = verifier, metrics, limits
@@ -108,10 +108,6 @@ def _limit(request: Request, kind: Kind, who: str) -> None:
         raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
 
 
-async def _caller(request: Request) -> int:
-    return _verified(request)[0]
-
-
 async def _reader(request: Request) -> int:
     user_id = _verified(request)[0]
     _limit(request, "reads", str(user_id))
@@ -139,15 +135,14 @@ async def _streamer(request: Request) -> Bearer:
 
 
 # A route parameter of this type is the user id of the verified bearer token, or a 401 before the handler
-# runs (so a request that fails authentication does nothing: no read, no write, no event).
-Caller = Annotated[int, Depends(_caller)]
-# The same for a feed read, counted against the user's read limit (429 beyond it).
+# runs (so a request that fails authentication does nothing: no read, no write, no event), counted against
+# the user's read limit (429 beyond it).
 Reader = Annotated[int, Depends(_reader)]
 # The same for a write, counted against the user's write limit (429 beyond it, before the handler runs).
 Writer = Annotated[int, Depends(_writer)]
 # The same for a live stream: counted against the user's stream connects, and with the token's expiry.
 Streamer = Annotated[Bearer, Depends(_streamer)]
-AUTHENTICATED = (_caller, _reader, _writer, _streamer)
+AUTHENTICATED = (_reader, _writer, _streamer)
 
 
 def forbid_other(metrics: Metrics, caller: int, claimed: int | None, what: str) -> int:

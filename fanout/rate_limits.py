@@ -51,7 +51,6 @@ class RateLimits:
         for rule in rules:
             self.limiter.hit(rule, kind, who)
 
-
     def allows(self, kind: Kind, who: str) -> bool:
         """`take`, as a yes or no (for work that has a cheaper way to answer)."""
         try:

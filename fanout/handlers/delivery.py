@@ -89,8 +89,9 @@ class Delivery:
             after = page.next_after
         return followers
 
-    def slices(self, users: Sequence[int]) -> list[tuple[int, ...]]:
-        size = self.settings.chunk_size
+    def slices(self, users: Sequence[int], size: int | None = None) -> list[tuple[int, ...]]:
+        """`users` in tuples of `size` (a fan-out chunk's, FANOUT_CHUNK_SIZE, unless given)."""
+        size = size or self.settings.chunk_size
         return [tuple(users[i : i + size]) for i in range(0, len(users), size)]
 
     async def backfill(self, user_ids: Sequence[int], author_id: int, until_post_id: int | None = None) -> int:

@@ -40,8 +40,7 @@ class ReaderHandlers:
         # the chunks topic, each between other tasks, and the last one ends the rebuild.
         celebrities = set(await readers.celebrities(user_id))
         authors = [a for a in followees if a not in celebrities]
-        size = d.settings.rebuild_chunk_authors
-        chunks = [tuple(authors[i : i + size]) for i in range(0, len(authors), size)]
+        chunks = d.slices(authors, d.settings.rebuild_chunk_authors)
         if not chunks:
             await self._rebuilt(user_id, plan.seen)
             return
