@@ -149,7 +149,18 @@ class Project:
     def up(self, *services: str, scale: Mapping[str, int] | None = None) -> None:
         """Bring `services` (default: all) up and wait until each is healthy (or has run, for migrate)."""
         scales = [arg for name, n in (scale or {}).items() for arg in ("--scale", f"{name}={n}")]
-        self.compose("up", "-d", "--wait", "--wait-timeout", "600", *scales, *services)
+        try:
+            self.compose("up", "-d", "--wait", "--wait-timeout", "600", *scales, *services)
+        except StackError as exc:
+            raise StackError(f"{exc}\n{self.exited_logs()}") from exc
+
+    def exited_logs(self, lines: int = 40) -> str:
+        """The last log lines of every container that has exited (a one-shot that failed says why there)."""
+        exited = self.compose("ps", "-a", "--status", "exited", "--format", "{{.Service}}", check=False).stdout.split()
+        if not exited:
+            return "no container has exited"
+        logs = self.compose("logs", "--no-color", "--tail", str(lines), *sorted(set(exited)), check=False)
+        return f"last {lines} log lines of {', '.join(sorted(set(exited)))}:\n{logs.stdout}{logs.stderr}"
 
     def down(self) -> None:
         """Stop and remove every container, network and volume of the project."""

@@ -7,10 +7,11 @@ stop; tests build the same objects with other arguments (the in-memory stores, a
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import tenacity
 from cassandra.cluster import Cluster, Session
 
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect
@@ -24,6 +25,7 @@ from fanout.producer import EventProducer
 from fanout.settings import KafkaPrincipal, Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -84,17 +86,25 @@ def open_resources(settings: Settings, *, storage: bool = False, producer: bool 
 def connect_waiting(settings: Settings, keyspace: str | None = None) -> tuple[Cluster, Session]:
     """Connect to Cassandra, waiting out an outage (a process started while Cassandra is down or still
     starting, or before `fanout migrate`) for up to FANOUT_OUTAGE_TIMEOUT, as the worker waits mid-run."""
-    started, delay = time.monotonic(), 1.0
-    while True:
-        try:
-            return connect(settings, keyspace)
-        except Exception as exc:
-            waited = time.monotonic() - started
-            if not is_outage(exc) or (settings.outage_timeout and waited >= settings.outage_timeout):
-                raise
-            log.warning("Cassandra not reachable yet (%s: %s); retrying in %.0fs", type(exc).__name__, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, settings.outage_max_delay)
+    return wait_out_outages(settings, "Cassandra", lambda: connect(settings, keyspace))
+
+
+def wait_out_outages(settings: Settings, server: str, attempt: Callable[[], T]) -> T:
+    """`attempt()`, run again while it fails with an outage (`is_outage`: a server down, still starting or
+    refusing a request it will take later) for up to FANOUT_OUTAGE_TIMEOUT, backing off exponentially to
+    FANOUT_OUTAGE_MAX_DELAY. `attempt` must be safe to repeat. Any other error is raised at once."""
+    stop = tenacity.stop_after_delay(settings.outage_timeout) if settings.outage_timeout else tenacity.stop_never
+
+    def say(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("%s not ready (%s: %s); retrying in %.0fs", server, type(error).__name__, error,
+                    state.upcoming_sleep)
+
+    retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(is_outage), stop=stop, reraise=True,
+                                 wait=tenacity.wait_exponential(min(1.0, settings.outage_max_delay),
+                                                                 max=settings.outage_max_delay),
+                                 before_sleep=say)
+    return retrying(attempt)
 
 
 def _leased_ids(settings: Settings, res: Resources) -> LeasedIds:

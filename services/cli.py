@@ -111,12 +111,14 @@ def migrate() -> None:
     keyspace and tables (idempotent)."""
     from deploy.server_auth import create_roles
     from fanout.adapters.cassandra import migrate as migrate_cassandra
+    from fanout.bootstrap import wait_out_outages
     from fanout.producer import ensure_topics
 
     s = settings()
     if s.cassandra_admin_username:
         create_roles(s, console.print)
-    created = ensure_topics(s)
+    # Each step is idempotent, so a broker still starting (a restarted compose service) is waited out.
+    created = wait_out_outages(s, "Kafka", lambda: ensure_topics(s))
     console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates)")
     statements = migrate_cassandra(s)
     console.print(f"cassandra keyspace {s.keyspace}: {len(statements)} statements applied")
