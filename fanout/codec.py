@@ -29,13 +29,13 @@ from fanout.events import (
     Followed,
     InboxChunk,
     InboxPurge,
-    InboxRebuild,
     InvalidEvent,
     PostCreated,
     PostDeleted,
     PostDelivered,
     PostRemoved,
     PostStored,
+    SeenChunk,
     Unfollowed,
     UserSeen,
 )
@@ -47,7 +47,7 @@ SCHEMA_VERSION = 1
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
-                InboxPurge, InboxRebuild, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged,
+                InboxPurge, SeenChunk, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged,
                 FeedUpdates)
 }
 FEED_UPDATE_TYPES = (PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged)
@@ -104,7 +104,7 @@ def _from_doc(doc: Any, enveloped: bool = False) -> Event:
     # JSON Schema's "integer" accepts 7.0; ids and times must be exact integers (a float key is a bug).
     for name, value in doc.items():
         values = value if isinstance(value, list) else [value]
-        if name not in ("type", "body", "tier", "following", "celebrity", "updates") and any(
+        if name not in ("type", "body", "tier", "following", "celebrity", "rebuild", "updates") and any(
                 type(v) is not int for v in values):
             raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
@@ -178,6 +178,6 @@ def decode_chunk_task(raw: bytes | None) -> ChunkTask:
     """Decode a task of the chunks topic. The worker writes these itself, so the size limit for outside
     input does not apply: a chunk of FANOUT_CHUNK_SIZE ids may be larger."""
     event = decode(raw)
-    if not isinstance(event, InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | InboxRebuild):
+    if not isinstance(event, InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | SeenChunk):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the chunks topic")
     return event

@@ -150,14 +150,16 @@ class InboxPurge(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class InboxRebuild(Event):
-    """Internal task: copy these followees' recent posts into a returning reader's inbox, one chunk of the
-    rebuild at a time. Keyed by the reader, so a rebuild's chunks run in order: the last one ends it."""
+class SeenChunk(Event):
+    """Internal task: one chunk of the followees of a feed read's reader. Marks the reader's edges to them
+    seen and, for a returning reader (`rebuild`), copies their recent posts into the inbox. Keyed by the
+    reader, so the chunks of one read run in order: the last one ends a rebuild."""
 
-    TYPE: ClassVar[str] = "InboxRebuild"
+    TYPE: ClassVar[str] = "SeenChunk"
     user_id: int
     author_ids: tuple[int, ...]
-    seen: int  # the read that started the rebuild (ms): the reader's last_seen when it ends
+    seen: int  # the read (ms): the edges' last_seen, and the reader's when a rebuild ends
+    rebuild: bool
     chunk: int
     chunks: int
 
@@ -238,7 +240,7 @@ class CelebritySetChanged(Event):
 
 
 AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed
-ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | InboxRebuild
+ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | SeenChunk
 FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged
 
 

@@ -12,6 +12,7 @@ with event times.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -23,9 +24,9 @@ from fanout.events import (
     Followed,
     InboxChunk,
     InboxPurge,
-    InboxRebuild,
     PostCreated,
     PostDeleted,
+    SeenChunk,
     Unfollowed,
     UserSeen,
 )
@@ -60,12 +61,14 @@ class Pipeline:
             DemotionChunk: graph.demoted,
             InboxPurge: graph.purge,
             UserSeen: lambda e: readers.user_seen(e.user_id, e.event_time),
-            InboxRebuild: readers.rebuild,
+            SeenChunk: readers.seen_chunk,
         }
 
     async def handle(self, event: Event) -> None:
         self.metrics.events_consumed.labels(event.TYPE).inc()
+        started = time.perf_counter()
         await self.handlers[type(event)](event)
+        self.metrics.event_handling.labels(event.TYPE).observe(time.perf_counter() - started)
 
     async def handle_group(self, events: Sequence[Event]) -> None:
         """One key's events of a batch, in order. Consecutive follows and unfollows of one author are handled
@@ -81,7 +84,9 @@ class Pipeline:
                 assert isinstance(event, Followed | Unfollowed)
                 self.metrics.events_consumed.labels(event.TYPE).inc()
                 changes.append((event.follower_id, isinstance(event, Followed), event.event_time))
+            started = time.perf_counter()
             await self.graph.follows_changed(author, changes)
+            self.metrics.event_handling.labels("follows").observe(time.perf_counter() - started)
 
 
 def _run_key(event: Event) -> tuple[str, int]:

@@ -119,7 +119,7 @@ def migrate() -> None:
         create_roles(s, console.print)
     # Each step is idempotent, so a broker still starting (a restarted compose service) is waited out.
     created = wait_out_outages(s, "Kafka", lambda: ensure_topics(s))
-    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates)")
+    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates, feed reads)")
     statements = migrate_cassandra(s)
     console.print(f"cassandra keyspace {s.keyspace}: {len(statements)} statements applied")
 

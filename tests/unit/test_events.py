@@ -37,13 +37,13 @@ from fanout.events import (
     Followed,
     InboxChunk,
     InboxPurge,
-    InboxRebuild,
     InvalidEvent,
     PostCreated,
     PostDeleted,
     PostDelivered,
     PostRemoved,
     PostStored,
+    SeenChunk,
     Unfollowed,
     UserSeen,
 )
@@ -61,7 +61,7 @@ EXAMPLES: list[Event] = [
     DemotionChunk(event_time=T, author_id=7, follower_ids=(4, 5), author_version=T * 1000, until_post_id=123),
     UserSeen(event_time=T, user_id=7),  # keyed by the reader; 7 like the other author-topic examples
     InboxPurge(event_time=T, user_id=3, author_id=7, as_of_us=T * 1000),
-    InboxRebuild(event_time=T, user_id=3, author_ids=(7, 8), seen=T, chunk=0, chunks=2),
+    SeenChunk(event_time=T, user_id=3, author_ids=(7, 8), seen=T, rebuild=True, chunk=0, chunks=2),
     PostStored(event_time=T, post_id=123, author_id=7, tier="pull", body="hi"),
     PostRemoved(event_time=T, post_id=123, author_id=7),
     PostDelivered(event_time=T, post_id=123, author_id=7, user_ids=(1, 2)),
@@ -134,8 +134,8 @@ any_event = st.one_of(
     st.builds(UserSeen, event_time=event_times, user_id=positive_ids),
     st.builds(InboxPurge, event_time=event_times, user_id=positive_ids, author_id=positive_ids,
               as_of_us=positive_ids),
-    st.builds(InboxRebuild, event_time=event_times, user_id=positive_ids, author_ids=follower_lists,
-              seen=event_times, chunk=st.integers(0, 10), chunks=st.integers(11, 20)),
+    st.builds(SeenChunk, event_time=event_times, user_id=positive_ids, author_ids=follower_lists,
+              seen=event_times, rebuild=st.booleans(), chunk=st.integers(0, 10), chunks=st.integers(11, 20)),
 )
 
 

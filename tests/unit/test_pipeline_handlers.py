@@ -26,13 +26,13 @@ from fanout.events import (
     Followed,
     InboxChunk,
     InboxPurge,
-    InboxRebuild,
     InvalidEvent,
     PostCreated,
     PostDeleted,
     PostDelivered,
     PostRemoved,
     PostStored,
+    SeenChunk,
     Unfollowed,
     UserSeen,
 )
@@ -222,9 +222,9 @@ async def test_a_returning_readers_rebuild_runs_in_chunk_tasks_and_the_last_one_
     posts = [await w.post(author) for author in authors]
     assert await w.inbox(reader) == []
     await w.handle(UserSeen(event_time=w.tick(), user_id=reader), run_tasks=False)
-    rebuild = [t for t in w.tasks if isinstance(t, InboxRebuild)]
-    assert [(t.user_id, len(t.author_ids), t.chunk, t.chunks) for t in rebuild] == [
-        (reader, 2, 0, 2), (reader, 2, 1, 2)]
+    rebuild = [t for t in w.tasks if isinstance(t, SeenChunk)]
+    assert [(t.user_id, len(t.author_ids), t.rebuild, t.chunk, t.chunks) for t in rebuild] == [
+        (reader, 2, True, 0, 2), (reader, 2, True, 1, 2)]
     assert sorted(a for t in rebuild for a in t.author_ids) == sorted(authors)
     assert {t.key for t in rebuild} == {str(reader).encode()}  # one key: they run in order
     await w.pipeline.handle(w.tasks.pop(0))
@@ -233,6 +233,39 @@ async def test_a_returning_readers_rebuild_runs_in_chunk_tasks_and_the_last_one_
     assert not (await home_feed(w.stores, w.settings, reader, 10, None, w.t)).regenerating
     assert sorted(await w.inbox(reader)) == sorted(p.post_id for p in posts)
     assert w.metric("fanout_regenerations_total", phase="finished") == 1
+
+
+async def test_a_read_by_a_reader_following_more_than_a_chunk_marks_the_edges_seen_in_chunk_tasks() -> None:
+    """A reader who follows many accounts: the edges' new last_seen in tasks of FANOUT_CHUNK_SIZE followees,
+    not inside the feed read. Until a chunk runs, its followees' edges keep the older last_seen."""
+    w = World(chunk_size=2, celebrity_threshold=100)
+    reader, *authors = users(6)
+    for author in authors:
+        await w.follow(reader, author)
+    await w.seen(reader, w.t - 2 * DAY_MS)  # back within FANOUT_ACTIVE_DAYS: no rebuild
+    delivery = w.pipeline.delivery
+    since = w.t - DAY_MS
+    assert [await delivery.active_followers(a, since) for a in authors] == [[]] * 5
+    await w.handle(UserSeen(event_time=w.tick(), user_id=reader), run_tasks=False)
+    assert [(len(t.author_ids), t.rebuild, t.chunk, t.chunks) for t in w.tasks if isinstance(t, SeenChunk)] == [
+        (2, False, 0, 3), (2, False, 1, 3), (1, False, 2, 3)]
+    assert [await delivery.active_followers(a, since) for a in authors] == [[]] * 5
+    await w.pipeline.handle(w.tasks.pop(0))
+    assert [await delivery.active_followers(a, since) for a in authors] == [[reader]] * 2 + [[]] * 3
+    await w.run_tasks()
+    assert [await delivery.active_followers(a, since) for a in authors] == [[reader]] * 5
+    assert w.metric("fanout_regenerations_total", phase="started") == 0
+
+
+async def test_a_read_by_a_reader_following_a_chunk_or_fewer_marks_the_edges_seen_at_once() -> None:
+    w = World(chunk_size=5)
+    reader, *authors = users(6)
+    for author in authors:
+        await w.follow(reader, author)
+    await w.seen(reader, w.t - 2 * DAY_MS)
+    await w.handle(UserSeen(event_time=w.tick(), user_id=reader), run_tasks=False)
+    assert w.tasks == []
+    assert [await w.pipeline.delivery.active_followers(a, w.t - DAY_MS) for a in authors] == [[reader]] * 5
 
 
 async def test_the_stored_tier_wins_when_a_post_is_replayed_after_a_threshold_change() -> None:
