@@ -31,7 +31,7 @@ import httpx
 
 from bench.report import figure, save
 from bench.scenario import console, publish_at_rate, scenario_settings
-from bench.stats import histogram_quantile, machine, percentile
+from bench.stats import highest_bucket, histogram_quantile, machine, percentile
 from bench.strategies import load_graph
 from bench.workload import Graph
 from deploy.processes import ProcessGroup
@@ -43,6 +43,7 @@ from fanout.settings import Settings
 ABUSER = 50_000_001
 FILLER = 60_000_001  # accounts the abuser follows besides the normal authors (they never post)
 LAG = "fanout_end_to_end_lag_seconds"
+HANDLING = "fanout_event_handling_seconds"
 
 
 class Workload:
@@ -65,6 +66,29 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
+
+
+def handling_by_type(scraped: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The worker's event handling histogram, one per event type, each keyed as `histogram_quantile` reads."""
+    by_type: dict[str, dict[str, float]] = defaultdict(dict)
+    for key, value in scraped.items():
+        if key.startswith(HANDLING + "_bucket{"):
+            labels = dict(part.split("=", 1) for part in key[len(HANDLING) + 8:-1].split(","))
+            by_type[labels["type"].strip('"')][f'{HANDLING}_bucket{{le={labels["le"]}}}'] = value
+    return by_type
+
+
+def handling_times(after: dict[str, float], before: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per event type handled between two scrapes: how many, their p99 and the slowest (to a bucket), in ms."""
+    now, then = handling_by_type(after), handling_by_type(before)
+    times = {}
+    for kind, samples in sorted(now.items()):
+        count = samples.get(f'{HANDLING}_bucket{{le="+Inf"}}', 0) - then[kind].get(f'{HANDLING}_bucket{{le="+Inf"}}', 0)
+        if count > 0:
+            times[kind] = {"events": int(count),
+                           "p99_ms": round(histogram_quantile(samples, then[kind], HANDLING, 0.99) * 1000, 1),
+                           "max_ms_at_most": round(highest_bucket(samples, then[kind], HANDLING) * 1000, 1)}
+    return times
 
 
 def lag_samples(scraped: dict[str, float]) -> dict[str, float]:
@@ -166,7 +190,8 @@ def phase(s: Settings, processes: ProcessGroup, w: Workload, tokens: Tokens, rat
     rng = random.Random(name)
     posts = [(rng.choice(w.authors), f"{name} post {n}") for n in range(int(rate * seconds))]
     read_api = processes.procs["read-api"].pid
-    before = lag_samples(processes.scrape("worker"))
+    scraped_before = processes.scrape("worker")
+    before = lag_samples(scraped_before)
     rss = {"before": rss_mb(read_api)}
     stop, latencies = threading.Event(), list[float]()
     reads = threading.Thread(target=lambda: asyncio.run(normal_reads(processes.url("read-api"), tokens, w.readers,
@@ -185,7 +210,8 @@ def phase(s: Settings, processes: ProcessGroup, w: Workload, tokens: Tokens, rat
     wait_until_drained(s, timeout=600, on_lag=lambda _: processes.check_alive())
     time.sleep(3)  # the closed streams leave the read service
     rss["after"] = rss_mb(read_api)
-    after = lag_samples(processes.scrape("worker"))
+    scraped_after = processes.scrape("worker")
+    after = lag_samples(scraped_after)
     latencies.sort()
     return {
         "posts": len(posts), "normal_reads": len(latencies),
@@ -194,6 +220,7 @@ def phase(s: Settings, processes: ProcessGroup, w: Workload, tokens: Tokens, rat
         "fanout_lag_p50_ms": round(histogram_quantile(after, before, LAG, 0.5) * 1000, 1),
         "fanout_lag_p99_ms": round(histogram_quantile(after, before, LAG, 0.99) * 1000, 1),
         "read_api_rss_mb": rss,
+        "worker_event_handling": handling_times(scraped_after, scraped_before),
         "abuser_answers": dict(sorted(abuser.answers.items())) if abuser else {},
     }
 
