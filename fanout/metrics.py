@@ -22,9 +22,9 @@ class Metrics:
         # worker
         self.events_consumed = Counter("fanout_events_consumed", "Events consumed, by type", ["type"], registry=r)
         self.event_handling = Histogram("fanout_event_handling_seconds",
-                                        "Time one event's handler ran (a run of one author's follows: one), by type: "
-                                        "how long it held its partition's batch", ["type"],
-                                        buckets=LATENCY_BUCKETS, registry=r)
+                                        "Time one event's handler ran (how long it held its batch), by type; "
+                                        "follows: a run of one author's follows and unfollows handled together",
+                                        ["type"], buckets=LATENCY_BUCKETS, registry=r)
         self.inbox_rows_written = Counter("fanout_inbox_rows_written", "Inbox rows written by fan-out", registry=r)
         self.last_inbox_write = Gauge("fanout_last_inbox_write_timestamp_seconds",
                                       "Unix time of this worker's last fan-out write (time() minus it grows while "

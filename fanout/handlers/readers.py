@@ -39,14 +39,17 @@ class ReaderHandlers:
             await self._rebuilt(user_id, plan.seen)
             return
         # Every followee, however many (a cap on a rebuild would leave the rest out of the inbox for good),
-        # in chunk tasks keyed by the reader: they run in order, on one partition of the chunks topic, each
-        # between other tasks, so no feed read holds its partition for longer than a list of its followees.
+        # in chunk tasks keyed by the reader, on one partition of the chunks topic, each between other tasks,
+        # so no feed read holds its partition for longer than a list of its followees.
         # A rebuild's chunks are smaller (FANOUT_REBUILD_CHUNK_AUTHORS): each followee costs a timeline read.
         size = d.settings.rebuild_chunk_authors if plan.returning else d.settings.chunk_size
         chunks = d.slices(followees, size)
-        for n, chunk in enumerate(chunks):  # one after the other: the order they are to run in
-            await d.send_task(SeenChunk(event_time=event_time, user_id=user_id, author_ids=chunk, seen=plan.seen,
-                                        rebuild=plan.returning, chunk=n, chunks=len(chunks)))
+        tasks = [SeenChunk(event_time=event_time, user_id=user_id, author_ids=chunk, seen=plan.seen,
+                           rebuild=plan.returning, chunk=n, chunks=len(chunks)) for n, chunk in enumerate(chunks)]
+        # The last chunk ends a rebuild, so it is sent once Kafka holds every other: after them on the
+        # reader's partition. The others together: the order among them does not matter.
+        await asyncio.gather(*(d.send_task(t) for t in tasks[:-1]))
+        await d.send_task(tasks[-1])
 
     async def seen_chunk(self, task: SeenChunk) -> None:
         """One chunk of a feed read's followees: the reader's edges to them first (pushes resume, so nothing
