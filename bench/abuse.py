@@ -3,24 +3,29 @@ without the abuser.
 
 The abuser follows FANOUT_MAX_FOLLOWING accounts (the cap: the follow graph is imported with them), has
 not read their feed for 10 days (so their first read rebuilds an inbox from every followee), and, during
-the abuse phase: toggles follows through the ingest API as fast as it answers (rate limits and the cap
-answer 429 and 403), tries to follow new accounts beyond the cap, reads their own feed in a loop, and
-opens `streams` live streams that it never reads (the per-user stream cap answers 429 beyond it). Normal
-users meanwhile post at `rate` (through Kafka and the real worker) and read their feeds with `concurrency`
-HTTP clients.
+an abuse phase: opens `streams` live streams that it never reads (the per-user stream cap answers 429
+beyond it), toggles follows through the ingest API, tries to follow new accounts beyond the cap (403) and
+reads their own feed in a loop. A paced abuser does so as fast as the API lets it (each 429's Retry-After
+waited out); a flooding one as fast as it is answered (429s ignored). Normal users meanwhile post at
+`rate` (through Kafka and the real worker) and read their feeds with `concurrency` HTTP clients. The
+abuser is a process of its own, as another client would be.
 
-Reported per phase (baseline, then abuse, on the same processes): the normal users' read p99 (client side)
-and fan-out lag p99 (the worker's end-to-end lag histogram: a post's time to its last inbox write), the
-abuse/baseline ratios of both, the read service's RSS before, during and after the abuse, and what the
-abuser's requests were answered.
+`rounds` times, a baseline phase, a paced and a flooding abuse phase, on the same processes. Reported per
+phase: the normal users' read p99 (client side) and fan-out lag p99 (the worker's end-to-end lag
+histogram: a post's time to its last inbox write), how long each kind of event held the worker's batch, the
+read service's RSS before, during and after, and what the abuser's requests were answered; per round the
+abuse/baseline ratios, and the median round's ratios against the 2x target (which is about the paced
+abuser: what the API lets one user do).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import random
 import socket
+import statistics
 import threading
 import time
 from collections import Counter, defaultdict
@@ -44,6 +49,7 @@ ABUSER = 50_000_001
 FILLER = 60_000_001  # accounts the abuser follows besides the normal authors (they never post)
 LAG = "fanout_end_to_end_lag_seconds"
 HANDLING = "fanout_event_handling_seconds"
+MODES = ("paced", "flood")  # the abuser waits out each 429's Retry-After, or ignores it
 
 
 class Workload:
@@ -117,71 +123,93 @@ async def normal_reads(url: str, tokens: Tokens, readers: list[int], concurrency
 
 
 class Abuser:
-    """The abusing user's requests, in threads, until stopped; counts every answer by request and status."""
+    """The abusing user: a process of its own (as a real abuser is another client: in the normal users'
+    process, its threads would hold their GIL and inflate the latencies they measure). Counts every answer
+    by request and status."""
 
-    def __init__(self, s: Settings, processes: ProcessGroup, tokens: Tokens, streams: int, authors: list[int]) -> None:
-        self.ingest, self.read = processes.url("ingest-api"), processes.url("read-api")
-        self.headers = tokens.headers(ABUSER)
-        self.streams, self.authors = streams, authors
+    def __init__(self, processes: ProcessGroup, tokens: Tokens, streams: int, authors: list[int], paced: bool) -> None:
+        self.args = (processes.url("ingest-api"), processes.url("read-api"), tokens.headers(ABUSER), streams,
+                     authors, paced)
         self.answers: Counter[str] = Counter()
-        self.sockets: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._toggle, daemon=True),
-                        threading.Thread(target=self._read, daemon=True)]
+        context = multiprocessing.get_context("spawn")
+        self.stop, self.results = context.Event(), context.Queue()
+        self.process = context.Process(target=abuse, args=(*self.args, self.stop, self.results), daemon=True)
 
     def start(self) -> None:
-        self._open_streams()
-        for t in self.threads:
-            t.start()
-
-    def _open_streams(self) -> None:
-        """Stream requests sent and never read: the server's answers (200 and a stream, or 429) pile up
-        in the sockets' buffers."""
-        host, port = self.read.removeprefix("http://").rsplit(":", 1)
-        request = (f"GET /v1/feed/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: {self.headers['Authorization']}"
-                   "\r\nAccept: text/event-stream\r\n\r\n").encode()
-        for _ in range(self.streams):
-            sock = socket.create_connection((host, int(port)))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall(request)
-            self.sockets.append(sock)
-
-    def _toggle(self) -> None:
-        with httpx.Client(base_url=self.ingest, headers=self.headers, timeout=30) as http:
-            n = 0
-            while not self.stop.is_set():
-                n += 1
-                author = self.authors[n % len(self.authors)]
-                if n % 3 == 0:  # a new account: beyond the cap
-                    r = http.post("/v1/follows", json={"followee_id": FILLER - n})
-                    self.answers[f"follow new {r.status_code}"] += 1
-                elif n % 3 == 1:
-                    r = http.delete("/v1/follows", params={"followee_id": author})
-                    self.answers[f"unfollow {r.status_code}"] += 1
-                else:
-                    r = http.post("/v1/follows", json={"followee_id": author})
-                    self.answers[f"follow {r.status_code}"] += 1
-
-    def _read(self) -> None:
-        with httpx.Client(base_url=self.read, headers=self.headers, timeout=30) as http:
-            while not self.stop.is_set():
-                r = http.get("/v1/feed", params={"limit": 20})
-                self.answers[f"read {r.status_code}"] += 1
+        self.process.start()
 
     def end(self) -> None:
         self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-        stream_answers = Counter[str]()
-        for sock in self.sockets:
-            sock.settimeout(0.5)
-            try:
-                status = sock.recv(64).split(b" ", 2)[1].decode()
-            except (OSError, IndexError):
-                status = "none"
-            stream_answers[f"stream {status}"] += 1
-            sock.close()
-        self.answers.update(stream_answers)
+        self.answers.update(self.results.get(timeout=180))
+        self.process.join(timeout=60)
+
+
+def abuse(ingest: str, read: str, headers: dict[str, str], streams: int, authors: list[int], paced: bool, stop: Any,
+          results: Any) -> None:
+    """The abuser's process: `streams` stream requests never read, then follow toggling and feed reads until
+    `stop`, as fast as the API lets them (`paced`: a 429's Retry-After is waited out) or as fast as they
+    are answered (a flood); then every answer's count into `results`."""
+    answers: Counter[str] = Counter()
+    sockets = _open_streams(read, headers, streams)
+    threads = [threading.Thread(target=_toggle, args=(ingest, headers, authors, paced, stop, answers), daemon=True),
+               threading.Thread(target=_read, args=(read, headers, paced, stop, answers), daemon=True)]
+    for t in threads:
+        t.start()
+    stop.wait()
+    for t in threads:
+        t.join(timeout=60)
+    for sock in sockets:
+        sock.settimeout(0.5)
+        try:
+            status = sock.recv(64).split(b" ", 2)[1].decode()
+        except (OSError, IndexError):
+            status = "none"
+        answers[f"stream {status}"] += 1
+        sock.close()
+    results.put(dict(answers))
+
+
+def _open_streams(read: str, headers: dict[str, str], streams: int) -> list[socket.socket]:
+    """Stream requests sent and never read: the server's answers (200 and a stream, or 429) pile up in the
+    sockets' buffers."""
+    host, port = read.removeprefix("http://").rsplit(":", 1)
+    request = (f"GET /v1/feed/stream HTTP/1.1\r\nHost: {host}\r\nAuthorization: {headers['Authorization']}"
+               "\r\nAccept: text/event-stream\r\n\r\n").encode()
+    sockets = []
+    for _ in range(streams):
+        sock = socket.create_connection((host, int(port)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request)
+        sockets.append(sock)
+    return sockets
+
+
+def _answered(r: httpx.Response, request: str, paced: bool, stop: Any, answers: Counter[str]) -> None:
+    answers[f"{request} {r.status_code}"] += 1
+    if paced and r.status_code == 429:
+        stop.wait(float(r.headers.get("Retry-After", "1")))
+
+
+def _toggle(ingest: str, headers: dict[str, str], authors: list[int], paced: bool, stop: Any,
+            answers: Counter[str]) -> None:
+    with httpx.Client(base_url=ingest, headers=headers, timeout=30) as http:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            author = authors[n % len(authors)]
+            if n % 3 == 0:  # a new account: beyond the cap
+                _answered(http.post("/v1/follows", json={"followee_id": FILLER - n}), "follow new", paced, stop,
+                          answers)
+            elif n % 3 == 1:
+                _answered(http.delete("/v1/follows", params={"followee_id": author}), "unfollow", paced, stop, answers)
+            else:
+                _answered(http.post("/v1/follows", json={"followee_id": author}), "follow", paced, stop, answers)
+
+
+def _read(read: str, headers: dict[str, str], paced: bool, stop: Any, answers: Counter[str]) -> None:
+    with httpx.Client(base_url=read, headers=headers, timeout=30) as http:
+        while not stop.is_set():
+            _answered(http.get("/v1/feed", params={"limit": 20}), "read", paced, stop, answers)
 
 
 def phase(s: Settings, processes: ProcessGroup, w: Workload, tokens: Tokens, rate: float, seconds: float,
@@ -226,7 +254,7 @@ def phase(s: Settings, processes: ProcessGroup, w: Workload, tokens: Tokens, rat
 
 
 def bench(base: Settings, readers: int, authors: int, rate: float, seconds: float, concurrency: int, streams: int,
-          out: Path, command: str) -> dict[str, Any]:
+          rounds: int, out: Path, command: str) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     w = Workload(readers, authors, 5, base.max_following, seed=17)
     s = scenario_settings(base, "abuse", rate_limit_reads=base.rate_limit_reads)  # every limit as deployed
@@ -237,27 +265,38 @@ def bench(base: Settings, readers: int, authors: int, rate: float, seconds: floa
                               "rate": rate, "seconds": seconds, "concurrency": concurrency, "streams": streams,
                               "abuser_follows": base.max_following}
     tokens = Tokens(s)
+    report["rounds"] = []
     with ProcessGroup(s, out / "logs").start("worker", "read-api", "ingest-api") as processes:
-        report["baseline"] = phase(s, processes, w, tokens, rate, seconds, concurrency, None, "baseline")
-        abuser = Abuser(s, processes, tokens, streams, w.authors)
-        report["abuse"] = phase(s, processes, w, tokens, rate, seconds, concurrency, abuser, "abuse")
+        for n in range(1, rounds + 1):
+            one = {"baseline": phase(s, processes, w, tokens, rate, seconds, concurrency, None, f"baseline {n}")}
+            for mode in MODES:
+                abuser = Abuser(processes, tokens, streams, w.authors, paced=mode == "paced")
+                one[mode] = phase(s, processes, w, tokens, rate, seconds, concurrency, abuser, f"{mode} {n}")
+            one["ratios"] = {mode: {
+                "read_p99": round(one[mode]["read_p99_ms"] / one["baseline"]["read_p99_ms"], 2),
+                "fanout_lag_p99": round(one[mode]["fanout_lag_p99_ms"] / one["baseline"]["fanout_lag_p99_ms"], 2),
+            } for mode in MODES}
+            report["rounds"].append(one)
         rebuilds = processes.scrape("worker").get('fanout_regenerations_total{phase="finished"}', 0.0)
-    base_, abuse = report["baseline"], report["abuse"]
-    report["ratios"] = {
-        "read_p99": round(abuse["read_p99_ms"] / base_["read_p99_ms"], 2),
-        "fanout_lag_p99": round(abuse["fanout_lag_p99_ms"] / base_["fanout_lag_p99_ms"], 2),
-    }
-    report["target_within_2x"] = all(r <= 2 for r in report["ratios"].values())
+    # The median round: one noisy phase on a shared machine moves a p99 by more than the abuser does.
+    report["ratios"] = {mode: {key: statistics.median(r["ratios"][mode][key] for r in report["rounds"])
+                               for key in ("read_p99", "fanout_lag_p99")} for mode in MODES}
+    # The target is about what the API lets one user do: the paced abuser. A flood (429s ignored) costs
+    # the shared machine's CPU whatever the answer; in production an edge proxy's connection limits take it.
+    report["target_within_2x"] = all(r <= 2 for r in report["ratios"]["paced"].values())
     report["abuser_inbox_rebuilds_finished"] = int(rebuilds)
     (out / "abuse.json").write_text(json.dumps(report, indent=2))
-    fig, ax = figure(7, 4)
-    labels = ["read p99", "fan-out lag p99"]
-    xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], [base_["read_p99_ms"], base_["fanout_lag_p99_ms"]], 0.4, label="baseline")
-    ax.bar([x + 0.2 for x in xs], [abuse["read_p99_ms"], abuse["fanout_lag_p99_ms"]], 0.4, label="with the abuser")
-    ax.set_xticks(list(xs), labels)
-    ax.set_ylabel("ms")
-    ax.set_title(f"Normal users beside one abuser ({streams} unread streams, follow toggling)")
-    ax.legend()
+    fig, axes = figure(10, 4, ncols=2)
+    for ax, (label, key) in zip(axes, (("read p99", "read_p99_ms"), ("fan-out lag p99", "fanout_lag_p99_ms")),
+                                strict=True):
+        xs = range(1, rounds + 1)
+        for offset, (mode, name) in zip((-0.27, 0, 0.27), (("baseline", "baseline"), ("paced", "paced abuser"),
+                                                          ("flood", "flooding abuser")), strict=True):
+            ax.bar([x + offset for x in xs], [r[mode][key] for r in report["rounds"]], 0.27, label=name)
+        ax.set_xticks(list(xs), [f"round {x}" for x in xs])
+        ax.set_ylabel("ms")
+        ax.set_title(f"normal users' {label}")
+        ax.legend()
+    fig.suptitle(f"Normal users beside one abuser ({streams} unread streams, follow toggling)")
     save(fig, out / "abuse.png")
     return report

@@ -179,6 +179,7 @@ def bench_abuse(
     seconds: float = typer.Option(30.0, help="how long each phase lasts"),
     concurrency: int = typer.Option(8, help="normal users' concurrent feed reads"),
     streams: int = typer.Option(500, help="live streams the abuser opens and never reads"),
+    rounds: int = typer.Option(3, min=1, help="baseline and abuse phases, in turn; the median round's ratios count"),
     out: Annotated[Path, typer.Option(help="where abuse.json and the plot go")] = BENCH_RESULTS / "abuse",
 ) -> None:
     """Normal users' read and fan-out p99 beside one abusing user, against the same run without it."""
@@ -187,8 +188,8 @@ def bench_abuse(
 
     command = "fanout bench abuse " + " ".join(sys.argv[3:])
     with scenarios_dropped():
-        report = abuse.bench(on_stack(Settings.load()), readers, authors, rate, seconds, concurrency, streams, out,
-                             command.strip())
+        report = abuse.bench(on_stack(Settings.load()), readers, authors, rate, seconds, concurrency, streams, rounds,
+                             out, command.strip())
     Console().print_json(data=report)
     console.print(f"written: {out}/abuse.json, abuse.png")
 

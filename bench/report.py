@@ -35,9 +35,9 @@ def pyplot() -> Any:
     return plt
 
 
-def figure(width: float = 6, height: float = 4) -> tuple[Any, Any]:
-    """A new figure and its axes."""
-    fig, ax = pyplot().subplots(figsize=(width, height))
+def figure(width: float = 6, height: float = 4, ncols: int = 1) -> tuple[Any, Any]:
+    """A new figure and its axes (`ncols` of them side by side: a sequence)."""
+    fig, ax = pyplot().subplots(ncols=ncols, figsize=(width, height))
     return fig, ax
 
 
