@@ -203,6 +203,25 @@ def test_inactive_followers_get_no_pushes_and_a_returning_user_is_regenerated(li
     assert live.feed(away)[0] == later.post_id
 
 
+def test_a_read_by_a_reader_following_more_than_a_chunk_marks_every_edge_seen_in_chunk_tasks(
+        live: Deployment) -> None:
+    """Nine followees and FANOUT_CHUNK_SIZE 4: the read's UserSeen sends three SeenChunk tasks through the
+    chunks topic instead of writing the nine edges itself; every edge then carries the read's time."""
+    clock = Clock(days_ago=3)  # seen 3 days ago: active, but the edges are due for a refresh
+    authors = new_ids(9)
+    (reader,) = new_ids(1)
+    live.publish([*(clock.follow(reader, a) for a in authors), UserSeen(event_time=clock.tick(), user_id=reader)])
+    live.drain()
+    chunks = live.worker_metric('fanout_events_consumed_total{type="SeenChunk"}')
+    now = Clock().tick()
+    live.publish([UserSeen(event_time=now, user_id=reader)])
+    live.wait_metric('fanout_events_consumed_total{type="SeenChunk"}', chunks + 3)
+    edges = {r.author_id: r.last_seen for a in authors for r in live.cql(
+        "SELECT author_id, last_seen FROM followers_by_author WHERE author_id = %s AND follower_id = %s", a, reader)}
+    assert edges == dict.fromkeys(authors, now)
+    assert live.worker_metric('fanout_events_consumed_total{type="SeenChunk"}') == chunks + 3
+
+
 def test_follow_and_unfollow_in_any_order_with_duplicates_converge_to_the_latest(live: Deployment) -> None:
     clock = Clock()
     rng = random.Random(3)
