@@ -113,3 +113,26 @@ async def test_a_stream_whose_client_takes_nothing_ends_after_the_send_timeout()
     scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
     await asyncio.wait_for(response(scope, receive, stalled_send), timeout=5)  # type: ignore[arg-type]
     assert closed == [True]
+
+
+async def test_a_stream_whose_client_is_slow_but_takes_every_frame_is_not_ended() -> None:
+    """Sends of 60 ms each, for longer than the 100 ms send timeout in all: only one send's wait counts."""
+    sent = []
+
+    async def frames() -> AsyncIterator[bytes]:
+        for n in range(6):
+            yield b"data: %d\n\n" % n
+
+    async def slow_send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body":
+            await asyncio.sleep(0.06)
+            sent.append(message.get("body"))
+
+    async def receive() -> dict[str, object]:
+        await asyncio.Event().wait()
+        return {}
+
+    response = EventStream(frames(), send_timeout=0.1)
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
+    await asyncio.wait_for(response(scope, receive, slow_send), timeout=5)  # type: ignore[arg-type]
+    assert sent[:6] == [b"data: %d\n\n" % n for n in range(6)]
