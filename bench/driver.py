@@ -40,7 +40,7 @@ READER = 0  # fan-out rows go to users 1..rows; the read loop pages user 0's inb
 INBOX_CQL = """CREATE TABLE {ks}.inbox (
     user_id bigint, post_id bigint, author_id bigint, PRIMARY KEY ((user_id), post_id)
 ) WITH CLUSTERING ORDER BY (post_id DESC) AND gc_grace_seconds = 10800"""
-# The pipeline's own statements (fanout/store.py), so only the loop around them differs.
+# The pipeline's own statements (fanout/adapters/cassandra), so only the loop around them differs.
 PUSH_CQL = "INSERT INTO {ks}.inbox (user_id, post_id, author_id) VALUES (?, ?, ?) USING TTL ?"
 PAGE_CQL = "SELECT post_id FROM {ks}.inbox WHERE user_id = ? AND post_id < ? LIMIT ?"
 # The rows a post itself writes (fanout/adapters/cassandra/posts.py), in tables shaped like ours.

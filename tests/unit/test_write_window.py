@@ -1,4 +1,4 @@
-"""The write path's sliding window and retries (fanout/cassandra.py), over a fake driver session.
+"""The write path's sliding window and retries (fanout/adapters/cassandra/session.py), over a fake driver session.
 
 The fake answers `execute_async` like cassandra-driver's ResponseFuture: callbacks fire later, either on
 the event loop (`loop.call_later`) or from another thread, as the driver's I/O thread does.

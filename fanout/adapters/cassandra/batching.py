@@ -1,11 +1,11 @@
 """Coalescing: the requests of handlers running concurrently, sent as few full requests (the DataLoader pattern).
 
-The driver spends ~50-90 µs of client CPU per request and ~6 µs per row (shared/notes/anchors.md), and most
-posts reach tens of followers: the number of requests, not of rows, bounds the worker. The runner runs the
-authors of a batch of events concurrently, so at any moment many handlers are about to make the same kind
-of call. A call here is not sent at once: every call made in the same event-loop iteration is gathered,
-and the flush runs on the next iteration (after every handler that was ready has run up to its next
-await), as few requests as possible:
+The driver spends about 80-100 µs of client CPU per request and under 20 µs per row of a batch (BENCHMARKS.md,
+"Bare driver limits"), and most posts reach tens of followers: the number of requests, not of rows, bounds
+the worker. The runner runs the authors of a batch of events concurrently, so at any moment many handlers
+are about to make the same kind of call. A call here is not sent at once: every call made in the same
+event-loop iteration is gathered, and the flush runs on the next iteration (after every handler that was
+ready has run up to its next await), as few requests as possible:
 
 - writes (inbox rows, posts and their timeline entries, follower-side rows) as unlogged batches of up to
   `rows_per_batch` statements, grouped by replica set (`Cassandra.replica_group`, see there why);
@@ -30,7 +30,6 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
@@ -46,14 +45,6 @@ Write = tuple[PreparedStatement, Sequence[Any]]
 # Cassandra refuses a batch above batch_size_fail_threshold (50 KiB by default; the local stack raises it):
 # posts carry bodies of up to 5,000 characters, so batches are cut by size as well as by count.
 MAX_BATCH_BYTES = 32 * 1024
-
-
-@dataclass
-class _Flush(Generic[V]):
-    """The calls gathered in one event-loop iteration, and the futures of their callers."""
-
-    items: list[V] = field(default_factory=list)
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 class BulkGate:

@@ -1,4 +1,4 @@
-"""Idempotency keys (schemas/cql/003_security.cql: idempotency_keys), with lightweight transactions.
+"""Idempotency keys (schemas/cql/004_security.cql: idempotency_keys), with lightweight transactions.
 
 Every write rewrites the whole row with the TTL, so a key lives FANOUT_IDEMPOTENCY_TTL_SECONDS from its
 last write and no half-expired row is ever read. Reads are SERIAL: they see every transaction that

@@ -25,7 +25,7 @@ class CassandraPosts:
                          "VALUES (?, ?, ?, ?, false) USING TIMESTAMP ?")
         self._insert_timeline = p("INSERT INTO {keyspace}.author_timeline (author_id, post_id) VALUES (?, ?)")
         # A set of claimed deleters, not one last-writer-wins column: a later claim by someone else can
-        # never take the author's delete away (schemas/cql/003_security.cql).
+        # never take the author's delete away (schemas/cql/004_security.cql).
         self._delete = p("UPDATE {keyspace}.posts USING TIMESTAMP ? SET deleters = deleters + ? WHERE post_id = ?")
         # One request for a whole page of posts: the driver's per-request CPU, not Cassandra, bounds reads.
         self._get = p("SELECT post_id, author_id, body, deleters FROM {keyspace}.posts WHERE post_id IN ?")
