@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from bench.report import figure, save
+from bench.charts import figure, save
 from bench.scenario import console, publish_at_rate, scenario_settings
 from bench.stats import highest_bucket, histogram_quantile, machine, percentile
 from bench.strategies import load_graph

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import figure, grouped_bars, save, table
+from bench.charts import figure, grouped_bars, save, table
 
 
 def _label(run: dict[str, Any]) -> str:

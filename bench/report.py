@@ -1,61 +1,17 @@
 """The reports of `fanout bench` and `fanout bench pipeline`: JSON with every figure, Markdown tables and
-PNG plots. matplotlib (the `bench` extra) is imported only when a plot is drawn."""
+PNG plots (bench/charts.py)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import writepath_report
+from bench.charts import figure, grouped_bars, save, table
+
 BUCKETS = ("1-9", "10-99", "100-999", "1k-9k", "10k+")
-
-
-# --- Markdown tables and plots, the same for every report ------------------------------------------------
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """The lines of a Markdown table."""
-    def line(cells: Iterable[Any]) -> str:
-        return "|" + "".join(f" {cell} |" if cell != "" else " |" for cell in cells)
-
-    return [line(header), "|---|" + "---|" * (len(header) - 1), *(line(row) for row in rows)]
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise ImportError("the plots need matplotlib: pip install -e '.[bench]'") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def figure(width: float = 6, height: float = 4, ncols: int = 1) -> tuple[Any, Any]:
-    """A new figure and its axes (`ncols` of them side by side: a sequence)."""
-    fig, ax = pyplot().subplots(ncols=ncols, figsize=(width, height))
-    return fig, ax
-
-
-def save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    return path
-
-
-def grouped_bars(ax: Any, categories: Sequence[str], series: dict[str, Sequence[float]]) -> None:
-    """One bar per series in each category, side by side and centred on the category's tick."""
-    width = 0.8 / len(series)
-    for i, (label, values) in enumerate(series.items()):
-        offset = (i - (len(series) - 1) / 2) * width
-        ax.bar([x + offset for x in range(len(categories))], values, width=width, label=label)
-    ax.set_xticks(list(range(len(categories))), categories)
-    ax.legend()
 
 
 # --- `fanout bench`: push-only, pull-only and hybrid against the bare driver ------------------------------
@@ -166,8 +122,6 @@ def write_report(report: dict[str, Any], out: Path) -> str:
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     text = markdown(report)
     if "write_path" in report:
-        from bench import writepath_report
-
         text += "\n\n" + writepath_report.markdown(report)
         writepath_report.plot(report, out)
     (out / "bench.md").write_text(text + "\n")

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.report import figure, save
+from bench.charts import figure, save
 from bench.scenario import console, publish_at_rate, scenario_settings
 from bench.stats import machine, percentile
 from bench.strategies import cpu_seconds, load_graph

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.charts import figure, grouped_bars, pyplot, save, table
 from bench.driver import ROWS_PER_POST
-from bench.report import figure, grouped_bars, pyplot, save, table
 
 # (key, label, target): ratios are our rows/s over the best bare batched insert rows/s of the same run.
 RATIOS = (("hybrid_ratio", "hybrid burst", 0.5), ("push_ratio", "push-only burst", 0.6),

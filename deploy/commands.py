@@ -15,7 +15,8 @@ from pathlib import Path
 from string import Template
 
 from deploy import server_auth
-from deploy.servers import TEMPLATES, Server, StackError, java_binary, resolve_classpath
+from deploy.errors import StackError
+from deploy.servers import TEMPLATES, Server, java_binary, resolve_classpath
 
 # Upstream conf/jvm17-server.options: Cassandra needs these module flags on Java 17.
 CASSANDRA_JAVA17_FLAGS = [

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import images
-from deploy.servers import DEPLOY_DIR, PROJECT_ROOT, StackError, project_path
+from deploy.errors import StackError
+from deploy.servers import DEPLOY_DIR, PROJECT_ROOT, project_path
 from fanout.settings import Settings
 
 COMPOSE_MODULE = "github.com/docker/compose/v5"

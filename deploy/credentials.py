@@ -11,8 +11,9 @@ fills in the credentials it was not given from that file (`fill`, called by `dep
 `make demo`, `make run` and `make test` need no settings. The file holds plain FANOUT_NAME=value lines:
 `set -a; . .fanout/state/credentials.env` gives a shell the same (kcat, cqlsh).
 
-The file's existence is the stack's mode: servers created without it hold no users, so that state dir
-stays without credentials until `fanout stack down --wipe` (and one created with it keeps them).
+The file's existence is the stack's mode (`deploy.stack.requires_credentials`): servers created without it
+hold no users, so that state dir stays without credentials until `fanout stack down --wipe` (and one
+created with it keeps them).
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from deploy.servers import project_path, servers
-from fanout.settings import Settings
+from fanout.settings import Settings, project_path
 
 FILE = "credentials.env"
 # Each credential (the settings <prefix>_username and <prefix>_password) with the user a new stack gets.
@@ -70,14 +70,6 @@ def of_stack(s: Settings) -> Settings | None:
     known = read(s)
     values: dict[str, Any] = {f: known.get(f, "") for f in FIELDS}
     return dataclasses.replace(s, **values) if known else None
-
-
-def stack_requires_them(s: Settings) -> bool:
-    """Whether this state dir's servers require credentials: the file decides for a stack that exists,
-    FANOUT_STACK_AUTH for a new one (no server data yet)."""
-    if path(s).exists():
-        return True
-    return s.stack.stack_auth and not any(srv.data_dir.exists() for srv in servers(s) if srv.kind != "prometheus")
 
 
 def create(s: Settings) -> Settings:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import commands
-from deploy.servers import DEPLOY_DIR, PROJECT_ROOT, TEMPLATES, StackError, project_path, resolve_classpath
+from deploy.errors import StackError
+from deploy.servers import DEPLOY_DIR, PROJECT_ROOT, TEMPLATES, project_path, resolve_classpath
 from fanout.settings import Settings
 
 IMAGES_DIR = DEPLOY_DIR / "images"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deploy import credentials
-from deploy.servers import StackError
+from deploy.errors import StackError
 from fanout.settings import CASSANDRA_PROCESSES, Settings
 
 KAFKA_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"

@@ -17,15 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.errors import StackError
 from fanout.settings import PROJECT_ROOT, Settings, project_path
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 TEMPLATES = DEPLOY_DIR / "templates"
 __all__ = ["DEPLOY_DIR", "PROJECT_ROOT", "TEMPLATES", "project_path"]
-
-
-class StackError(RuntimeError):
-    """A failure with a message meant for the person at the terminal."""
 
 
 @dataclass

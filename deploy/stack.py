@@ -21,12 +21,12 @@ from pathlib import Path
 
 from deploy import credentials, procfs, server_auth
 from deploy.commands import COMMANDS
+from deploy.errors import StackError
 from deploy.procfs import GONE, resident_memory_mb
 from deploy.recorded import on_stack, recorded_nodes
 from deploy.servers import (
     PROJECT_ROOT,
     Server,
-    StackError,
     is_ready,
     port_open,
     project_path,
@@ -157,11 +157,19 @@ def _record_nodes(s: Settings) -> None:
     (state / "nodes").write_text(str(s.stack.nodes))
 
 
+def requires_credentials(s: Settings) -> bool:
+    """Whether this state dir's servers require credentials: the credentials file decides for a stack that
+    exists, FANOUT_STACK_AUTH for a new one (no server data yet)."""
+    if credentials.path(s).exists():
+        return True
+    return s.stack.stack_auth and not any(srv.data_dir.exists() for srv in servers(s) if srv.kind != "prometheus")
+
+
 def up(s: Settings, say: Callable[[str], None] = print) -> list[Status]:
     """Start every server not already running, wait until all are ready, or stop what we started."""
     every = servers(s)
     _record_nodes(s)
-    if credentials.stack_requires_them(s):
+    if requires_credentials(s):
         credentials.create(s)  # before any server starts: Kafka's storage is formatted with its users
     elif s.stack.stack_auth:
         say("this stack's servers were created without credentials; they stay so until it is wiped "

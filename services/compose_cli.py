@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from deploy import compose
-from deploy.servers import StackError
+from deploy.errors import StackError
 from fanout.settings import Settings
 
 compose_app = typer.Typer(no_args_is_help=True, help="docker-compose.yml: generated passwords, images that build "

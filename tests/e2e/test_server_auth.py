@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 def secured(settings: Settings, request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A running stack that requires credentials, with a deployment (topics, ACLs) of this module's own."""
-    if credentials.stack_requires_them(settings):
+    if launcher.requires_credentials(settings):
         s: Settings = request.getfixturevalue("stack")
         yield _deployed(s)
         return

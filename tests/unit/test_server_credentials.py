@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import credentials, server_auth
+from deploy import credentials, server_auth, stack
 from fanout.kafka_access import Rule, access_rules, grant
 from fanout.settings import Settings
 
@@ -23,7 +23,7 @@ def _stack(tmp_path: Path, **overrides: object) -> Settings:
 
 def test_a_new_stack_gets_private_generated_credentials_that_every_command_finds(tmp_path: Path) -> None:
     s = _stack(tmp_path)
-    assert credentials.stack_requires_them(s) and credentials.fill(s) == s  # nothing written yet
+    assert stack.requires_credentials(s) and credentials.fill(s) == s  # nothing written yet
     made = credentials.create(s)
     assert credentials.path(s).stat().st_mode & 0o777 == 0o600
     assert (made.kafka_admin_username, made.kafka_sasl_username, made.kafka_reader_username,
@@ -60,13 +60,13 @@ def test_unsafe_characters_in_a_given_password_are_refused(tmp_path: Path) -> No
 
 def test_the_state_dir_decides_whether_a_stack_has_credentials(tmp_path: Path) -> None:
     s = _stack(tmp_path)
-    assert credentials.stack_requires_them(s)
-    assert not credentials.stack_requires_them(dataclasses.replace(s, stack=dataclasses.replace(
+    assert stack.requires_credentials(s)
+    assert not stack.requires_credentials(dataclasses.replace(s, stack=dataclasses.replace(
         s.stack, stack_auth=False)))
     (tmp_path / "state" / "kafka" / "data").mkdir(parents=True)  # created before, without credentials
-    assert not credentials.stack_requires_them(s) and credentials.of_stack(s) is None
+    assert not stack.requires_credentials(s) and credentials.of_stack(s) is None
     credentials.create(s)
-    assert credentials.stack_requires_them(s)
+    assert stack.requires_credentials(s)
     credentials.wipe(s)
     assert credentials.read(s) == {}
 
