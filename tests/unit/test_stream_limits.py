@@ -5,7 +5,7 @@ the same limits through the real read service."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 import pytest
@@ -105,13 +105,7 @@ async def test_a_stream_whose_client_takes_nothing_ends_after_the_send_timeout()
         if message["type"] == "http.response.body":
             await asyncio.Event().wait()  # the client never drains
 
-    async def receive() -> dict[str, object]:
-        await asyncio.Event().wait()
-        return {}
-
-    response = EventStream(frames(), send_timeout=0.1)
-    scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
-    await asyncio.wait_for(response(scope, receive, stalled_send), timeout=5)  # type: ignore[arg-type]
+    await _serve(EventStream(frames(), send_timeout=0.1), stalled_send)
     assert closed == [True]
 
 
@@ -128,11 +122,15 @@ async def test_a_stream_whose_client_is_slow_but_takes_every_frame_is_not_ended(
             await asyncio.sleep(0.06)
             sent.append(message.get("body"))
 
+    await _serve(EventStream(frames(), send_timeout=0.1), slow_send)
+    assert sent[:6] == [b"data: %d\n\n" % n for n in range(6)]
+
+
+async def _serve(response: EventStream, send: Callable[[dict[str, object]], Awaitable[None]]) -> None:
+    """Run the response as the server would, for a client that sends nothing after its request."""
     async def receive() -> dict[str, object]:
         await asyncio.Event().wait()
         return {}
 
-    response = EventStream(frames(), send_timeout=0.1)
     scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
-    await asyncio.wait_for(response(scope, receive, slow_send), timeout=5)  # type: ignore[arg-type]
-    assert sent[:6] == [b"data: %d\n\n" % n for n in range(6)]
+    await asyncio.wait_for(response(scope, receive, send), timeout=5)  # type: ignore[arg-type]
