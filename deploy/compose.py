@@ -157,11 +157,12 @@ class Project:
 
     def exited_logs(self, lines: int = 40) -> str:
         """The last log lines of every container that has exited (a one-shot that failed says why there)."""
-        exited = self.compose("ps", "-a", "--status", "exited", "--format", "{{.Service}}", check=False).stdout.split()
+        listed = self.compose("ps", "-a", "--status", "exited", "--format", "{{.Service}}", check=False).stdout
+        exited = sorted(set(listed.split()))
         if not exited:
             return "no container has exited"
-        logs = self.compose("logs", "--no-color", "--tail", str(lines), *sorted(set(exited)), check=False)
-        return f"last {lines} log lines of {', '.join(sorted(set(exited)))}:\n{logs.stdout}{logs.stderr}"
+        logs = self.compose("logs", "--no-color", "--tail", str(lines), *exited, check=False)
+        return f"last {lines} log lines of {', '.join(exited)}:\n{logs.stdout}{logs.stderr}"
 
     def down(self) -> None:
         """Stop and remove every container, network and volume of the project."""

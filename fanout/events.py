@@ -153,7 +153,8 @@ class InboxPurge(Event):
 class SeenChunk(Event):
     """Internal task: one chunk of the followees of a feed read's reader. Marks the reader's edges to them
     seen and, for a returning reader (`rebuild`), copies their recent posts into the inbox. Keyed by the
-    reader, so the chunks of one read run in order: the last one ends a rebuild."""
+    reader (one partition), and the last chunk of a read is sent once Kafka holds the others, so it runs
+    after them: it ends a rebuild."""
 
     TYPE: ClassVar[str] = "SeenChunk"
     user_id: int
