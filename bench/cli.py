@@ -211,3 +211,11 @@ def bench_stream(
         report = stream.bench(on_stack(Settings.load()), readers, authors, rate, seconds, out, command.strip())
     Console().print_json(data=report)
     console.print(f"written: {out}/stream.json, stream_latency.png")
+
+
+@bench_app.command("retries")
+def bench_retries(calls: int = typer.Option(200_000, help="calls per way, per round")) -> None:
+    """What a call costs through tenacity, directly, and first-try-direct (no servers)."""
+    from bench import retries
+
+    Console().print_json(data=retries.bench(calls))

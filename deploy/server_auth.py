@@ -21,12 +21,14 @@ down would refuse every login whose role it holds.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
+import tenacity
+
 from deploy import credentials
 from deploy.errors import StackError
+from fanout import retries
 from fanout.settings import CASSANDRA_PROCESSES, Settings
 
 KAFKA_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -166,11 +168,9 @@ def _session(s: Settings, user: str, password: str) -> _Session:
 
 
 def _retrying(connect: Callable[[], _Session], timeout: float, who: str) -> _Session:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return connect()
-        except Exception as exc:
-            if time.monotonic() > deadline:
-                raise StackError(f"cassandra: {who} cannot log in after {timeout:.0f}s: {exc}") from exc
-            time.sleep(0.5)
+    """`connect()`, tried again (Cassandra still starting, the new role not yet known) for up to `timeout`."""
+    retrying = tenacity.Retrying(stop=tenacity.stop_after_delay(timeout), wait=retries.backoff(0.25, 2.0), reraise=True)
+    try:
+        return retrying(connect)
+    except Exception as exc:
+        raise StackError(f"cassandra: {who} cannot log in after {timeout:.0f}s: {exc}") from exc

@@ -24,6 +24,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.text import Text
 
+from fanout import retries
+
 COLORS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 
 
@@ -41,13 +43,10 @@ class Backoff:
     maximum: float = 30.0
     reset_after: float = 60.0
 
-    def delay(self, previous: float | None, uptime: float) -> float:
-        """Seconds to wait before restarting a process that ran for `uptime` seconds; `previous` is the
-        delay before its last restart (None: never restarted). Each quick exit doubles the delay up to
-        `maximum`; a run of `reset_after` seconds or more counts as healthy and starts over at `initial`."""
-        if previous is None or uptime >= self.reset_after:
-            return self.initial
-        return min(previous * 2, self.maximum)
+    def delay(self, quick_exits: int) -> float:
+        """Seconds to wait before restarting a process that has exited `quick_exits` times in a row, each
+        time within `reset_after` seconds of its start: `initial`, doubling with each, up to `maximum`."""
+        return retries.delay(retries.backoff(self.initial, self.maximum), quick_exits)
 
 
 class Output:
@@ -79,7 +78,7 @@ class _Slot:
     proc: subprocess.Popen[bytes] | None = None
     pump: threading.Thread | None = None
     started: float = 0.0
-    delay: float | None = None  # the delay before the last restart
+    quick_exits: int = 0  # exits in a row, each within the backoff's `reset_after` of the start before it
     restart_at: float = 0.0
     ready: bool = False
     next_check: float = 0.0
@@ -202,9 +201,11 @@ class Supervisor:
         self._schedule_restart(slot, f"{slot.program.name} {how} after {now - slot.started:.1f}s", now - slot.started)
 
     def _schedule_restart(self, slot: _Slot, what: str, uptime: float) -> None:
-        slot.delay = self.backoff.delay(slot.delay, uptime)
-        slot.restart_at = time.monotonic() + slot.delay
-        self.say(f"{what}; restarting in {slot.delay:g}s")
+        # A run of `reset_after` seconds or more counts as healthy: the backoff starts over.
+        slot.quick_exits = 1 if uptime >= self.backoff.reset_after else slot.quick_exits + 1
+        delay = self.backoff.delay(slot.quick_exits)
+        slot.restart_at = time.monotonic() + delay
+        self.say(f"{what}; restarting in {delay:g}s")
 
     def _check_ready(self, slot: _Slot, now: float) -> None:
         url = slot.program.ready_url

@@ -22,6 +22,7 @@ from fanout.leases import LeasedIds, NodeLease
 from fanout.metrics import Metrics
 from fanout.ports import IdempotencyStore, Stores
 from fanout.producer import EventProducer
+from fanout.retries import backoff
 from fanout.settings import KafkaPrincipal, Settings
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,7 @@ def wait_out_outages(settings: Settings, server: str, attempt: Callable[[], T]) 
                     state.upcoming_sleep)
 
     retrying = tenacity.Retrying(retry=tenacity.retry_if_exception(is_outage), stop=stop, reraise=True,
-                                 wait=tenacity.wait_exponential(min(1.0, settings.outage_max_delay),
-                                                                 max=settings.outage_max_delay),
+                                 wait=backoff(min(1.0, settings.outage_max_delay), settings.outage_max_delay),
                                  before_sleep=say)
     return retrying(attempt)
 

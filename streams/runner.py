@@ -32,6 +32,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
+import tenacity
+
+from fanout import retries
 from fanout.events import Event, InvalidEvent
 from fanout.failures import is_outage
 from fanout.metrics import Metrics
@@ -80,7 +83,7 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """Backoff before retry number `retry` (1, 2, ...)."""
-        return float(min(self.base_delay * 2 ** (retry - 1), self.outage_max_delay))
+        return retries.delay(retries.backoff(self.base_delay, self.outage_max_delay), retry)
 
 
 class OutageTooLong(RuntimeError):
@@ -204,31 +207,23 @@ class BatchRunner:
 
     async def _handle(self, record: Record, event: Event) -> None:
         """Handle one event: retry an outage until it ends, an error of the event's own a few times, then park it."""
-        failures = 0
-        outage = Outage(self)
-        while True:
-            try:
-                await self.handle(event)
-                return
-            except InvalidEvent as error:  # the handler found the event itself wrong: no retry will help
-                self.metrics.dead_lettered.labels(error.reason).inc()
-                log.error("dead-lettered %s from %s[%s]@%s: %s", event.TYPE, self.source, record.message.partition,
-                          record.message.offset, error.detail)
-                await self._send_dead_letter(record, dead_letter_headers(record, error, self.source))
-                return
-            except Exception as error:
-                if is_outage(error):
-                    await outage.wait(error, f"{event.TYPE} from {self.source}[{record.message.partition}]")
-                    continue
-                failures += 1
-                if failures >= self.policy.attempts:
-                    await self._park(record, event, error, failures)
-                    return
-                self.metrics.event_retries.labels("event", type(error).__name__).inc()
-                log.warning("%s from %s[%s]@%s failed (%s: %s), try %d of %d", event.TYPE, self.source,
-                            record.message.partition, record.message.offset, type(error).__name__, error,
-                            failures + 1, self.policy.attempts)
-                await self.sleep(self.policy.delay(failures))
+        try:
+            await self.handle(event)  # nearly every event: no retry machinery at all (fanout/retries.py)
+            return
+        except Exception as error:
+            first = error
+        what = f"{event.TYPE} from {self.source}[{record.message.partition}]@{record.message.offset}"
+        tries = Tries(self, what, self.policy.attempts)
+        try:
+            await retries.after_failure(first, lambda: self.handle(event), tries.retrying())
+        except InvalidEvent as error:  # the handler found the event itself wrong: no retry will help
+            self.metrics.dead_lettered.labels(error.reason).inc()
+            log.error("dead-lettered %s from %s[%s]@%s: %s", event.TYPE, self.source, record.message.partition,
+                      record.message.offset, error.detail)
+            await self._send_dead_letter(record, dead_letter_headers(record, error, self.source))
+        except Exception as error:
+            tries.raise_if_outage(error)
+            await self._park(record, event, error, tries.failures)
 
     async def _park(self, record: Record, event: Event, error: BaseException, attempts: int) -> None:
         self.metrics.dead_lettered.labels(PARKED_REASON).inc()
@@ -239,15 +234,18 @@ class BatchRunner:
 
     async def _send_dead_letter(self, record: Record, headers: Headers) -> None:
         """Send to the dead-letter topic, waiting out a Kafka outage like any other."""
-        outage = Outage(self)
-        while True:
-            try:
-                await self.send_dead_letter(record.key, record.value, headers)
-                return
-            except Exception as error:
-                if not is_outage(error):
-                    raise
-                await outage.wait(error, f"a dead letter from {self.source}")
+        try:
+            await self.send_dead_letter(record.key, record.value, headers)
+            return
+        except Exception as error:
+            first = error
+        tries = Tries(self, f"a dead letter from {self.source}", attempts=1)
+        try:
+            await retries.after_failure(first, lambda: self.send_dead_letter(record.key, record.value, headers),
+                                tries.retrying())
+        except Exception as error:
+            tries.raise_if_outage(error)
+            raise
 
 
 Ack = Callable[[Record], Awaitable[Any]]
@@ -300,27 +298,69 @@ class InFlight:
             await self.ack(record)
 
 
-class Outage:
-    """The backoff of one event through one outage; raises OutageTooLong when it lasts beyond the policy."""
+class Tries:
+    """When one event (or one dead letter) is tried again, on tenacity: through an outage (`is_outage`) for
+    as long as it lasts, up to the policy's outage_timeout; after an error of its own, until `attempts`
+    tries have failed so; never after an InvalidEvent. Each retry backs off exponentially, counted per kind."""
 
-    def __init__(self, runner: BatchRunner) -> None:
-        self.runner = runner
-        self.retries = 0
-        self.started: float | None = None
+    def __init__(self, runner: BatchRunner, what: str, attempts: int) -> None:
+        self.runner, self.what, self.attempts = runner, what, attempts
+        self.failures = 0  # tries that failed on the event's own account
+        self.outages = 0  # tries that failed because a server was unreachable
+        self.outage_started: float | None = None
+        self._in_outage = False
 
-    async def wait(self, error: BaseException, what: str) -> None:
-        r, policy = self.runner, self.runner.policy
-        now = r.clock()
-        self.started = now if self.started is None else self.started
-        if policy.outage_timeout and now - self.started >= policy.outage_timeout:
-            raise OutageTooLong(f"{what}: still failing after {now - self.started:.0f}s") from error
-        self.retries += 1
-        delay = policy.delay(self.retries)
-        r.metrics.event_retries.labels("outage", type(error).__name__).inc()
-        log.warning("%s waits for an outage (%s: %s); retry %d in %.1fs", what, type(error).__name__, error,
-                    self.retries, delay)
-        r.metrics.outage_waits.inc()
+    def retrying(self) -> tenacity.AsyncRetrying:
+        return tenacity.AsyncRetrying(retry=tenacity.retry_if_not_exception_type(InvalidEvent), after=self._count,
+                                      wait=self._wait, stop=self._stop, before_sleep=self._announce,
+                                      sleep=self._sleep, reraise=True)
+
+    def raise_if_outage(self, error: BaseException) -> None:
+        """After the tries ended on `error`: an outage ended them only by lasting too long."""
+        if is_outage(error):
+            elapsed = self.runner.clock() - (self.outage_started or 0.0)
+            raise OutageTooLong(f"{self.what}: still failing after {elapsed:.0f}s") from error
+
+    def _count(self, state: tenacity.RetryCallState) -> None:
+        error = _error(state)
+        self._in_outage = error is not None and is_outage(error)
+        if self._in_outage:
+            self.outages += 1
+            if self.outage_started is None:
+                self.outage_started = self.runner.clock()
+        else:
+            self.failures += 1
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        return self.runner.policy.delay(self.outages if self._in_outage else self.failures)
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        if not self._in_outage:
+            return self.failures >= self.attempts
+        timeout = self.runner.policy.outage_timeout
+        return bool(timeout) and self.runner.clock() - (self.outage_started or 0.0) >= timeout
+
+    def _announce(self, state: tenacity.RetryCallState) -> None:
+        error, metrics = _error(state), self.runner.metrics
+        if self._in_outage:
+            metrics.event_retries.labels("outage", type(error).__name__).inc()
+            log.warning("%s waits for an outage (%s: %s); retry %d in %.1fs", self.what, type(error).__name__,
+                        error, self.outages, state.upcoming_sleep)
+        else:
+            metrics.event_retries.labels("event", type(error).__name__).inc()
+            log.warning("%s failed (%s: %s), try %d of %d", self.what, type(error).__name__, error,
+                        self.failures + 1, self.attempts)
+
+    async def _sleep(self, seconds: float) -> None:
+        if not self._in_outage:
+            await self.runner.sleep(seconds)
+            return
+        self.runner.metrics.outage_waits.inc()
         try:
-            await r.sleep(delay)
+            await self.runner.sleep(seconds)
         finally:
-            r.metrics.outage_waits.dec()
+            self.runner.metrics.outage_waits.dec()
+
+
+def _error(state: tenacity.RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None

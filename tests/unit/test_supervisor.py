@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from deploy.supervisor import Backoff, Output, Program, Supervisor
+from deploy.supervisor import Backoff, Output, Program, Supervisor, _Slot
 from fanout.settings import Settings
 from services.up import programs
 
@@ -76,24 +76,17 @@ def make(programs: list[Program], **kwargs: object) -> tuple[Supervisor, io.Stri
     return Supervisor(programs, output=Output(names, out), poll=0.02, **kwargs), out  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("previous", "uptime", "delay"),
-    [
-        (None, 0.0, 1.0),  # first restart
-        (None, 500.0, 1.0),
-        (1.0, 0.5, 2.0),  # quick crashes double it
-        (2.0, 3.0, 4.0),
-        (16.0, 1.0, 30.0),  # capped
-        (30.0, 1.0, 30.0),
-        (30.0, 59.9, 30.0),
-        (30.0, 60.0, 1.0),  # up for a minute: healthy, start over
-        (8.0, 3600.0, 1.0),
-    ],
-)
-def test_backoff_doubles_up_to_the_cap_and_resets_after_a_healthy_run(
-    previous: float | None, uptime: float, delay: float
-) -> None:
-    assert Backoff().delay(previous, uptime) == delay
+@pytest.mark.parametrize(("quick_exits", "delay"), [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 30.0), (40, 30.0)])
+def test_backoff_doubles_with_each_quick_exit_up_to_the_cap(quick_exits: int, delay: float) -> None:
+    assert Backoff().delay(quick_exits) == delay
+
+
+def test_a_healthy_run_starts_the_backoff_over() -> None:
+    sup, out = make([py("flaky", "")], backoff=Backoff(initial=1, maximum=30, reset_after=60))
+    slot = _Slot(sup.programs[0])
+    for uptime in (0.5, 3.0, 59.9, 60.0, 2.0):  # quick, quick, quick, healthy, quick
+        sup._schedule_restart(slot, "flaky exited", uptime)
+    assert re.findall(r"restarting in ([\d.]+)s", out.getvalue()) == ["1", "2", "4", "1", "2"]
 
 
 def test_output_prefixes_every_line_with_the_padded_name_and_no_color_off_a_terminal() -> None:

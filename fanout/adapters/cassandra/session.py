@@ -10,12 +10,12 @@ import asyncio
 import contextvars
 import functools
 import logging
-import random
 import struct
 from collections import namedtuple
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+import tenacity
 from cassandra import (
     ConsistencyLevel,
     CoordinationFailure,
@@ -31,6 +31,7 @@ from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPoli
 from cassandra.query import BoundStatement, PreparedStatement
 
 from fanout.metrics import Metrics
+from fanout.retries import after_failure, backoff
 from fanout.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,11 @@ class Cassandra:
         self.session = session
         self.settings = settings
         self.metrics = metrics
+        # The first try is made by `retrying` itself; this takes over after a transient failure.
+        self._retries = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_exception(is_transient), stop=tenacity.stop_after_attempt(settings.retry_attempts),
+            wait=backoff(settings.retry_base_delay, 5.0, jitter=True), after=self._count_error,
+            before_sleep=self._announce_retry, reraise=True)
 
     def prepare(self, cql: str) -> PreparedStatement:
         stmt = self.session.prepare(cql.format(keyspace=self.settings.keyspace))
@@ -170,21 +176,24 @@ class Cassandra:
         return await self.retrying(lambda: self.execute_async(stmt, params))
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        delay = self.settings.retry_base_delay
-        for n in range(1, self.settings.retry_attempts + 1):
-            try:
-                return await attempt()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self.metrics.cassandra_errors.labels(type(exc).__name__).inc()
-                if n == self.settings.retry_attempts:
-                    raise
-                self.metrics.cassandra_retries.inc()
-                log.warning("cassandra request failed (%s), retry %d in %.2fs", type(exc).__name__, n, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
+        """`attempt()`, tried up to FANOUT_RETRY_ATTEMPTS times while it fails with a transient error."""
+        try:
+            return await attempt()  # nearly every request: no retry machinery at all (fanout/retries.py)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            first = error
+        return await after_failure(first, attempt, self._retries)
+
+    def _count_error(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.metrics.cassandra_errors.labels(type(error).__name__).inc()
+
+    def _announce_retry(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.metrics.cassandra_retries.inc()
+        log.warning("cassandra request failed (%s), retry %d in %.2fs", type(error).__name__,
+                    state.attempt_number, state.upcoming_sleep)
 
     def replica_grouper(self) -> Callable[[bytes | None], Hashable]:
         """`replica_group`, or on one node (where everything is one group) a function that hashes nothing:
