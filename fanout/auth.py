@@ -8,8 +8,8 @@ Keys come from Settings: HS256 with a secret file (the local default: generated 
 launcher's state dir), or RS256/ES256 with a PEM public key or a JWKS file (production: the identity
 provider signs, we only verify). Keys are read once at start; rotating them means restarting.
 
-A verified token is cached (token string -> user id, until its expiry) in a small bounded dict, so a
-client that sends the same token again costs a dict lookup (~1 µs) instead of a signature check.
+A verified token is cached (token string -> user id, until its expiry) in a bounded cache (cachetools), so
+a client that sends the same token again costs a lookup instead of a signature check.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cachetools
 import jwt
 
 from fanout.ids import MAX_USER_ID
@@ -49,8 +50,10 @@ class TokenVerifier:
         self.issuer, self.audience = settings.jwt_issuer, settings.jwt_audience
         self.leeway = settings.jwt_leeway_seconds
         self.now = now
-        self.cache_size = cache_size
-        self._cache: dict[str, tuple[int, float]] = {}  # token -> (user id, usable until)
+        # token -> (user id, usable until): each entry leaves once its token expires, the least recently used
+        # first when full.
+        self._cache: cachetools.TLRUCache[str, tuple[int, float]] = cachetools.TLRUCache(
+            cache_size, ttu=lambda token, entry, now: entry[1], timer=lambda: self.now())
         self._key: Any = None
         self._jwks: jwt.PyJWKSet | None = None
         if self.algorithm == "HS256":
@@ -71,11 +74,9 @@ class TokenVerifier:
         """The user id the token authenticates and until when (Unix seconds, the leeway included: a live
         stream ends then); InvalidToken otherwise."""
         hit = self._cache.get(token)
-        if hit is not None and hit[1] > self.now():
+        if hit is not None:
             return hit
         user_id, expires = self._decode(token)
-        if len(self._cache) >= self.cache_size:
-            self._cache.pop(next(iter(self._cache)))  # the oldest entry: a bounded cache, not an LRU
         entry = self._cache[token] = (user_id, expires + self.leeway)
         return entry
 

@@ -6,6 +6,8 @@ import concurrent.futures
 import logging
 from typing import Any, Protocol
 
+import cachetools
+
 from fanout.events import UserSeen
 
 log = logging.getLogger(__name__)
@@ -23,14 +25,12 @@ class SeenRecorder:
     def __init__(self, sink: EventSink, debounce_ms: int, max_users: int = 200_000) -> None:
         self.sink = sink
         self.debounce_ms = debounce_ms
-        self.max_users = max_users
-        self.last_sent: dict[int, int] = {}
+        # Bounded: the reader who read least recently is forgotten first (and sends once more when back).
+        self.last_sent: cachetools.LRUCache[int, int] = cachetools.LRUCache(max_users)
 
     def seen(self, user_id: int, now_ms: int) -> None:
         if now_ms - self.last_sent.get(user_id, -self.debounce_ms) < self.debounce_ms:
             return
-        if len(self.last_sent) >= self.max_users:
-            self.last_sent.clear()
         self.last_sent[user_id] = now_ms
 
         def delivered(future: concurrent.futures.Future[Any]) -> None:

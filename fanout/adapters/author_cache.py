@@ -21,10 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import cachetools
+
 from fanout.model import AuthorStats, Edge, EdgeChange, FollowerPage
 from fanout.ports import GraphStore
 
-MAX_AUTHORS = 200_000  # beyond this the oldest entries are dropped (a dropped entry is read again)
+MAX_AUTHORS = 200_000  # beyond this the least recently used are dropped (a dropped entry is read again)
 
 
 class AuthorStatsCache:
@@ -32,9 +34,8 @@ class AuthorStatsCache:
 
     def __init__(self, graph: GraphStore, max_authors: int = MAX_AUTHORS) -> None:
         self.graph = graph
-        self.max_authors = max_authors
         self.generation = 0  # bumped by `clear`: a fill started before it is dropped
-        self._stats: dict[int, AuthorStats] = {}
+        self._stats: cachetools.LRUCache[int, AuthorStats] = cachetools.LRUCache(max_authors)
         self.hits = self.misses = 0
 
     def clear(self) -> None:
@@ -45,10 +46,7 @@ class AuthorStatsCache:
     def _remember(self, author_id: int, stats: AuthorStats, generation: int) -> None:
         if generation != self.generation:
             return
-        self._stats.pop(author_id, None)
         self._stats[author_id] = stats
-        if len(self._stats) > self.max_authors:
-            del self._stats[next(iter(self._stats))]
 
     async def author_stats(self, author_id: int) -> AuthorStats:
         cached = self._stats.get(author_id)
