@@ -40,10 +40,10 @@ from bench.stats import highest_bucket, histogram_quantile, machine, percentile
 from bench.strategies import load_graph
 from bench.workload import Graph
 from deploy.processes import ProcessGroup
-from fanout.auth import Tokens
+from fanout.api.auth import Tokens
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 
 ABUSER = 50_000_001
 FILLER = 60_000_001  # accounts the abuser follows besides the normal authors (they never post)

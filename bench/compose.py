@@ -23,11 +23,11 @@ from bench import loadgen
 from bench.scenario import scenario_settings, scenarios_dropped
 from deploy import compose
 from deploy.processes import ProcessGroup
-from fanout.auth import Tokens
-from fanout.events import Followed
+from fanout.api.auth import Tokens
+from fanout.core.events import Followed
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 
 AUTHOR = 90_000
 FOLLOWER_BASE = 100_000

@@ -21,12 +21,12 @@ from rich.table import Table
 from bench.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import migrate
-from fanout.auth import Tokens
-from fanout.clock import wall_ms
-from fanout.events import Event, Followed, UserSeen
+from fanout.api.auth import Tokens
+from fanout.core.clock import wall_ms
+from fanout.core.events import Event, Followed, UserSeen
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer, ensure_topics
 
 console = Console()
 DAY_MS = 86_400_000

@@ -29,12 +29,12 @@ from bench.scenario import console, publish, publish_at_rate, scenario_settings,
 from bench.stats import CpuMeter, highest_bucket, histogram_quantile, machine, per_1000, percentile
 from bench.workload import build_workload, power_law_graph
 from deploy.processes import ProcessGroup, scrape
-from fanout.auth import Tokens
-from fanout.events import Event, Followed, UserSeen
-from fanout.ids import millis_of
+from fanout.api.auth import Tokens
+from fanout.core.events import Event, Followed, UserSeen
+from fanout.core.ids import millis_of
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 
 
 def big_fanout(base: Settings, followers: int, log_dir: Path) -> dict[str, Any]:

@@ -26,10 +26,10 @@ from bench.stats import highest_bucket, machine
 from bench.strategies import cpu_seconds, load_graph
 from bench.workload import Graph, power_law_graph
 from deploy.processes import ProcessGroup
-from fanout.auth import Tokens
+from fanout.api.auth import Tokens
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 
 DAY_MS = 86_400_000
 STEADY = ("0 celebrities", "5 celebrities", "20 celebrities", "250 celebrities", "200 normal authors")

@@ -18,10 +18,10 @@ from deploy import stack as launcher
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import migrate
 from fanout.adapters.cassandra.session import connect
-from fanout.events import Event
+from fanout.core.events import Event
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer, delete_topics, ensure_topics
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer, delete_topics, ensure_topics
 
 console = Console()
 

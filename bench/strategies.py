@@ -25,12 +25,12 @@ from bench.scenario import console, publish_at_rate, scenario_settings, server_p
 from bench.stats import cpu_seconds, histogram_quantile, machine, percentile
 from bench.workload import Graph, power_law_graph
 from deploy.processes import ProcessGroup, scrape
-from fanout.auth import Tokens
+from fanout.api.auth import Tokens
 from fanout.bootstrap import open_resources
+from fanout.core.model import Activity, Strategy
 from fanout.lag import wait_until_drained
-from fanout.model import Activity, Strategy
-from fanout.producer import EventProducer
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 from services import import_graph
 
 DAY_MS = 86_400_000

@@ -25,10 +25,10 @@ from bench.stats import machine, percentile
 from bench.strategies import cpu_seconds, load_graph
 from bench.workload import Graph
 from deploy.processes import ProcessGroup
-from fanout.auth import Tokens
+from fanout.api.auth import Tokens
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 
 
 class Workload:

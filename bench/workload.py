@@ -10,8 +10,8 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed
-from fanout.ids import EPOCH_MS, TIME_SHIFT, millis_of
+from fanout.core.events import Event, Followed, PostCreated, PostDeleted, Unfollowed
+from fanout.core.ids import EPOCH_MS, TIME_SHIFT, millis_of
 
 
 @dataclass
@@ -112,7 +112,7 @@ def expected_feeds(workload: Workload) -> dict[int, list[int]]:
 
 def expected_celebrities(workload: Workload, threshold: int, demote_ratio: float) -> set[int]:
     """Authors that are celebrities after the follow events, replayed in order through the policy."""
-    from fanout.policy import is_celebrity_after
+    from fanout.core.policy import is_celebrity_after
 
     count: dict[int, int] = defaultdict(int)
     edges: set[tuple[int, int]] = set()

@@ -29,10 +29,10 @@ from bench.workload import power_law_graph
 from deploy.processes import ProcessGroup
 from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.bootstrap import open_resources
-from fanout.events import Event, Followed
+from fanout.core.events import Event, Followed
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 
 FOLLOWED = 'fanout_events_consumed_total{type="Followed"}'
 LAST_BATCH = "fanout_last_batch_timestamp_seconds"

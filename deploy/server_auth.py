@@ -6,7 +6,7 @@ so they exist from the first start and nothing waits for them. The controller li
 too, with PLAIN and the admin user in the broker's own JAAS config: a PLAINTEXT controller would need
 User:ANONYMOUS as a super user, and then anyone on the host could change the cluster's configs through it
 (verified). StandardAuthorizer with allow.everyone.if.no.acl.found=false: only the admin (super user)
-may do anything not granted; the ACLs per deployment are `fanout migrate`'s (fanout/kafka_access.py).
+may do anything not granted; the ACLs per deployment are `fanout migrate`'s (fanout/adapters/kafka_access.py).
 
 Cassandra: PasswordAuthenticator, CassandraRoleManager and CassandraAuthorizer, set as system properties
 (`-Dcassandra.settings.<key>`, read by Cassandra 5.0 over cassandra.yaml) so docker-compose.yml sets

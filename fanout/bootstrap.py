@@ -17,13 +17,13 @@ from cassandra.cluster import Cluster, Session
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect
 from fanout.adapters.cassandra.keys import CassandraKeys
 from fanout.adapters.cassandra.leases import CassandraNodeLeases
-from fanout.failures import is_outage
-from fanout.leases import LeasedIds, NodeLease
+from fanout.adapters.failures import is_outage
+from fanout.core.ports import IdempotencyStore, Stores
 from fanout.metrics import Metrics
-from fanout.ports import IdempotencyStore, Stores
-from fanout.producer import EventProducer
 from fanout.retries import backoff
 from fanout.settings import KafkaPrincipal, Settings
+from fanout.write.leases import LeasedIds, NodeLease
+from fanout.write.producer import EventProducer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,7 +64,7 @@ def open_resources(settings: Settings, *, storage: bool = False, producer: bool 
                    idempotency: bool = False, lease: bool = False, principal: KafkaPrincipal = "service") -> Resources:
     """Metrics always; a Cassandra session with every store (and the idempotency keys), and an event
     producer acting as Kafka user `principal`, when asked. With `lease`, the producer mints post ids under
-    a node id leased for this process (fanout/leases.py)."""
+    a node id leased for this process (fanout/write/leases.py)."""
     res = Resources(settings, Metrics())
     try:
         if storage:

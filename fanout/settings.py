@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fanout.model import Strategy
+from fanout.core.model import Strategy
 
 ENV_PREFIX = "FANOUT_"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout: the directory with pyproject.toml
@@ -121,7 +121,7 @@ class Settings:
     chunk_batch_events: int = field(default=200, metadata={"doc": "chunk tasks the worker takes per batch"})
     batch_seconds: float = field(default=0.02, metadata={"doc": "longest wait to fill a batch"})
     # One batch at a time waits on its slowest author. Batches in flight at once share the coalesced requests
-    # and are acknowledged in the order they were taken (streams/runner.py `InFlight`); each author's events
+    # and are acknowledged in the order they were taken (fanout/write/runner.py `InFlight`); each author's events
     # stay in order. At 3, alternating probes on one node (BENCHMARKS.md, issue 10) gave push-only bursts
     # +10% rows/s but live follows -17% (smaller batches: more CPU per follow in the worker, Cassandra and
     # Kafka), and hybrid bursts no change (CPU-bound). So the default stays one batch at a time.

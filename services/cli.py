@@ -1,9 +1,11 @@
 """The `fanout` command: the process entry points (worker, read-api, ingest-api), the local stack,
-`migrate` and `publish`; the `bench` group and `demo` come from bench/cli.py."""
+`migrate` and `publish`. Other installed packages add command groups through the `fanout.commands` entry
+points (pyproject.toml): bench/ adds `fanout bench` and `fanout demo`, and the product imports none of it."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import sys
 import time
 from collections.abc import Callable
@@ -14,11 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli import register as register_bench
 from deploy import stack
-from fanout.events import Event
-from fanout.producer import EventProducer, PublishError
+from fanout.core.events import Event
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer, PublishError
 from services.compose_cli import register as register_compose
 from services.dead_letters_cli import register as register_dead_letters
 
@@ -112,7 +113,7 @@ def migrate() -> None:
     from deploy.server_auth import create_roles
     from fanout.adapters.cassandra import migrate as migrate_cassandra
     from fanout.bootstrap import wait_out_outages
-    from fanout.producer import ensure_topics
+    from fanout.write.producer import ensure_topics
 
     s = settings()
     if s.cassandra_admin_username:
@@ -173,7 +174,7 @@ def token(
     """Print a bearer token for USER_ID, signed with the local key.
 
     curl -H "Authorization: Bearer $(fanout token 1)" localhost:8080/v1/feed"""
-    from fanout.auth import mint_token
+    from fanout.api.auth import mint_token
 
     try:
         typer.echo(mint_token(Settings.load(), user_id, ttl))
@@ -212,8 +213,8 @@ def publish_unfollow(follower_id: int, followee_id: int) -> None:
 def _publish(action: Callable[[EventProducer], Event], mints_ids: bool = False) -> None:
     """Publish one event; a post's id is minted under a leased node id (it needs Cassandra too)."""
     from fanout.bootstrap import open_resources
-    from fanout.codec import encode
-    from fanout.leases import NoLease
+    from fanout.core.codec import encode
+    from fanout.write.leases import NoLease
 
     try:
         res = open_resources(settings(), producer=True, lease=mints_ids)
@@ -243,7 +244,7 @@ def import_follows(
 ) -> None:
     """Import a follow graph through the follow handler: edges, counts, tiers, celebrity sets and backfills
     end exactly as the worker leaves them. Run it while no worker serves these authors."""
-    from fanout.graph_import import BadLine
+    from fanout.write.graph_import import BadLine
     from services import import_graph
 
     try:
@@ -255,7 +256,8 @@ def import_follows(
                   f"({result['follows_per_s']:,} follows/s)")
 
 
-register_bench(app)  # `fanout bench ...` and `fanout demo`
+for command_group in importlib.metadata.entry_points(group="fanout.commands"):
+    command_group.load()(app)  # `fanout bench ...` and `fanout demo`, where bench/ is installed
 register_dead_letters(app)  # `fanout dead-letters list|replay`
 register_compose(app)  # `fanout compose init|which`
 

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.stack import on_stack
-from fanout.dead_letters import DeadLetter, read_dead_letters, replay, select
 from fanout.settings import Settings
+from fanout.write.dead_letters import DeadLetter, read_dead_letters, replay, select
 
 dead_letters_app = typer.Typer(no_args_is_help=True, help="Events the worker dead-lettered (malformed) or parked "
                                "(their handler kept failing): list them, replay them.")

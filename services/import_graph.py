@@ -1,4 +1,4 @@
-"""`fanout import follows FILE`: the bulk graph import (fanout/graph_import.py) as a process, with a progress bar.
+"""`fanout import follows FILE`: the bulk graph import (fanout/write/graph_import.py) as a process, with a progress bar.
 
 With `jobs` > 1 the authors are split over that many processes (by followee id): authors are independent,
 each one is still imported by one process in file order, so the state is the same; one Python process is
@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from fanout.bootstrap import open_resources
-from fanout.clock import wall_ms
-from fanout.events import ChunkTask
-from fanout.graph_import import ImportGraph, import_follows, read_follows
-from fanout.pipeline import Pipeline, no_updates
+from fanout.core.clock import wall_ms
+from fanout.core.events import ChunkTask
 from fanout.settings import Settings
+from fanout.write.graph_import import ImportGraph, import_follows, read_follows
+from fanout.write.pipeline import Pipeline, no_updates
 
 
 def run(settings: Settings, path: Path, event_time: int = 0, console: Console | None = None,

@@ -11,9 +11,9 @@ from prometheus_client import start_http_server
 from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.bootstrap import open_resources
 from fanout.metrics import tune_gc
-from fanout.pipeline import Pipeline, SendTask, SendUpdates
 from fanout.settings import Settings
-from streams.app import build_app
+from fanout.write.faust_app import build_app
+from fanout.write.pipeline import Pipeline, SendTask, SendUpdates
 
 
 def run(settings: Settings, loglevel: str = "info", pipeline: type[Pipeline] = Pipeline) -> None:

@@ -15,11 +15,11 @@ from cassandra.cluster import Cluster
 
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect, migrate
-from fanout.auth import Tokens
-from fanout.events import Event, UserSeen
+from fanout.api.auth import Tokens
+from fanout.core.events import Event, UserSeen
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer, delete_topics, ensure_topics
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer, delete_topics, ensure_topics
 
 PAGE = 7
 

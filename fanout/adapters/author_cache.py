@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 
 import cachetools
 
-from fanout.model import AuthorStats, Edge, EdgeChange, FollowerPage
-from fanout.ports import GraphStore
+from fanout.core.model import AuthorStats, Edge, EdgeChange, FollowerPage
+from fanout.core.ports import GraphStore
 
 MAX_AUTHORS = 200_000  # beyond this the least recently used are dropped (a dropped entry is read again)
 

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 
 from fanout.adapters.memory_table import STATIC, Table, clock_us
-from fanout.ids import MAX_ID, millis_of
-from fanout.model import (
+from fanout.core.ids import MAX_ID, millis_of
+from fanout.core.model import (
     Activity,
     AuthorStats,
     Edge,
@@ -27,7 +27,7 @@ from fanout.model import (
     StoredPost,
     Tier,
 )
-from fanout.ports import Stores
+from fanout.core.ports import Stores
 from fanout.settings import Settings
 
 

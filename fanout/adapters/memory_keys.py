@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fanout.adapters.memory import clock_us
-from fanout.model import KeyRecord
+from fanout.core.model import KeyRecord
 
 
 class MemoryKeys:

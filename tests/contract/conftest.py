@@ -14,8 +14,8 @@ from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect, migr
 from fanout.adapters.cassandra.keys import CassandraKeys
 from fanout.adapters.memory import MemoryStorage
 from fanout.adapters.memory_keys import MemoryKeys
+from fanout.core.ports import IdempotencyStore, Stores
 from fanout.metrics import Metrics
-from fanout.ports import IdempotencyStore, Stores
 from fanout.settings import Settings
 
 ADAPTERS = [pytest.param("memory"), pytest.param("cassandra", marks=pytest.mark.e2e)]

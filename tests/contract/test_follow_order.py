@@ -22,15 +22,15 @@ from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from fanout.clock import wall_ms
-from fanout.events import ChunkTask, Event, Followed, PostCreated, Unfollowed
-from fanout.feed import read_feed
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.core.clock import wall_ms
+from fanout.core.events import ChunkTask, Event, Followed, PostCreated, Unfollowed
+from fanout.core.ids import PostIdGenerator, millis_of
+from fanout.core.model import AuthorStats, Edge
+from fanout.core.ports import Stores
 from fanout.metrics import Metrics
-from fanout.model import AuthorStats, Edge
-from fanout.pipeline import Pipeline, no_updates
-from fanout.ports import Stores
+from fanout.read.feed import read_feed
 from fanout.settings import Settings
+from fanout.write.pipeline import Pipeline, no_updates
 
 THRESHOLD = 3  # promoted at 3 followers ...
 DEMOTE_RATIO = 0.5  # ... demoted below 1.5: with 2 followers the tier depends on the path (hysteresis)

@@ -15,13 +15,13 @@ from memory_state import memory_state
 
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect, migrate
 from fanout.adapters.memory import MemoryStorage
-from fanout.events import ChunkTask, Event, Followed, PostCreated, Unfollowed, UserSeen
-from fanout.graph_import import BadLine, ImportGraph, import_follows, read_follows
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.core.events import ChunkTask, Event, Followed, PostCreated, Unfollowed, UserSeen
+from fanout.core.ids import PostIdGenerator, millis_of
+from fanout.core.ports import Stores
 from fanout.metrics import Metrics
-from fanout.pipeline import Pipeline, no_updates
-from fanout.ports import Stores
 from fanout.settings import Settings
+from fanout.write.graph_import import BadLine, ImportGraph, import_follows, read_follows
+from fanout.write.pipeline import Pipeline, no_updates
 
 SETTINGS = Settings.load(env={}, celebrity_threshold=4, celebrity_demote_ratio=0.5, follow_backfill=3, chunk_size=2,
                          strategy="hybrid")
@@ -159,7 +159,7 @@ def test_a_bad_line_stops_the_import_with_its_number(tmp_path: Path, text: str, 
 
 
 def test_the_parts_of_a_split_import_cover_every_line_once_each_author_in_one_part(tmp_path: Path) -> None:
-    from fanout.graph_import import windows
+    from fanout.write.graph_import import windows
 
     path = tmp_path / "f.csv"
     path.write_text("".join(f"{f},{a}\n" for a in range(1, 8) for f in range(10, 10 + a)))

@@ -1,12 +1,12 @@
-"""The IdempotencyStore contract (fanout/ports.py), on the in-memory adapter and real Cassandra alike."""
+"""The IdempotencyStore contract (fanout/core/ports.py), on the in-memory adapter and real Cassandra alike."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
-from fanout.model import KeyRecord
-from fanout.ports import IdempotencyStore
+from fanout.core.model import KeyRecord
+from fanout.core.ports import IdempotencyStore
 
 
 def key() -> str:

@@ -1,4 +1,4 @@
-"""The ports' contract (fanout/ports.py), on the in-memory adapter and on real Cassandra alike."""
+"""The ports' contract (fanout/core/ports.py), on the in-memory adapter and on real Cassandra alike."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import asyncio
 import time
 from collections.abc import Iterator
 
-from fanout.ids import PostIdGenerator, millis_of
-from fanout.model import Activity, AuthorStats, Edge, EdgeChange, ReaderSets, Tier
-from fanout.ports import Stores
+from fanout.core.ids import PostIdGenerator, millis_of
+from fanout.core.model import Activity, AuthorStats, Edge, EdgeChange, ReaderSets, Tier
+from fanout.core.ports import Stores
 
 _post_ids = PostIdGenerator(node=1002)
 

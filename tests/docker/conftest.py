@@ -25,7 +25,7 @@ from faults.rig import REPORT, RESULTS
 from ports import free_ports
 
 from deploy import compose
-from fanout.auth import Tokens
+from fanout.api.auth import Tokens
 from fanout.lag import wait_until_drained
 from fanout.settings import Settings
 

@@ -16,9 +16,9 @@ from confluent_kafka.admin import AdminClient
 from conftest import NODES, ComposeDeployment
 from faults.rig import Oracle, Outcome, scan
 
-from fanout.events import Followed
+from fanout.core.events import Followed
 from fanout.lag import consumer_lag
-from fanout.producer import EventProducer
+from fanout.write.producer import EventProducer
 
 pytestmark = pytest.mark.docker
 

@@ -24,9 +24,9 @@ pytestmark = pytest.mark.docker
 PRODUCE_AS = """
 import os, sys
 from confluent_kafka import Producer
-from fanout.codec import encode
-from fanout.events import PostCreated, UserSeen
-from fanout.ids import MAX_NODE, PostIdGenerator, millis_of
+from fanout.core.codec import encode
+from fanout.core.events import PostCreated, UserSeen
+from fanout.core.ids import MAX_NODE, PostIdGenerator, millis_of
 from fanout.settings import Settings
 process, principal = sys.argv[1:]
 s = Settings.load().as_process(process)

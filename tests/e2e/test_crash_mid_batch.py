@@ -14,10 +14,10 @@ from live import own_deployment
 
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect
-from fanout.events import Event, Followed, PostCreated
+from fanout.core.events import Event, Followed, PostCreated
 from fanout.lag import wait_until_drained
-from fanout.producer import EventProducer
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ POSTS = 3000
 
 @pytest.fixture(params=[1, 3], ids=["one-batch-at-a-time", "3-batches-in-flight"])
 def crash_settings(stack: Settings, unique: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    # Batches in flight are acknowledged in the order taken (streams/runner.py InFlight): killed with 3 in
+    # Batches in flight are acknowledged in the order taken (fanout/write/runner.py InFlight): killed with 3 in
     # flight, the restarted worker must still find every row.
     with own_deployment(stack, f"e2e-crash{unique}", batches_in_flight=request.param) as s:
         yield s

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 from live import Deployment, deploy
 
-from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, UserSeen
-from fanout.ids import EPOCH_MS, TIME_SHIFT, millis_of
+from fanout.core.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, UserSeen
+from fanout.core.ids import EPOCH_MS, TIME_SHIFT, millis_of
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e

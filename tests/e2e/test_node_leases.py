@@ -16,10 +16,10 @@ from ports import free_port
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect
 from fanout.adapters.cassandra.leases import CassandraNodeLeases
-from fanout.auth import Tokens
-from fanout.ids import NODE_BITS, SEQUENCE_BITS
-from fanout.leases import NodeLease, NoLease
+from fanout.api.auth import Tokens
+from fanout.core.ids import NODE_BITS, SEQUENCE_BITS
 from fanout.settings import Settings
+from fanout.write.leases import NodeLease, NoLease
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from fanout.events import Followed, PostCreated
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.core.events import Followed, PostCreated
+from fanout.core.ids import PostIdGenerator, millis_of
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e

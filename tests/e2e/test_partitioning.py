@@ -10,10 +10,10 @@ from aiokafka import AIOKafkaProducer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka_clients import aiokafka_kwargs
 
-from fanout.events import PostCreated, author_key
-from fanout.kafka_access import grant
-from fanout.producer import EventProducer
+from fanout.adapters.kafka_access import grant
+from fanout.core.events import PostCreated, author_key
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer
 
 pytestmark = pytest.mark.e2e
 PARTITIONS = 8
@@ -23,7 +23,7 @@ def test_both_clients_send_each_author_key_to_the_same_partition(stack: Settings
     s = stack.isolated(f"partitioning-{unique}")
     admin = AdminClient(s.kafka_config("admin"))
     admin.create_topics([NewTopic(s.events_topic, PARTITIONS, 1)])[s.events_topic].result(30)
-    grant(admin, s)  # the services' user may write the events topic (fanout/kafka_access.py)
+    grant(admin, s)  # the services' user may write the events topic (fanout/adapters/kafka_access.py)
     authors = [1, 2, 3, 42, 1_000_003, 987_654_321, 2**40 + 7, 2**63 - 1] + list(range(100, 160))
     producer = EventProducer(s)
     try:

@@ -24,10 +24,10 @@ from ports import free_port
 
 from bench.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
 from deploy.processes import ProcessGroup
-from fanout.clock import wall_ms
-from fanout.codec import encode
-from fanout.events import Followed, PostCreated, author_key
-from fanout.ids import smallest_id_at
+from fanout.core.clock import wall_ms
+from fanout.core.codec import encode
+from fanout.core.events import Followed, PostCreated, author_key
+from fanout.core.ids import smallest_id_at
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -193,7 +193,7 @@ def test_malformed_events_are_dead_lettered_and_the_next_event_is_processed(depl
         (orjson.dumps({"type": "Liked", "version": 1}), "unknown_type"),
         (b'{"type": "PostCreated", "body": "' + b"x" * (s.max_event_bytes + 1) + b'"}', "oversized"),
         (encode(deployment.producer.new_post(author + 1, "under someone else's key")), "wrong_key"),
-        # Valid by the schema, refused by the worker (fanout/codec.py check_event): a follow dated an hour
+        # Valid by the schema, refused by the worker (fanout/core/codec.py check_event): a follow dated an hour
         # ahead could never be undone, a post dated a day ahead would top feeds for a day.
         (encode(Followed(event_time=wall_ms() + 3_600_000, follower_id=follower, followee_id=author)),
          "future_event_time"),

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from live import Deployment, deploy
 
-from fanout.events import Event, Followed, PostCreated, PostDeleted, Unfollowed
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.core.events import Event, Followed, PostCreated, PostDeleted, Unfollowed
+from fanout.core.ids import PostIdGenerator, millis_of
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e

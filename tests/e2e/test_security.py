@@ -21,10 +21,10 @@ from live import Deployment, deploy
 from ports import free_port
 
 from deploy.processes import ProcessGroup
-from fanout.auth import local_secret, mint_token
-from fanout.clock import wall_ms
-from fanout.events import Followed, PostDeleted
-from fanout.ids import MAX_USER_ID
+from fanout.api.auth import local_secret, mint_token
+from fanout.core.clock import wall_ms
+from fanout.core.events import Followed, PostDeleted
+from fanout.core.ids import MAX_USER_ID
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.e2e

@@ -23,8 +23,8 @@ from ports import free_ports
 from deploy import credentials
 from deploy import stack as launcher
 from fanout.adapters.cassandra import migrate
-from fanout.producer import delete_topics, ensure_topics
 from fanout.settings import CassandraProcess, KafkaPrincipal, Settings
+from fanout.write.producer import delete_topics, ensure_topics
 
 pytestmark = pytest.mark.e2e
 

@@ -14,12 +14,12 @@ from kafka_clients import kcat_args
 from live import Deployment, deploy
 from sse import Stream
 
-from fanout.auth import mint_token
-from fanout.codec import decode, decode_feed_updates
-from fanout.events import Event, FeedUpdates, FollowChanged, Followed, PostCreated, PostDeleted
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.api.auth import mint_token
+from fanout.core.codec import decode, decode_feed_updates
+from fanout.core.events import Event, FeedUpdates, FollowChanged, Followed, PostCreated, PostDeleted
+from fanout.core.ids import PostIdGenerator, millis_of
 from fanout.settings import Settings
-from fanout.update_sender import partition_of
+from fanout.write.update_sender import partition_of
 
 pytestmark = pytest.mark.e2e
 _ids = PostIdGenerator(node=1018)
@@ -174,7 +174,7 @@ def test_the_page_and_its_assets_are_served(live: Deployment) -> None:
 
 def test_updates_sent_together_reach_kafka_as_envelopes_on_their_authors_partitions(live: Deployment) -> None:
     """Read with kcat, an outside client: the follows of one batch of events come out of the worker as
-    FeedUpdates envelopes (fanout/update_sender.py), every update once, each on its author's partition."""
+    FeedUpdates envelopes (fanout/write/update_sender.py), every update once, each on its author's partition."""
     s = live.settings
     followers, authors = range(3_100_001, 3_100_011), range(3_100_101, 3_100_141)
     t = now_ms()

@@ -4,9 +4,9 @@ not a malformed one). Started by tests/faults/test_poison.py in place of the rea
 from __future__ import annotations
 
 from deploy.stack import on_stack
-from fanout.events import Event, PostCreated
-from fanout.pipeline import Pipeline
+from fanout.core.events import Event, PostCreated
 from fanout.settings import Settings
+from fanout.write.pipeline import Pipeline
 from services import worker
 
 POISON = "POISON"

@@ -28,10 +28,10 @@ from cassandra.query import SimpleStatement
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import connect, migrate
 from fanout.adapters.cassandra.session import is_transient
-from fanout.events import Event, Followed
+from fanout.core.events import Event, Followed
 from fanout.lag import consumer_lag
-from fanout.producer import EventProducer, ensure_topics
 from fanout.settings import Settings
+from fanout.write.producer import EventProducer, ensure_topics
 
 REPORT = Path(__file__).resolve().parents[2] / ".fanout" / "faults-report.jsonl"  # every run, appended
 RESULTS: list[dict[str, Any]] = []  # this session's

@@ -15,7 +15,7 @@ from cluster import kill9, names, restart
 from rig import Rig, rig
 
 from bench.workload import power_law_graph
-from fanout.events import Event, Followed
+from fanout.core.events import Event, Followed
 from fanout.settings import Settings
 
 pytestmark = pytest.mark.faults

@@ -13,8 +13,8 @@ import pytest
 from poisoned_worker import POISON
 from rig import rig
 
-from fanout.dead_letters import read_dead_letters
 from fanout.settings import Settings
+from fanout.write.dead_letters import read_dead_letters
 
 pytestmark = pytest.mark.faults
 

@@ -1,4 +1,4 @@
-"""Bearer tokens (fanout/auth.py): what verifies and what does not, with each supported key kind."""
+"""Bearer tokens (fanout/api/auth.py): what verifies and what does not, with each supported key kind."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from fanout.auth import InsecureSecret, InvalidToken, TokenVerifier, local_secret, mint_token
-from fanout.ids import MAX_USER_ID
+from fanout.api.auth import InsecureSecret, InvalidToken, TokenVerifier, local_secret, mint_token
+from fanout.core.ids import MAX_USER_ID
 from fanout.settings import PROJECT_ROOT, Settings
 
 

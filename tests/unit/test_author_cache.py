@@ -10,11 +10,11 @@ import pytest
 
 from fanout.adapters.author_cache import AuthorStatsCache
 from fanout.adapters.memory import MemoryStorage
+from fanout.core.model import AuthorStats, Edge, EdgeChange
 from fanout.metrics import Metrics
-from fanout.model import AuthorStats, Edge, EdgeChange
-from fanout.pipeline import Pipeline
 from fanout.settings import Settings
-from streams.app import build_app
+from fanout.write.faust_app import build_app
+from fanout.write.pipeline import Pipeline
 
 
 class CountingGraph(MemoryStorage):

@@ -17,8 +17,8 @@ from cassandra.query import BatchStatement, BoundStatement, PreparedStatement
 
 from fanout.adapters.cassandra.batching import MAX_BATCH_BYTES, BulkGate, Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key
+from fanout.core.ports import bulk_work
 from fanout.metrics import Metrics
-from fanout.ports import bulk_work
 from fanout.settings import Settings
 
 

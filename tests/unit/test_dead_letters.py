@@ -1,8 +1,8 @@
-"""Dead letters as the operator sees them (fanout/dead_letters.py): no servers."""
+"""Dead letters as the operator sees them (fanout/write/dead_letters.py): no servers."""
 
 from __future__ import annotations
 
-from fanout.dead_letters import DeadLetter, select
+from fanout.write.dead_letters import DeadLetter, select
 
 
 def letter(id_: str, reason: str, **headers: str) -> DeadLetter:

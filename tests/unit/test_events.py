@@ -1,4 +1,4 @@
-"""Event models and their codec (fanout/events.py), and the schema files they mirror."""
+"""Event models and their codec (fanout/core/events.py), and the schema files they mirror."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.codec import (
+from fanout.core.codec import (
     EVENT_TYPES,
     SCHEMA_DIR,
     SCHEMA_VERSION,
@@ -25,7 +25,7 @@ from fanout.codec import (
     encode,
     encode_feed_updates,
 )
-from fanout.events import (
+from fanout.core.events import (
     CelebrityChunk,
     CelebritySetChanged,
     ChunkTask,
@@ -47,7 +47,7 @@ from fanout.events import (
     Unfollowed,
     UserSeen,
 )
-from fanout.ids import MAX_ID, MAX_USER_ID, smallest_id_at
+from fanout.core.ids import MAX_ID, MAX_USER_ID, smallest_id_at
 
 T = 1_700_000_000_000
 MAX_BYTES = 64 * 1024

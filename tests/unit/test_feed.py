@@ -1,4 +1,4 @@
-"""The read side (fanout/feed.py): cursors, the k-way merge, and `read_feed` over an in-memory source."""
+"""The read side (fanout/read/feed.py): cursors, the k-way merge, and `read_feed` over an in-memory source."""
 
 from __future__ import annotations
 
@@ -11,10 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.feed import CURSOR_PATTERN, MAX_ROUNDS, FeedPage, InvalidCursor, merge_newest_first, parse_cursor, read_feed
-from fanout.ids import MAX_ID
-from fanout.model import Post
-from fanout.ports import Stores
+from fanout.core.ids import MAX_ID
+from fanout.core.model import Post
+from fanout.core.ports import Stores
+from fanout.read.feed import (
+    CURSOR_PATTERN,
+    MAX_ROUNDS,
+    FeedPage,
+    InvalidCursor,
+    merge_newest_first,
+    parse_cursor,
+    read_feed,
+)
 
 USER = 1
 

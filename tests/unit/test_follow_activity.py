@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from fanout.adapters.memory import MemoryStorage
-from fanout.events import ChunkTask, FeedUpdate, Followed, UserSeen
+from fanout.core.events import ChunkTask, FeedUpdate, Followed, UserSeen
+from fanout.core.model import Activity
+from fanout.core.policy import EDGE_SEEN_REFRESH_MS, SEEN_CLOCK_SKEW_MS, seen_may_be_refreshing
 from fanout.metrics import Metrics
-from fanout.model import Activity
-from fanout.pipeline import Pipeline
-from fanout.policy import EDGE_SEEN_REFRESH_MS, SEEN_CLOCK_SKEW_MS, seen_may_be_refreshing
 from fanout.settings import Settings
+from fanout.write.pipeline import Pipeline
 
 SETTINGS = Settings.load(env={}, strategy="hybrid")
 T = 1_790_000_000_000

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from memory_state import memory_state
 
 from fanout.adapters.memory import MemoryStorage
-from fanout.events import ChunkTask, Event, Followed, PostCreated, Unfollowed
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.core.events import ChunkTask, Event, Followed, PostCreated, Unfollowed
+from fanout.core.ids import PostIdGenerator, millis_of
 from fanout.metrics import Metrics
-from fanout.pipeline import Pipeline, no_updates
 from fanout.settings import Settings
+from fanout.write.pipeline import Pipeline, no_updates
 
 SETTINGS = Settings.load(env={}, celebrity_threshold=3, celebrity_demote_ratio=0.5, follow_backfill=2, chunk_size=2,
                          strategy="hybrid")
@@ -68,7 +68,7 @@ async def one_at_a_time(events: list[Event]) -> MemoryStorage:
 
 
 async def as_the_runner_does(events: list[Event]) -> MemoryStorage:
-    """Grouped by key, groups concurrently, each group in order and in runs (streams/runner.py)."""
+    """Grouped by key, groups concurrently, each group in order and in runs (fanout/write/runner.py)."""
     storage = MemoryStorage(SETTINGS)
     p = pipeline(storage)
     groups: dict[bytes, list[Event]] = defaultdict(list)

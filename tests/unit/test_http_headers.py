@@ -1,4 +1,4 @@
-"""fanout/http.py's SecurityHeaders on an app built like the services' (add_common_routes): the headers on
+"""fanout/api/http.py's SecurityHeaders on an app built like the services' (add_common_routes): the headers on
 every answer, errors included, and HEAD wherever GET is, a never-ending stream included."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from fanout.http import SECURITY_HEADERS, add_common_routes
+from fanout.api.http import SECURITY_HEADERS, add_common_routes
 from fanout.metrics import Metrics
 
 

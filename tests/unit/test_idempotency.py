@@ -1,4 +1,4 @@
-"""Idempotency keys (fanout/idempotency.py) over the in-memory store: the decision table and the flow."""
+"""Idempotency keys (fanout/write/idempotency.py) over the in-memory store: the decision table and the flow."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from fanout.adapters.memory_keys import MemoryKeys
-from fanout.idempotency import KeyReused, Step, next_step, once, request_hash
-from fanout.model import KeyRecord
+from fanout.core.model import KeyRecord
+from fanout.write.idempotency import KeyReused, Step, next_step, once, request_hash
 
 NOW = 1_000_000
 

@@ -1,4 +1,4 @@
-"""Time-sortable post ids (fanout/ids.py): order, layout and range, with an injected clock."""
+"""Time-sortable post ids (fanout/core/ids.py): order, layout and range, with an injected clock."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.ids import (
+from fanout.core.ids import (
     EPOCH_MS,
     MAX_ID,
     MAX_NODE,

@@ -1,6 +1,7 @@
 """The layout itself. The test tree: pytest imports test modules by basename (rootdir-relative, no
 packages), so two test files with one name in different folders stop the whole run at collection. The
-project's modules: no import circles among them."""
+project's modules: no import circles among them, and the product (fanout/, services/, deploy/) imports
+nothing of the benchmarks."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _imports_between_modules() -> dict[str, set[str]]:
     """Every import (at module level or inside a function) from one project module to another."""
     root = TESTS.parent
     modules: dict[str, Path] = {}
-    for package in ("fanout", "streams", "services", "bench", "deploy"):
+    for package in ("fanout", "services", "bench", "deploy"):
         for path in (root / package).rglob("*.py"):
             name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
             modules[name] = path
@@ -51,3 +52,11 @@ def test_no_module_of_the_project_imports_itself_through_others() -> None:
                 seen.add(module)
                 todo.extend(edges[module])
     assert circles == []
+
+
+def test_the_product_imports_nothing_of_the_benchmarks() -> None:
+    product = {name: targets for name, targets in _imports_between_modules().items()
+               if name.split(".")[0] in ("fanout", "services", "deploy")}
+    assert product  # the scan found the product's modules
+    assert {name: sorted(t for t in targets if t.startswith("bench")) for name, targets in product.items()
+            if any(t.startswith("bench") for t in targets)} == {}

@@ -1,11 +1,11 @@
-"""Node id leases (fanout/leases.py) on a fake store with a virtual clock: no servers."""
+"""Node id leases (fanout/write/leases.py) on a fake store with a virtual clock: no servers."""
 
 from __future__ import annotations
 
 import pytest
 
-from fanout.ids import NODE_BITS, SEQUENCE_BITS
-from fanout.leases import LEASABLE, LeasedIds, NodeLease, NoLease
+from fanout.core.ids import NODE_BITS, SEQUENCE_BITS
+from fanout.write.leases import LEASABLE, LeasedIds, NodeLease, NoLease
 
 
 class FakeStore:

@@ -1,4 +1,4 @@
-"""The worker's handlers (fanout/pipeline.py, fanout/handlers/) on the in-memory adapter: no servers.
+"""The worker's handlers (fanout/write/pipeline.py, fanout/write/handlers/) on the in-memory adapter: no servers.
 
 The e2e tests cover the same flows through Kafka and Cassandra; these add the edge cases that are slow to
 reach end to end (chunk boundaries, replays after a threshold change, purges racing a follow again, a
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fanout.adapters.memory import MemoryStorage
-from fanout.events import (
+from fanout.core.events import (
     CelebrityChunk,
     CelebritySetChanged,
     ChunkTask,
@@ -36,12 +36,12 @@ from fanout.events import (
     Unfollowed,
     UserSeen,
 )
-from fanout.feed import home_feed
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.core.ids import PostIdGenerator, millis_of
+from fanout.core.model import Tier
 from fanout.metrics import Metrics, sample
-from fanout.model import Tier
-from fanout.pipeline import Pipeline, no_updates
+from fanout.read.feed import home_feed
 from fanout.settings import Settings
+from fanout.write.pipeline import Pipeline, no_updates
 
 DAY_MS = 86_400_000
 

@@ -1,4 +1,4 @@
-"""The fan-out decision (fanout/policy.py): pure functions, checked with plain tables of cases."""
+"""The fan-out decision (fanout/core/policy.py): pure functions, checked with plain tables of cases."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.model import Activity, AuthorStats, Edge
-from fanout.policy import (
+from fanout.core.model import Activity, AuthorStats, Edge
+from fanout.core.policy import (
     CelebritySet,
     FanoutPlan,
     Tier,

@@ -7,12 +7,12 @@ import asyncio
 from collections.abc import Sequence
 
 from fanout.adapters.memory import MemoryStorage
-from fanout.events import ChunkTask, FeedUpdate, Followed, PostCreated
-from fanout.ids import smallest_id_at
+from fanout.core.events import ChunkTask, FeedUpdate, Followed, PostCreated
+from fanout.core.ids import smallest_id_at
+from fanout.core.model import Tier
 from fanout.metrics import Metrics
-from fanout.model import Tier
-from fanout.pipeline import Pipeline
 from fanout.settings import Settings
+from fanout.write.pipeline import Pipeline
 
 SETTINGS = Settings.load(env={}, celebrity_threshold=4, celebrity_demote_ratio=0.5, chunk_size=2, strategy="hybrid")
 AUTHOR = 1

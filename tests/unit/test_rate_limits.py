@@ -1,11 +1,11 @@
-"""fanout/rate_limits.py: per-user windows that refuse with the seconds until there is room, and that a
+"""fanout/api/rate_limits.py: per-user windows that refuse with the seconds until there is room, and that a
 refused request does not fill."""
 
 from __future__ import annotations
 
 import pytest
 
-from fanout.rate_limits import RateLimited, RateLimits
+from fanout.api.rate_limits import RateLimited, RateLimits
 from fanout.settings import Settings
 
 

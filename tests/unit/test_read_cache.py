@@ -1,4 +1,4 @@
-"""The read service's caches (fanout/read_cache.py) over the in-memory adapter: no servers."""
+"""The read service's caches (fanout/read/read_cache.py) over the in-memory adapter: no servers."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from collections import Counter
 from collections.abc import Sequence
 
 from fanout.adapters.memory import MemoryStorage
-from fanout.feed import home_feed
-from fanout.ids import PostIdGenerator, millis_of
+from fanout.core.ids import PostIdGenerator, millis_of
+from fanout.core.model import Post, Tier
+from fanout.core.ports import PostStore, Stores
 from fanout.metrics import Metrics
-from fanout.model import Post, Tier
-from fanout.ports import PostStore, Stores
-from fanout.read_cache import POST_OVERHEAD_BYTES, CachedPosts
-from fanout.reader_cache import ReaderSetsCache
+from fanout.read.feed import home_feed
+from fanout.read.read_cache import POST_OVERHEAD_BYTES, CachedPosts
+from fanout.read.reader_cache import ReaderSetsCache
 from fanout.settings import Settings
 
 SETTINGS = Settings.load(env={})

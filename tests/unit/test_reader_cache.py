@@ -1,4 +1,4 @@
-"""Readers' first pages from memory (fanout/reader_cache.py) over the in-memory adapter: the cached page is
+"""Readers' first pages from memory (fanout/read/reader_cache.py) over the in-memory adapter: the cached page is
 the stored one after any sequence of deliveries, follow changes and reads, and only what the worker's
 updates cannot replay goes back to the store."""
 
@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fanout.adapters.memory import MemoryStorage
+from fanout.core.model import Activity, ReaderPage
+from fanout.core.ports import ReaderStore, Stores
 from fanout.metrics import Metrics
-from fanout.model import Activity, ReaderPage
-from fanout.ports import ReaderStore, Stores
-from fanout.reader_cache import ReaderPages
+from fanout.read.reader_cache import ReaderPages
 from fanout.settings import Settings
 
 SETTINGS = Settings.load(env={})

@@ -1,4 +1,4 @@
-"""The worker's batch runner (streams/runner.py): no servers, no Faust."""
+"""The worker's batch runner (fanout/write/runner.py): no servers, no Faust."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 from cassandra import InvalidRequest, WriteTimeout
 from cassandra.cluster import NoHostAvailable
 
-from fanout.codec import decode_author_event, encode
-from fanout.events import Event, InvalidEvent, PostCreated, PostDeleted
-from fanout.failures import is_outage
+from fanout.adapters.failures import is_outage
+from fanout.core.codec import decode_author_event, encode
+from fanout.core.events import Event, InvalidEvent, PostCreated, PostDeleted
 from fanout.metrics import Metrics, sample
-from streams.runner import BatchRunner, InFlight, RetryPolicy
+from fanout.write.runner import BatchRunner, InFlight, RetryPolicy
 
 
 @dataclass

@@ -1,12 +1,12 @@
-"""fanout/seen.py: feed reads become UserSeen events at most once per debounce period per reader."""
+"""fanout/read/seen.py: feed reads become UserSeen events at most once per debounce period per reader."""
 
 from __future__ import annotations
 
 import concurrent.futures
 from typing import Any
 
-from fanout.events import UserSeen
-from fanout.seen import SeenRecorder
+from fanout.core.events import UserSeen
+from fanout.read.seen import SeenRecorder
 
 
 class Sink:

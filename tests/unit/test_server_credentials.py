@@ -1,5 +1,5 @@
 """The servers' credentials without servers: the stack's file, who is granted what on Kafka, and the
-servers' config lines (deploy/credentials.py, fanout/kafka_access.py, deploy/server_auth.py)."""
+servers' config lines (deploy/credentials.py, fanout/adapters/kafka_access.py, deploy/server_auth.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy import credentials, server_auth, stack
-from fanout.kafka_access import Rule, access_rules, grant
+from fanout.adapters.kafka_access import Rule, access_rules, grant
 from fanout.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""What one reader can hold on a read process's live streams (fanout/stream.py): streams per user and per
+"""What one reader can hold on a read process's live streams (fanout/read/stream.py): streams per user and per
 process, a bounded queue per stream, and a stream that ends with its token. tests/e2e/test_stream.py runs
 the same limits through the real read service."""
 
@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import orjson
 import pytest
 
-from fanout.events import PostRemoved
-from fanout.http import EventStream
+from fanout.api.http import EventStream
+from fanout.core.events import PostRemoved
 from fanout.metrics import Metrics
-from fanout.stream import StreamHub, StreamLimits, TooManyStreams
+from fanout.read.stream import StreamHub, StreamLimits, TooManyStreams
 
 AUTHOR = 9
 

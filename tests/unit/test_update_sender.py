@@ -1,4 +1,4 @@
-"""The worker's feed updates coalesced into one message per partition (fanout/update_sender.py)."""
+"""The worker's feed updates coalesced into one message per partition (fanout/write/update_sender.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from fanout.codec import decode_feed_updates
-from fanout.events import FeedUpdate, FollowChanged, PostDelivered, PostStored
-from fanout.update_sender import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_UPDATES, UpdateSender, partition_of
+from fanout.core.codec import decode_feed_updates
+from fanout.core.events import FeedUpdate, FollowChanged, PostDelivered, PostStored
+from fanout.write.update_sender import MAX_ENVELOPE_BYTES, MAX_ENVELOPE_UPDATES, UpdateSender, partition_of
 
 T = 1_700_000_000_000
 PARTITIONS = 6

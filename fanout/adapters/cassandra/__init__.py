@@ -9,7 +9,7 @@ from fanout.adapters.cassandra.migrations import migrate
 from fanout.adapters.cassandra.posts import CassandraPosts
 from fanout.adapters.cassandra.readers import CassandraReaders
 from fanout.adapters.cassandra.session import Cassandra, connect
-from fanout.ports import Stores
+from fanout.core.ports import Stores
 from fanout.settings import Settings
 
 __all__ = ["Cassandra", "cassandra_stores", "connect", "migrate"]

@@ -11,7 +11,7 @@ ready has run up to its next await), as few requests as possible:
   `rows_per_batch` statements, grouped by replica set (`Cassandra.replica_group`, see there why);
 - point reads by partition key as one `IN` query per replica group (`Loader`).
 
-Bulk writes (`fanout.ports.bulk_work`: a chunk task's inbox rows) are flushed apart from the rest and pass a
+Bulk writes (`fanout.core.ports.bulk_work`: a chunk task's inbox rows) are flushed apart from the rest and pass a
 `BulkGate`: while a flush of the event path's own writes is in flight they keep at most `bulk_window`
 requests in flight, not `window`. Cassandra serves a node's requests in arrival order, so otherwise a post to
 a few followers waits behind every batch of a big fan-out already queued (~120 ms for a window of 64 batches
@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar
 from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
 
 from fanout.adapters.cassandra.session import Cassandra
-from fanout.ports import is_bulk_work
+from fanout.core.ports import is_bulk_work
 from fanout.settling import settling
 
 K = TypeVar("K", bound=Hashable)

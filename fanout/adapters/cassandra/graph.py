@@ -17,7 +17,7 @@ from cassandra.query import PreparedStatement
 
 from fanout.adapters.cassandra.batching import Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key, micros
-from fanout.model import AuthorStats, Edge, EdgeChange, FollowerPage
+from fanout.core.model import AuthorStats, Edge, EdgeChange, FollowerPage
 
 FOLLOWING_PAGE = 1000
 IN_KEYS = 100  # authors (or followers of one author) per IN query

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from fanout.adapters.cassandra.batching import Writes
 from fanout.adapters.cassandra.session import Cassandra
-from fanout.ids import MAX_ID
+from fanout.core.ids import MAX_ID
 
 PURGE_PAGE = 1000
 

@@ -12,7 +12,7 @@ from typing import Any
 from cassandra import ConsistencyLevel
 
 from fanout.adapters.cassandra.session import Cassandra
-from fanout.model import KeyRecord
+from fanout.core.model import KeyRecord
 
 COLUMNS = "request_hash, event, claimed_until, response"
 

@@ -1,6 +1,6 @@
 """Node id leases (schemas/cql/003_node_leases.cql) as lightweight transactions: compare-and-set with a TTL.
 
-Synchronous: a lease is taken once at start and renewed from a background thread (fanout/leases.py),
+Synchronous: a lease is taken once at start and renewed from a background thread (fanout/write/leases.py),
 never on an event loop. The statements are not idempotent (a retried insert-if-absent may report
 "not applied" for a lease it took itself), so a failed call is left to the caller's next round.
 """

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from fanout.adapters.cassandra.batching import Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key, micros
-from fanout.ids import MAX_ID, millis_of
-from fanout.model import Post, StoredPost, Tier
+from fanout.core.ids import MAX_ID, millis_of
+from fanout.core.model import Post, StoredPost, Tier
 
 IN_KEYS = 100  # post ids per IN query of the replay check
 

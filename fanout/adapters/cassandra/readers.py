@@ -14,7 +14,7 @@ from typing import Any
 
 from fanout.adapters.cassandra.batching import Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key, micros
-from fanout.model import Activity, ReaderPage, ReaderSets, ReaderState
+from fanout.core.model import Activity, ReaderPage, ReaderSets, ReaderState
 
 PAGE = "post_id, last_seen, regenerating, sets_version"
 IN_KEYS = 100  # users per IN query of `activities`

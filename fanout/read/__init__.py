@@ -1,0 +1,1 @@
+"""The read side: merged feeds, their caches, live streams and the read API."""

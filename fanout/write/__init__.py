@@ -1,0 +1,1 @@
+"""The write side: events in, handlers, fan-out into inboxes, and the worker that runs them."""

@@ -1,0 +1,203 @@
+"""The ingest API: accepts posts, deletes, follows and unfollows over HTTP and publishes them.
+
+Every request carries a bearer token; its user is the author or follower (an id in the body or query
+that disagrees is a 403), and only its author deletes a post (anyone else's delete is a 404, as for a post
+that does not exist). 202 Accepted only after Kafka acknowledged
+the event; 422 for invalid input; 503 when Kafka or Cassandra cannot take it (the client retries, with
+the same Idempotency-Key for a POST: the retry gets the first response and publishes nothing new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from fanout.adapters.cassandra.session import TRANSIENT
+from fanout.api.auth import TokenVerifier
+from fanout.api.http import BodyLimit, Writer, add_common_routes, error_responses, forbid_other, require_tokens
+from fanout.api.rate_limits import RateLimits
+from fanout.core.clock import wall_ms
+from fanout.core.codec import decode, encode
+from fanout.core.events import Event, Followed, PostDeleted, Unfollowed
+from fanout.core.ids import MAX_ID, MAX_USER_ID, millis_of
+from fanout.core.model import Post
+from fanout.core.ports import GraphStore, IdempotencyStore, PostStore
+from fanout.metrics import Metrics
+from fanout.settings import Settings
+from fanout.write.idempotency import KeyReused, once, request_hash
+from fanout.write.leases import NoLease
+from fanout.write.producer import EventProducer, PublishError
+
+UserId = Annotated[int, Field(ge=1, le=MAX_USER_ID)]
+
+
+def _unicode_text(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (a lone surrogate is not)") from None
+    return value
+
+
+class NewPost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body: Annotated[str, Field(min_length=1, max_length=5000), AfterValidator(_unicode_text)]
+    author_id: UserId | None = Field(None, description="the token's user; optional, a 403 if another")
+
+
+class Follow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    followee_id: UserId
+    follower_id: UserId | None = Field(None, description="the token's user; optional, a 403 if another")
+
+
+class Accepted(BaseModel):
+    type: str  # the event published
+    partition: int  # where Kafka stored it
+    offset: int
+
+
+class PostAccepted(Accepted):
+    post_id: int  # the new post's id (time-sortable); pass it to DELETE /v1/posts/{post_id}
+
+
+# The token's user, optional in the query: a 403 if it is another user.
+MeInQuery = Annotated[int | None, Query(ge=1, le=MAX_USER_ID, description="the token's user; optional")]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$",
+    description="retries with the same key within 24 h get the first response and publish nothing new")]
+
+
+def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifier, posts: PostStore,
+               graph: GraphStore, keys: IdempotencyStore, settings: Settings) -> FastAPI:
+    app = FastAPI(title="Fanout ingest API", version="1", docs_url=None, redoc_url=None)
+    add_common_routes(app, metrics)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    require_tokens(app, verifier, metrics, RateLimits(settings))
+    lease_ms = settings.publish_timeout_ms + 5_000
+
+    @app.exception_handler(PublishError)
+    async def kafka_unavailable(request: Request, exc: PublishError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"error": f"{exc}; retry later"})
+
+    async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"error": f"storage unavailable ({type(exc).__name__}); "
+                                                               "retry later"})
+
+    for error in TRANSIENT:
+        app.add_exception_handler(error, storage_unavailable)
+
+    async def publish(endpoint: str, event: Event) -> Accepted:
+        try:
+            d = await producer.send_async(event)
+        except PublishError:
+            metrics.ingest_requests.labels(endpoint, "503").inc()
+            raise
+        metrics.ingest_requests.labels(endpoint, "202").inc()
+        metrics.events_published.labels(event.TYPE).inc()
+        post_id = getattr(event, "post_id", None)
+        if post_id is not None:
+            return PostAccepted(type=event.TYPE, post_id=post_id, partition=d.partition, offset=d.offset)
+        return Accepted(type=event.TYPE, partition=d.partition, offset=d.offset)
+
+    async def publish_once(endpoint: str, user_id: int, key: str | None, content: dict[str, Any],
+                           event: Event) -> Response:
+        """Publish `event`; under an Idempotency-Key, only if no earlier request with the key did."""
+        if key is None:
+            return _json(await publish(endpoint, event))
+
+        async def first(raw: bytes) -> bytes:
+            return (await publish(endpoint, decode(raw))).model_dump_json().encode()
+
+        try:
+            body, replayed = await once(keys, user_id, key, request_hash(endpoint, content), encode(event), first,
+                                        lease_ms)
+        except KeyReused as exc:
+            raise HTTPException(409, str(exc)) from None
+        if replayed:
+            metrics.idempotent_replays.labels(endpoint).inc()
+        return Response(body, 202, media_type="application/json",
+                        headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+    @app.post("/v1/posts", status_code=202, response_model=PostAccepted, operation_id="create_post",
+              responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"delete_it": {
+                  "operationId": "delete_post", "parameters": {"post_id": "$response.body#/post_id"}}}}})
+    async def create_post(post: NewPost, caller: Writer, key: IdempotencyKey = None) -> Response:
+        """A new post by the caller; the answer carries its id."""
+        author = forbid_other(metrics, caller, post.author_id, "author_id")
+        try:
+            event = producer.new_post(author, post.body)
+        except NoLease as exc:  # no valid node id lease: an id minted now might not be unique
+            metrics.ingest_requests.labels("posts", "503").inc()
+            raise HTTPException(status_code=503, detail=f"{exc}; retry later") from None
+        return await publish_once("posts", author, key, {"author_id": author, "body": post.body}, event)
+
+    async def stored_post(post_id: int) -> Post | None:
+        """The post as stored. One just published may still be on its way through the worker: for a post
+        minted less than FANOUT_DELETE_WAIT_MS ago (or dated in the future), wait that long at most."""
+        deadline = min(millis_of(post_id), wall_ms()) + settings.delete_wait_ms
+        while True:
+            stored = (await posts.posts([post_id])).get(post_id)
+            if stored is not None or wall_ms() >= deadline:
+                return stored
+            await asyncio.sleep(0.05)
+
+    @app.delete("/v1/posts/{post_id}", status_code=202, response_model=PostAccepted, operation_id="delete_post",
+                responses=error_responses(401, 403, 404, 413, 503))
+    async def delete_post(
+        post_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Writer,
+        author_id: MeInQuery = None,
+    ) -> Accepted:
+        """Delete a post of the caller's. A post that does not exist and another user's post get the same
+        404, so the answer tells nobody which post ids exist, and neither publishes anything."""
+        author = forbid_other(metrics, caller, author_id, "author_id")
+        stored = await stored_post(post_id)
+        if stored is None or stored.author_id != author:
+            metrics.ingest_requests.labels("posts", "404").inc()
+            raise HTTPException(404, f"user {author} has no post {post_id}")
+        return await publish("posts", PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author))
+
+    async def _follows(follower: int, followee: int) -> bool:
+        edge = await graph.edge(followee, follower)
+        return edge is not None and edge.following
+
+    @app.post("/v1/follows", status_code=202, response_model=Accepted, operation_id="follow",
+              responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"unfollow": {
+                  "operationId": "unfollow", "parameters": {"followee_id": "$request.body#/followee_id"}}}}})
+    async def follow(body: Follow, caller: Writer, key: IdempotencyKey = None) -> Response:
+        """The caller follows `followee_id`; a 403 once they follow FANOUT_MAX_FOLLOWING accounts."""
+        follower = _not_self(forbid_other(metrics, caller, body.follower_id, "follower_id"), body.followee_id)
+        if await graph.following_count(follower) >= settings.max_following and not await _follows(
+                follower, body.followee_id):
+            metrics.ingest_requests.labels("follows", "403").inc()
+            raise HTTPException(403, f"user {follower} follows {settings.max_following} accounts, the most "
+                                     "allowed: unfollow one first")
+        event = Followed(event_time=wall_ms(), follower_id=follower, followee_id=body.followee_id)
+        return await publish_once("follows", follower, key, {"followee_id": body.followee_id}, event)
+
+    @app.delete("/v1/follows", status_code=202, response_model=Accepted, operation_id="unfollow",
+                responses=error_responses(401, 403, 413, 503))
+    async def unfollow(
+        followee_id: Annotated[int, Query(ge=1, le=MAX_USER_ID)], caller: Writer,
+        follower_id: MeInQuery = None,
+    ) -> Accepted:
+        """The caller stops following `followee_id`."""
+        follower = _not_self(forbid_other(metrics, caller, follower_id, "follower_id"), followee_id)
+        event = Unfollowed(event_time=wall_ms(), follower_id=follower, followee_id=followee_id)
+        return await publish("follows", event)
+
+    return app
+
+
+def _not_self(follower: int, followee: int) -> int:
+    if follower == followee:
+        raise HTTPException(422, "a user cannot follow themselves")
+    return follower
+
+
+def _json(accepted: Accepted) -> Response:
+    return Response(accepted.model_dump_json(), 202, media_type="application/json")
