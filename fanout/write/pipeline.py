@@ -1,4 +1,5 @@
-"""What the worker does with each event: dispatch it to its handler (fetch facts, decide, write).
+"""What the worker does with each event: dispatch it to its handler, which fetches its facts, asks
+fanout/core/plans.py for a plan and has the executor (fanout/write/executor.py) apply it.
 
 Every handler is idempotent (same keys, same values, or last-writer-wins by event time), so the
 at-least-once delivery of Kafka gives effectively-once results. A handler raises when a write failed
@@ -33,7 +34,7 @@ from fanout.core.events import (
 from fanout.core.ports import Stores
 from fanout.metrics import Metrics
 from fanout.settings import Settings
-from fanout.write.handlers.delivery import Delivery, SendTask, SendUpdates, no_updates
+from fanout.write.executor import Executor, SendTask, SendUpdates, no_updates
 from fanout.write.handlers.graph import GraphHandlers
 from fanout.write.handlers.posts import PostHandlers
 from fanout.write.handlers.readers import ReaderHandlers
@@ -46,10 +47,10 @@ class Pipeline:
                  send_updates: SendUpdates, clock_ms: Clock = wall_ms, clock_us: Clock = wall_us,
                  seen_concurrently: bool = True) -> None:
         """`seen_concurrently`: see GraphHandlers; False only for the bulk import."""
-        self.delivery = Delivery(stores, settings, metrics, send_task, send_updates, clock_ms, clock_us)
+        self.executor = Executor(stores, settings, metrics, send_task, send_updates, clock_ms, clock_us)
         self.metrics = metrics
-        posts, readers = PostHandlers(self.delivery), ReaderHandlers(self.delivery)
-        graph = GraphHandlers(self.delivery, seen_concurrently)
+        posts, readers = PostHandlers(self.executor), ReaderHandlers(self.executor)
+        graph = GraphHandlers(self.executor, seen_concurrently)
         self.graph = graph
         self.handlers: dict[type[Event], Callable[[Any], Awaitable[None]]] = {
             PostCreated: posts.post_created,

@@ -243,7 +243,7 @@ async def test_a_read_by_a_reader_following_more_than_a_chunk_marks_the_edges_se
     for author in authors:
         await w.follow(reader, author)
     await w.seen(reader, w.t - 2 * DAY_MS)  # back within FANOUT_ACTIVE_DAYS: no rebuild
-    delivery = w.pipeline.delivery
+    delivery = w.pipeline.executor
     since = w.t - DAY_MS
     assert [await delivery.active_followers(a, since) for a in authors] == [[]] * 5
     await w.handle(UserSeen(event_time=w.tick(), user_id=reader), run_tasks=False)
@@ -265,7 +265,7 @@ async def test_a_read_by_a_reader_following_a_chunk_or_fewer_marks_the_edges_see
     await w.seen(reader, w.t - 2 * DAY_MS)
     await w.handle(UserSeen(event_time=w.tick(), user_id=reader), run_tasks=False)
     assert w.tasks == []
-    assert [await w.pipeline.delivery.active_followers(a, w.t - DAY_MS) for a in authors] == [[reader]] * 5
+    assert [await w.pipeline.executor.active_followers(a, w.t - DAY_MS) for a in authors] == [[reader]] * 5
 
 
 async def test_the_stored_tier_wins_when_a_post_is_replayed_after_a_threshold_change() -> None:
@@ -461,9 +461,9 @@ async def test_updates_are_sent_together_and_not_built_without_a_read_service() 
             built.append(f)
             yield FollowChanged(event_time=w.t, follower_id=f, followee_id=1, following=True)
 
-    await w.pipeline.delivery.send_updates(updates())
+    await w.pipeline.executor.send_updates(updates())
     assert [u.follower_id for u in w.updates if isinstance(u, FollowChanged)] == [11, 12]
     built.clear()
     quiet = Pipeline(w.stores, w.settings, w.metrics, w._send, no_updates)  # a bulk import's
-    await quiet.delivery.send_updates(updates())
+    await quiet.executor.send_updates(updates())
     assert built == []
