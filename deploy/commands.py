@@ -135,7 +135,7 @@ def cassandra_jvm_options(jamm: str | None, data: Path | str, logs: Path | str, 
         f"-Dcassandra.storagedir={data}", f"-Dcassandra.logdir={logs}",
         f"-Dlogback.configurationFile={logback}", "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         # Never -Dcassandra.unsafesystem: it keeps schema changes in memtables only, so a kill -9 before
-        # the next clean stop lost every table created since, with its data (issue 11).
+        # the next clean stop loses every table created since, with its data.
         "-XX:+ExitOnOutOfMemoryError", f"-Djna.tmpdir={tmp}",
     ]
 

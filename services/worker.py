@@ -30,8 +30,8 @@ def run(settings: Settings, loglevel: str = "info", pipeline: type[Pipeline] = P
     app = build_app(settings, res.metrics, pipeline_for, on_rebalance=graph.clear)
     start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)
     logging.getLogger("fanout").setLevel(logging.INFO)
-    # Untuned, full collections stalled the event loop (and every post being handled) for 50-90 ms every
-    # 3-5 s; tuned, ~11 ms (BENCHMARKS.md, issue 10).
+    # Untuned, full collections stall the event loop (and every post being handled) for tens of
+    # milliseconds every few seconds (BENCHMARKS.md).
     tune_gc(res.metrics, settings.gc_gen0_threshold)
     try:
         faust.Worker(app, loglevel=loglevel).execute_from_commandline()

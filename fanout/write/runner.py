@@ -256,7 +256,7 @@ class InFlight:
     taken before it are done.
 
     One batch at a time leaves the worker waiting on its slowest author: the cores sit partly idle while a
-    few last writes of the batch are out (issue 10). With the next batches started meanwhile, their
+    few last writes of the batch are out. With the next batches started meanwhile, their
     authors' calls join the same coalesced requests (fanout/adapters/cassandra/batching.py). The ack rule is
     unchanged: batches are acknowledged in the order they were taken, so each partition's acknowledged
     offsets stay one unbroken run from its committed offset, and Faust commits nothing past an event not yet

@@ -3,8 +3,8 @@ partition of the updates topic (a FeedUpdates envelope), not one message each.
 
 The runner handles the authors of a batch of events concurrently, so at any moment many handlers are about
 to send an update (a PostStored, a FollowChanged per follow...). A Kafka message costs the worker's producer
-tens of microseconds of CPU whatever its size: a py-spy profile of live follows had 7% of the worker's busy
-samples in sending one FollowChanged per follow. Like the writes of fanout/adapters/cassandra/batching.py, a
+tens of microseconds of CPU whatever its size, which one message per follow made a visible share of the
+worker's time. Like the writes of fanout/adapters/cassandra/batching.py, a
 call here is not sent at once: every call of one iteration is gathered and flushed on the next.
 
 Order is kept where read services rely on it, per author: an update goes to the partition its own key
