@@ -28,7 +28,7 @@ import socket
 import statistics
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ import httpx
 
 from bench.charts import figure, save
 from bench.scenario import console, publish_at_rate, scenario_settings
-from bench.stats import highest_bucket, histogram_quantile, machine, percentile
+from bench.stats import highest_bucket, histogram_quantile, histograms_by, machine, percentile
 from bench.strategies import load_graph
 from bench.workload import Graph
 from deploy.processes import ProcessGroup
@@ -74,19 +74,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def handling_by_type(scraped: dict[str, float]) -> dict[str, dict[str, float]]:
-    """The worker's event handling histogram, one per event type, each keyed as `histogram_quantile` reads."""
-    by_type: dict[str, dict[str, float]] = defaultdict(dict)
-    for key, value in scraped.items():
-        if key.startswith(HANDLING + "_bucket{"):
-            labels = dict(part.split("=", 1) for part in key[len(HANDLING) + 8:-1].split(","))
-            by_type[labels["type"].strip('"')][f'{HANDLING}_bucket{{le={labels["le"]}}}'] = value
-    return by_type
-
-
 def handling_times(after: dict[str, float], before: dict[str, float]) -> dict[str, dict[str, float]]:
     """Per event type handled between two scrapes: how many, their p99 and the slowest (to a bucket), in ms."""
-    now, then = handling_by_type(after), handling_by_type(before)
+    now, then = histograms_by(after, HANDLING, "type"), histograms_by(before, HANDLING, "type")
     times = {}
     for kind, samples in sorted(now.items()):
         count = samples.get(f'{HANDLING}_bucket{{le="+Inf"}}', 0) - then[kind].get(f'{HANDLING}_bucket{{le="+Inf"}}', 0)
@@ -95,16 +85,6 @@ def handling_times(after: dict[str, float], before: dict[str, float]) -> dict[st
                            "p99_ms": round(histogram_quantile(samples, then[kind], HANDLING, 0.99) * 1000, 1),
                            "max_ms_at_most": round(highest_bucket(samples, then[kind], HANDLING) * 1000, 1)}
     return times
-
-
-def lag_samples(scraped: dict[str, float]) -> dict[str, float]:
-    """The end-to-end lag histogram summed over its `followers` label, as one histogram."""
-    merged: dict[str, float] = defaultdict(float)
-    for key, value in scraped.items():
-        if key.startswith(LAG + "_bucket{"):
-            le = key.split('le="', 1)[1].split('"', 1)[0]
-            merged[f'{LAG}_bucket{{le="{le}"}}'] += value
-    return dict(merged)
 
 
 async def normal_reads(url: str, tokens: Tokens, readers: list[int], concurrency: int, stop: threading.Event,
@@ -219,7 +199,7 @@ def phase(s: Settings, processes: ProcessGroup, w: Workload, tokens: Tokens, rat
     posts = [(rng.choice(w.authors), f"{name} post {n}") for n in range(int(rate * seconds))]
     read_api = processes.procs["read-api"].pid
     scraped_before = processes.scrape("worker")
-    before = lag_samples(scraped_before)
+    before = histograms_by(scraped_before, LAG, None).get("", {})
     rss = {"before": rss_mb(read_api)}
     stop, latencies = threading.Event(), list[float]()
     reads = threading.Thread(target=lambda: asyncio.run(normal_reads(processes.url("read-api"), tokens, w.readers,
@@ -239,7 +219,7 @@ def phase(s: Settings, processes: ProcessGroup, w: Workload, tokens: Tokens, rat
     time.sleep(3)  # the closed streams leave the read service
     rss["after"] = rss_mb(read_api)
     scraped_after = processes.scrape("worker")
-    after = lag_samples(scraped_after)
+    after = histograms_by(scraped_after, LAG, None).get("", {})
     latencies.sort()
     return {
         "posts": len(posts), "normal_reads": len(latencies),

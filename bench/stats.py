@@ -41,6 +41,20 @@ def histogram_quantile(samples: dict[str, float], before: dict[str, float], name
     return prev_le
 
 
+def histograms_by(scraped: Mapping[str, float], name: str, label: str | None) -> dict[str, dict[str, float]]:
+    """The buckets of Prometheus histogram `name` as scraped, one histogram per value of `label` (None: every
+    series summed into one, keyed ""), each keyed as `histogram_quantile` reads them."""
+    prefix = name + "_bucket{"
+    by: dict[str, dict[str, float]] = {}
+    for key, value in scraped.items():
+        if key.startswith(prefix):
+            labels = dict(part.split("=", 1) for part in key[len(prefix):-1].split(","))
+            bucket = by.setdefault(labels[label].strip('"') if label else "", {})
+            le = f'{prefix}le={labels["le"]}}}'
+            bucket[le] = bucket.get(le, 0.0) + value
+    return by
+
+
 def highest_bucket(samples: dict[str, float], before: dict[str, float], name: str) -> float:
     """Upper bound of the highest non-empty bucket between two scrapes: the maximum, to the bucket's
     resolution."""

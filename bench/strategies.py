@@ -22,7 +22,7 @@ import httpx
 
 from bench.report import BUCKETS, write_report
 from bench.scenario import console, publish_at_rate, scenario_settings, server_pids
-from bench.stats import cpu_seconds, histogram_quantile, machine, percentile
+from bench.stats import cpu_seconds, histogram_quantile, histograms_by, machine, percentile
 from bench.workload import Graph, power_law_graph
 from deploy.processes import ProcessGroup, scrape
 from fanout.api.auth import Tokens
@@ -151,12 +151,12 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
     rows = after.get(rows_name, 0) - before.get(rows_name, 0)
     burst_rows = after.get(rows_name, 0) - middle.get(rows_name, 0)
     lag = {}
+    lag_name = "fanout_end_to_end_lag_seconds"
+    lag_after, lag_before = histograms_by(middle, lag_name, "followers"), histograms_by(before, lag_name, "followers")
     for bucket in BUCKETS:
-        name = f'fanout_end_to_end_lag_seconds_bucket{{followers="{bucket}",'
-        sub_after = {k.replace(name, "lag_bucket{"): v for k, v in middle.items() if k.startswith(name)}
-        sub_before = {k.replace(name, "lag_bucket{"): v for k, v in before.items() if k.startswith(name)}
+        sub_after, sub_before = lag_after.get(bucket), lag_before.get(bucket, {})
         if sub_after:
-            lag[bucket] = {q: round(histogram_quantile(sub_after, sub_before, "lag", p) * 1000, 1)
+            lag[bucket] = {q: round(histogram_quantile(sub_after, sub_before, lag_name, p) * 1000, 1)
                            for q, p in (("p50_ms", 0.5), ("p99_ms", 0.99), ("max_ms", 1.0))}
     return {
         "strategy": strategy, "posts": len(w.post_authors), "inbox_rows": int(rows),
