@@ -214,8 +214,31 @@ def bench_stream(
 
 
 @bench_app.command("retries")
-def bench_retries(calls: int = typer.Option(200_000, help="calls per way, per round")) -> None:
+def bench_retries(
+    calls: int = typer.Option(200_000, help="calls per way, per round"),
+    out: Annotated[Path, typer.Option(help="where retries.json goes")] = BENCH_RESULTS / "retries",
+) -> None:
     """What a call costs through tenacity, directly, and first-try-direct (no servers)."""
+    import json
+
     from bench import retries
 
-    Console().print_json(data=retries.bench(calls))
+    report = {"command": "fanout bench retries " + " ".join(sys.argv[3:]), **retries.bench(calls)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "retries.json").write_text(json.dumps(report, indent=2))
+    Console().print_json(data=report)
+
+
+@bench_app.command("all")
+def bench_all(
+    quick: bool = typer.Option(False, "--quick", help="every part small (about 10 minutes): checks, not figures"),
+    out: Annotated[Path, typer.Option(help="where each part's report and all.json go")] = Path("docs/benchmarks"),
+    markdown: Annotated[Path, typer.Option(help="the summary written from them")] = Path("BENCHMARKS.md"),
+) -> None:
+    """Every benchmark of the running stack, one after the other, then BENCHMARKS.md with the targets computed."""
+    from bench import all as all_parts
+
+    on_stack(Settings.load())  # fails early, with the reason, when the stack is not up
+    command = ("fanout bench all " + " ".join(sys.argv[3:])).strip()
+    manifest = all_parts.run(out, markdown, quick, command, console)
+    console.print(f"written: {markdown}, {out}/all.json and every part's report ({manifest['seconds'] / 60:.0f} min)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -79,11 +80,18 @@ class Outcome:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> None:
-        row = {**self.__dict__, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        row = {**self.__dict__, "at": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": _commit()}
         RESULTS.append(row)
         REPORT.parent.mkdir(parents=True, exist_ok=True)
         with REPORT.open("a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def _commit() -> str | None:
+    """The commit under test, so that docs/faults.md (tests/faults/report.py) names it."""
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPORT.parents[1], capture_output=True,
+                          text=True, check=False)
+    return done.stdout.strip() or None
 
 
 @dataclass
