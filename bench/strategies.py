@@ -37,8 +37,8 @@ DAY_MS = 86_400_000
 WARM_UP_SECONDS = 5  # of posts at the nominal rate before each strategy's figures start
 # The burst lasts from its first send to the worker's last inbox write, which the worker's own gauge of it
 # tells after the fact (same host, same clock): nothing polls the worker meanwhile. Polling its row
-# counter every 20 ms for the end had cost the worker a fifth of its CPU in the burst (py-spy: exposition
-# of its metrics) and, at each still poll, a new Kafka login for the lag (BENCHMARKS.md). The lag, asked
+# counter every 20 ms for the end cost the worker a large share of its CPU in the burst (the exposition
+# of its metrics) and, at each still poll, a new Kafka login for the lag. The lag, asked
 # this often over one connection, only tells when the burst is over.
 LAG_POLL_SECONDS = 0.25
 
@@ -119,7 +119,7 @@ def run_strategy(base: Settings, strategy: str, w: BenchWorkload, rate: float, c
         producer = EventProducer(s)
         # A warm-up, not counted: the first authors of the sequence for WARM_UP_SECONDS at the nominal rate,
         # so that the lag below is that of running processes, not of JVMs still compiling their write path
-        # (on a just-started stack the first seconds were 2-3x slower; BENCHMARKS.md, issue 10).
+        # (on a just-started stack the first seconds are several times slower).
         warm = w.post_authors[: max(1, int(rate * WARM_UP_SECONDS))]
         publish_at_rate(producer, [(a, f"warm-up {i} by {a}") for i, a in enumerate(warm)], rate,
                         f"{strategy} warm-up")

@@ -111,7 +111,7 @@ class Settings:
     chunk_size: int = field(default=1_000, metadata={"doc": "followers per fan-out chunk task"})
     # A batch of author events costs a few sequential round trips whatever its size (reads, then writes,
     # then the commit), so under a backlog bigger batches carry more events per round trip, at less CPU per
-    # event (BENCHMARKS.md). A batch is held in memory beside Faust's own read-ahead of up to 4,096 events
+    # event. A batch is held in memory beside Faust's own read-ahead of up to 4,096 events
     # (stream_buffer_maxsize). At the nominal rate a batch holds what came in FANOUT_BATCH_SECONDS.
     batch_events: int = field(default=2_000, metadata={"doc": "author events the worker takes per batch"})
     # A chunk task carries up to FANOUT_CHUNK_SIZE rows: 200 of them are already up to 200,000 rows, and a
@@ -120,16 +120,15 @@ class Settings:
     batch_seconds: float = field(default=0.02, metadata={"doc": "longest wait to fill a batch"})
     # One batch at a time waits on its slowest author. Batches in flight at once share the coalesced requests
     # and are acknowledged in the order they were taken (fanout/write/runner.py `InFlight`); each author's
-    # events stay in order. On one node, more batches in flight sped push-only bursts up and slowed live
-    # follows (smaller batches: more CPU per follow; BENCHMARKS.md), so the default is one at a time.
+    # events stay in order. More batches in flight overlap their round trips but are each smaller (more CPU
+    # per event): one at a time is the default; measure with `fanout bench` before raising it.
     batches_in_flight: int = field(default=1, metadata={"doc": "batches of events the worker runs at once"})
     write_window: int = field(default=64, metadata={"doc": "concurrent Cassandra requests per fan-out"})
     bulk_write_window: int = field(default=8, metadata={"doc": "requests a chunk task keeps in flight while an "
                                                                "event's own writes are (alone: write_window)"})
     inbox_batch_size: int = field(default=50, metadata={"doc": "rows per write request (>1: batches by replica set)"})
     # A bulk import waits on no reader, so it trades latency for Cassandra's per-request cost: bigger
-    # batches took less time and less Cassandra CPU per edge (BENCHMARKS.md). Batches are also cut at
-    # MAX_BATCH_BYTES (32 KiB).
+    # batches cost less time and less Cassandra CPU per edge. Batches are also cut at MAX_BATCH_BYTES (32 KiB).
     import_batch_rows: int = field(default=500, metadata={"doc": "rows per write request of `fanout import "
                                                                  "follows`"})
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})

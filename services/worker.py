@@ -31,7 +31,7 @@ def run(settings: Settings, loglevel: str = "info", pipeline: type[Pipeline] = P
     start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)
     logging.getLogger("fanout").setLevel(logging.INFO)
     # Untuned, full collections stall the event loop (and every post being handled) for tens of
-    # milliseconds every few seconds (BENCHMARKS.md).
+    # milliseconds every few seconds.
     tune_gc(res.metrics, settings.gc_gen0_threshold)
     try:
         faust.Worker(app, loglevel=loglevel).execute_from_commandline()

@@ -1,11 +1,11 @@
 """Coalescing: the requests of handlers running concurrently, sent as few full requests (the DataLoader pattern).
 
-The driver spends about 80-100 µs of client CPU per request and under 20 µs per row of a batch (BENCHMARKS.md,
-"Bare driver limits"), and most posts reach tens of followers: the number of requests, not of rows, bounds
-the worker. The runner runs the authors of a batch of events concurrently, so at any moment many handlers
-are about to make the same kind of call. A call here is not sent at once: every call made in the same
-event-loop iteration is gathered, and the flush runs on the next iteration (after every handler that was
-ready has run up to its next await), as few requests as possible:
+The driver spends far more client CPU per request than per row of a batch (BENCHMARKS.md, the bare
+cassandra-driver limits of `fanout bench`), and most posts reach tens of followers: the number of requests,
+not of rows, bounds the worker. The runner runs the authors of a batch of events concurrently, so at any
+moment many handlers are about to make the same kind of call. A call here is not sent at once: every call
+made in the same event-loop iteration is gathered, and the flush runs on the next iteration (after every
+handler that was ready has run up to its next await), as few requests as possible:
 
 - writes (inbox rows, posts and their timeline entries, follower-side rows) as unlogged batches of up to
   `rows_per_batch` statements, grouped by replica set (`Cassandra.replica_group`, see there why);
