@@ -379,18 +379,19 @@ class FollowFacts:
 
 
 def follows_changed(author_id: int, changes: Sequence[Change], facts: FollowFacts, settings: Settings,
-                    seen_concurrently: bool = True) -> Plan:
+                    seen_concurrently: bool = True, announce: bool = True) -> Plan:
     """The author's consecutive follows and unfollows of a batch of events, in order, as if one at a time:
     the decisions in order (`decide_follows`), then per segment the followers' side, backfills, purges, a
     tier switch, one commit and the updates. `seen_concurrently`: whether a follower's UserSeen may run
     meanwhile (False for the bulk import, which runs with the workers stopped): then the new followers'
-    activity is re-read after the last commit."""
+    activity is re-read after the last commit. `announce`: whether read services are told (False for the bulk
+    import, which has none to tell: its updates are not even built)."""
     seen = facts.activities
     phases: list[Phase] = []
     joined: set[int] = set()
     hid: set[int] = set()  # followers this run has hidden the author from
     for segment in decide_follows(facts.edges, facts.stats, changes, settings, MAX_SEGMENT):
-        phases.extend(_segment(author_id, segment, seen, hid))
+        phases.extend(_segment(author_id, segment, seen, hid, announce))
         joined |= {f for f, edge in segment.edges.items() if edge.following}
     # Only a follower whose activity, as read, was never seen or due for a refresh can have a UserSeen in
     # flight (`seen_may_be_refreshing`): most followers read their feed within the day.
@@ -400,7 +401,8 @@ def follows_changed(author_id: int, changes: Sequence[Change], facts: FollowFact
     return _plan(*phases)
 
 
-def _segment(author_id: int, segment: FollowSegment, seen: Mapping[int, Activity], hid: set[int]) -> list[Phase]:
+def _segment(author_id: int, segment: FollowSegment, seen: Mapping[int, Activity], hid: set[int],
+             announce: bool) -> list[Phase]:
     steps = segment.steps
     # The followers' side first; these writes are last-writer-wins by event time (celebrity sets by the
     # author's version), so redoing them on a replay is harmless and a stale event cannot override a newer one.
@@ -435,7 +437,8 @@ def _segment(author_id: int, segment: FollowSegment, seen: Mapping[int, Activity
         # Live streams keep their connected readers' followees current.
         _phase("updates", SendUpdates(tuple(FollowChanged(event_time=edge.changed_at, follower_id=f,
                                                           followee_id=author_id, following=edge.following)
-                                            for f, edge in segment.edges.items()))),
+                                            for f, edge in segment.edges.items()))
+               if announce else None),
     ]
 
 

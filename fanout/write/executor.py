@@ -118,6 +118,11 @@ class Executor:
             after = page.next_after
         return followers
 
+    @property
+    def announces(self) -> bool:
+        """Whether there are read services to tell (not for a bulk import)."""
+        return self._send_updates is not no_updates
+
     async def send_updates(self, updates: Iterable[FeedUpdate]) -> None:
         """Several updates, sent together and applied in this order. With no read service to tell
         (`no_updates`: a bulk import) they are not even built."""

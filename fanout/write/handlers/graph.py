@@ -25,7 +25,7 @@ class GraphHandlers:
         """Apply the author's consecutive follows and unfollows of a batch of events, in order, as if one at a
         time (plans.follows_changed)."""
         await self.x.run(plans.follows_changed(author_id, changes, await self._facts(author_id, changes),
-                                               self.x.settings, self.seen_concurrently))
+                                               self.x.settings, self.seen_concurrently, self.x.announces))
 
     async def _facts(self, author_id: int, changes: Sequence[plans.Change]) -> plans.FollowFacts:
         """One after the other, not gathered: each read is coalesced with the other runs' (the adapter's
