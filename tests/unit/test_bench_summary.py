@@ -4,8 +4,11 @@ target without its figure is "not measured", never met."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bench import summary
 from bench.targets import TARGETS, evaluate
@@ -65,3 +68,45 @@ def test_the_summary_names_the_run_and_counts_the_targets(tmp_path: Path) -> Non
     assert "| 500 | 900 at 30/s | 100 / 100 / 0 | 80.0 ms | 120.0 ms | 150.0 ms | 190.0 ms |" in text
     assert "![stream latency](docs/benchmarks/stream/stream_latency.png)" in text
     assert "## Feed reads" not in text  # a part that did not run has no section
+
+
+def test_bench_all_runs_every_part_in_order_and_writes_the_manifest_and_summary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from bench import all as all_parts
+
+    ran: list[list[str]] = []
+    real_run = subprocess.run
+
+    def fake_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        if argv[1:3] != ["-m", "services.cli"]:  # git, uname: the real thing
+            return real_run(argv, **kwargs)
+        ran.append(argv[4:])  # after "python -m services.cli bench"
+        part_dir = Path(argv[argv.index("--out") + 1])
+        part_dir.mkdir(parents=True, exist_ok=True)
+        if part_dir.name == "stream":
+            (part_dir / "stream.json").write_text(json.dumps(stream_report()))
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(all_parts.subprocess, "run", fake_run)
+    out, md = tmp_path / "benchmarks", tmp_path / "BENCHMARKS.md"
+    manifest = all_parts.run(out, md, quick=True, command="fanout bench all --quick", console=Console(quiet=True))
+    assert [args[0] if args[0] != "--quick" else "write" for args in ran] == list(all_parts.PARTS)
+    assert [args[args.index("--out") + 1] for args in ran] == [str(out / part) for part in all_parts.PARTS]
+    assert json.loads((out / "all.json").read_text())["parts"].keys() == all_parts.PARTS.keys()
+    assert manifest["parts"].keys() == all_parts.PARTS.keys()
+    assert "## Live feeds" in md.read_text() and "## Feed reads" not in md.read_text()
+
+
+def test_bench_all_stops_at_a_part_that_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from bench import all as all_parts
+
+    real_run = subprocess.run
+    monkeypatch.setattr(all_parts.subprocess, "run", lambda argv, **kw: real_run(argv, **kw)
+                        if argv[1:3] != ["-m", "services.cli"] else subprocess.CompletedProcess(argv, 3))
+    with pytest.raises(RuntimeError, match="exit 3"):
+        all_parts.run(tmp_path / "b", tmp_path / "B.md", quick=True, command="x", console=Console(quiet=True))
+    assert not (tmp_path / "B.md").exists()
