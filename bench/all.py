@@ -24,6 +24,7 @@ from bench.stats import machine
 # Each part's `fanout bench` arguments, at the documented size and at --quick size (a check, not figures).
 PARTS: dict[str, tuple[list[str], list[str]]] = {
     "retries": (["retries"], ["retries", "--calls", "20000"]),
+    "handlers": (["handlers"], ["handlers", "--follows", "3000", "--posts", "1000", "--rounds", "1"]),
     "write": ([], ["--quick"]),
     "reads": (["reads"], ["reads", "--quick"]),
     "stream": (["stream"], ["stream", "--readers", "100", "--authors", "50", "--seconds", "8"]),

@@ -229,6 +229,24 @@ def bench_retries(
     Console().print_json(data=report)
 
 
+@bench_app.command("handlers")
+def bench_handlers(
+    follows: int = typer.Option(30_000, help="follow events, each author's run one event long"),
+    posts: int = typer.Option(10_000, help="posts, each to the few followers its author has by then"),
+    rounds: int = typer.Option(3, min=1, help="rounds; the least CPU counts"),
+    out: Annotated[Path, typer.Option(help="where handlers.json goes")] = BENCH_RESULTS / "handlers",
+) -> None:
+    """The worker's own CPU per follow and per post, on the in-memory adapter (no servers)."""
+    import json
+
+    from bench import handlers
+
+    report = {"command": "fanout bench handlers " + " ".join(sys.argv[3:]), **handlers.bench(follows, posts, rounds)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "handlers.json").write_text(json.dumps(report, indent=2))
+    Console().print_json(data=report)
+
+
 @bench_app.command("all")
 def bench_all(
     quick: bool = typer.Option(False, "--quick", help="every part small (about 10 minutes): checks, not figures"),

@@ -24,10 +24,14 @@ PARTS: dict[str, tuple[str, str]] = {
     "abuse": ("abuse.json", "Normal users' read latency and fan-out lag beside one abusing user (a follow storm, "
               "live streams opened and never read, reads at the rate limit), against rounds without it; "
               "paced: the abuser honours Retry-After; flood: it ignores 429s."),
+    "handlers": ("handlers.json", "The worker's own CPU per event (handlers, plans and executor), on the in-memory "
+                 "adapter with Kafka sends that return at once: the part of the worker's CPU that is the project's "
+                 "code."),
     "retries": ("retries.json", "What one call costs through each way of retrying it, in-process (no servers)."),
 }
 TITLES = {"write": "Write path and strategies", "reads": "Feed reads", "stream": "Live feeds",
-          "abuse": "One abusive user beside normal users", "retries": "Retry machinery"}
+          "abuse": "One abusive user beside normal users", "handlers": "The worker's own code",
+          "retries": "Retry machinery"}
 
 
 def load(out: Path) -> tuple[dict[str, Any], Reports]:
@@ -81,6 +85,12 @@ def _abuse(r: dict[str, Any]) -> list[str]:
             "Median round's ratios to the baseline: " + "; ".join(
                 f"{mode}: read p99 {v['read_p99']}x, fan-out lag p99 {v['fanout_lag_p99']}x"
                 for mode, v in ratios.items()) + "."]
+
+
+def _handlers(r: dict[str, Any]) -> list[str]:
+    return table(["event", "CPU per event (best of rounds)", "events"],
+                 [["a follow (its author's run one event long)", f"{r['cpu_us_per_follow']} µs", f"{r['follows']:,}"],
+                  ["a post to its author's few followers", f"{r['cpu_us_per_post']} µs", f"{r['posts']:,}"]])
 
 
 def _retries(r: dict[str, Any]) -> list[str]:
@@ -141,6 +151,8 @@ def markdown(out: Path, root: Path) -> str:
             lines += _stream(reports[part])
         elif part == "abuse":
             lines += _abuse(reports[part])
+        elif part == "handlers":
+            lines += _handlers(reports[part])
         elif part == "retries":
             lines += _retries(reports[part])
         lines += ["", *_images(out, part, root), ""]

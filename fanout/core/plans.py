@@ -65,7 +65,7 @@ SetChanges = tuple[tuple[int, int, bool, int], ...]  # (user, author, member, ev
 
 # --- steps: writes ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SavePost:
     post_id: int
     author_id: int
@@ -73,14 +73,14 @@ class SavePost:
     tier: Tier
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MarkDeleted:
     post_id: int
     author_id: int
     event_time: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Push:
     """The post into each follower's inbox; `audience` (the author's follower count) labels the lag."""
 
@@ -91,7 +91,7 @@ class Push:
     audience: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Backfill:
     """The author's latest posts (FANOUT_FOLLOW_BACKFILL), up to `until_post_id`, into these inboxes."""
 
@@ -100,29 +100,29 @@ class Backfill:
     until_post_id: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PurgeInbox:
     user_id: int
     author_id: int
     as_of_us: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SetFollowings:
     changes: Followings
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SetHidden:
     changes: SetChanges
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SetCelebrities:
     changes: SetChanges
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CommitEdges:
     """The commit point of follow changes: the edges, the follower count and the version, in one batch."""
 
@@ -131,27 +131,27 @@ class CommitEdges:
     stats: AuthorStats
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SetEdgesSeen:
     user_id: int
     followees: tuple[int, ...]
     seen: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SetActivity:
     user_id: int
     activity: Activity
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AddCelebrity:
     user_ids: tuple[int, ...]
     author_id: int
     version: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RemoveCelebrity:
     user_ids: tuple[int, ...]
     author_id: int
@@ -160,14 +160,14 @@ class RemoveCelebrity:
 
 # --- steps: Kafka ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SendTasks:
     """Chunk tasks, each acknowledged by Kafka before the phase ends."""
 
     tasks: tuple[ChunkTask, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SendPurges:
     """An InboxPurge task per (follower, event time), stamped when sent: inbox rows are written at the
     writer's clock, so rows pushed before the stamp are purged and rows of a later follow (backfilled after
@@ -177,7 +177,7 @@ class SendPurges:
     purges: tuple[tuple[int, int], ...]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SendUpdates:
     """Feed updates for the read services, sent together and applied in this order."""
 
@@ -186,7 +186,7 @@ class SendUpdates:
 
 # --- steps that read, then plan what follows -------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SwitchTier:
     """The author crossed the threshold: list its active followers (and for a demotion its newest post),
     then `tier_switch` plans their celebrity-set changes as chunk tasks."""
@@ -198,7 +198,7 @@ class SwitchTier:
     leave_out: int  # the switching event's own follower: its edge is not committed yet
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MarkFollowees:
     """A feed read: list the reader's followees, then `followees_seen` plans their edges' last_seen (and a
     rebuild)."""
@@ -209,7 +209,7 @@ class MarkFollowees:
     event_time: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RecheckSeen:
     """Re-read these new followers' activity after the commit: a UserSeen of a follower may have run
     meanwhile (keyed by the follower, so another batch group or worker) and listed its followees before
@@ -220,7 +220,7 @@ class RecheckSeen:
     as_read: tuple[tuple[int, int | None], ...]  # (follower, last_seen as read before the run)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RebuildFrom:
     """A returning reader's inbox from these followees' timelines: read the reader's celebrity set (pulled
     at read time, not copied), then `rebuild_backfills` plans one backfill per other followee."""
@@ -231,7 +231,7 @@ class RebuildFrom:
 
 # --- steps: bookkeeping ----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Count:
     """Add `amount` to the counter `metric` (a Metrics attribute), with `label` if it has one."""
 
@@ -240,7 +240,7 @@ class Count:
     amount: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Warn:
     message: str
 
@@ -250,7 +250,7 @@ Step = (SavePost | MarkDeleted | Push | Backfill | PurgeInbox | SetFollowings | 
         | SendUpdates | SwitchTier | MarkFollowees | RecheckSeen | RebuildFrom | Count | Warn)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Phase:
     """Steps run together; the next phase starts when all of them are done.
 
@@ -272,6 +272,7 @@ def _plan(*phases: Phase | None) -> Plan:
 
 
 def _phase(name: str, *steps: Step | None, bulk: bool = False, limit: int | None = None) -> Phase:
+    """A phase of the steps given, without the None ones."""
     return Phase(name, tuple(s for s in steps if s is not None), bulk, limit)
 
 
@@ -396,50 +397,52 @@ def follows_changed(author_id: int, changes: Sequence[Change], facts: FollowFact
     # Only a follower whose activity, as read, was never seen or due for a refresh can have a UserSeen in
     # flight (`seen_may_be_refreshing`): most followers read their feed within the day.
     recheck = sorted(f for f in joined if seen_may_be_refreshing(seen[f], facts.now_ms)) if seen_concurrently else []
-    phases.append(_phase("recheck", RecheckSeen(author_id, tuple((f, seen[f].last_seen) for f in recheck))
-                         if recheck else None))
-    return _plan(*phases)
+    if recheck:
+        phases.append(Phase("recheck", (RecheckSeen(author_id, tuple((f, seen[f].last_seen) for f in recheck)),)))
+    return tuple(phases)
 
 
 def _segment(author_id: int, segment: FollowSegment, seen: Mapping[int, Activity], hid: set[int],
              announce: bool) -> list[Phase]:
+    """One segment's phases. Built directly, not filtered: most runs are one follow long, and this is most of
+    what the worker does per follow."""
     steps = segment.steps
     # The followers' side first; these writes are last-writer-wins by event time (celebrity sets by the
     # author's version), so redoing them on a replay is harmless and a stale event cannot override a newer one.
-    hidden = _hidden_changes(author_id, steps, seen, hid)
-    celebrities = tuple((s.follower_id, author_id, s.decision.celebrity_set is CelebritySet.ADD,
-                         s.decision.stats.version) for s in steps if s.decision.celebrity_set is not CelebritySet.KEEP)
-    followers_side = _phase("followers' side",
-                            SetFollowings(tuple((s.follower_id, author_id, s.decision.following, s.event_time)
-                                                for s in steps)),
-                            SetHidden(hidden) if hidden else None,
-                            SetCelebrities(celebrities) if celebrities else None)
+    side: list[Step] = [SetFollowings(tuple((s.follower_id, author_id, s.decision.following, s.event_time)
+                                            for s in steps))]
+    if hidden := _hidden_changes(author_id, steps, seen, hid):
+        side.append(SetHidden(hidden))
+    if celebrities := tuple((s.follower_id, author_id, s.decision.celebrity_set is CelebritySet.ADD,
+                             s.decision.stats.version) for s in steps
+                            if s.decision.celebrity_set is not CelebritySet.KEEP):
+        side.append(SetCelebrities(celebrities))
+    phases = [Phase("followers' side", tuple(side))]
     if not segment.edges:
-        return [followers_side]  # nothing fresh: stale or repeated events change nothing else
+        return phases  # nothing fresh: stale or repeated events change nothing else
     fresh = [s for s in steps if s.decision.fresh]
     # One timeline read for every new follower of the segment. One that unfollows again within it is
     # backfilled too and purged by its unfollow's task, as one event at a time would.
-    backfill = tuple(sorted({s.follower_id for s in fresh if s.decision.backfill}))
-    purges = tuple((s.follower_id, s.event_time) for s in fresh if s.decision.purge)
-    switch = segment.tier_switch
-    return [
-        followers_side,
-        _phase("backfill", Backfill(backfill, author_id) if backfill else None),
-        _phase("purges", SendPurges(author_id, purges) if purges else None),
+    if backfill := tuple(sorted({s.follower_id for s in fresh if s.decision.backfill})):
+        phases.append(Phase("backfill", (Backfill(backfill, author_id),)))
+    if purges := tuple((s.follower_id, s.event_time) for s in fresh if s.decision.purge):
+        phases.append(Phase("purges", (SendPurges(author_id, purges),)))
+    if (switch := segment.tier_switch) is not None:
         # The switching event's own follower is handled above; its edge is not written yet, so it is left
         # out. Every edge decided before the switch was committed with the previous segment.
-        _phase("tier switch", SwitchTier(author_id, switch.decision.stats.is_celebrity, switch.event_time,
-                                         switch.decision.stats.version, leave_out=switch.follower_id)
-               if switch is not None else None),
-        # The commit point: a crash before it replays these events as fresh, with the same versions.
-        _phase("commit", CommitEdges(author_id, tuple(EdgeChange(f, edge, seen[f].last_seen if f in seen else None)
-                                                      for f, edge in segment.edges.items()), segment.stats)),
-        # Live streams keep their connected readers' followees current.
-        _phase("updates", SendUpdates(tuple(FollowChanged(event_time=edge.changed_at, follower_id=f,
-                                                          followee_id=author_id, following=edge.following)
-                                            for f, edge in segment.edges.items()))
-               if announce else None),
-    ]
+        phases.append(Phase("tier switch", (SwitchTier(author_id, switch.decision.stats.is_celebrity,
+                                                       switch.event_time, switch.decision.stats.version,
+                                                       leave_out=switch.follower_id),)))
+    # The commit point: a crash before it replays these events as fresh, with the same versions.
+    phases.append(Phase("commit", (CommitEdges(author_id, tuple(EdgeChange(f, edge, seen[f].last_seen if f in seen
+                                                                           else None)
+                                                                for f, edge in segment.edges.items()),
+                                               segment.stats),)))
+    if announce:  # live streams keep their connected readers' followees current
+        phases.append(Phase("updates", (SendUpdates(tuple(
+            FollowChanged(event_time=edge.changed_at, follower_id=f, followee_id=author_id, following=edge.following)
+            for f, edge in segment.edges.items())),)))
+    return phases
 
 
 def _hidden_changes(author_id: int, steps: Sequence[FollowStep], seen: Mapping[int, Activity],

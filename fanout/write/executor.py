@@ -57,22 +57,35 @@ class Executor:
         self._send_updates = send_updates
         self.clock_ms = clock_ms
         self.clock_us = clock_us  # write stamps (purges), on the clock the store stamps its rows with
-        self._apply: dict[type[Any], Callable[[Any], Coroutine[Any, Any, None]]] = {
-            plans.SavePost: self._save_post, plans.MarkDeleted: self._mark_deleted, plans.Push: self._push,
-            plans.Backfill: self._backfill, plans.PurgeInbox: self._purge_inbox,
-            plans.SetFollowings: self._set_followings, plans.SetHidden: self._set_hidden,
-            plans.SetCelebrities: self._set_celebrities, plans.CommitEdges: self._commit_edges,
-            plans.SetEdgesSeen: self._set_edges_seen, plans.SetActivity: self._set_activity,
-            plans.AddCelebrity: self._add_celebrity, plans.RemoveCelebrity: self._remove_celebrity,
+        # What each step does: a coroutine of the store or topic call itself (no coroutine of ours around
+        # it), or one of the methods below where a step does more than one call.
+        st = self.stores
+        self._apply: dict[type[Any], Callable[[Any], Coroutine[Any, Any, Any]]] = {
+            plans.SavePost: lambda s: st.posts.save_post(s.post_id, s.author_id, s.body, s.tier),
+            plans.MarkDeleted: lambda s: st.posts.mark_deleted(s.post_id, s.author_id, s.event_time),
+            plans.Push: self._push, plans.Backfill: self._backfill, plans.PurgeInbox: self._purge_inbox,
+            plans.SetFollowings: lambda s: st.graph.set_followings(s.changes),
+            plans.SetHidden: lambda s: st.readers.set_hidden(s.changes),
+            plans.SetCelebrities: lambda s: st.readers.set_celebrities(s.changes),
+            plans.CommitEdges: lambda s: st.graph.set_edges(s.author_id, s.changes, s.stats),
+            plans.SetEdgesSeen: lambda s: st.graph.set_edges_seen(s.user_id, s.followees, s.seen),
+            plans.SetActivity: lambda s: st.readers.set_activity(s.user_id, s.activity),
+            plans.AddCelebrity: lambda s: st.readers.add_celebrity(s.user_ids, s.author_id, s.version),
+            plans.RemoveCelebrity: lambda s: st.readers.remove_celebrity(s.user_ids, s.author_id, s.version),
             plans.SendTasks: self._send_tasks, plans.SendPurges: self._send_purges,
-            plans.SendUpdates: self._send_update_step, plans.SwitchTier: self._switch_tier,
+            plans.SendUpdates: lambda s: self.send_updates(s.updates), plans.SwitchTier: self._switch_tier,
             plans.MarkFollowees: self._mark_followees, plans.RecheckSeen: self._recheck_seen,
             plans.RebuildFrom: self._rebuild_from,
         }
 
     async def run(self, plan: Plan) -> None:
+        apply = self._apply
         for phase in plan:
-            await self._run_phase(phase)
+            steps = phase.steps
+            if len(steps) == 1 and not phase.bulk and type(steps[0]) in apply:
+                await apply[type(steps[0])](steps[0])  # most phases: one call, awaited directly
+            else:
+                await self._run_phase(phase)
 
     async def _run_phase(self, phase: Phase) -> None:
         calls = []
@@ -88,7 +101,7 @@ class Executor:
             return
         with bulk_work() if phase.bulk else contextlib.nullcontext():
             if len(calls) == 1:
-                await self._apply[type(calls[0])](calls[0])  # the common case: no task for one step
+                await self._apply[type(calls[0])](calls[0])
             elif phase.limit is None:
                 await asyncio.gather(*(self._apply[type(s)](s) for s in calls))
             else:
@@ -131,12 +144,6 @@ class Executor:
 
     # --- writes ------------------------------------------------------------------------------------------
 
-    async def _save_post(self, s: plans.SavePost) -> None:
-        await self.stores.posts.save_post(s.post_id, s.author_id, s.body, s.tier)
-
-    async def _mark_deleted(self, s: plans.MarkDeleted) -> None:
-        await self.stores.posts.mark_deleted(s.post_id, s.author_id, s.event_time)
-
     async def _push(self, s: plans.Push) -> None:
         started = time.perf_counter()
         rows = await self.stores.inboxes.push_rows(((u, s.post_id) for u in s.followers), s.author_id)
@@ -157,30 +164,6 @@ class Executor:
     async def _purge_inbox(self, s: plans.PurgeInbox) -> None:
         self.metrics.purged_rows.inc(await self.stores.inboxes.purge_inbox(s.user_id, s.author_id, s.as_of_us))
 
-    async def _set_followings(self, s: plans.SetFollowings) -> None:
-        await self.stores.graph.set_followings(s.changes)
-
-    async def _set_hidden(self, s: plans.SetHidden) -> None:
-        await self.stores.readers.set_hidden(s.changes)
-
-    async def _set_celebrities(self, s: plans.SetCelebrities) -> None:
-        await self.stores.readers.set_celebrities(s.changes)
-
-    async def _commit_edges(self, s: plans.CommitEdges) -> None:
-        await self.stores.graph.set_edges(s.author_id, s.changes, s.stats)
-
-    async def _set_edges_seen(self, s: plans.SetEdgesSeen) -> None:
-        await self.stores.graph.set_edges_seen(s.user_id, s.followees, s.seen)
-
-    async def _set_activity(self, s: plans.SetActivity) -> None:
-        await self.stores.readers.set_activity(s.user_id, s.activity)
-
-    async def _add_celebrity(self, s: plans.AddCelebrity) -> None:
-        await self.stores.readers.add_celebrity(s.user_ids, s.author_id, s.version)
-
-    async def _remove_celebrity(self, s: plans.RemoveCelebrity) -> None:
-        await self.stores.readers.remove_celebrity(s.user_ids, s.author_id, s.version)
-
     # --- Kafka -------------------------------------------------------------------------------------------
 
     async def _send_tasks(self, s: plans.SendTasks) -> None:
@@ -194,9 +177,6 @@ class Executor:
         await self._send_tasks(plans.SendTasks(tuple(
             InboxPurge(event_time=event_time, user_id=follower, author_id=s.author_id, as_of_us=as_of_us)
             for follower, event_time in s.purges)))
-
-    async def _send_update_step(self, s: plans.SendUpdates) -> None:
-        await self.send_updates(s.updates)
 
     # --- steps that read, then run the plan of what follows ----------------------------------------------
 
