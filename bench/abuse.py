@@ -79,11 +79,12 @@ def handling_times(after: dict[str, float], before: dict[str, float]) -> dict[st
     now, then = histograms_by(after, HANDLING, "type"), histograms_by(before, HANDLING, "type")
     times = {}
     for kind, samples in sorted(now.items()):
-        count = samples.get(f'{HANDLING}_bucket{{le="+Inf"}}', 0) - then[kind].get(f'{HANDLING}_bucket{{le="+Inf"}}', 0)
+        earlier = then.get(kind, {})  # a type first handled in this phase
+        count = samples.get(f'{HANDLING}_bucket{{le="+Inf"}}', 0) - earlier.get(f'{HANDLING}_bucket{{le="+Inf"}}', 0)
         if count > 0:
             times[kind] = {"events": int(count),
-                           "p99_ms": round(histogram_quantile(samples, then[kind], HANDLING, 0.99) * 1000, 1),
-                           "max_ms_at_most": round(highest_bucket(samples, then[kind], HANDLING) * 1000, 1)}
+                           "p99_ms": round(histogram_quantile(samples, earlier, HANDLING, 0.99) * 1000, 1),
+                           "max_ms_at_most": round(highest_bucket(samples, earlier, HANDLING) * 1000, 1)}
     return times
 
 

@@ -38,20 +38,29 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def run(out: Path, markdown_path: Path, quick: bool, command: str, console: Console) -> dict[str, Any]:
-    """Run every part into `out`, then write all.json there and the summary to `markdown_path`."""
+def run(out: Path, markdown_path: Path, quick: bool, command: str, console: Console,
+        only: list[str] | None = None) -> dict[str, Any]:
+    """Run every part (or those in `only`, keeping the others' records of an earlier run) into `out`, then
+    write all.json there (after each part) and the summary to `markdown_path`."""
     out.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, Any] = {
-        "command": command, "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+    unknown = set(only or ()) - PARTS.keys()
+    if unknown:
+        raise ValueError(f"no such part: {sorted(unknown)}; the parts are {list(PARTS)}")
+    commit = _git("rev-parse", "--short", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    previous = json.loads((out / "all.json").read_text()) if only and (out / "all.json").exists() else {}
+    # A run of some parts keeps the run it completes as it was (its command, commit and start); each part
+    # records its own command, commit and duration.
+    manifest: dict[str, Any] = previous or {
+        "command": command, "commit": commit, "dirty": dirty,
         "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "parts": {},
     }
-    started = time.monotonic()
+    chosen = {part: args for part, args in PARTS.items() if not only or part in only}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} parts"),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("fanout bench all", total=len(PARTS))
-        for part, (full, small) in PARTS.items():
+        task = progress.add_task("fanout bench all", total=len(chosen))
+        for part, (full, small) in chosen.items():
             args = [*(small if quick else full), "--out", str(out / part)]
             progress.update(task, description=f"fanout bench {' '.join(args)}")
             part_started = time.monotonic()
@@ -61,10 +70,10 @@ def run(out: Path, markdown_path: Path, quick: bool, command: str, console: Cons
                                       stderr=subprocess.STDOUT, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"fanout bench {' '.join(args)} failed (exit {done.returncode}); see {log}")
-            manifest["parts"][part] = {"command": "fanout bench " + " ".join(args),
+            manifest["parts"][part] = {"command": "fanout bench " + " ".join(args), "commit": commit, "dirty": dirty,
                                        "seconds": round(time.monotonic() - part_started, 1)}
+            manifest["seconds"] = round(sum(p["seconds"] for p in manifest["parts"].values()), 1)
+            (out / "all.json").write_text(json.dumps(manifest, indent=2))  # a later part's failure keeps it
             progress.advance(task)
-    manifest["seconds"] = round(time.monotonic() - started, 1)
-    (out / "all.json").write_text(json.dumps(manifest, indent=2))
     markdown_path.write_text(summary.markdown(out, markdown_path.resolve().parent))
     return manifest

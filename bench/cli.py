@@ -252,11 +252,13 @@ def bench_all(
     quick: bool = typer.Option(False, "--quick", help="every part small (about 10 minutes): checks, not figures"),
     out: Annotated[Path, typer.Option(help="where each part's report and all.json go")] = Path("docs/benchmarks"),
     markdown: Annotated[Path, typer.Option(help="the summary written from them")] = Path("BENCHMARKS.md"),
+    only: Annotated[list[str] | None, typer.Option(help="run only this part (repeatable), keeping the others' "
+                                                        "reports and records of an earlier run")] = None,
 ) -> None:
     """Every benchmark of the running stack, one after the other, then BENCHMARKS.md with the targets computed."""
     from bench import all as all_parts
 
     on_stack(Settings.load())  # fails early, with the reason, when the stack is not up
     command = ("fanout bench all " + " ".join(sys.argv[3:])).strip()
-    manifest = all_parts.run(out, markdown, quick, command, console)
+    manifest = all_parts.run(out, markdown, quick, command, console, only)
     console.print(f"written: {markdown}, {out}/all.json and every part's report ({manifest['seconds'] / 60:.0f} min)")

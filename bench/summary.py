@@ -141,8 +141,9 @@ def markdown(out: Path, root: Path) -> str:
         if part not in reports:
             continue
         done = manifest["parts"].get(part, {})
+        on = f", commit `{done['commit']}`" if done.get("commit") not in (None, manifest["commit"]) else ""
         lines += [f"## {TITLES[part]}", "", about, "",
-                  f"Command: `{done.get('command', '?')}` ({done.get('seconds', 0) / 60:.1f} min).", ""]
+                  f"Command: `{done.get('command', '?')}` ({done.get('seconds', 0) / 60:.1f} min{on}).", ""]
         if part == "write":
             lines += _included(out, part, "bench.md")
         elif part == "reads":
