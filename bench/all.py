@@ -47,7 +47,8 @@ def run(out: Path, markdown_path: Path, quick: bool, command: str, console: Cons
     if unknown:
         raise ValueError(f"no such part: {sorted(unknown)}; the parts are {list(PARTS)}")
     commit = _git("rev-parse", "--short", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    # Changes to the code, not to the reports this command writes.
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{out}", f":!{markdown_path}"))
     previous = json.loads((out / "all.json").read_text()) if only and (out / "all.json").exists() else {}
     # A run of some parts keeps the run it completes as it was (its command, commit and start); each part
     # records its own command, commit and duration.
