@@ -3,8 +3,7 @@
 
     .venv/bin/python tests/faults/report.py > docs/faults.md
 
-Each pass (its command) is shown as its latest run: the records of that command appended one after the
-other, on one commit, without an hour's gap.
+Each suite is shown, per cluster size, as its latest run.
 """
 
 from __future__ import annotations
@@ -42,16 +41,22 @@ parked but the poisoned event of its own test. One test: `make test-faults FAULT
 PYTEST_ARGS='-k <name>'`."""
 
 
-def runs(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """The latest run of each command."""
-    latest: dict[str, list[dict[str, Any]]] = {}
+def suite(record: dict[str, Any]) -> str:
+    return "make test-docker" if "test-docker" in record["command"] else "make test-faults"
+
+
+def runs(records: list[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The latest run of each suite on each cluster size: its records appended one after the other, on one
+    commit, without an hour's gap."""
+    latest: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in records:
-        block = latest.get(r["command"])
+        key = (suite(r), r["nodes"])
+        block = latest.get(key)
         at = datetime.fromisoformat(r["at"])
         if block and block[-1].get("commit") == r.get("commit") and at - datetime.fromisoformat(block[-1]["at"]) < GAP:
             block.append(r)
         else:
-            latest[r["command"]] = [r]
+            latest[key] = [r]
     return latest
 
 
@@ -59,20 +64,29 @@ def _notes(notes: dict[str, Any]) -> str:
     return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in notes.items())
 
 
+def _one_test(record: dict[str, Any]) -> str:
+    """The command that runs this fault alone, on the cluster size it ran on."""
+    command = record["command"]
+    if suite(record) == "make test-faults" and "FAULT_NODES" not in command:
+        command = command.replace("make test-faults", f"make test-faults FAULT_NODES={record['nodes']}")
+    return f"`{command}`"
+
+
 def markdown(records: list[dict[str, Any]]) -> str:
     lines = [INTRO, ""]
-    for command, block in sorted(runs(records).items(), key=lambda kv: (kv[0].split()[-1], kv[0])):
+    faults_first = sorted(runs(records).items(), key=lambda kv: (kv[0][0] != "make test-faults", kv[0][1]))
+    for (name, nodes), block in faults_first:
         first, last = block[0], block[-1]
         commit = f"commit `{first['commit']}`, " if first.get("commit") else ""
         missing = sum(r["missing"] for r in block)
         extra = sum(r["extra"] for r in block)
-        lines += [f"## `{command}`", "",
-                  f"{commit}{first['at']} to {last['at'][11:]}, {first['nodes']} node(s): {len(block)} faults, "
+        lines += [f"## `{name}`, {nodes} node{'s' if nodes > 1 else ''}", "",
+                  f"{commit}{first['at']} to {last['at'][11:]}: {len(block)} faults, "
                   f"{sum(r['expected'] for r in block):,} rows checked, **{missing} missing, {extra} extra**.", "",
-                  "| fault | times | rows expected | missing | extra | drain | notes |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| fault | times | rows expected | missing | extra | drain | notes | alone |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['fault']} | {r['times']} | {r['expected']:,} | {r['missing']} | {r['extra']} | "
-                  f"{r['drain_seconds']} s | {_notes(r.get('notes', {}))} |" for r in block]
+                  f"{r['drain_seconds']} s | {_notes(r.get('notes', {}))} | {_one_test(r)} |" for r in block]
         lines.append("")
     return "\n".join(lines)
 
