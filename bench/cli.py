@@ -247,6 +247,28 @@ def bench_handlers(
     Console().print_json(data=report)
 
 
+@bench_app.command("follows")
+def bench_follows(
+    follows: int = typer.Option(15_000, help="follow events per round"),
+    order: str = typer.Option("live", help="live (authors interleaved) or by_author (each author's run together)"),
+    rounds: int = typer.Option(4, min=1, help="rounds; the medians count"),
+    out: Annotated[Path, typer.Option(help="where follows.json goes")] = BENCH_RESULTS / "follows",
+) -> None:
+    """Follows/s of one worker through Kafka, several rounds: the write path's noisiest figure, alone."""
+    import json
+
+    from bench import writepath
+    from bench.scenario import scenarios_dropped
+
+    base = on_stack(Settings.load())
+    with scenarios_dropped():
+        report = {"command": "fanout bench follows " + " ".join(sys.argv[3:]),
+                  **writepath.follows_rounds(base, follows, order, rounds, out / "logs")}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "follows.json").write_text(json.dumps(report, indent=2))
+    Console().print_json(data=report)
+
+
 @bench_app.command("all")
 def bench_all(
     quick: bool = typer.Option(False, "--quick", help="every part small (about 10 minutes): checks, not figures"),

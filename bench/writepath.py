@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -92,6 +93,21 @@ def follows_per_second(base: Settings, n_follows: int, order: str, log_dir: Path
     return {"order": order, "follows": len(events), "authors": len({a for _, a in edges}),
             "seconds": round(seconds, 2), "follows_per_s": round(counted / seconds),
             "cpu_s": spent, "cpu_s_per_1000_follows": per_1000(spent, len(events))}
+
+
+def follows_rounds(base: Settings, n_follows: int, order: str, rounds: int, log_dir: Path) -> dict[str, Any]:
+    """`follows_per_second` several times (each on a keyspace and a worker of its own): a round on this
+    2-core machine varies by a fifth, so one round cannot tell a change from noise; the medians can."""
+    results = []
+    for i in range(rounds):
+        r = follows_per_second(base, n_follows, order, log_dir / f"round-{i + 1}")
+        console.print(f"round {i + 1}/{rounds}: {r['follows_per_s']:,} follows/s, worker "
+                      f"{r['cpu_s_per_1000_follows']['worker']} CPU s per 1,000")
+        results.append(r)
+    return {"order": order, "follows": n_follows, "rounds": [r["follows_per_s"] for r in results],
+            "median_follows_per_s": round(statistics.median(r["follows_per_s"] for r in results)),
+            "median_worker_cpu_s_per_1000": round(statistics.median(
+                r["cpu_s_per_1000_follows"]["worker"] for r in results), 3)}
 
 
 def graph_import(base: Settings, n_edges: int, work_dir: Path) -> dict[str, Any]:
