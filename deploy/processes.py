@@ -19,6 +19,7 @@ from fanout.settings import Settings
 
 PROCESSES = {
     "worker": ("worker", "worker_metrics_port", "/metrics"),
+    "notifier": ("notifier", "notifier_metrics_port", "/metrics"),
     "read-api": ("read-api", "read_api_port", "/healthz"),
     "ingest-api": ("ingest-api", "ingest_api_port", "/healthz"),
 }
@@ -62,7 +63,7 @@ class ProcessGroup:
             for name in names:
                 self._wait_serving(name, timeout)
             for name in names:
-                if _kind(name)[0] == "worker":
+                if _kind(name)[0] in ("worker", "notifier"):
                     self._wait_worker_assigned(name, timeout)
         except BaseException:
             self.stop()

@@ -53,6 +53,12 @@ class Metrics:
         self.cassandra_errors = Counter("fanout_cassandra_errors", "Failed Cassandra requests, by error class",
                                         ["error"], registry=r)
         self.cassandra_retries = Counter("fanout_cassandra_retries", "Cassandra requests retried", registry=r)
+        # notification feeds (the notifier)
+        self.notification_rows = Counter("fanout_notification_rows_written", "Rows the notifier wrote: actor set "
+                                         "members added or removed, groups written or deleted", ["table"], registry=r)
+        self.notification_delivery = Histogram("fanout_notification_delivery_seconds",
+                                               "Event time of a like, reply, mention or follow to its notification "
+                                               "written, by kind", ["kind"], buckets=LATENCY_BUCKETS, registry=r)
         # a changing graph
         self.backfilled_rows = Counter("fanout_backfilled_rows", "Inbox rows copied on follow, demotion or "
                                        "regeneration", registry=r)

@@ -96,6 +96,8 @@ class Settings:
                                                                             "stored and deleted (cache updates)"})
     reads_topic: str = field(default="fanout.feed-reads", metadata={"doc": "read services -> worker: debounced "
                                                                           "feed reads (UserSeen), reader-keyed"})
+    notifications_topic: str = field(default="fanout.notifications", metadata={
+        "doc": "likes, replies, mentions and follows for the notifier: a lane of its own, keyed by target"})
     topic_replication_factor: int = field(default=0, metadata={"doc": "replicas of our topics; 0: min(3, nodes)"})
     topic_min_insync_replicas: int = field(default=0, metadata={"doc": "acks=all needs this many; 0: 2 when "
                                                                        "replicated 3+ times, else 1"})
@@ -212,6 +214,15 @@ class Settings:
     max_body_bytes: int = field(default=65_536, metadata={"doc": "larger request bodies are a 413"})
     idempotency_ttl_seconds: int = field(default=86_400, metadata={"doc": "how long an Idempotency-Key is kept"})
 
+    # --- notification feeds -----------------------------------------------------------------------
+    notification_window_seconds: int = field(default=86_400, metadata={
+        "doc": "a notification group opened longer ago than this takes no new actors: the next opens a new one"})
+    notification_retention_days: int = field(default=30, metadata={"doc": "notification groups expire this long "
+                                                                           "after they opened"})
+    notification_latest_actors: int = field(default=3, metadata={"doc": "actors a notification group names"})
+    notification_run: int = field(default=50, metadata={"doc": "notices of one target written per logged batch"})
+    notifier_metrics_port: int = field(default=6076, metadata={"doc": "notifier metrics port"})
+
     # --- credentials for the servers (empty: none; the local stack's come from STATE_DIR/credentials.env) ---
     kafka_sasl_mechanism: str = field(default="SCRAM-SHA-512", metadata={"doc": "SASL mechanism when a user is set"})
     kafka_sasl_username: str = field(default="", metadata={"doc": "Kafka user of ingest/publish; empty: none"})
@@ -270,7 +281,8 @@ class Settings:
         return dataclasses.replace(
             self, keyspace=name.replace("-", "_"), events_topic=f"{name}.author-events",
             chunks_topic=f"{name}.fanout-chunks", dead_letter_topic=f"{name}.dead-letter",
-            updates_topic=f"{name}.feed-updates", reads_topic=f"{name}.feed-reads", app_id=name, **overrides,
+            updates_topic=f"{name}.feed-updates", reads_topic=f"{name}.feed-reads",
+            notifications_topic=f"{name}.notifications", app_id=name, **overrides,
         )
 
     def to_env(self) -> dict[str, str]:

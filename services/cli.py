@@ -49,7 +49,7 @@ def migrate() -> None:
         create_roles(s, console.print)
     # Each step is idempotent, so a broker still starting (a restarted compose service) is waited out.
     created = wait_out_outages(s, "Kafka", lambda: ensure_topics(s))
-    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates, feed reads)")
+    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates, feed reads, notifications)")
     statements = migrate_cassandra(s)
     console.print(f"cassandra keyspace {s.keyspace}: {len(statements)} statements applied")
 
@@ -60,6 +60,14 @@ def worker(loglevel: str = typer.Option("info", help="Faust log level")) -> None
     from services import worker as worker_process
 
     worker_process.run(settings().as_process("worker"), loglevel)
+
+
+@app.command()
+def notifier(loglevel: str = typer.Option("info", help="Faust log level")) -> None:
+    """Run the notifier (notification feeds, a consumer of its own) with metrics on FANOUT_NOTIFIER_METRICS_PORT."""
+    from services import notifier as notifier_process
+
+    notifier_process.run(settings().as_process("worker"), loglevel)
 
 
 @app.command("read-api")

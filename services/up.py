@@ -1,5 +1,5 @@
 """`fanout up`: the whole pipeline in the foreground, on a running stack. `fanout migrate` once, then the
-worker(s), the read API and the ingest API, supervised by deploy/supervisor.py: output prefixed with each
+worker(s), the notifier, the read API and the ingest API, supervised by deploy/supervisor.py: output prefixed with each
 process's name, a process that exits restarted with backoff, all stopped on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fanout.settings import Settings
 
 def programs(settings: Settings, workers: int = 1) -> tuple[Program, list[Program]]:
     """The migration to run first, then the long-lived processes: workers 1..N (worker i has metrics on
-    FANOUT_WORKER_METRICS_PORT + i - 1), the read API and the ingest API, all with these settings."""
+    FANOUT_WORKER_METRICS_PORT + i - 1), the notifier, the read API and the ingest API, all with these settings."""
     env = {**os.environ, **settings.to_env()}
     fanout = [sys.executable, "-m", "services.cli"]
     host = settings.client_host
@@ -25,6 +25,8 @@ def programs(settings: Settings, workers: int = 1) -> tuple[Program, list[Progra
         for i in range(workers)
     ]
     long_lived += [
+        Program("notifier", [*fanout, "notifier"], env,
+                ready_url=f"http://{host}:{settings.notifier_metrics_port}/metrics"),
         Program("read-api", [*fanout, "read-api"], env, ready_url=f"http://{host}:{settings.read_api_port}/healthz"),
         Program("ingest-api", [*fanout, "ingest-api"], env,
                 ready_url=f"http://{host}:{settings.ingest_api_port}/healthz"),

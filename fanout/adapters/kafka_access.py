@@ -55,6 +55,7 @@ def access_rules(settings: Settings) -> list[Rule]:
     s = settings
     return [
         Rule(service, "topic", s.events_topic, "write"),
+        Rule(service, "topic", s.notifications_topic, "write"),
         Rule(reader, "topic", s.reads_topic, "write"),
         Rule(reader, "topic", s.updates_topic, "read"),
         Rule(reader, "group", updates_group(s), "read"),
@@ -65,7 +66,14 @@ def access_rules(settings: Settings) -> list[Rule]:
         Rule(worker, "topic", s.dead_letter_topic, "write"),
         Rule(worker, "topic", s.updates_topic, "write"),
         Rule(worker, "group", s.app_id, "read"),
+        Rule(worker, "topic", s.notifications_topic, "read"),
+        Rule(worker, "group", notifier_group(s), "read"),
     ]
+
+
+def notifier_group(settings: Settings) -> str:
+    """The notifier's consumer group, apart from the worker's: its lag is its own."""
+    return f"{settings.app_id}-notifier"
 
 
 def updates_group(settings: Settings) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 
+from fanout.adapters.memory_notifications import MemoryNotifications
 from fanout.adapters.memory_table import STATIC, Table, clock_us
 from fanout.core.ids import MAX_ID, millis_of
 from fanout.core.model import (
@@ -38,9 +39,11 @@ class MemoryStorage:
         self.ttl = settings.inbox_ttl_seconds
         self.now_us = now_us
         self.posts_t, self.timelines, self.followers, self.followings, self.inboxes = (Table(now_us) for _ in range(5))
+        self.notifications = MemoryNotifications(settings.notification_retention_days * 86_400,
+                                                 lambda: now_us() // 1000)
 
     def stores(self) -> Stores:
-        return Stores(posts=self, graph=self, readers=self, inboxes=self)
+        return Stores(posts=self, graph=self, readers=self, inboxes=self, notifications=self.notifications)
 
     # --- posts and timelines ---------------------------------------------------------------------
 

@@ -30,13 +30,18 @@ from fanout.core.events import (
     InboxChunk,
     InboxPurge,
     InvalidEvent,
+    Liked,
+    Mentioned,
+    NotificationEvent,
     PostCreated,
     PostDeleted,
     PostDelivered,
     PostRemoved,
     PostStored,
+    Replied,
     SeenChunk,
     Unfollowed,
+    Unliked,
     UserSeen,
 )
 from fanout.core.ids import MAX_USER_ID, millis_of
@@ -48,7 +53,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
                 InboxPurge, SeenChunk, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged,
-                FeedUpdates)
+                FeedUpdates, Liked, Unliked, Replied, Mentioned)
 }
 FEED_UPDATE_TYPES = (PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged)
 
@@ -109,7 +114,7 @@ def _from_doc(doc: Any, enveloped: bool = False) -> Event:
             raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
     doc.pop("version")
-    for name in ("follower_ids", "user_ids", "author_ids"):
+    for name in ("follower_ids", "user_ids", "author_ids", "mentioned_ids"):
         if name in doc:
             doc[name] = tuple(doc[name])
     if "updates" in doc:
@@ -135,6 +140,17 @@ def decode_feed_read(raw: bytes | None, key: bytes | None, max_bytes: int) -> Us
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the feed-reads topic")
     if key != event.key:
         raise InvalidEvent("wrong_key", f"key {key!r} is not the reader key {event.key!r}")
+    return event
+
+
+def decode_notification_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> NotificationEvent:
+    """Decode an event of the notifications topic and check it sits under its key (the post liked, replied
+    to or mentioned from; the user followed)."""
+    event = decode(raw, max_bytes)
+    if not isinstance(event, Liked | Unliked | Replied | Mentioned | Followed | Unfollowed):
+        raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the notifications topic")
+    if key != event.key:
+        raise InvalidEvent("wrong_key", f"key {key!r} is not the event's key {event.key!r}")
     return event
 
 

@@ -1,4 +1,4 @@
-"""Typed event models: what flows on the author events, chunk tasks and feed updates topics.
+"""Typed event models: what flows on the author events, notifications, chunk tasks and feed updates topics.
 
 The schema files in schemas/events/ are the contract; these dataclasses mirror them, and fanout/core/codec.py
 reads and writes them. Every author-scoped event exposes `key`: the author's id (the followee's for follow
@@ -73,6 +73,65 @@ class Unfollowed(Event):
     @property
     def key(self) -> bytes:
         return author_key(self.followee_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Liked(Event):
+    """`user_id` likes `post_id`, a post of `author_id`'s (the ingest API read it). Notifications topic, keyed
+    by the post: every like and unlike of a post on one partition, in order."""
+
+    TYPE: ClassVar[str] = "Liked"
+    user_id: int
+    post_id: int
+    author_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.post_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Unliked(Event):
+    """`user_id` no longer likes `post_id`. Notifications topic, keyed by the post."""
+
+    TYPE: ClassVar[str] = "Unliked"
+    user_id: int
+    post_id: int
+    author_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.post_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Replied(Event):
+    """`user_id` replied with post `post_id` to `parent_id`, a post of `author_id`'s. Notifications topic,
+    keyed by the post replied to."""
+
+    TYPE: ClassVar[str] = "Replied"
+    user_id: int
+    post_id: int
+    parent_id: int
+    author_id: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.parent_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Mentioned(Event):
+    """`user_id`'s post `post_id` mentions these users. Notifications topic, keyed by the post."""
+
+    TYPE: ClassVar[str] = "Mentioned"
+    user_id: int
+    post_id: int
+    mentioned_ids: tuple[int, ...]
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.post_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +301,7 @@ class CelebritySetChanged(Event):
 
 AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed
 ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | SeenChunk
+NotificationEvent = Liked | Unliked | Replied | Mentioned | Followed | Unfollowed
 FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged
 
 

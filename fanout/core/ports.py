@@ -10,7 +10,7 @@ and TTLs are the adapter's business, set from Settings when it is built.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from fanout.core.model import (
     StoredPost,
     Tier,
 )
+from fanout.core.notifications import NotificationPage, TargetChange, TargetState
 
 _bulk_work: ContextVar[bool] = ContextVar("bulk_work", default=False)
 
@@ -217,6 +218,36 @@ class IdempotencyStore(Protocol):
         ...
 
 
+class NotificationStore(Protocol):
+    """Notification feeds (fanout/core/notifications.py): per (owner, kind, target) the set of its actors
+    and its open group; per owner the groups, newest first, and how far the owner has read them. Groups
+    expire FANOUT_NOTIFICATION_RETENTION_DAYS after they opened; the actor sets (a post's likes) do not."""
+
+    async def target_state(self, owner: int, kind: str, target: int, actors: Collection[int]) -> TargetState:
+        """The stored state a run of notices of `actors` on (owner, kind, target) starts from."""
+        ...
+
+    async def apply(self, owner: int, kind: str, target: int, change: TargetChange) -> None:
+        """Write `change` atomically: its members, count, open group and groups land together or not at all."""
+        ...
+
+    async def notification_page(self, owner: int, before: int | None, limit: int) -> NotificationPage:
+        """The owner's groups, newest first, below the group id `before` (None: from the newest)."""
+        ...
+
+    async def unread_count(self, owner: int, limit: int) -> int:
+        """How many of the owner's groups are newer than what they read, counting up to `limit`."""
+        ...
+
+    async def mark_read(self, owner: int, up_to: int) -> None:
+        """The owner has read every group up to the id `up_to`; a lower mark never undoes a higher one."""
+        ...
+
+    async def actors(self, owner: int, kind: str, target: int, actor: int) -> tuple[int, bool]:
+        """How many actors (owner, kind, target) has (a post's likes), and whether `actor` is one of them."""
+        ...
+
+
 @dataclass(frozen=True)
 class Stores:
     """One adapter's implementation of every port, handed to the pipeline and the read service."""
@@ -225,3 +256,4 @@ class Stores:
     graph: GraphStore
     readers: ReaderStore
     inboxes: InboxStore
+    notifications: NotificationStore

@@ -28,35 +28,10 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
               on_rebalance: Callable[[], None] = lambda: None) -> faust.App:
     """The worker's Faust app. `pipeline_for(send_task, send_updates)` builds the Pipeline once topics exist;
     `on_rebalance` runs whenever partitions are revoked or assigned (the author stats cache forgets)."""
-    datadir = settings.worker_data_dir
-    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    worker_user, worker_password = settings.kafka_credentials("worker")
-    app = faust.App(
-        settings.app_id,
-        broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
-        store="memory://",
-        topic_partitions=settings.kafka_partitions,
-        topic_replication_factor=settings.topic_replicas,
-        topic_disable_leader=True,
-        web_enabled=False,  # metrics come from prometheus_client on the worker metrics port
-        consumer_auto_offset_reset="earliest",
-        autodiscover=False,
-        broker_commit_every=100,
-        # A killed worker's partitions move to the others after this (Faust's default is 60 s).
-        broker_session_timeout=settings.worker_session_timeout,
-        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 5),
-        broker_commit_interval=1.0,
-        datadir=str(datadir / settings.app_id),  # not a folder per app in the working directory
-        # The worker's own Kafka user: the only one allowed to write the chunk and dead-letter topics.
-        broker_credentials=(faust.SASLCredentials(username=worker_user, password=worker_password,
-                                                  mechanism=settings.kafka_sasl_mechanism)
-                            if worker_user else None),
-    )
+    app = faust_app(settings, settings.app_id)
 
     def raw_topic(name: str, partitions: int) -> faust.TopicT:
-        # Bytes in, bytes out: we decode and validate ourselves, so bad input can be dead-lettered.
-        return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw")
+        return bytes_topic(app, name, partitions)
 
     events = raw_topic(settings.events_topic, settings.kafka_partitions)
     reads = raw_topic(settings.reads_topic, settings.kafka_partitions)
@@ -102,26 +77,62 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
     chunk_runner = BatchRunner(settings.chunks_topic, lambda value, key: decode_chunk_task(value),
                                pipeline.handle, send_dead_letter, metrics, policy)
 
-    async def consume(stream: Any, runner: BatchRunner, size: int) -> None:
-        # noack_take: Faust acknowledges nothing itself; InFlight acknowledges each batch once it and every
-        # batch before it are written.
-        batches = InFlight(runner, stream.ack, settings.batches_in_flight)
-        try:
-            async for batch in stream.noack_take(size, within=settings.batch_seconds):
-                await batches.submit(batch)
-        finally:
-            batches.cancel()
-
     @app.agent(events, concurrency=1)
     async def author_events(stream: Any) -> None:
-        await consume(stream, author_runner, settings.batch_events)
+        await consume(stream, author_runner, settings.batch_events, settings)
 
     @app.agent(reads, concurrency=1)
     async def feed_reads(stream: Any) -> None:
-        await consume(stream, read_runner, settings.batch_events)
+        await consume(stream, read_runner, settings.batch_events, settings)
 
     @app.agent(chunks, concurrency=1)
     async def chunk_tasks(stream: Any) -> None:
-        await consume(stream, chunk_runner, settings.chunk_batch_events)
+        await consume(stream, chunk_runner, settings.chunk_batch_events, settings)
 
     return app
+
+
+def faust_app(settings: Settings, app_id: str) -> faust.App:
+    """A Faust app (its consumer group: `app_id`) as the worker's Kafka user, committing what its agents
+    acknowledge."""
+    datadir = settings.worker_data_dir
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    worker_user, worker_password = settings.kafka_credentials("worker")
+    return faust.App(
+        app_id,
+        broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")),
+        store="memory://",
+        topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=settings.topic_replicas,
+        topic_disable_leader=True,
+        web_enabled=False,  # metrics come from prometheus_client on the process's metrics port
+        consumer_auto_offset_reset="earliest",
+        autodiscover=False,
+        broker_commit_every=100,
+        # A killed worker's partitions move to the others after this (Faust's default is 60 s).
+        broker_session_timeout=settings.worker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout / 5),
+        broker_commit_interval=1.0,
+        datadir=str(datadir / app_id),  # not a folder per app in the working directory
+        # The worker's own Kafka user: the only one allowed to write the chunk and dead-letter topics.
+        broker_credentials=(faust.SASLCredentials(username=worker_user, password=worker_password,
+                                                  mechanism=settings.kafka_sasl_mechanism)
+                            if worker_user else None),
+    )
+
+
+def bytes_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
+    """Bytes in, bytes out: events are decoded and validated by the runner, so bad input can be dead-lettered."""
+    return app.topic(name, partitions=partitions, key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw")
+
+
+async def consume(stream: Any, runner: BatchRunner, size: int, settings: Settings) -> None:
+    """Hand `stream`'s events to `runner` in batches of up to `size`. noack_take: Faust acknowledges nothing
+    itself; InFlight acknowledges each batch once it and every batch before it are written."""
+    batches = InFlight(runner, stream.ack, settings.batches_in_flight)
+    try:
+        async for batch in stream.noack_take(size, within=settings.batch_seconds):
+            await batches.submit(batch)
+    finally:
+        batches.cancel()

@@ -20,7 +20,18 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fanout.adapters.kafka_access import grant
 from fanout.core.clock import wall_ms
 from fanout.core.codec import encode
-from fanout.core.events import Event, Followed, PostCreated, PostDeleted, Unfollowed, UserSeen
+from fanout.core.events import (
+    Event,
+    Followed,
+    Liked,
+    Mentioned,
+    PostCreated,
+    PostDeleted,
+    Replied,
+    Unfollowed,
+    Unliked,
+    UserSeen,
+)
 from fanout.core.ids import IdSource, PostIdGenerator, millis_of
 from fanout.settings import KafkaPrincipal, Settings
 
@@ -92,12 +103,17 @@ class EventProducer:
         return future
 
     def topic_of(self, event: Event) -> str:
-        """Feed reads have a topic of their own, written by the read service's user only; the rest are
-        author events."""
-        return self.settings.reads_topic if isinstance(event, UserSeen) else self.topic
+        """Feed reads have a topic of their own, written by the read service's user only; likes, replies and
+        mentions go to the notifier's; the rest are author events (a follow also goes to the notifier's, sent
+        there by name)."""
+        if isinstance(event, UserSeen):
+            return self.settings.reads_topic
+        if isinstance(event, Liked | Unliked | Replied | Mentioned):
+            return self.settings.notifications_topic
+        return self.topic
 
-    async def send_async(self, event: Event) -> Delivered:
-        return await asyncio.wrap_future(self.send(event))
+    async def send_async(self, event: Event, topic: str | None = None) -> Delivered:
+        return await asyncio.wrap_future(self.send(event, topic))
 
     # --- the Python API ----------------------------------------------------------------------------
 
@@ -139,7 +155,7 @@ def delete_topics(settings: Settings, timeout: float = 30.0) -> None:
     admin = AdminClient(settings.kafka_config("admin"))
     existing = set(admin.list_topics(timeout=timeout).topics)
     doomed = [t for t in (settings.events_topic, settings.chunks_topic, settings.dead_letter_topic,
-                          settings.updates_topic, settings.reads_topic) if t in existing]
+                          settings.updates_topic, settings.reads_topic, settings.notifications_topic) if t in existing]
     if doomed:
         for fut in admin.delete_topics(doomed, operation_timeout=timeout).values():
             fut.result(timeout)
@@ -161,7 +177,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             (settings.chunks_topic, settings.kafka_partitions, config),
             (settings.dead_letter_topic, 1, config),
             (settings.updates_topic, settings.kafka_partitions, updates_config),
-            (settings.reads_topic, settings.kafka_partitions, config))
+            (settings.reads_topic, settings.kafka_partitions, config),
+            (settings.notifications_topic, settings.kafka_partitions, config))
     ]
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [t for t in wanted if t.topic not in existing]

@@ -4,6 +4,7 @@ import into another, on the in-memory adapter and on real Cassandra, and every t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -138,7 +139,7 @@ async def test_the_import_leaves_every_table_as_the_follow_handler_does(
             f"{line['follower_id']},{line['followee_id']}" + (f",{line['event_time']}\n" if "event_time" in line
                                                                  else "\n") for line in lines))
     graph = ImportGraph(imported.graph)
-    bulk, tasks = pipeline_on(Stores(imported.posts, graph, imported.readers, imported.inboxes), inline=False)
+    bulk, tasks = pipeline_on(dataclasses.replace(imported, graph=graph), inline=False)
     steps: list[int] = []
     assert await import_follows(read_follows(path, now), bulk, tasks, steps.append, window=5,
                                 graph=graph) == len(lines)

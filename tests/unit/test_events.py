@@ -22,6 +22,7 @@ from fanout.core.codec import (
     decode_chunk_task,
     decode_feed_read,
     decode_feed_updates,
+    decode_notification_event,
     encode,
     encode_feed_updates,
 )
@@ -38,13 +39,17 @@ from fanout.core.events import (
     InboxChunk,
     InboxPurge,
     InvalidEvent,
+    Liked,
+    Mentioned,
     PostCreated,
     PostDeleted,
     PostDelivered,
     PostRemoved,
     PostStored,
+    Replied,
     SeenChunk,
     Unfollowed,
+    Unliked,
     UserSeen,
 )
 from fanout.core.ids import MAX_ID, MAX_USER_ID, smallest_id_at
@@ -70,13 +75,19 @@ EXAMPLES: list[Event] = [
     FeedUpdates(event_time=T + 1, updates=(PostStored(event_time=T, post_id=123, author_id=7, tier="push", body="hi"),
                                            FollowChanged(event_time=T + 1, follower_id=3, followee_id=7,
                                                          following=True))),
+    Liked(event_time=T, user_id=3, post_id=123, author_id=7),
+    Unliked(event_time=T, user_id=3, post_id=123, author_id=7),
+    Replied(event_time=T, user_id=3, post_id=124, parent_id=123, author_id=7),
+    Mentioned(event_time=T, user_id=7, post_id=123, mentioned_ids=(3, 4)),
 ]
+NOTICES = [e for e in EXAMPLES if isinstance(e, Liked | Unliked | Replied | Mentioned)]
 CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
 FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, FeedUpdate)]
 ENVELOPES = [e for e in EXAMPLES if isinstance(e, FeedUpdates)]
 FEED_READS = [e for e in EXAMPLES if isinstance(e, UserSeen)]
 AUTHOR_EVENTS = [e for e in EXAMPLES
-                 if e not in CHUNK_TASKS and e not in FEED_UPDATES and e not in ENVELOPES and e not in FEED_READS]
+                 if e not in CHUNK_TASKS and e not in FEED_UPDATES and e not in ENVELOPES and e not in FEED_READS
+                 and e not in NOTICES]
 ID_FIELDS = ("post_id", "author_id", "follower_id", "followee_id")
 
 
@@ -438,3 +449,28 @@ def test_the_worker_takes_past_times_and_the_largest_user_id() -> None:
                   Followed(event_time=NOW + 300_000, follower_id=1, followee_id=2),
                   PostCreated(event_time=NOW, post_id=smallest_id_at(NOW), author_id=MAX_USER_ID, body="x")):
         assert check_event(event, NOW, max_future_ms=300_000) is event
+
+
+@pytest.mark.parametrize("event", NOTICES + [e for e in AUTHOR_EVENTS if isinstance(e, Followed | Unfollowed)],
+                         ids=ids(NOTICES) + ["Followed", "Unfollowed"])
+def test_likes_replies_mentions_and_follows_are_accepted_on_the_notifications_topic_under_their_key(
+        event: Event) -> None:
+    assert decode_notification_event(encode(event), event.key, MAX_BYTES) == event
+    with pytest.raises(InvalidEvent) as info:
+        decode_notification_event(encode(event), b"999", MAX_BYTES)
+    assert info.value.reason == "wrong_key"
+
+
+@pytest.mark.parametrize("event", NOTICES, ids=ids(NOTICES))
+def test_a_like_reply_or_mention_on_the_author_topic_is_unknown_type(event: Event) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_author_event(encode(event), event.key, MAX_BYTES)
+    assert info.value.reason == "unknown_type"
+
+
+def test_a_post_on_the_notifications_topic_is_unknown_type_and_a_reply_is_keyed_by_its_parent() -> None:
+    post = PostCreated(event_time=T, post_id=123, author_id=7, body="hi")
+    with pytest.raises(InvalidEvent) as info:
+        decode_notification_event(encode(post), post.key, MAX_BYTES)
+    assert info.value.reason == "unknown_type"
+    assert Replied(event_time=T, user_id=3, post_id=124, parent_id=123, author_id=7).key == b"123"

@@ -124,7 +124,7 @@ class MemoryFeedSource:
 
     @property
     def stores(self) -> Stores:
-        return Stores(posts=self, graph=None, readers=None, inboxes=self)  # type: ignore[arg-type]
+        return Stores(posts=self, graph=None, readers=None, inboxes=self, notifications=None)  # type: ignore[arg-type]
 
     def live_ids_newest_first(self) -> list[int]:
         return sorted((p.post_id for p in self.posts_by_id.values() if not p.deleted), reverse=True)

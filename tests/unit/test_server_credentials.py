@@ -103,6 +103,10 @@ USERS = {"kafka_sasl_username": "svc", "kafka_reader_username": "rdr", "kafka_wo
     ("wrk", "write", "dead_letter_topic", True),
     ("wrk", "write", "updates_topic", True),
     ("wrk", "write", "events_topic", False),
+    ("svc", "write", "notifications_topic", True),
+    ("wrk", "read", "notifications_topic", True),
+    ("wrk", "write", "notifications_topic", False),
+    ("rdr", "write", "notifications_topic", False),
 ])
 def test_acls_of_a_deployment(user: str, operation: str, topic: str, allowed: bool) -> None:
     s = Settings.load(env={}, **USERS).isolated("run-1")
@@ -112,7 +116,7 @@ def test_acls_of_a_deployment(user: str, operation: str, topic: str, allowed: bo
 def test_acls_name_this_deployments_groups_and_nothing_without_users() -> None:
     s = Settings.load(env={}, **USERS).isolated("run-1")
     groups = {(r.user, r.name) for r in access_rules(s) if r.resource == "group"}
-    assert groups == {("wrk", "run-1"), ("rdr", "run-1-read-updates")}
+    assert groups == {("wrk", "run-1"), ("wrk", "run-1-notifier"), ("rdr", "run-1-read-updates")}
     assert access_rules(Settings.load(env={})) == []
     one_user = Settings.load(env={}, kafka_sasl_username="only", kafka_sasl_password="pw")
     assert one_user.kafka_credentials("worker") == one_user.kafka_credentials("admin") == ("only", "pw")
@@ -148,7 +152,7 @@ def test_grant_returns_only_once_a_broker_lists_every_acl() -> None:
     broker = _LateBroker(lists_after=30)
     assert grant(broker, s) == len(access_rules(s))  # type: ignore[arg-type]
     assert broker.describes >= 30  # it asked again until the broker listed them
-    with pytest.raises(TimeoutError, match="does not list 11 ACLs"):
+    with pytest.raises(TimeoutError, match="does not list 14 ACLs"):
         grant(_LateBroker(lists_after=10**9), s, timeout=0.2)  # type: ignore[arg-type]
 
 

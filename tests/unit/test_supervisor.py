@@ -193,12 +193,13 @@ def test_a_signal_stops_every_child_and_exits_0(signum: int) -> None:
             proc.kill()
 
 
-def test_fanout_up_runs_migrate_then_n_workers_on_their_own_metrics_ports_and_both_apis() -> None:
-    s = Settings(worker_metrics_port=7000, read_api_port=7100, ingest_api_port=7200, keyspace="ks_up")
+def test_fanout_up_runs_migrate_then_n_workers_on_their_own_metrics_ports_the_notifier_and_both_apis() -> None:
+    s = Settings(worker_metrics_port=7000, read_api_port=7100, ingest_api_port=7200, notifier_metrics_port=7300,
+                 keyspace="ks_up")
     migrate, long_lived = programs(s, workers=3)
     assert migrate.argv[-1] == "migrate" and migrate.ready_url is None
-    assert [p.name for p in long_lived] == ["worker-1", "worker-2", "worker-3", "read-api", "ingest-api"]
-    assert [p.argv[-1] for p in long_lived] == ["worker"] * 3 + ["read-api", "ingest-api"]
+    assert [p.name for p in long_lived] == ["worker-1", "worker-2", "worker-3", "notifier", "read-api", "ingest-api"]
+    assert [p.argv[-1] for p in long_lived] == ["worker"] * 3 + ["notifier", "read-api", "ingest-api"]
     for program in [migrate, *long_lived]:
         assert program.argv[:3] == [PY, "-m", "services.cli"]
         assert program.env is not None and program.env["FANOUT_KEYSPACE"] == "ks_up"
@@ -206,5 +207,5 @@ def test_fanout_up_runs_migrate_then_n_workers_on_their_own_metrics_ports_and_bo
     assert ports == ["7000", "7001", "7002"]
     assert [p.ready_url for p in long_lived] == [
         "http://127.0.0.1:7000/metrics", "http://127.0.0.1:7001/metrics", "http://127.0.0.1:7002/metrics",
-        "http://127.0.0.1:7100/healthz", "http://127.0.0.1:7200/healthz",
+        "http://127.0.0.1:7300/metrics", "http://127.0.0.1:7100/healthz", "http://127.0.0.1:7200/healthz",
     ]

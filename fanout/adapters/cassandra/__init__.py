@@ -6,6 +6,7 @@ from fanout.adapters.cassandra.batching import Writes
 from fanout.adapters.cassandra.graph import CassandraGraph
 from fanout.adapters.cassandra.inbox import CassandraInboxes
 from fanout.adapters.cassandra.migrations import migrate
+from fanout.adapters.cassandra.notifications import CassandraNotifications
 from fanout.adapters.cassandra.posts import CassandraPosts
 from fanout.adapters.cassandra.readers import CassandraReaders
 from fanout.adapters.cassandra.session import Cassandra, connect
@@ -25,4 +26,5 @@ def cassandra_stores(db: Cassandra, settings: Settings) -> Stores:
         graph=CassandraGraph(db, writes, settings.chunk_size),
         readers=CassandraReaders(db, writes, settings.inbox_ttl_seconds),
         inboxes=CassandraInboxes(db, writes, settings.inbox_ttl_seconds),
+        notifications=CassandraNotifications(db, settings.notification_retention_days * 86_400),
     )

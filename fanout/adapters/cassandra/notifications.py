@@ -1,0 +1,110 @@
+"""Notification feeds (schemas/cql/005_notifications.cql): actor sets and groups, a run's writes in one logged
+batch (atomic: its members, count, open group and groups land together or not at all)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection
+from typing import Any
+
+from cassandra.query import BatchStatement, BatchType
+
+from fanout.adapters.cassandra.session import Cassandra
+from fanout.core.clock import wall_ms
+from fanout.core.notifications import Group, NotificationPage, TargetChange, TargetState
+
+GROUP = "group_id, kind, target, actors, latest, first_at, updated_at"
+SUBJECT = "owner = ? AND kind = ? AND target = ?"
+
+
+class CassandraNotifications:
+    def __init__(self, db: Cassandra, retention_seconds: int, now_ms: Callable[[], int] = wall_ms) -> None:
+        self.db = db
+        self.retention_ms = retention_seconds * 1000
+        self.now_ms = now_ms
+        p = db.prepare
+        self._members = p(f"SELECT actor, group_id FROM {{keyspace}}.notification_members WHERE {SUBJECT} "
+                          "AND actor IN ?")
+        self._statics = p(f"SELECT total, open_group FROM {{keyspace}}.notification_members WHERE {SUBJECT} LIMIT 1")
+        self._mark = p("SELECT read_up_to FROM {keyspace}.notification_groups WHERE owner = ? LIMIT 1")
+        self._groups = p(f"SELECT {GROUP} FROM {{keyspace}}.notification_groups WHERE owner = ? AND group_id IN ?")
+        self._first = p(f"SELECT read_up_to, {GROUP} FROM {{keyspace}}.notification_groups WHERE owner = ? LIMIT ?")
+        self._page = p(f"SELECT {GROUP} FROM {{keyspace}}.notification_groups WHERE owner = ? AND group_id < ? "
+                       "LIMIT ?")
+        self._unread = p("SELECT group_id FROM {keyspace}.notification_groups WHERE owner = ? AND group_id > ? "
+                         "LIMIT ?")
+        self._join = p("INSERT INTO {keyspace}.notification_members (owner, kind, target, actor, group_id, at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)")
+        self._leave = p(f"DELETE FROM {{keyspace}}.notification_members WHERE {SUBJECT} AND actor = ?")
+        self._set_statics = p(f"UPDATE {{keyspace}}.notification_members SET total = ?, open_group = ? WHERE {SUBJECT}")
+        self._write_group = p(f"INSERT INTO {{keyspace}}.notification_groups (owner, {GROUP}) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?")
+        self._drop_group = p("DELETE FROM {keyspace}.notification_groups WHERE owner = ? AND group_id = ?")
+        self._set_mark = p("UPDATE {keyspace}.notification_groups USING TIMESTAMP ? SET read_up_to = ? "
+                           "WHERE owner = ?")
+        self._member = p(f"SELECT total, actor FROM {{keyspace}}.notification_members WHERE {SUBJECT} AND actor = ?")
+
+    async def target_state(self, owner: int, kind: str, target: int, actors: Collection[int]) -> TargetState:
+        subject = (owner, kind, target)
+        rows, statics, mark = await asyncio.gather(
+            self.db.run(self._members, (*subject, list(actors))) if actors else _none(),
+            self.db.run(self._statics, subject), self.db.run(self._mark, (owner,)))
+        members = {r.actor: r.group_id or 0 for r in rows}
+        total = (statics[0].total or 0) if statics else 0
+        open_id = (statics[0].open_group or 0) if statics else 0
+        wanted = {gid for gid in members.values() if gid} | ({open_id} if open_id else set())
+        groups = {g.group_id: g for g in map(_group, await self.db.run(self._groups, (owner, sorted(wanted))))} \
+            if wanted else {}
+        return TargetState(members, total, groups.get(open_id), {gid: g for gid, g in groups.items()
+                                                                  if gid in members.values()},
+                           (mark[0].read_up_to or 0) if mark else 0)
+
+    async def apply(self, owner: int, kind: str, target: int, change: TargetChange) -> None:
+        subject = (owner, kind, target)
+        batch = BatchStatement(batch_type=BatchType.LOGGED)
+        for actor, (gid, at) in change.joined.items():
+            batch.add(self._join, (*subject, actor, gid, at))
+        for actor in change.left:
+            batch.add(self._leave, (*subject, actor))
+        batch.add(self._set_statics, (change.total, change.open_group, *subject))
+        now = self.now_ms()
+        for g in change.groups:
+            ttl = max(1, (g.first_at + self.retention_ms - now) // 1000)
+            batch.add(self._write_group, (owner, g.group_id, g.kind, g.target, g.actors, list(g.latest),
+                                          g.first_at, g.updated_at, ttl))
+        for gid in change.emptied:
+            batch.add(self._drop_group, (owner, gid))
+        await self.db.run(batch)
+
+    async def notification_page(self, owner: int, before: int | None, limit: int) -> NotificationPage:
+        if before is None:
+            rows = await self.db.run(self._first, (owner, limit))
+            mark = (rows[0].read_up_to or 0) if rows else 0
+            return NotificationPage(mark, tuple(_group(r) for r in rows if r.group_id is not None))
+        rows, marks = await asyncio.gather(self.db.run(self._page, (owner, before, limit)),
+                                           self.db.run(self._mark, (owner,)))
+        return NotificationPage((marks[0].read_up_to or 0) if marks else 0, tuple(map(_group, rows)))
+
+    async def unread_count(self, owner: int, limit: int) -> int:
+        marks = await self.db.run(self._mark, (owner,))
+        mark = (marks[0].read_up_to or 0) if marks else 0
+        return len(await self.db.run(self._unread, (owner, mark, limit)))
+
+    async def mark_read(self, owner: int, up_to: int) -> None:
+        await self.db.run(self._set_mark, (up_to, up_to, owner))
+
+    async def actors(self, owner: int, kind: str, target: int, actor: int) -> tuple[int, bool]:
+        rows = await self.db.run(self._member, (owner, kind, target, actor))
+        if rows:
+            return rows[0].total or 0, rows[0].actor is not None
+        statics = await self.db.run(self._statics, (owner, kind, target))
+        return ((statics[0].total or 0) if statics else 0), False
+
+
+async def _none() -> list[Any]:
+    return []
+
+
+def _group(row: Any) -> Group:
+    return Group(row.group_id, row.kind, row.target, row.actors, tuple(row.latest or ()), row.first_at,
+                 row.updated_at)

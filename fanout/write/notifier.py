@@ -1,0 +1,90 @@
+"""The notifier: notification feeds, on a lane of their own.
+
+Likes, replies, mentions and follows are published on the notifications topic (keyed by the post liked,
+replied to or mentioned from, or the user followed) and consumed here, by a process and consumer group of
+their own (`fanout notifier`): a celebrity's fan-out, a backlog of posts or a rebuild in the worker never
+queues in front of them, neither in Kafka nor in an event loop.
+
+Each batch's events are grouped by key (fanout/write/runner.py), and a key's notices by their (owner, kind,
+target); each target's run is decided by `fanout.core.notifications.apply` from one read of its state, and
+written in one logged batch, at most FANOUT_NOTIFICATION_RUN notices at a time. Targets run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from fanout.adapters.kafka_access import notifier_group
+from fanout.core import notifications
+from fanout.core.clock import wall_ms
+from fanout.core.codec import check_event, decode_notification_event
+from fanout.core.events import Event
+from fanout.core.notifications import Grouping, Notice
+from fanout.core.ports import NotificationStore
+from fanout.metrics import Metrics
+from fanout.settings import Settings
+from fanout.write.faust_app import bytes_topic, consume, faust_app
+from fanout.write.runner import BatchRunner, RetryPolicy
+
+
+class Notifier:
+    def __init__(self, store: NotificationStore, settings: Settings, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.grouping = Grouping(settings.notification_window_seconds * 1000, settings.notification_latest_actors)
+        self.run_size = max(1, settings.notification_run)
+
+    async def handle(self, event: Event) -> None:
+        await self.handle_group([event])
+
+    async def handle_group(self, events: Sequence[Event]) -> None:
+        """The events of one key, in order."""
+        runs: dict[tuple[int, str, int], list[Notice]] = {}
+        for e in events:
+            for n in notifications.notices(e):
+                runs.setdefault(n.subject, []).append(n)
+        await asyncio.gather(*(self._target(run) for run in runs.values()))
+
+    async def _target(self, run: list[Notice]) -> None:
+        owner, kind, target = run[0].subject
+        for i in range(0, len(run), self.run_size):
+            part = run[i:i + self.run_size]
+            state = await self.store.target_state(owner, kind, target, {n.actor for n in part})
+            change = notifications.apply(state, part, self.grouping)
+            if change.empty:
+                continue
+            await self.store.apply(owner, kind, target, change)
+            self.metrics.notification_rows.labels("members").inc(len(change.joined) + len(change.left))
+            self.metrics.notification_rows.labels("groups").inc(len(change.groups) + len(change.emptied))
+            now = wall_ms()
+            for n in part:
+                if n.actor in change.joined or n.actor in change.left:
+                    self.metrics.notification_delivery.labels(kind).observe(max(0, now - n.at) / 1000)
+
+
+def build_notifier_app(settings: Settings, metrics: Metrics, notifier: Notifier) -> faust.App:
+    app = faust_app(settings, notifier_group(settings))
+    topic = bytes_topic(app, settings.notifications_topic, settings.kafka_partitions)
+    dead_letters = bytes_topic(app, settings.dead_letter_topic, 1)
+
+    async def send_dead_letter(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        delivered = await dead_letters.send(key=key, value=value, headers=headers, force=True)
+        await delivered
+
+    def decode(value: bytes | None, key: bytes | None) -> Event:
+        event = decode_notification_event(value, key, settings.max_event_bytes)
+        return check_event(event, wall_ms(), settings.event_max_future_ms)
+
+    runner = BatchRunner(settings.notifications_topic, decode, notifier.handle, send_dead_letter, metrics,
+                         RetryPolicy.of(settings), handle_group=notifier.handle_group)
+
+    @app.agent(topic, concurrency=1)
+    async def notices(stream: Any) -> None:
+        await consume(stream, runner, settings.batch_events, settings)
+
+    return app
+

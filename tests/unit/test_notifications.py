@@ -1,0 +1,163 @@
+"""Notification grouping (fanout/core/notifications.py) through the notifier's handler on the in-memory store:
+the grouping rules one by one, then an oracle over random likes, unlikes, reads and replays."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fanout.adapters.memory_notifications import MemoryNotifications
+from fanout.core.events import Event, Followed, Liked, Mentioned, Replied, Unfollowed, Unliked
+from fanout.core.notifications import Group, group_id_of, notices
+from fanout.metrics import Metrics
+from fanout.settings import Settings
+from fanout.write.notifier import Notifier
+
+T = 1_800_000_000_000
+AUTHOR, POST = 7, 700
+WINDOW_S = 3600
+
+
+def notifier(run: int = 50, now: int = T) -> tuple[Notifier, MemoryNotifications]:
+    store = MemoryNotifications(30 * 86_400, now_ms=lambda: now)
+    s = Settings(notification_window_seconds=WINDOW_S, notification_latest_actors=3, notification_run=run)
+    return Notifier(store, s, Metrics()), store
+
+
+def like(user: int, at: int = T, post: int = POST, on: bool = True) -> Event:
+    return (Liked if on else Unliked)(event_time=at, user_id=user, post_id=post, author_id=AUTHOR)
+
+
+def handle(n: Notifier, *events: Event) -> None:
+    asyncio.run(n.handle_group(list(events)))
+
+
+def groups(store: MemoryNotifications, owner: int = AUTHOR) -> list[Group]:
+    return list(asyncio.run(store.notification_page(owner, None, 100)).groups)
+
+
+def test_n_likes_make_one_group_with_count_n_naming_the_last_three() -> None:
+    n, store = notifier()
+    handle(n, *(like(u, T + u) for u in range(11, 21)))
+    [g] = groups(store)
+    assert (g.kind, g.target, g.actors, g.latest) == ("like", POST, 10, (20, 19, 18))
+    assert asyncio.run(store.actors(AUTHOR, "like", POST, 14)) == (10, True)
+
+
+def test_a_like_again_or_a_replay_is_not_a_second_like() -> None:
+    n, store = notifier()
+    handle(n, like(1), like(2))
+    handle(n, like(1), like(2), like(1, T + 5))
+    [g] = groups(store)
+    assert g.actors == 2 and asyncio.run(store.actors(AUTHOR, "like", POST, 1)) == (2, True)
+
+
+def test_an_unlike_removes_its_actor_from_the_group_it_was_counted_in() -> None:
+    n, store = notifier()
+    handle(n, like(1), like(2), like(3))
+    handle(n, like(2, T + 1, on=False), like(9, T + 1, on=False))  # 9 never liked: nothing to undo
+    [g] = groups(store)
+    assert (g.actors, g.latest) == (2, (3, 1))
+    assert asyncio.run(store.actors(AUTHOR, "like", POST, 2)) == (2, False)
+    handle(n, like(1, T + 2, on=False), like(3, T + 2, on=False))
+    assert groups(store) == []  # a group whose last actor left is gone
+    assert asyncio.run(store.unread_count(AUTHOR, 10)) == 0
+
+
+def test_a_group_read_is_closed_and_the_next_like_opens_a_new_one() -> None:
+    n, store = notifier()
+    handle(n, like(1), like(2))
+    [first] = groups(store)
+    assert asyncio.run(store.unread_count(AUTHOR, 10)) == 1
+    asyncio.run(store.mark_read(AUTHOR, first.group_id))
+    assert asyncio.run(store.unread_count(AUTHOR, 10)) == 0
+    handle(n, like(3, T + 10))
+    newest, old = groups(store)
+    assert (newest.actors, newest.latest, old.actors) == (1, (3,), 2) and newest.group_id > first.group_id
+    assert asyncio.run(store.unread_count(AUTHOR, 10)) == 1
+    handle(n, like(1, T + 20, on=False))  # leaves the read group, not the new one
+    assert [g.actors for g in groups(store)] == [1, 1]
+
+
+def test_a_lower_read_mark_never_undoes_a_higher_one() -> None:
+    _, store = notifier()
+    asyncio.run(store.mark_read(AUTHOR, 500))
+    asyncio.run(store.mark_read(AUTHOR, 100))
+    assert asyncio.run(store.notification_page(AUTHOR, None, 1)).read_up_to == 500
+
+
+def test_a_group_older_than_the_window_takes_no_new_actors() -> None:
+    n, store = notifier()
+    handle(n, like(1, T), like(2, T + WINDOW_S * 1000 - 1), like(3, T + WINDOW_S * 1000))
+    newest, old = groups(store)
+    assert (old.actors, newest.actors, newest.latest) == (2, 1, (3,))
+
+
+def test_a_run_longer_than_a_batch_is_written_in_parts_and_counts_the_same() -> None:
+    n, store = notifier(run=4)
+    handle(n, *(like(u, T + u) for u in range(11, 22)), like(15, T + 30, on=False))
+    [g] = groups(store)
+    assert g.actors == 10 and store.applied == 3
+
+
+def test_likes_of_several_posts_and_a_self_like_each_where_they_belong() -> None:
+    n, store = notifier()
+    handle(n, like(1), like(1, post=701), like(AUTHOR))  # the author's own like counts, notifies nobody
+    assert sorted((g.target, g.actors) for g in groups(store)) == [(POST, 1), (701, 1)]
+    assert asyncio.run(store.actors(AUTHOR, "like", POST, AUTHOR)) == (2, True)
+
+
+def test_replies_mentions_and_follows_notify_their_owner() -> None:
+    n, store = notifier()
+    handle(n, Replied(event_time=T, user_id=3, post_id=801, parent_id=POST, author_id=AUTHOR),
+           Mentioned(event_time=T, user_id=3, post_id=801, mentioned_ids=(AUTHOR, 3, 8)),  # not oneself
+           Followed(event_time=T, follower_id=3, followee_id=AUTHOR),
+           Followed(event_time=T, follower_id=4, followee_id=AUTHOR),
+           Unfollowed(event_time=T + 1, follower_id=4, followee_id=AUTHOR))
+    assert sorted((g.kind, g.target, g.actors, g.latest) for g in groups(store)) == [
+        ("follow", AUTHOR, 1, (3,)), ("mention", 801, 1, (3,)), ("reply", POST, 1, (3,))]
+    assert [(g.kind, g.actors) for g in groups(store, 8)] == [("mention", 1)]
+    assert groups(store, 3) == []
+
+
+def test_group_ids_are_the_same_on_a_replay_and_sort_by_time() -> None:
+    assert group_id_of(T, "like", POST) == group_id_of(T, "like", POST)
+    assert group_id_of(T + 1, "like", 1) > group_id_of(T, "like", 2**40)
+    assert group_id_of(T, "like", POST) < 2**53  # exact in every JSON client
+    assert notices(Liked(event_time=T, user_id=1, post_id=POST, author_id=AUTHOR))[0].subject == (AUTHOR, "like", POST)
+
+
+actions = st.lists(st.tuples(st.sampled_from(["like", "unlike", "read", "replay"]), st.integers(1, 6),
+                             st.sampled_from([POST, 701])), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(actions)
+def test_counts_stay_exact_through_any_likes_unlikes_reads_and_replays(steps: list[tuple[str, int, int]]) -> None:
+    """The oracle: each post's likers as a set. After any sequence, each post's count is its likers', the groups
+    of a post hold every liker but the author exactly once, and a read closes every group."""
+    n, store = notifier()
+    likers: dict[int, set[int]] = {POST: set(), 701: set()}
+    sent: list[Event] = []
+    for i, (action, user, post) in enumerate(steps):
+        at = T + i * 60_000
+        if action == "read":
+            page = groups(store)
+            if page:
+                asyncio.run(store.mark_read(AUTHOR, page[0].group_id))
+            continue
+        if action == "replay":
+            if sent:
+                handle(n, *sent[-3:])
+            continue
+        event = like(user, at, post, on=action == "like")
+        (likers[post].add if action == "like" else likers[post].discard)(user)
+        sent.append(event)
+        handle(n, event)
+    for post, users in likers.items():
+        assert asyncio.run(store.actors(AUTHOR, "like", post, 0))[0] == len(users)
+        counted = [g for g in groups(store) if g.target == post]
+        assert sum(g.actors for g in counted) == len(users - {AUTHOR})
+        assert all(set(g.latest) <= users and 0 < len(g.latest) <= 3 for g in counted)
