@@ -12,9 +12,11 @@ import pytest
 
 from fanout.adapters.cassandra import Cassandra, cassandra_stores, connect, migrate
 from fanout.adapters.cassandra.keys import CassandraKeys
+from fanout.adapters.cassandra.notifications import CassandraNotifications
 from fanout.adapters.memory import MemoryStorage
 from fanout.adapters.memory_keys import MemoryKeys
-from fanout.core.ports import IdempotencyStore, Stores
+from fanout.adapters.memory_notifications import MemoryNotifications
+from fanout.core.ports import IdempotencyStore, NotificationStore, Stores
 from fanout.metrics import Metrics
 from fanout.settings import Settings
 
@@ -62,6 +64,15 @@ def keys(adapter: str, request: pytest.FixtureRequest) -> IdempotencyStore:
         return MemoryKeys(6)
     real: Real = request.getfixturevalue("real_cassandra")
     return CassandraKeys(real.db, 6)
+
+
+@pytest.fixture
+def notifications(adapter: str, request: pytest.FixtureRequest) -> NotificationStore:
+    """Notification feeds whose groups are kept 30 days."""
+    if adapter == "memory":
+        return MemoryNotifications(30 * 86_400)
+    real: Real = request.getfixturevalue("real_cassandra")
+    return CassandraNotifications(real.db, 30 * 86_400)
 
 
 @pytest.fixture

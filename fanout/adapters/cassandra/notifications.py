@@ -69,7 +69,9 @@ class CassandraNotifications:
         batch.add(self._set_statics, (change.total, change.open_group, *subject))
         now = self.now_ms()
         for g in change.groups:
-            ttl = max(1, (g.first_at + self.retention_ms - now) // 1000)
+            ttl = (g.first_at + self.retention_ms - now) // 1000
+            if ttl <= 0:  # a replay of notices older than the retention: the group is gone already
+                continue
             batch.add(self._write_group, (owner, g.group_id, g.kind, g.target, g.actors, list(g.latest),
                                           g.first_at, g.updated_at, ttl))
         for gid in change.emptied:
