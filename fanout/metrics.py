@@ -59,6 +59,7 @@ class Metrics:
         self.notification_delivery = Histogram("fanout_notification_delivery_seconds",
                                                "Event time of a like, reply, mention or follow to its notification "
                                                "written, by kind", ["kind"], buckets=LATENCY_BUCKETS, registry=r)
+        self.notification_reads = Counter("fanout_notification_reads", "Notification pages served", registry=r)
         # a changing graph
         self.backfilled_rows = Counter("fanout_backfilled_rows", "Inbox rows copied on follow, demotion or "
                                        "regeneration", registry=r)

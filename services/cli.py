@@ -49,7 +49,8 @@ def migrate() -> None:
         create_roles(s, console.print)
     # Each step is idempotent, so a broker still starting (a restarted compose service) is waited out.
     created = wait_out_outages(s, "Kafka", lambda: ensure_topics(s))
-    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates, feed reads, notifications)")
+    console.print(f"kafka topics: created {created or 'none'} (events, chunks, dead letters, feed updates, feed reads, "
+                  "notifications)")
     statements = migrate_cassandra(s)
     console.print(f"cassandra keyspace {s.keyspace}: {len(statements)} statements applied")
 

@@ -16,7 +16,7 @@ def run(settings: Settings) -> None:
     res = open_resources(settings, storage=True, producer=True, idempotency=True, lease=True)
     try:
         app = create_app(res.producer, res.metrics, TokenVerifier(settings), res.stores.posts, res.stores.graph,
-                         res.keys, settings)
+                         res.keys, settings, res.stores.notifications)
         uvicorn.run(app, host=settings.host, port=settings.ingest_api_port, log_level="warning")
     finally:
         res.close()

@@ -1,5 +1,5 @@
 """A running deployment for end-to-end tests: its own keyspace and topics on the real stack, the real
-`fanout` worker / read / ingest processes, and helpers to publish, wait and read feeds."""
+`fanout` worker / notifier / read / ingest processes, and helpers to publish, wait and read feeds."""
 
 from __future__ import annotations
 
@@ -119,12 +119,12 @@ def own_deployment(stack: Settings, name: str, **overrides: Any) -> Iterator[Set
 
 @contextmanager
 def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Iterator[Deployment]:
-    """An own deployment (topics, keyspace) with worker, read and ingest processes running on it. Without
+    """An own deployment (topics, keyspace) with worker, notifier, read and ingest processes running on it. Without
     the per-user read limit unless `overrides` set it: the oracle reads whole feeds page by page as fast as
     the API answers (tests/e2e/test_security.py runs with every default limit)."""
     overrides.setdefault("rate_limit_reads", "")
     with own_deployment(stack, f"e2e-{name}{str(int(time.time() * 1000))[-8:]}", **overrides) as s:
-        processes = ProcessGroup(s, log_dir).start("worker", "read-api", "ingest-api")
+        processes = ProcessGroup(s, log_dir).start("worker", "notifier", "read-api", "ingest-api")
         producer, reads_producer = EventProducer(s), EventProducer(s, principal="reader")
         cluster, _ = connect(s)
         try:

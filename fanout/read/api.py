@@ -52,6 +52,7 @@ from fanout.core.policy import is_returning
 from fanout.core.ports import Stores
 from fanout.metrics import Metrics, tune_gc
 from fanout.read.feed import CURSOR_PATTERN, InvalidCursor, PageAt, SetsAt, home_feed, parse_cursor
+from fanout.read.notifications_api import add_notification_routes
 from fanout.read.read_cache import CachedPosts
 from fanout.read.reader_cache import ReaderPages, ReaderSetsCache
 from fanout.read.seen import SeenRecorder
@@ -128,6 +129,7 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
             "regenerating": feed.regenerating,
         }), media_type="application/json")
 
+    add_notification_routes(app, stores.notifications, metrics)
     if hub is not None:
         add_stream_routes(app, hub, stores, settings, sets, page_at, clock_ms, limits)
     return app

@@ -1,4 +1,8 @@
-"""The ingest API: accepts posts, deletes, follows and unfollows over HTTP and publishes them.
+"""The ingest API: accepts posts (replies among them), deletes, likes, follows and unfollows over HTTP and
+publishes them; marks the caller's notifications read.
+
+Likes, replies, mentions (`@<user id>` in a post's body) and follows are also published on the notifications
+topic, for the notifier: a reply or a mention is published there beside its post, a follow beside itself.
 
 Every request carries a bearer token; its user is the author or follower (an id in the body or query
 that disagrees is a 403), and only its author deletes a post (anyone else's delete is a 404, as for a post
@@ -10,6 +14,8 @@ the same Idempotency-Key for a POST: the retry gets the first response and publi
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
@@ -22,10 +28,20 @@ from fanout.api.http import BodyLimit, Writer, add_common_routes, error_response
 from fanout.api.rate_limits import RateLimits
 from fanout.core.clock import wall_ms
 from fanout.core.codec import decode, encode
-from fanout.core.events import Event, Followed, PostDeleted, Unfollowed
+from fanout.core.events import (
+    Event,
+    Followed,
+    Liked,
+    Mentioned,
+    PostCreated,
+    PostDeleted,
+    Replied,
+    Unfollowed,
+    Unliked,
+)
 from fanout.core.ids import MAX_ID, MAX_USER_ID, millis_of
 from fanout.core.model import Post
-from fanout.core.ports import GraphStore, IdempotencyStore, PostStore
+from fanout.core.ports import GraphStore, IdempotencyStore, NotificationStore, PostStore
 from fanout.metrics import Metrics
 from fanout.settings import Settings
 from fanout.write.idempotency import KeyReused, once, request_hash
@@ -47,6 +63,23 @@ class NewPost(BaseModel):
     model_config = ConfigDict(extra="forbid")
     body: Annotated[str, Field(min_length=1, max_length=5000), AfterValidator(_unicode_text)]
     author_id: UserId | None = Field(None, description="the token's user; optional, a 403 if another")
+    in_reply_to: int | None = Field(None, ge=1, le=MAX_ID, description="the post this one replies to (a 404 if "
+                                                                     "there is no such post)")
+
+
+class ReadMark(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    up_to: int = Field(ge=1, le=MAX_ID, description="a notification id: it and every older one are read")
+
+
+MENTION = re.compile(r"(?<![\w@])@(\d{1,16})\b")
+MAX_MENTIONS = 20
+
+
+def mentioned_ids(body: str) -> tuple[int, ...]:
+    """The users a post's body mentions as `@<user id>`, in order, each once, at most MAX_MENTIONS."""
+    ids = dict.fromkeys(int(m) for m in MENTION.findall(body) if 1 <= int(m) <= MAX_USER_ID)
+    return tuple(ids)[:MAX_MENTIONS]
 
 
 class Follow(BaseModel):
@@ -73,7 +106,8 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifier, posts: PostStore,
-               graph: GraphStore, keys: IdempotencyStore, settings: Settings) -> FastAPI:
+               graph: GraphStore, keys: IdempotencyStore, settings: Settings,
+               notifications: NotificationStore) -> FastAPI:
     app = FastAPI(title="Fanout ingest API", version="1", docs_url=None, redoc_url=None)
     add_common_routes(app, metrics)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -91,9 +125,11 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     for error in TRANSIENT:
         app.add_exception_handler(error, storage_unavailable)
 
-    async def publish(endpoint: str, event: Event) -> Accepted:
+    async def publish(endpoint: str, event: Event, notices: tuple[Event, ...] = ()) -> Accepted:
+        """Publish `event`, and `notices` on the notifications topic beside it; 202 once Kafka has all."""
         try:
-            d = await producer.send_async(event)
+            d, *_ = await asyncio.gather(producer.send_async(event), *(
+                producer.send_async(n, settings.notifications_topic) for n in notices))
         except PublishError:
             metrics.ingest_requests.labels(endpoint, "503").inc()
             raise
@@ -105,13 +141,15 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
         return Accepted(type=event.TYPE, partition=d.partition, offset=d.offset)
 
     async def publish_once(endpoint: str, user_id: int, key: str | None, content: dict[str, Any],
-                           event: Event) -> Response:
-        """Publish `event`; under an Idempotency-Key, only if no earlier request with the key did."""
+                           event: Event, notices: Callable[[Event], tuple[Event, ...]] = lambda e: ()) -> Response:
+        """Publish `event` and its `notices(event)`; under an Idempotency-Key, only if no earlier request with
+        the key did (a retry after a crash publishes the event the key holds, and the same notices)."""
         if key is None:
-            return _json(await publish(endpoint, event))
+            return _json(await publish(endpoint, event, notices(event)))
 
         async def first(raw: bytes) -> bytes:
-            return (await publish(endpoint, decode(raw))).model_dump_json().encode()
+            stored = decode(raw)
+            return (await publish(endpoint, stored, notices(stored))).model_dump_json().encode()
 
         try:
             body, replayed = await once(keys, user_id, key, request_hash(endpoint, content), encode(event), first,
@@ -129,12 +167,31 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     async def create_post(post: NewPost, caller: Writer, key: IdempotencyKey = None) -> Response:
         """A new post by the caller; the answer carries its id."""
         author = forbid_other(metrics, caller, post.author_id, "author_id")
+        parent = None
+        if post.in_reply_to is not None:
+            parent = await stored_post(post.in_reply_to)
+            if parent is None:
+                metrics.ingest_requests.labels("posts", "404").inc()
+                raise HTTPException(404, f"in_reply_to: there is no post {post.in_reply_to}")
         try:
             event = producer.new_post(author, post.body)
         except NoLease as exc:  # no valid node id lease: an id minted now might not be unique
             metrics.ingest_requests.labels("posts", "503").inc()
             raise HTTPException(status_code=503, detail=f"{exc}; retry later") from None
-        return await publish_once("posts", author, key, {"author_id": author, "body": post.body}, event)
+
+        def notices(e: Event) -> tuple[Event, ...]:
+            assert isinstance(e, PostCreated)
+            out: list[Event] = []
+            if parent is not None and post.in_reply_to is not None:
+                out.append(Replied(event_time=e.event_time, user_id=author, post_id=e.post_id,
+                                   parent_id=post.in_reply_to, author_id=parent.author_id))
+            if mentions := mentioned_ids(e.body):
+                out.append(Mentioned(event_time=e.event_time, user_id=author, post_id=e.post_id,
+                                     mentioned_ids=mentions))
+            return tuple(out)
+
+        content = {"author_id": author, "body": post.body, "in_reply_to": post.in_reply_to}
+        return await publish_once("posts", author, key, content, event, notices)
 
     async def stored_post(post_id: int) -> Post | None:
         """The post as stored. One just published may still be on its way through the worker: for a post
@@ -177,7 +234,8 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
             raise HTTPException(403, f"user {follower} follows {settings.max_following} accounts, the most "
                                      "allowed: unfollow one first")
         event = Followed(event_time=wall_ms(), follower_id=follower, followee_id=body.followee_id)
-        return await publish_once("follows", follower, key, {"followee_id": body.followee_id}, event)
+        return await publish_once("follows", follower, key, {"followee_id": body.followee_id}, event,
+                                  lambda e: (e,))
 
     @app.delete("/v1/follows", status_code=202, response_model=Accepted, operation_id="unfollow",
                 responses=error_responses(401, 403, 413, 503))
@@ -188,7 +246,39 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
         """The caller stops following `followee_id`."""
         follower = _not_self(forbid_other(metrics, caller, follower_id, "follower_id"), followee_id)
         event = Unfollowed(event_time=wall_ms(), follower_id=follower, followee_id=followee_id)
-        return await publish("follows", event)
+        return await publish("follows", event, (event,))
+
+    async def liked_post(post_id: int) -> Post:
+        stored = await stored_post(post_id)
+        if stored is None:
+            metrics.ingest_requests.labels("likes", "404").inc()
+            raise HTTPException(404, f"there is no post {post_id}")
+        return stored
+
+    @app.post("/v1/posts/{post_id}/likes", status_code=202, response_model=Accepted, operation_id="like",
+              responses=error_responses(401, 404, 413, 503))
+    async def like(post_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Writer) -> Accepted:
+        """The caller likes the post. A like is one per user and post: liking again changes nothing."""
+        post = await liked_post(post_id)
+        return await publish("likes", Liked(event_time=wall_ms(), user_id=caller, post_id=post_id,
+                                            author_id=post.author_id))
+
+    @app.delete("/v1/posts/{post_id}/likes", status_code=202, response_model=Accepted, operation_id="unlike",
+                responses=error_responses(401, 404, 413, 503))
+    async def unlike(post_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Writer) -> Accepted:
+        """The caller no longer likes the post (nothing changes if they did not)."""
+        post = await liked_post(post_id)
+        return await publish("likes", Unliked(event_time=wall_ms(), user_id=caller, post_id=post_id,
+                                              author_id=post.author_id))
+
+    @app.post("/v1/notifications/read", status_code=204, operation_id="mark_notifications_read",
+              responses=error_responses(401, 413, 503))
+    async def mark_read(body: ReadMark, caller: Writer) -> Response:
+        """The caller has read their notifications up to `up_to` (an id from GET /v1/notifications); a mark
+        lower than one already made changes nothing."""
+        await notifications.mark_read(caller, body.up_to)
+        metrics.ingest_requests.labels("notifications", "204").inc()
+        return Response(status_code=204)
 
     return app
 

@@ -48,7 +48,7 @@ def test_the_owner_grants_each_role_only_what_its_process_needs() -> None:
     assert grants(s) == [
         "GRANT SELECT ON KEYSPACE ks TO w", "GRANT MODIFY ON KEYSPACE ks TO w",
         "GRANT SELECT ON KEYSPACE ks TO i", "GRANT MODIFY ON TABLE ks.node_leases TO i",
-        "GRANT MODIFY ON TABLE ks.idempotency_keys TO i",
+        "GRANT MODIFY ON TABLE ks.idempotency_keys TO i", "GRANT MODIFY ON TABLE ks.notification_groups TO i",
         "GRANT SELECT ON KEYSPACE ks TO r",
     ]
     assert not any(word in g for g in grants(s) for word in ("ALTER", "DROP", "CREATE", "AUTHORIZE", "ALL"))

@@ -34,10 +34,12 @@ def migrate(settings: Settings) -> list[str]:
 
 # What each process's role may do on the keyspace (a process without a role of its own uses the owner's):
 # the worker reads and writes the feed tables; the ingest API reads (who wrote a post, leases) and writes
-# only its node leases and idempotency keys; the read service reads. None may alter or drop anything.
+# only its node leases, idempotency keys and read marks of notifications; the read service reads. None may
+# alter or drop anything.
 PERMISSIONS = {
     "worker": ["SELECT ON KEYSPACE {ks}", "MODIFY ON KEYSPACE {ks}"],
-    "ingest": ["SELECT ON KEYSPACE {ks}", "MODIFY ON TABLE {ks}.node_leases", "MODIFY ON TABLE {ks}.idempotency_keys"],
+    "ingest": ["SELECT ON KEYSPACE {ks}", "MODIFY ON TABLE {ks}.node_leases", "MODIFY ON TABLE {ks}.idempotency_keys",
+               "MODIFY ON TABLE {ks}.notification_groups"],
     "reader": ["SELECT ON KEYSPACE {ks}"],
 }
 
