@@ -213,6 +213,33 @@ def bench_stream(
     console.print(f"written: {out}/stream.json, stream_latency.png")
 
 
+@bench_app.command("notifications")
+def bench_notifications(
+    rate: float = typer.Option(200.0, help="likes per second in the quiet and burst runs"),
+    seconds: float = typer.Option(20.0, help="length of each of those runs"),
+    followers: int = typer.Option(100_000, help="inboxes of the one pushed post of the burst"),
+    burst_posts: int = typer.Option(1_500, help="other posts of the burst"),
+    flood: int = typer.Option(30_000, help="likes published at once, for likes/s"),
+    hot: int = typer.Option(10_000, help="of those, likes of one post"),
+    out: Annotated[Path, typer.Option(help="where notifications.json, .md and .png go")] = BENCH_RESULTS,
+) -> None:
+    """Notification delivery p50/p99, quiet and while the worker is buried in bulk work; likes/s with exact counts."""
+    import json
+
+    from bench import notifications
+    from bench.all import _git
+    from bench.scenario import scenarios_dropped
+
+    with scenarios_dropped():
+        result = notifications.bench(on_stack(Settings.load()), rate, seconds, followers, burst_posts, flood, hot,
+                                     out / "notifications-logs")
+    result = {"command": "fanout bench notifications " + " ".join(sys.argv[3:]), "commit": _git("rev-parse", "--short", "HEAD"), **result}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "notifications.json").write_text(json.dumps(result, indent=2))
+    Console().print(notifications.report(result, out))
+    console.print(f"written: {out}/notifications.json, notifications.md, notifications.png")
+
+
 @bench_app.command("retries")
 def bench_retries(
     calls: int = typer.Option(200_000, help="calls per way, per round"),

@@ -150,7 +150,8 @@ def _prometheus_command(srv: Server, say: Callable[[str], None]) -> list[str]:
     # Scrape targets are addresses to connect to, so a wildcard bind address becomes the client host.
     cfg = _render("prometheus.yml", srv.run_dir / "prometheus.yml", host=s.client_host,
                   scrape_interval=s.stack.scrape_interval, prometheus_port=s.stack.prometheus_port,
-                  worker_metrics_port=s.worker_metrics_port, read_api_port=s.read_api_port,
+                  worker_metrics_port=s.worker_metrics_port, notifier_metrics_port=s.notifier_metrics_port,
+                  read_api_port=s.read_api_port,
                   ingest_api_port=s.ingest_api_port)
     return [binary, f"--config.file={cfg}", f"--storage.tsdb.path={srv.data_dir}",
             f"--web.listen-address={s.host}:{s.stack.prometheus_port}", "--storage.tsdb.retention.time=2d"]

@@ -63,13 +63,15 @@ class NewPost(BaseModel):
     model_config = ConfigDict(extra="forbid")
     body: Annotated[str, Field(min_length=1, max_length=5000), AfterValidator(_unicode_text)]
     author_id: UserId | None = Field(None, description="the token's user; optional, a 403 if another")
-    in_reply_to: int | None = Field(None, ge=1, le=MAX_ID, description="the post this one replies to (a 404 if "
-                                                                     "there is no such post)")
+    # No maximum in the schema: JSON clients read integers past 2^53 as floats, so a bound of 2^63 - 1 cannot
+    # be stated exactly; an id beyond it is a post that does not exist (404), like any other.
+    in_reply_to: int | None = Field(None, ge=1, description="the post this one replies to (a 404 if there is no "
+                                                            "such post)")
 
 
 class ReadMark(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    up_to: int = Field(ge=1, le=MAX_ID, description="a notification id: it and every older one are read")
+    up_to: int = Field(ge=1, description="a notification id: it and every older one are read")
 
 
 MENTION = re.compile(r"(?<![\w@])@(\d{1,16})\b")
@@ -162,14 +164,14 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
                         headers={"Idempotent-Replayed": "true"} if replayed else None)
 
     @app.post("/v1/posts", status_code=202, response_model=PostAccepted, operation_id="create_post",
-              responses={**error_responses(400, 401, 403, 409, 413, 503), 202: {"links": {"delete_it": {
+              responses={**error_responses(400, 401, 403, 404, 409, 413, 503), 202: {"links": {"delete_it": {
                   "operationId": "delete_post", "parameters": {"post_id": "$response.body#/post_id"}}}}})
     async def create_post(post: NewPost, caller: Writer, key: IdempotencyKey = None) -> Response:
         """A new post by the caller; the answer carries its id."""
         author = forbid_other(metrics, caller, post.author_id, "author_id")
         parent = None
         if post.in_reply_to is not None:
-            parent = await stored_post(post.in_reply_to)
+            parent = await stored_post(post.in_reply_to) if post.in_reply_to <= MAX_ID else None
             if parent is None:
                 metrics.ingest_requests.labels("posts", "404").inc()
                 raise HTTPException(404, f"in_reply_to: there is no post {post.in_reply_to}")
@@ -272,11 +274,11 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
                                               author_id=post.author_id))
 
     @app.post("/v1/notifications/read", status_code=204, operation_id="mark_notifications_read",
-              responses=error_responses(401, 413, 503))
+              responses=error_responses(400, 401, 413, 503))
     async def mark_read(body: ReadMark, caller: Writer) -> Response:
         """The caller has read their notifications up to `up_to` (an id from GET /v1/notifications); a mark
         lower than one already made changes nothing."""
-        await notifications.mark_read(caller, body.up_to)
+        await notifications.mark_read(caller, min(body.up_to, MAX_ID))
         metrics.ingest_requests.labels("notifications", "204").inc()
         return Response(status_code=204)
 

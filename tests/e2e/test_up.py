@@ -41,7 +41,7 @@ def alive(pid: int) -> bool:
 
 def test_fanout_up_serves_restarts_a_killed_process_and_stops_everything(stack: Settings, unique: str) -> None:
     s = stack.isolated(f"e2e-up{unique}", read_api_port=free_port(), ingest_api_port=free_port(),
-                       worker_metrics_port=free_port())
+                       worker_metrics_port=free_port(), notifier_metrics_port=free_port())
     up = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], env={**os.environ, **s.to_env()},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -75,7 +75,7 @@ def test_fanout_up_serves_restarts_a_killed_process_and_stops_everything(stack: 
         assert up.wait(90) == 0, "".join(lines[-40:])
         reader.join(10)
         names = set(re.findall(r"started ([-\w]+) ", "".join(lines)))
-        assert names == {"migrate", "worker-1", "read-api", "ingest-api"}
+        assert names == {"migrate", "worker-1", "notifier", "read-api", "ingest-api"}
         assert [pid for pid in started() if alive(pid)] == []
         assert "everything stopped" in "".join(lines)
     finally:

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 GRAFANA = DEPLOY / "grafana"
 
-PROJECT_SERVICES = {"migrate": "migrate", "worker": "worker", "read-api": "read-api", "ingest-api": "ingest-api"}
+PROJECT_SERVICES = {"migrate": "migrate", "worker": "worker", "notifier": "notifier", "read-api": "read-api",
+                    "ingest-api": "ingest-api"}
 CLUSTER_SERVICES = {"kafka-2", "kafka-3", "cassandra-2", "cassandra-3"}  # the `cluster` profile
 SERVICES = {"kafka", "cassandra", "prometheus", "grafana", *PROJECT_SERVICES, *CLUSTER_SERVICES}
 # Counters whose series appear only once something fails: their queries need a zero fallback.
