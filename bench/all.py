@@ -29,6 +29,8 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
     "write": (["--import-edges", "300000"], ["--quick"]),
     "reads": (["reads"], ["reads", "--quick"]),
     "stream": (["stream"], ["stream", "--readers", "100", "--authors", "50", "--seconds", "8"]),
+    "notifications": (["notifications"], ["notifications", "--rate", "50", "--seconds", "5", "--followers", "2000",
+                                          "--burst-posts", "100", "--flood", "2000", "--hot", "200"]),
     "abuse": (["abuse"], ["abuse", "--readers", "60", "--authors", "10", "--seconds", "8", "--streams", "50",
                           "--rounds", "1"]),
 }

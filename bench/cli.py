@@ -233,7 +233,8 @@ def bench_notifications(
     with scenarios_dropped():
         result = notifications.bench(on_stack(Settings.load()), rate, seconds, followers, burst_posts, flood, hot,
                                      out / "notifications-logs")
-    result = {"command": "fanout bench notifications " + " ".join(sys.argv[3:]), "commit": _git("rev-parse", "--short", "HEAD"), **result}
+    result = {"command": "fanout bench notifications " + " ".join(sys.argv[3:]),
+              "commit": _git("rev-parse", "--short", "HEAD"), **result}
     out.mkdir(parents=True, exist_ok=True)
     (out / "notifications.json").write_text(json.dumps(result, indent=2))
     Console().print(notifications.report(result, out))

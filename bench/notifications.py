@@ -127,12 +127,14 @@ def flood(s: Settings, processes: ProcessGroup, producer: EventProducer, n: int,
     base_likes = before.get(LIKED, 0.0)
     publish(producer, events)
     first: float | None = None
-    first_done = 0.0
-    deadline = time.monotonic() + 600
-    done = 0.0
-    while done < n and time.monotonic() < deadline:
+    first_done = done = 0.0
+    stalled_at = time.monotonic() + 60  # nothing processed for a minute: something is wrong
+    while done < n and time.monotonic() < stalled_at:
         processes.check_alive()
-        done = processes.metric(LIKED, "notifier") - base_likes
+        now_done = processes.metric(LIKED, "notifier") - base_likes
+        if now_done > done:
+            stalled_at = time.monotonic() + 60
+        done = now_done
         if first is None and done > 0:
             first = time.time()
             first_done = done

@@ -24,14 +24,19 @@ PARTS: dict[str, tuple[str, str]] = {
     "abuse": ("abuse.json", "Normal users' read latency and fan-out lag beside one abusing user (a follow storm, "
               "live streams opened and never read, reads at the rate limit), against rounds without it; "
               "paced: the abuser honours Retry-After; flood: it ignores 429s."),
+    "notifications": ("notifications.json", "Notification feeds: likes at a steady rate while probes time a like of "
+                      "a fresh post from Kafka's ack until its owner's `GET /v1/notifications` shows it, first quiet, "
+                      "then while the worker takes a burst of posts and one post pushed to 100,000 inboxes; then "
+                      "30,000 likes at once for one notifier's likes/s, rows written per like and every count "
+                      "checked exact."),
     "handlers": ("handlers.json", "The worker's own CPU per event (handlers, plans and executor), on the in-memory "
                  "adapter with Kafka sends that return at once: the part of the worker's CPU that is the project's "
                  "code."),
     "retries": ("retries.json", "What one call costs through each way of retrying it, in-process (no servers)."),
 }
 TITLES = {"write": "Write path and strategies", "reads": "Feed reads", "stream": "Live feeds",
-          "abuse": "One abusive user beside normal users", "handlers": "The worker's own code",
-          "retries": "Retry machinery"}
+          "abuse": "One abusive user beside normal users", "notifications": "Notification feeds",
+          "handlers": "The worker's own code", "retries": "Retry machinery"}
 
 
 def load(out: Path) -> tuple[dict[str, Any], Reports]:
@@ -152,6 +157,8 @@ def markdown(out: Path, root: Path) -> str:
             lines += _stream(reports[part])
         elif part == "abuse":
             lines += _abuse(reports[part])
+        elif part == "notifications":
+            lines += _included(out, part, "notifications.md")
         elif part == "handlers":
             lines += _handlers(reports[part])
         elif part == "retries":

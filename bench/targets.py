@@ -1,6 +1,6 @@
 """The product's performance targets, each checked against the reports of one `fanout bench all` run.
 
-A target names the report it reads (write, reads, stream, abuse), how its figure is computed from it, and
+A target names the report it reads (write, reads, stream, abuse, notifications), how its figure is computed from it, and
 the bound. `evaluate` gives each target's figure and whether it is met; a target whose report is missing
 or lacks the figure is "not measured", never met.
 """
@@ -108,6 +108,15 @@ TARGETS = (
     Target("live feed p99, acceptance to arrival, 500 connected readers", "stream", lambda r: r.get("p99_ms"),
            at_most=200, unit=" ms"),
     Target("live feed items missed or duplicated", "stream", _lost, at_most=0),
+    Target("notification delivery p99 (like acked to GET /v1/notifications), quiet", "notifications",
+           lambda r: r.get("quiet", {}).get("probe_p99_ms"), at_most=100, unit=" ms"),
+    Target("notification delivery p99 during a burst of posts and a 100,000-row fan-out", "notifications",
+           lambda r: r.get("burst", {}).get("probe_p99_ms"), at_most=200, unit=" ms"),
+    Target("notification p99 during that burst, over the quiet one", "notifications",
+           lambda r: r.get("burst_over_quiet_p99"), at_most=2),
+    Target("likes/s of one notifier, counts exact", "notifications",
+           lambda r: r.get("flood", {}).get("likes_per_s") if r.get("flood", {}).get("counts_checked") else None,
+           at_least=3000),
     Target("normal users' read p99 beside a paced abuser, over the run without it", "abuse",
            lambda r: r.get("ratios", {}).get("paced", {}).get("read_p99"), at_most=2),
     Target("normal users' fan-out lag p99 beside a paced abuser, over the run without it", "abuse",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
+from fanout.adapters.kafka_access import notifier_group
 from fanout.settings import Settings
 
 
@@ -20,15 +21,18 @@ class LagMeter:
     the lag would add to the broker it measures. Asked as the worker's Kafka user, which may read the
     group's offsets (it never joins the group: no subscribe)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, notifier: bool = False) -> None:
+        """The worker group's lag; with `notifier`, the notifier group's (on the notifications topic)."""
         self.settings = settings
-        self.consumer = Consumer({**settings.kafka_config("worker"), "group.id": settings.app_id,
-                                  "enable.auto.commit": False})
+        self.topics = ((settings.notifications_topic,) if notifier else
+                       (settings.events_topic, settings.reads_topic, settings.chunks_topic))
+        group = notifier_group(settings) if notifier else settings.app_id
+        self.consumer = Consumer({**settings.kafka_config("worker"), "group.id": group, "enable.auto.commit": False})
 
     def lag(self) -> int:
-        """Events not yet processed by the worker group, summed over the event, feed-read and chunk topics."""
+        """Events not yet processed by the group, summed over its topics."""
         lag = 0
-        for topic in (self.settings.events_topic, self.settings.reads_topic, self.settings.chunks_topic):
+        for topic in self.topics:
             meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
             partitions = [TopicPartition(topic, p) for p in meta.partitions]
             for tp in self.consumer.committed(partitions, timeout=10):
@@ -46,9 +50,9 @@ class LagMeter:
         self.close()
 
 
-def consumer_lag(settings: Settings) -> int:
-    """The worker group's lag, asked once (see LagMeter)."""
-    with LagMeter(settings) as meter:
+def consumer_lag(settings: Settings, notifier: bool = False) -> int:
+    """The worker group's (or the notifier's) lag, asked once (see LagMeter)."""
+    with LagMeter(settings, notifier) as meter:
         return meter.lag()
 
 

@@ -48,6 +48,8 @@ class Notifier:
             for n in notifications.notices(e):
                 runs.setdefault(n.subject, []).append(n)
         await asyncio.gather(*(self._target(run) for run in runs.values()))
+        for e in events:
+            self.metrics.events_consumed.labels(e.TYPE).inc()
 
     async def _target(self, run: list[Notice]) -> None:
         owner, kind, target = run[0].subject
