@@ -87,3 +87,18 @@ async def test_many_owners_and_targets_do_not_mix(notifications: NotificationSto
     for owner in owners:
         page = await notifications.notification_page(owner, None, 10)
         assert sorted((g.target, g.latest) for g in page.groups) == [(1, (owner + 1,)), (2, (owner + 2,))]
+
+
+async def test_a_member_of_a_read_group_leaves_that_group_not_the_open_one(notifications: NotificationStore,
+                                                                          new_id: Iterator[int]) -> None:
+    owner, post = next(new_id), next(new_id)
+    now = wall_ms()
+    await run(notifications, *likes(owner, post, 1, 2, at=now))
+    [read] = (await notifications.notification_page(owner, None, 10)).groups
+    await notifications.mark_read(owner, read.group_id)
+    await run(notifications, *likes(owner, post, 3, at=now + 10))
+    await run(notifications, *likes(owner, post, 1, joins=False, at=now + 20))
+    newest, old = (await notifications.notification_page(owner, None, 10)).groups
+    assert (newest.actors, newest.latest, old.actors, old.latest) == (1, (3,), 1, (2,))
+    state = await notifications.target_state(owner, "like", post, [2, 3])
+    assert state.total == 2 and state.open_group == newest and set(state.groups) == {newest.group_id, old.group_id}

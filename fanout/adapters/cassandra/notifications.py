@@ -14,6 +14,8 @@ from fanout.core.clock import wall_ms
 from fanout.core.notifications import Group, NotificationPage, TargetChange, TargetState
 
 GROUP = "group_id, kind, target, actors, latest, first_at, updated_at"
+STATICS = "total, open_group, open_actors, open_latest, open_first_at, open_updated_at"
+NOBODY = 0  # the actor of the row every run writes
 SUBJECT = "owner = ? AND kind = ? AND target = ?"
 
 
@@ -23,9 +25,10 @@ class CassandraNotifications:
         self.retention_ms = retention_seconds * 1000
         self.now_ms = now_ms
         p = db.prepare
-        self._members = p(f"SELECT actor, group_id FROM {{keyspace}}.notification_members WHERE {SUBJECT} "
-                          "AND actor IN ?")
-        self._statics = p(f"SELECT total, open_group FROM {{keyspace}}.notification_members WHERE {SUBJECT} LIMIT 1")
+        # Actor 0 is in every run's writes, so it is always found, and the statics with it.
+        self._members = p(f"SELECT actor, group_id, {STATICS} FROM {{keyspace}}.notification_members "
+                          f"WHERE {SUBJECT} AND actor IN ?")
+        self._statics = p(f"SELECT total FROM {{keyspace}}.notification_members WHERE {SUBJECT} LIMIT 1")
         self._mark = p("SELECT read_up_to FROM {keyspace}.notification_groups WHERE owner = ? LIMIT 1")
         self._groups = p(f"SELECT {GROUP} FROM {{keyspace}}.notification_groups WHERE owner = ? AND group_id IN ?")
         self._first = p(f"SELECT read_up_to, {GROUP} FROM {{keyspace}}.notification_groups WHERE owner = ? LIMIT ?")
@@ -36,7 +39,9 @@ class CassandraNotifications:
         self._join = p("INSERT INTO {keyspace}.notification_members (owner, kind, target, actor, group_id, at) "
                        "VALUES (?, ?, ?, ?, ?, ?)")
         self._leave = p(f"DELETE FROM {{keyspace}}.notification_members WHERE {SUBJECT} AND actor = ?")
-        self._set_statics = p(f"UPDATE {{keyspace}}.notification_members SET total = ?, open_group = ? WHERE {SUBJECT}")
+        self._set_total = p(f"UPDATE {{keyspace}}.notification_members SET total = ?, open_group = ? WHERE {SUBJECT}")
+        self._set_open = p(f"UPDATE {{keyspace}}.notification_members SET total = ?, open_group = ?, open_actors = ?, "
+                           f"open_latest = ?, open_first_at = ?, open_updated_at = ? WHERE {SUBJECT}")
         self._write_group = p(f"INSERT INTO {{keyspace}}.notification_groups (owner, {GROUP}) "
                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?")
         self._drop_group = p("DELETE FROM {keyspace}.notification_groups WHERE owner = ? AND group_id = ?")
@@ -46,17 +51,21 @@ class CassandraNotifications:
 
     async def target_state(self, owner: int, kind: str, target: int, actors: Collection[int]) -> TargetState:
         subject = (owner, kind, target)
-        rows, statics, mark = await asyncio.gather(
-            self.db.run(self._members, (*subject, list(actors))) if actors else _none(),
-            self.db.run(self._statics, subject), self.db.run(self._mark, (owner,)))
-        members = {r.actor: r.group_id or 0 for r in rows}
-        total = (statics[0].total or 0) if statics else 0
-        open_id = (statics[0].open_group or 0) if statics else 0
-        wanted = {gid for gid in members.values() if gid} | ({open_id} if open_id else set())
-        groups = {g.group_id: g for g in map(_group, await self.db.run(self._groups, (owner, sorted(wanted))))} \
+        rows, mark = await asyncio.gather(self.db.run(self._members, (*subject, [NOBODY, *actors])),
+                                          self.db.run(self._mark, (owner,)))
+        members = {r.actor: r.group_id or 0 for r in rows if r.actor != NOBODY}
+        s = rows[0] if rows else None
+        open_id = (s.open_group or 0) if s else 0
+        open_group = None
+        if s and open_id and s.open_first_at is not None and s.open_first_at + self.retention_ms > self.now_ms():
+            open_group = Group(open_id, kind, target, s.open_actors, tuple(s.open_latest or ()), s.open_first_at,
+                               s.open_updated_at)
+        wanted = sorted({gid for gid in members.values() if gid and gid != open_id})
+        groups = {g.group_id: g for g in map(_group, await self.db.run(self._groups, (owner, wanted)))} \
             if wanted else {}
-        return TargetState(members, total, groups.get(open_id), {gid: g for gid, g in groups.items()
-                                                                  if gid in members.values()},
+        if open_group is not None and open_id in members.values():
+            groups[open_id] = open_group
+        return TargetState(members, (s.total or 0) if s else 0, open_group, groups,
                            (mark[0].read_up_to or 0) if mark else 0)
 
     async def apply(self, owner: int, kind: str, target: int, change: TargetChange) -> None:
@@ -66,7 +75,13 @@ class CassandraNotifications:
             batch.add(self._join, (*subject, actor, gid, at))
         for actor in change.left:
             batch.add(self._leave, (*subject, actor))
-        batch.add(self._set_statics, (change.total, change.open_group, *subject))
+        batch.add(self._join, (*subject, NOBODY, 0, 0))
+        opened = next((g for g in change.groups if g.group_id == change.open_group), None)
+        if opened is None:
+            batch.add(self._set_total, (change.total, change.open_group, *subject))
+        else:
+            batch.add(self._set_open, (change.total, change.open_group, opened.actors, list(opened.latest),
+                                       opened.first_at, opened.updated_at, *subject))
         now = self.now_ms()
         for g in change.groups:
             ttl = (g.first_at + self.retention_ms - now) // 1000
@@ -98,13 +113,9 @@ class CassandraNotifications:
     async def actors(self, owner: int, kind: str, target: int, actor: int) -> tuple[int, bool]:
         rows = await self.db.run(self._member, (owner, kind, target, actor))
         if rows:
-            return rows[0].total or 0, rows[0].actor is not None
+            return rows[0].total or 0, rows[0].actor is not None and actor != NOBODY
         statics = await self.db.run(self._statics, (owner, kind, target))
         return ((statics[0].total or 0) if statics else 0), False
-
-
-async def _none() -> list[Any]:
-    return []
 
 
 def _group(row: Any) -> Group:
