@@ -1,5 +1,9 @@
 """Notification feeds (schemas/cql/005_notifications.cql): actor sets and groups, a run's writes in one logged
-batch (atomic: its members, count, open group and groups land together or not at all)."""
+batch (atomic: its members, count, open group and groups land together or not at all).
+
+The runs of one event-loop iteration (the targets of a batch of events, handled concurrently) share
+requests: their owners' read marks are read together (`Loader`), and their writes go in logged batches of up
+to MAX_STATEMENTS statements, each run whole in one of them, so atomic as before."""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ from typing import Any
 
 from cassandra.query import BatchStatement, BatchType
 
-from fanout.adapters.cassandra.session import Cassandra
+from fanout.adapters.cassandra.batching import Loader
+from fanout.adapters.cassandra.session import Cassandra, bigint_key
 from fanout.core.clock import wall_ms
 from fanout.core.notifications import Group, NotificationPage, TargetChange, TargetState
 
 GROUP = "group_id, kind, target, actors, latest, first_at, updated_at"
 STATICS = "total, open_group, open_actors, open_latest, open_first_at, open_updated_at"
 NOBODY = 0  # the actor of the row every run writes
+MAX_STATEMENTS = 120  # statements per logged batch of several runs (one run may exceed it alone)
+IN_OWNERS = 100  # owners per read of read marks
 SUBJECT = "owner = ? AND kind = ? AND target = ?"
 
 
@@ -30,6 +37,9 @@ class CassandraNotifications:
                           f"WHERE {SUBJECT} AND actor IN ?")
         self._statics = p(f"SELECT total FROM {{keyspace}}.notification_members WHERE {SUBJECT} LIMIT 1")
         self._mark = p("SELECT read_up_to FROM {keyspace}.notification_groups WHERE owner = ? LIMIT 1")
+        self._marks = p("SELECT DISTINCT owner, read_up_to FROM {keyspace}.notification_groups WHERE owner IN ?")
+        self._mark_loader: Loader[int, int] = Loader(db, self._fetch_marks, bigint_key, IN_OWNERS)
+        self._pending: list[tuple[list[tuple[Any, tuple[Any, ...]]], asyncio.Future[None]]] = []
         self._groups = p(f"SELECT {GROUP} FROM {{keyspace}}.notification_groups WHERE owner = ? AND group_id IN ?")
         self._first = p(f"SELECT read_up_to, {GROUP} FROM {{keyspace}}.notification_groups WHERE owner = ? LIMIT ?")
         self._page = p(f"SELECT {GROUP} FROM {{keyspace}}.notification_groups WHERE owner = ? AND group_id < ? "
@@ -52,7 +62,7 @@ class CassandraNotifications:
     async def target_state(self, owner: int, kind: str, target: int, actors: Collection[int]) -> TargetState:
         subject = (owner, kind, target)
         rows, mark = await asyncio.gather(self.db.run(self._members, (*subject, [NOBODY, *actors])),
-                                          self.db.run(self._mark, (owner,)))
+                                          self._mark_loader.load(owner))
         members = {r.actor: r.group_id or 0 for r in rows if r.actor != NOBODY}
         s = rows[0] if rows else None
         open_id = (s.open_group or 0) if s else 0
@@ -65,33 +75,71 @@ class CassandraNotifications:
             if wanted else {}
         if open_group is not None and open_id in members.values():
             groups[open_id] = open_group
-        return TargetState(members, (s.total or 0) if s else 0, open_group, groups,
-                           (mark[0].read_up_to or 0) if mark else 0)
+        return TargetState(members, (s.total or 0) if s else 0, open_group, groups, mark or 0)
+
+    async def _fetch_marks(self, owners: list[int]) -> dict[int, int]:
+        rows = await self.db.run_routed(self._marks, (owners,), bigint_key(owners[0]))
+        return {r.owner: r.read_up_to or 0 for r in rows}
 
     async def apply(self, owner: int, kind: str, target: int, change: TargetChange) -> None:
         subject = (owner, kind, target)
-        batch = BatchStatement(batch_type=BatchType.LOGGED)
+        run: list[tuple[Any, tuple[Any, ...]]] = []
         for actor, (gid, at) in change.joined.items():
-            batch.add(self._join, (*subject, actor, gid, at))
+            run.append((self._join, (*subject, actor, gid, at)))
         for actor in change.left:
-            batch.add(self._leave, (*subject, actor))
-        batch.add(self._join, (*subject, NOBODY, 0, 0))
+            run.append((self._leave, (*subject, actor)))
+        run.append((self._join, (*subject, NOBODY, 0, 0)))
         opened = next((g for g in change.groups if g.group_id == change.open_group), None)
         if opened is None:
-            batch.add(self._set_total, (change.total, change.open_group, *subject))
+            run.append((self._set_total, (change.total, change.open_group, *subject)))
         else:
-            batch.add(self._set_open, (change.total, change.open_group, opened.actors, list(opened.latest),
-                                       opened.first_at, opened.updated_at, *subject))
+            run.append((self._set_open, (change.total, change.open_group, opened.actors, list(opened.latest),
+                                         opened.first_at, opened.updated_at, *subject)))
         now = self.now_ms()
         for g in change.groups:
             ttl = (g.first_at + self.retention_ms - now) // 1000
             if ttl <= 0:  # a replay of notices older than the retention: the group is gone already
                 continue
-            batch.add(self._write_group, (owner, g.group_id, g.kind, g.target, g.actors, list(g.latest),
-                                          g.first_at, g.updated_at, ttl))
+            run.append((self._write_group, (owner, g.group_id, g.kind, g.target, g.actors, list(g.latest),
+                                            g.first_at, g.updated_at, ttl)))
         for gid in change.emptied:
-            batch.add(self._drop_group, (owner, gid))
-        await self.db.run(batch)
+            run.append((self._drop_group, (owner, gid)))
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((run, done))
+        await done
+
+    def _flush(self) -> None:
+        """The runs of this iteration, in logged batches of whole runs."""
+        pending, self._pending = self._pending, []
+        batches: list[list[tuple[list[tuple[Any, tuple[Any, ...]]], asyncio.Future[None]]]] = [[]]
+        size = 0
+        for run, done in pending:
+            if batches[-1] and size + len(run) > MAX_STATEMENTS:
+                batches.append([])
+                size = 0
+            batches[-1].append((run, done))
+            size += len(run)
+        for runs in batches:
+            asyncio.ensure_future(self._send(runs))
+
+    async def _send(self, runs: list[tuple[list[tuple[Any, tuple[Any, ...]]], asyncio.Future[None]]]) -> None:
+        batch = BatchStatement(batch_type=BatchType.LOGGED)
+        for run, _ in runs:
+            for statement, params in run:
+                batch.add(statement, params)
+        try:
+            await self.db.run(batch)
+        except Exception as error:
+            for _, done in runs:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        for _, done in runs:
+            if not done.done():
+                done.set_result(None)
 
     async def notification_page(self, owner: int, before: int | None, limit: int) -> NotificationPage:
         if before is None:
