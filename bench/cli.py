@@ -232,7 +232,7 @@ def bench_notifications(
 
     with scenarios_dropped():
         result = notifications.bench(on_stack(Settings.load()), rate, seconds, followers, burst_posts, flood, hot,
-                                     out / "notifications-logs")
+                                     out / "work")
     result = {"command": "fanout bench notifications " + " ".join(sys.argv[3:]),
               "commit": _git("rev-parse", "--short", "HEAD"), **result}
     out.mkdir(parents=True, exist_ok=True)
