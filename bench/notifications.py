@@ -215,7 +215,7 @@ def report(result: dict[str, Any], out: Path) -> str:
     fig, ax = figure(6, 4)
     grouped_bars(ax, ["p50", "p99"], {"quiet": [q["probe_p50_ms"], q["probe_p99_ms"]],
                                       "burst": [b["probe_p50_ms"], b["probe_p99_ms"]]})
-    ax.set_ylabel("ms from the like's ack to GET /v1/notifications showing it")
+    ax.set_ylabel("ms, like acked to GET showing it")
     ax.set_title("Notification delivery, quiet and during a bulk fan-out")
     save(fig, out / "notifications.png")
     text = "\n".join(lines) + "\n"
