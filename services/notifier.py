@@ -15,7 +15,8 @@ from fanout.write.notifier import Notifier, build_notifier_app
 
 def run(settings: Settings, loglevel: str = "info") -> None:
     res = open_resources(settings, storage=True)
-    app = build_notifier_app(settings, res.metrics, Notifier(res.stores.notifications, settings, res.metrics))
+    app = build_notifier_app(settings, res.metrics,
+                             lambda announce: Notifier(res.stores.notifications, settings, res.metrics, announce))
     start_http_server(settings.notifier_metrics_port, addr=settings.host, registry=res.metrics.registry)
     logging.getLogger("fanout").setLevel(logging.INFO)
     tune_gc(res.metrics, settings.gc_gen0_threshold)

@@ -32,6 +32,7 @@ from fanout.core.events import (
     InvalidEvent,
     Liked,
     Mentioned,
+    NotificationChanged,
     NotificationEvent,
     PostCreated,
     PostDeleted,
@@ -53,9 +54,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
                 InboxPurge, SeenChunk, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged,
-                FeedUpdates, Liked, Unliked, Replied, Mentioned)
+                FeedUpdates, Liked, Unliked, Replied, Mentioned, NotificationChanged)
 }
-FEED_UPDATE_TYPES = (PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged)
+FEED_UPDATE_TYPES = (PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged, NotificationChanged)
 
 
 @cache
@@ -109,12 +110,12 @@ def _from_doc(doc: Any, enveloped: bool = False) -> Event:
     # JSON Schema's "integer" accepts 7.0; ids and times must be exact integers (a float key is a bug).
     for name, value in doc.items():
         values = value if isinstance(value, list) else [value]
-        if name not in ("type", "body", "tier", "following", "celebrity", "rebuild", "updates") and any(
+        if name not in ("type", "body", "tier", "following", "celebrity", "rebuild", "updates", "kind") and any(
                 type(v) is not int for v in values):
             raise InvalidEvent("schema", f"{cls.TYPE}: {name} must be an integer, got {value!r}"[:300])
     doc.pop("type")
     doc.pop("version")
-    for name in ("follower_ids", "user_ids", "author_ids", "mentioned_ids"):
+    for name in ("follower_ids", "user_ids", "author_ids", "mentioned_ids", "latest"):
         if name in doc:
             doc[name] = tuple(doc[name])
     if "updates" in doc:

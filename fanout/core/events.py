@@ -299,10 +299,29 @@ class CelebritySetChanged(Event):
         return author_key(self.author_id)
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationChanged(Event):
+    """Feed update from the notifier: a notification group of `owner` as it now is (`actors` 0: gone)."""
+
+    TYPE: ClassVar[str] = "NotificationChanged"
+    owner: int
+    group_id: int
+    kind: str
+    target: int
+    actors: int
+    latest: tuple[int, ...]
+    first_at: int
+    updated_at: int
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.owner)
+
+
 AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed
 ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | SeenChunk
 NotificationEvent = Liked | Unliked | Replied | Mentioned | Followed | Unfollowed
-FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged
+FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged | NotificationChanged
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from fanout.core.events import Event, Followed, Liked, Mentioned, Replied, Unfol
 from fanout.core.ids import EPOCH_MS
 
 KINDS = ("like", "reply", "mention", "follow")
+VERBS = {"like": "liked your post", "reply": "replied to your post", "mention": "mentioned you in post",
+         "follow": "followed you"}
 GROUP_TARGET_BITS = 12  # a group id: ms since EPOCH_MS << 12 | 12 bits of the target's hash (< 2^53)
 
 
@@ -162,3 +164,15 @@ def apply(state: TargetState, run: Sequence[Notice], grouping: Grouping) -> Targ
         open_id = 0
     return TargetChange(joined, tuple(left), total, open_id,
                         tuple(groups[gid] for gid in sorted(touched) if gid not in emptied), emptied)
+
+
+def describe(g: Group) -> str:
+    """The group in words: "user 12, user 9 and 3 others liked your post 700"."""
+    names = [f"user {a}" for a in g.latest]
+    others = g.actors - len(names)
+    if others > 0:
+        who = f"{', '.join(names)} and {others} other{'s' if others > 1 else ''}"
+    else:
+        who = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    target = "" if g.kind == "follow" else f" {g.target}"
+    return f"{who} {VERBS.get(g.kind, g.kind)}{target}"

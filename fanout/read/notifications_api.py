@@ -9,13 +9,11 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel
 
 from fanout.api.http import Reader, error_responses
-from fanout.core.notifications import Group
+from fanout.core.notifications import describe
 from fanout.core.ports import NotificationStore
 from fanout.metrics import Metrics
 
 UNREAD_LIMIT = 100  # "99+" is all a badge shows
-VERBS = {"like": "liked your post", "reply": "replied to your post", "mention": "mentioned you in post",
-         "follow": "followed you"}
 
 
 class Notification(BaseModel):
@@ -45,17 +43,6 @@ Limit = Annotated[int, Query(ge=1, le=100, description="notifications per page")
 Before = Annotated[int | None, Query(ge=1, le=(1 << 63) - 1, description="next_before of the previous page")]
 
 
-def text(g: Group) -> str:
-    names = [f"user {a}" for a in g.latest]
-    others = g.actors - len(names)
-    if others > 0:
-        who = f"{', '.join(names)} and {others} other{'s' if others > 1 else ''}"
-    else:
-        who = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-    target = "" if g.kind == "follow" else f" {g.target}"
-    return f"{who} {VERBS.get(g.kind, g.kind)}{target}"
-
-
 def add_notification_routes(app: FastAPI, store: NotificationStore, metrics: Metrics) -> None:
     @app.get("/v1/notifications", response_model=NotificationPage, operation_id="notifications",
              responses=error_responses(401))
@@ -66,7 +53,7 @@ def add_notification_routes(app: FastAPI, store: NotificationStore, metrics: Met
         metrics.notification_reads.inc()
         items = [Notification(id=g.group_id, kind=g.kind, target=g.target, actors=g.actors, latest=list(g.latest),
                               first_at=g.first_at, updated_at=g.updated_at, read=g.group_id <= page.read_up_to,
-                              text=text(g)) for g in page.groups]
+                              text=describe(g)) for g in page.groups]
         return NotificationPage(notifications=items, unread=unread, read_up_to=page.read_up_to,
                                 next_before=items[-1].id if len(items) == limit else None)
 

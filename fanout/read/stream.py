@@ -7,7 +7,8 @@ update and serves its own connections):
 - a pushed post (PostDelivered: the worker wrote it into these users' inboxes) goes to those users;
 - a pulled post (PostStored, tier pull) goes to connected readers who follow its author;
 - a delete (PostRemoved) goes to connected readers who follow its author, as a delete notice;
-- FollowChanged keeps each connected reader's followees current.
+- FollowChanged keeps each connected reader's followees current;
+- a notification group written by the notifier (NotificationChanged) goes to its owner, as `event: notification`.
 Items go out in post id order: a connection holds what arrives for a short reorder window
 (FANOUT_STREAM_REORDER_MS) and sends it sorted. The SSE id is the post id, so a client reconnecting with
 Last-Event-ID is first sent the feed items newer than it (read like a page), then live ones, none twice.
@@ -31,8 +32,9 @@ from typing import Any
 import orjson
 
 from fanout.core.clock import Clock, wall_ms
-from fanout.core.events import FeedUpdate, FollowChanged, PostDelivered, PostRemoved, PostStored
+from fanout.core.events import FeedUpdate, FollowChanged, NotificationChanged, PostDelivered, PostRemoved, PostStored
 from fanout.core.model import Post
+from fanout.core.notifications import Group, describe
 from fanout.metrics import Metrics
 from fanout.read.feed import FeedPage
 from fanout.read.read_cache import CachedPosts
@@ -43,7 +45,7 @@ SENT_MEMORY = 10_000  # ids a connection remembers having sent, to send none twi
 @dataclass(frozen=True)
 class StreamItem:
     post_id: int
-    event: str  # "post" or "delete"
+    event: str  # "post", "delete" or "notification"
     data: dict[str, Any]
     event_time: int | None  # when the post was accepted (ms), for the lag metric; None: not a live item
 
@@ -51,6 +53,15 @@ class StreamItem:
 def post_item(post: Post, via: str, event_time: int | None) -> StreamItem:
     return StreamItem(post.post_id, "post", {"post_id": post.post_id, "author_id": post.author_id,
                                              "created_at": post.created_at, "body": post.body, "via": via}, event_time)
+
+
+def notification_item(u: NotificationChanged) -> StreamItem:
+    """A notification group as it now is (`actors` 0: gone), in the shape of GET /v1/notifications' items."""
+    g = Group(u.group_id, u.kind, u.target, u.actors, u.latest, u.first_at, u.updated_at)
+    return StreamItem(u.group_id, "notification", {"id": u.group_id, "kind": u.kind, "target": u.target,
+                                                   "actors": u.actors, "latest": list(u.latest),
+                                                   "first_at": u.first_at, "updated_at": u.updated_at,
+                                                   "text": describe(g) if u.actors else ""}, u.event_time)
 
 
 class TooManyStreams(Exception):
@@ -155,6 +166,8 @@ class StreamHub:
         elif isinstance(update, PostRemoved):
             notice = StreamItem(update.post_id, "delete", {"post_id": update.post_id}, update.event_time)
             self._offer(list(self.by_followee.get(update.author_id, ())), notice)
+        elif isinstance(update, NotificationChanged):
+            self._offer(list(self.by_user.get(update.owner, ())), notification_item(update))
         elif isinstance(update, FollowChanged):
             for conn in self.by_user.get(update.follower_id, ()):
                 if update.following and update.followee_id not in conn.followees:
@@ -215,7 +228,8 @@ class StreamHub:
         frames = []
         now = self.clock_ms()
         for item in items:
-            if not conn.remember((item.event, item.post_id)):
+            # A notification group is sent again whenever it changes; a post or delete only once.
+            if item.event != "notification" and not conn.remember((item.event, item.post_id)):
                 continue
             head = b""
             if item.event == "post" and item.post_id > conn.last_id:

@@ -13,7 +13,7 @@ written in one logged batch, at most FANOUT_NOTIFICATION_RUN notices at a time. 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -21,8 +21,8 @@ import faust
 from fanout.adapters.kafka_access import notifier_group
 from fanout.core import notifications
 from fanout.core.clock import wall_ms
-from fanout.core.codec import check_event, decode_notification_event
-from fanout.core.events import Event
+from fanout.core.codec import check_event, decode_notification_event, encode
+from fanout.core.events import Event, NotificationChanged
 from fanout.core.notifications import Grouping, Notice
 from fanout.core.ports import NotificationStore
 from fanout.metrics import Metrics
@@ -30,11 +30,20 @@ from fanout.settings import Settings
 from fanout.write.faust_app import bytes_topic, consume, faust_app
 from fanout.write.runner import BatchRunner, RetryPolicy
 
+Announce = Callable[[NotificationChanged], Awaitable[None]]
+
+
+async def _nobody(update: NotificationChanged) -> None:
+    return None
+
 
 class Notifier:
-    def __init__(self, store: NotificationStore, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, store: NotificationStore, settings: Settings, metrics: Metrics,
+                 announce: Announce = _nobody) -> None:
+        """`announce` sends each group written to the read services (their live streams), after the write."""
         self.store = store
         self.metrics = metrics
+        self.announce = announce
         self.grouping = Grouping(settings.notification_window_seconds * 1000, settings.notification_latest_actors)
         self.run_size = max(1, settings.notification_run)
 
@@ -63,15 +72,29 @@ class Notifier:
             self.metrics.notification_rows.labels("members").inc(len(change.joined) + len(change.left))
             self.metrics.notification_rows.labels("groups").inc(len(change.groups) + len(change.emptied))
             now = wall_ms()
+            for g in change.groups:
+                await self.announce(NotificationChanged(now, owner, g.group_id, kind, target, g.actors, g.latest,
+                                                        g.first_at, g.updated_at))
+            for gid in change.emptied:
+                await self.announce(NotificationChanged(now, owner, gid, kind, target, 0, (), 0, 0))
             for n in part:
                 if n.actor in change.joined or n.actor in change.left:
                     self.metrics.notification_delivery.labels(kind).observe(max(0, now - n.at) / 1000)
 
 
-def build_notifier_app(settings: Settings, metrics: Metrics, notifier: Notifier) -> faust.App:
+def build_notifier_app(settings: Settings, metrics: Metrics, notifier_for: Callable[[Announce], Notifier]) -> faust.App:
+    """The notifier's Faust app; `notifier_for(announce)` builds the Notifier once the updates topic exists."""
     app = faust_app(settings, notifier_group(settings))
     topic = bytes_topic(app, settings.notifications_topic, settings.kafka_partitions)
     dead_letters = bytes_topic(app, settings.dead_letter_topic, 1)
+    updates = bytes_topic(app, settings.updates_topic, settings.kafka_partitions)
+
+    async def announce(update: NotificationChanged) -> None:
+        # Queued for Kafka, not awaited: a live stream is told what the store already holds, and a lost
+        # announcement costs a reader only the live refresh (the next GET has it).
+        await updates.send(key=update.key, value=encode(update), force=True)
+
+    notifier = notifier_for(announce)
 
     async def send_dead_letter(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         delivered = await dead_letters.send(key=key, value=value, headers=headers, force=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from live import Deployment, deploy
+from sse import Stream
 
 from fanout.settings import Settings
 
@@ -114,3 +115,21 @@ def test_pages_walk_every_group_newest_first_and_errors_are_clear(live: Deployme
     with d.http("read-api") as anonymous:
         assert anonymous.get("/v1/notifications").status_code == 401
 
+
+
+def test_a_notification_reaches_its_owners_live_stream_as_it_changes(live: Deployment) -> None:
+    d, author = live, AUTHOR + 3
+    stream = Stream(f"{d.processes.url('read-api')}/v1/feed/stream", d.tokens.headers(author)).start()
+    try:
+        p = post(d, author, "watched live")
+        likes(d, p, [6_300_001, 6_300_002])
+        deadline = time.monotonic() + 30
+        while not any(e.event == "notification" and e.data["actors"] == 2 for e in stream.events):
+            assert time.monotonic() < deadline, f"no notification on the stream: {stream.events}"
+            time.sleep(0.05)
+    finally:
+        stream.stop()
+    live_group = [e.data for e in stream.events if e.event == "notification"][-1]
+    [stored] = of(notifications(d, author), "like", p)
+    assert {k: live_group[k] for k in ("id", "kind", "target", "actors", "latest", "text")} == \
+        {k: stored[k] for k in ("id", "kind", "target", "actors", "latest", "text")}

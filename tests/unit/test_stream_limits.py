@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from fanout.api.http import EventStream
-from fanout.core.events import PostRemoved
+from fanout.core.events import NotificationChanged, PostRemoved
 from fanout.metrics import Metrics
 from fanout.read.stream import StreamHub, StreamLimits, TooManyStreams
 
@@ -134,3 +134,22 @@ async def _serve(response: EventStream, send: Callable[[dict[str, object]], Awai
 
     scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
     await asyncio.wait_for(response(scope, receive, send), timeout=5)  # type: ignore[arg-type]
+
+
+async def test_a_notification_group_goes_to_its_owner_only_and_again_whenever_it_changes() -> None:
+    now = [1_000]
+    hub = _hub(now)
+    owner, other = hub.connect(1, set(), 10**12), hub.connect(2, set(), 10**12)
+
+    def changed(actors: int, latest: tuple[int, ...]) -> NotificationChanged:
+        return NotificationChanged(event_time=900, owner=1, group_id=77, kind="like", target=500, actors=actors,
+                                   latest=latest, first_at=800, updated_at=900)
+
+    hub.apply(changed(1, (5,)))
+    hub.apply(changed(2, (6, 5)))
+    frames = await _frames(hub.frames(owner, []), limit=3)
+    sent = [orjson.loads(data) for event, data in _events(frames) if event == "notification"]
+    assert [(n["id"], n["actors"], n["latest"]) for n in sent] == [(77, 1, [5]), (77, 2, [6, 5])]
+    assert sent[1]["text"] == "user 6 and user 5 liked your post 500"
+    assert all(b"id: " not in f for f in frames)  # a notification never moves the feed's Last-Event-ID
+    assert other.queue.empty()
