@@ -7,6 +7,10 @@ const feed = document.getElementById("feed");
 const statusLine = document.getElementById("status");
 const more = document.getElementById("more");
 const end = document.getElementById("end");
+const bell = document.getElementById("bell");
+const unreadBadge = document.getElementById("unread");
+const notificationPanel = document.getElementById("notifications");
+const notificationList = document.getElementById("notification-list");
 let session = null; // {userId, headers, cursor, lastEventId, abort}
 
 // Post and user ids are 64-bit integers: above 2**53 a JavaScript number would round them (two posts of the
@@ -80,8 +84,57 @@ async function loadPage() {
   }
 }
 
+// Notifications: the bell shows the unread count; the list shows groups ("user 3 and 2 others liked your
+// post …"), newest first, replaced in place whenever the notifier changes one (event: notification).
+function renderNotification(n, readUpTo) {
+  const id = "notification-" + n.id;
+  const old = document.getElementById(id);
+  if (old) old.remove();
+  if (!n.actors) return; // the group's last actor left
+  const li = document.createElement("li");
+  li.id = id;
+  li.dataset.id = n.id;
+  if (n.id > readUpTo) li.className = "unread";
+  li.textContent = n.text; // text, never HTML
+  const after = [...notificationList.children].find((el) => Number(el.dataset.id) < n.id);
+  notificationList.insertBefore(li, after || null);
+}
+
+function showUnread(count) {
+  unreadBadge.textContent = count >= 100 ? "99+" : String(count);
+  unreadBadge.className = count ? "" : "none";
+}
+
+async function loadNotifications(s) {
+  try {
+    const response = await fetch("/v1/notifications?limit=20", { headers: s.headers });
+    const page = await response.json();
+    if (!response.ok) throw new Error(page.error || response.statusText);
+    s.readUpTo = page.read_up_to;
+    notificationList.replaceChildren();
+    page.notifications.forEach((n) => renderNotification(n, s.readUpTo));
+    showUnread(page.unread);
+    bell.hidden = false;
+  } catch (err) {
+    setStatus("Could not read the notifications: " + err.message, "error");
+  }
+}
+
+async function refreshUnread(s) {
+  const response = await fetch("/v1/notifications/unread", { headers: s.headers });
+  if (response.ok) showUnread((await response.json()).unread);
+}
+
+bell.addEventListener("click", () => {
+  notificationPanel.hidden = !notificationPanel.hidden;
+  bell.setAttribute("aria-expanded", String(!notificationPanel.hidden));
+});
+
 function handleEvent(s, event) {
-  if (event.event === "post") {
+  if (event.event === "notification") {
+    renderNotification(JSON.parse(event.data), s.readUpTo || 0);
+    refreshUnread(s);
+  } else if (event.event === "post") {
     render(parseJson(event.data), true);
     if (event.id) s.lastEventId = event.id;
   } else if (event.event === "delete") {
@@ -139,6 +192,7 @@ document.getElementById("who").addEventListener("submit", async (e) => {
   e.preventDefault();
   if (session) session.abort.abort();
   feed.replaceChildren();
+  notificationList.replaceChildren();
   end.hidden = true;
   let reader;
   try {
@@ -150,7 +204,7 @@ document.getElementById("who").addEventListener("submit", async (e) => {
   session = { ...reader, cursor: "", lastEventId: null, abort: new AbortController(), loading: false };
   setStatus("Connecting…");
   const s = session;
-  await loadPage();
+  await Promise.all([loadPage(), loadNotifications(s)]);
   const top = feed.firstElementChild;
   if (top) s.lastEventId = top.dataset.id; // the stream resumes after what the page shows
   stream(s);

@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from fanout.core.events import Followed, PostCreated
+from fanout.core.events import Followed, Liked, PostCreated
 from fanout.core.ids import PostIdGenerator, millis_of
 from fanout.settings import Settings
 
@@ -84,3 +84,28 @@ def test_the_page_shows_the_feed_and_a_new_post_appears_live(live: Deployment, b
     if shot:
         time.sleep(0.3)
         browser.save_screenshot(shot)
+
+
+def test_the_bell_counts_unread_notifications_and_the_list_groups_them_live(live: Deployment,
+                                                                            browser: webdriver.Chrome) -> None:
+    owner, fans = READER + 100, [READER + 101, READER + 102, READER + 103]
+    mine = post(owner, "a post to like")
+    live.publish([mine])
+    live.drain()
+    browser.get(live.processes.url("read-api") + "/")
+    browser.find_element(By.ID, "reader").send_keys(live.tokens.headers(owner)["Authorization"].split()[1])
+    browser.find_element(By.CSS_SELECTOR, "#who button").click()
+    wait = WebDriverWait(browser, 30)
+    wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "Live"))
+    bell = browser.find_element(By.ID, "bell")
+    assert bell.is_displayed() and browser.find_element(By.ID, "unread").text == "0"
+
+    live.publish([Liked(event_time=time.time_ns() // 1_000_000, user_id=f, post_id=mine.post_id, author_id=owner)
+                  for f in fans])
+    wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "unread"), "1"))
+    bell.click()
+    item = "#notification-list li"
+    wait.until(lambda b: b.find_element(By.CSS_SELECTOR, item).text ==
+               f"user {fans[2]}, user {fans[1]} and user {fans[0]} liked your post {mine.post_id}")
+    assert len(browser.find_elements(By.CSS_SELECTOR, item)) == 1  # one group, updated in place
+    assert "unread" in browser.find_element(By.CSS_SELECTOR, item).get_attribute("class")
