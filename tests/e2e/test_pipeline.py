@@ -190,7 +190,7 @@ def test_malformed_events_are_dead_lettered_and_the_next_event_is_processed(depl
     bad = [
         (b"{not json", "bad_json"),
         (orjson.dumps({"type": "PostCreated", "version": 1, "event_time": 1, "post_id": 1}), "schema"),
-        (orjson.dumps({"type": "Liked", "version": 1}), "unknown_type"),
+        (orjson.dumps({"type": "Reposted", "version": 1}), "unknown_type"),
         (b'{"type": "PostCreated", "body": "' + b"x" * (s.max_event_bytes + 1) + b'"}', "oversized"),
         (encode(deployment.producer.new_post(author + 1, "under someone else's key")), "wrong_key"),
         # Valid by the schema, refused by the worker (fanout/core/codec.py check_event): a follow dated an hour
