@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 
@@ -102,3 +103,18 @@ async def test_a_member_of_a_read_group_leaves_that_group_not_the_open_one(notif
     assert (newest.actors, newest.latest, old.actors, old.latest) == (1, (3,), 1, (2,))
     state = await notifications.target_state(owner, "like", post, [2, 3])
     assert state.total == 2 and state.open_group == newest and set(state.groups) == {newest.group_id, old.group_id}
+
+
+async def test_many_runs_at_once_all_land_whole(notifications: NotificationStore, new_id: Iterator[int]) -> None:
+    """More runs at once than the Cassandra adapter keeps batches in flight: the rest wait, are coalesced
+    into the next batches, and each lands whole."""
+    owners = [next(new_id) for _ in range(3)]
+    targets = [(owner, next(new_id), n) for owner in owners for n in range(1, 21)]
+    await asyncio.gather(*(run(notifications, *likes(owner, post, *range(1, n + 1))) for owner, post, n in targets))
+    for owner, post, n in targets:
+        state = await notifications.target_state(owner, "like", post, [n, n + 1])
+        assert state.total == n and set(state.members) == {n}
+        assert state.open_group is not None and state.open_group.actors == n
+    for owner in owners:
+        page = await notifications.notification_page(owner, None, 50)
+        assert sorted(g.actors for g in page.groups) == list(range(1, 21))
