@@ -221,6 +221,13 @@ class Settings:
                                                                            "after they opened"})
     notification_latest_actors: int = field(default=3, metadata={"doc": "actors a notification group names"})
     notification_run: int = field(default=50, metadata={"doc": "notices of one target written per logged batch"})
+    # The notifier's lane waits on no bulk work, so it takes what came in 5 ms (not FANOUT_BATCH_SECONDS) and
+    # keeps 4 batches in flight (each target's notices still in order, fanout/write/runner.py): a like waits
+    # neither for a 20 ms window nor for the batch before it (`fanout bench notifications`).
+    notification_batch_seconds: float = field(default=0.005, metadata={
+        "doc": "longest wait of the notifier to fill a batch"})
+    notification_batches_in_flight: int = field(default=4, metadata={
+        "doc": "batches of notification events the notifier runs at once"})
     notifier_metrics_port: int = field(default=6076, metadata={"doc": "notifier metrics port"})
 
     # --- credentials for the servers (empty: none; the local stack's come from STATE_DIR/credentials.env) ---

@@ -79,15 +79,18 @@ def build_app(settings: Settings, metrics: Metrics, pipeline_for: Callable[[Send
 
     @app.agent(events, concurrency=1)
     async def author_events(stream: Any) -> None:
-        await consume(stream, author_runner, settings.batch_events, settings)
+        await consume(stream, author_runner, settings.batch_events, settings.batch_seconds,
+                      settings.batches_in_flight)
 
     @app.agent(reads, concurrency=1)
     async def feed_reads(stream: Any) -> None:
-        await consume(stream, read_runner, settings.batch_events, settings)
+        await consume(stream, read_runner, settings.batch_events, settings.batch_seconds,
+                      settings.batches_in_flight)
 
     @app.agent(chunks, concurrency=1)
     async def chunk_tasks(stream: Any) -> None:
-        await consume(stream, chunk_runner, settings.chunk_batch_events, settings)
+        await consume(stream, chunk_runner, settings.chunk_batch_events, settings.batch_seconds,
+                      settings.batches_in_flight)
 
     return app
 
@@ -127,12 +130,13 @@ def bytes_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
                      key_serializer="raw", value_serializer="raw")
 
 
-async def consume(stream: Any, runner: BatchRunner, size: int, settings: Settings) -> None:
-    """Hand `stream`'s events to `runner` in batches of up to `size`. noack_take: Faust acknowledges nothing
-    itself; InFlight acknowledges each batch once it and every batch before it are written."""
-    batches = InFlight(runner, stream.ack, settings.batches_in_flight)
+async def consume(stream: Any, runner: BatchRunner, size: int, within: float, in_flight: int) -> None:
+    """Hand `stream`'s events to `runner` in batches of up to `size`, each what came in `within` seconds at most,
+    `in_flight` batches at once. noack_take: Faust acknowledges nothing itself; InFlight acknowledges each batch
+    once it and every batch before it are written."""
+    batches = InFlight(runner, stream.ack, in_flight)
     try:
-        async for batch in stream.noack_take(size, within=settings.batch_seconds):
+        async for batch in stream.noack_take(size, within=within):
             await batches.submit(batch)
     finally:
         batches.cancel()

@@ -109,7 +109,8 @@ def build_notifier_app(settings: Settings, metrics: Metrics, notifier_for: Calla
 
     @app.agent(topic, concurrency=1)
     async def notices(stream: Any) -> None:
-        await consume(stream, runner, settings.batch_events, settings)
+        await consume(stream, runner, settings.batch_events, settings.notification_batch_seconds,
+                      settings.notification_batches_in_flight)
 
     return app
 
