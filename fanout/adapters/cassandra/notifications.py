@@ -4,9 +4,9 @@ batch (atomic: its members, count, open group and groups land together or not at
 The runs of one event-loop iteration (the targets of a batch of events, handled concurrently) share
 requests: their owners' read marks are read together (`Loader`). Their writes go out at once, one logged batch
 each, while fewer than WRITES_IN_FLIGHT batches are out: a batch takes Cassandra longer the more statements
-it holds, and a lone run must not wait inside a big one. Runs that arrive while the window is full are coalesced into the next
-batches, each run whole in one of them (atomic as before), up to MAX_STATEMENTS statements: under a backlog
-fewer, bigger requests cost the process less CPU per like (`fanout bench notifications`, its flood)."""
+it holds, and a lone run must not wait inside a big one. Runs that arrive while the window is full are
+coalesced into the next batches, each run whole in one of them (atomic as before), up to MAX_STATEMENTS
+statements: under a backlog, fewer and bigger requests cost the process less CPU per like."""
 
 from __future__ import annotations
 
