@@ -9,7 +9,7 @@ import faust
 from prometheus_client import start_http_server
 
 from fanout.adapters.author_cache import AuthorStatsCache
-from fanout.bootstrap import open_resources
+from fanout.bootstrap import Resources, open_resources
 from fanout.metrics import tune_gc
 from fanout.settings import Settings
 from fanout.write.faust_app import build_app
@@ -28,11 +28,16 @@ def run(settings: Settings, loglevel: str = "info", pipeline: type[Pipeline] = P
         return pipeline(stores, settings, res.metrics, send_task, send_updates)
 
     app = build_app(settings, res.metrics, pipeline_for, on_rebalance=graph.clear)
-    start_http_server(settings.worker_metrics_port, addr=settings.host, registry=res.metrics.registry)
+    serve(app, res, settings.worker_metrics_port, loglevel)
+
+
+def serve(app: faust.App, res: Resources, metrics_port: int, loglevel: str) -> None:
+    """Run a Faust app (the worker's or the notifier's) with its metrics on `metrics_port`, until it ends."""
+    start_http_server(metrics_port, addr=res.settings.host, registry=res.metrics.registry)
     logging.getLogger("fanout").setLevel(logging.INFO)
     # Untuned, full collections stall the event loop (and every post being handled) for tens of
     # milliseconds every few seconds.
-    tune_gc(res.metrics, settings.gc_gen0_threshold)
+    tune_gc(res.metrics, res.settings.gc_gen0_threshold)
     try:
         faust.Worker(app, loglevel=loglevel).execute_from_commandline()
     finally:
