@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from fanout.adapters.cassandra.session import TRANSIENT
 from fanout.api.auth import TokenVerifier
@@ -48,7 +48,18 @@ from fanout.write.idempotency import KeyReused, once, request_hash
 from fanout.write.leases import NoLease
 from fanout.write.producer import EventProducer, PublishError
 
-UserId = Annotated[int, Field(ge=1, le=MAX_USER_ID)]
+
+def _json_integer(value: object) -> object:
+    """An integer as JSON Schema means it: 7 or 7.0, never `true` or "7" (which Pydantic's lax mode would take)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+# Ids in request bodies; a whole float such as 7.0 is an integer too, 7.5 is not (Pydantic's int refuses it). The
+# check comes last so that it runs first and the schema keeps the bounds as minimum and maximum.
+Id = Annotated[int, Field(ge=1), BeforeValidator(_json_integer)]
+UserId = Annotated[int, Field(ge=1, le=MAX_USER_ID), BeforeValidator(_json_integer)]
 
 
 def _unicode_text(value: str) -> str:
@@ -65,13 +76,13 @@ class NewPost(BaseModel):
     author_id: UserId | None = Field(None, description="the token's user; optional, a 403 if another")
     # No maximum in the schema: JSON clients read integers past 2^53 as floats, so a bound of 2^63 - 1 cannot
     # be stated exactly; an id beyond it is a post that does not exist (404), like any other.
-    in_reply_to: int | None = Field(None, ge=1, description="the post this one replies to (a 404 if there is no "
-                                                            "such post)")
+    in_reply_to: Id | None = Field(None, description="the post this one replies to (a 404 if there is no "
+                                           "such post)")
 
 
 class ReadMark(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    up_to: int = Field(ge=1, description="a notification id: it and every older one are read")
+    up_to: Id = Field(description="a notification id: it and every older one are read")
 
 
 MENTION = re.compile(r"(?<![\w@])@(\d{1,16})\b")

@@ -292,6 +292,19 @@ def test_an_address_failing_authentication_too_often_gets_429(live: Deployment) 
     time.sleep(retry)  # the next tests' 401s are 401s again
 
 
+def test_bodies_are_not_converted_laxly(live: Deployment) -> None:
+    """JSON true is not the integer 1, nor "7" the integer 7, nor 3.5 an id: each is a 422, as the schema says; 3.0
+    is the integer 3 in JSON Schema, and is taken."""
+    me = users(1)[0]
+    with live.http("ingest-api", user=me) as http:
+        assert_error(http.post("/v1/notifications/read", json={"up_to": True}), 422)
+        assert_error(http.post("/v1/follows", json={"followee_id": True}), 422)
+        assert_error(http.post("/v1/follows", json={"followee_id": str(me + 1)}), 422)
+        assert_error(http.post("/v1/posts", json={"body": "x", "in_reply_to": 3.5}), 422)
+        assert_error(http.post("/v1/posts", json={"body": 7}), 422)
+        assert http.post("/v1/notifications/read", json={"up_to": 3.0}).status_code == 204
+
+
 def test_limits_answer_with_clear_errors(live: Deployment) -> None:
     me = users(1)[0]
     with live.http("ingest-api", user=me) as http:
