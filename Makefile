@@ -14,6 +14,9 @@ PYTEST := $(VENV)/bin/pytest
 TESTS ?= tests/unit tests/contract tests/e2e
 PYTEST_ARGS ?=
 
+# Every prerequisite of a target, checked with the system's python3 before the venv or any server starts.
+CHECK = $(PYTHON) deploy/prerequisites.py
+
 FAULT_NODES ?= 1 3
 DOCKER_NODES ?= 1 3
 
@@ -39,25 +42,31 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -e '.[dev,bench]'
 	touch $@
 
-demo: $(STAMP)
+demo:
+	@$(CHECK) stack "make demo"
+	@$(MAKE) --no-print-directory venv
 	$(FANOUT) stack up
 	$(FANOUT) demo
 	@echo
 	@echo "The stack (Kafka, Cassandra, Prometheus) stays running: 'make down' stops it."
 	@echo "To keep the pipeline running on it (worker, read API, ingest API; Ctrl-C stops them): make run"
 	@echo "then, from another terminal (user 1 follows user 2, 2 posts, 1 reads; each acts with a token of its own):"
-	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/follows -H \"Authorization: Bearer \$$(fanout token 1)\" -H 'content-type: application/json' -d '{\"followee_id\": 2}'"
-	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/posts -H \"Authorization: Bearer \$$(fanout token 2)\" -H 'content-type: application/json' -d '{\"body\": \"hello\"}'"
-	@echo "  curl -s 'localhost:$${FANOUT_READ_API_PORT:-8080}/v1/feed?limit=20' -H \"Authorization: Bearer \$$(fanout token 1)\""
+	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/follows -H \"Authorization: Bearer \$$(.venv/bin/fanout token 1)\" -H 'content-type: application/json' -d '{\"followee_id\": 2}'"
+	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/posts -H \"Authorization: Bearer \$$(.venv/bin/fanout token 2)\" -H 'content-type: application/json' -d '{\"body\": \"hello\"}'"
+	@echo "  curl -s 'localhost:$${FANOUT_READ_API_PORT:-8080}/v1/feed?limit=20' -H \"Authorization: Bearer \$$(.venv/bin/fanout token 1)\""
 
 # The stack, then the pipeline in the foreground: migrate, worker, read API, ingest API (fanout up).
-run: $(STAMP)
+run:
+	@$(CHECK) stack "make run"
+	@$(MAKE) --no-print-directory venv
 	$(FANOUT) stack up
 	$(FANOUT) up
 
 # Leaves the stack as it found it: stopped after the tests only if it was not fully up before.
 # pytest's exit code is the recipe's, so 5 (no tests collected) fails the build too.
-test: $(STAMP)
+test:
+	@$(CHECK) test "make test"
+	@$(MAKE) --no-print-directory venv
 	@was_up=0; \
 	if $(FANOUT) stack status >/dev/null 2>&1; then was_up=1; fi; \
 	if [ "$$was_up" = 0 ]; then trap '$(FANOUT) stack down' EXIT; fi; \
@@ -69,7 +78,9 @@ test: $(STAMP)
 
 # Fault tests start stacks of their own (never the one `make test` uses) and kill their servers: first on
 # one node, then on a 3-broker, 3-node cluster (FAULT_NODES="1" or "3" for one pass; PYTEST_ARGS="-k ...").
-test-faults: $(STAMP)
+test-faults:
+	@$(CHECK) stack "make test-faults"
+	@$(MAKE) --no-print-directory venv
 	@for n in $(FAULT_NODES); do \
 	  only_cluster=; if [ "$$n" -lt 3 ]; then only_cluster=--ignore=tests/faults/test_cluster.py; fi; \
 	  echo "== fault tests on $$n node(s)"; \
@@ -79,7 +90,9 @@ test-faults: $(STAMP)
 # docker-compose.yml for real (a running dockerd is needed; .ci/run starts one): images built where they
 # cannot be pulled, a compose project of its own per profile, through ports on 127.0.0.1, taken down with
 # its volumes after. DOCKER_NODES="1" or "3" for one profile.
-test-docker: $(STAMP)
+test-docker:
+	@$(CHECK) docker "make test-docker"
+	@$(MAKE) --no-print-directory venv
 	@for n in $(DOCKER_NODES); do \
 	  echo "== compose tests on $$n node(s)"; \
 	  FANOUT_DOCKER_NODES=$$n $(PYTEST) -ra $(PYTEST_ARGS) tests/docker || exit $$?; \

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy import credentials, procfs, server_auth
+from deploy import credentials, prerequisites, procfs, server_auth
 from deploy.commands import COMMANDS
 from deploy.errors import StackError
 from deploy.procfs import GONE, resident_memory_mb
@@ -168,6 +168,10 @@ def requires_credentials(s: Settings) -> bool:
 def up(s: Settings, say: Callable[[str], None] = print) -> list[Status]:
     """Start every server not already running, wait until all are ready, or stop what we started."""
     every = servers(s)
+    if any(running_pid(srv) is None for srv in every):  # every prerequisite, before anything is written
+        report = prerequisites.check("stack", s.stack.prometheus_bin)
+        if report.missing:
+            raise StackError(prerequisites.explain(report, "fanout stack up"))
     _record_nodes(s)
     if requires_credentials(s):
         credentials.create(s)  # before any server starts: Kafka's storage is formatted with its users

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deploy import stack
+from deploy import prerequisites, stack
 from fanout.settings import Settings
 
 stack_app = typer.Typer(no_args_is_help=True, help="Local Kafka, Cassandra and Prometheus (real servers).")
@@ -50,6 +50,26 @@ def stack_up(
         return
     _print_status(statuses)
     console.print(f"stack ready in {time.monotonic() - t0:.1f}s; stop it with [bold]fanout stack down[/]")
+
+
+@stack_app.command("check")
+def stack_check(
+    purpose: str = typer.Argument("all", help=f"{', '.join(prerequisites.PURPOSES)}: what the machine is for"),
+) -> None:
+    """Show every prerequisite of PURPOSE, found or missing, and the command that installs the missing ones."""
+    if purpose not in prerequisites.PURPOSES:
+        _fail(stack.StackError(f"no purpose {purpose!r}; one of {', '.join(prerequisites.PURPOSES)}"))
+    s = settings()
+    report = prerequisites.check(purpose, s.stack.prometheus_bin)
+    table = Table("prerequisite", "Debian package", "what for", "found")
+    known = prerequisites.prerequisites(s.stack.prometheus_bin)
+    for name in prerequisites.PURPOSES[purpose]:
+        why = report.missing.get(name)
+        table.add_row(name, known[name].package, known[name].why, f"[red]no: {why}[/]" if why else "[green]yes[/]")
+    console.print(table)
+    if report.missing:
+        console.print(f"install the missing ones with: [bold]{report.install_command()}[/]")
+        raise typer.Exit(1)
 
 
 @stack_app.command("down")
