@@ -14,13 +14,17 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.driver import drop_keyspace
 from bench.workload import Workload, build_workload, expected_celebrities, expected_feeds, power_law_graph
+from deploy import credentials
 from deploy.processes import ProcessGroup
 from fanout.adapters.cassandra import migrate
+from fanout.adapters.cassandra.session import connect
 from fanout.api.auth import Tokens
 from fanout.core.clock import wall_ms
 from fanout.core.events import Event, Followed, UserSeen
@@ -68,10 +72,58 @@ def wait_processed(settings: Settings, processes: ProcessGroup, what: str, timeo
         return wait_until_drained(settings, timeout=timeout, on_lag=show)
 
 
+DEMO = "demo-"  # every demo's topics and consumer groups start with it, its keyspace with "demo_"
+
+
+def drop_previous_demos(s: Settings) -> tuple[list[str], list[str]]:
+    """Drop what earlier demos left on the stack: their keyspaces, topics and consumer groups (each run has its
+    own, so that a run never reads another's events). The keyspaces and topics dropped."""
+    cluster, session = connect(s)
+    try:
+        rows = session.execute("SELECT keyspace_name FROM system_schema.keyspaces", timeout=60)
+        keyspaces = sorted(r.keyspace_name for r in rows if r.keyspace_name.startswith(DEMO.replace("-", "_")))
+        for keyspace in keyspaces:
+            drop_keyspace(session, keyspace)
+    finally:
+        cluster.shutdown()
+    admin = AdminClient(s.kafka_config("admin"))
+    topics = sorted(t for t in admin.list_topics(timeout=30).topics if t.startswith(DEMO))
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=30).values():
+            future.result(30)
+    groups = [g.group_id for g in admin.list_consumer_groups().result(30).valid if g.group_id.startswith(DEMO)]
+    if groups:
+        for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
+            future.result(30)
+    return keyspaces, topics
+
+
+def outside_clients(s: Settings) -> list[str]:
+    """Commands that look at a demo's data with cqlsh and kcat, logged in with the read-only Cassandra role and
+    the Kafka admin from the stack's credentials file: the file is read by the shell, never printed."""
+    creds = credentials.path(s)
+    kafka = f"-b {s.kafka_bootstrap}"
+    cql = f"{s.cassandra_contact_points[0]} {s.cassandra_port}"
+    if credentials.read(s):
+        kafka += (f" -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms={s.kafka_sasl_mechanism}"
+                  ' -X sasl.username="$FANOUT_KAFKA_ADMIN_USERNAME" -X sasl.password="$FANOUT_KAFKA_ADMIN_PASSWORD"')
+        cql = f'-u "$FANOUT_CASSANDRA_READER_USERNAME" -p "$FANOUT_CASSANDRA_READER_PASSWORD" {cql}'
+    return [
+        *([f"set -a; . {creds}; set +a   # the stack's logins, into this shell"] if credentials.read(s) else []),
+        f'.venv/bin/cqlsh {cql} -e "SELECT * FROM {s.keyspace}.inbox LIMIT 5"',
+        f"kcat {kafka} -C -t {s.events_topic} -o beginning -c 5 -e",
+    ]
+
+
 def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_dir: Path) -> None:
     run_id = time.strftime("%Y%m%d%H%M%S")
-    s = base.isolated(f"demo-{run_id}", celebrity_threshold=threshold, chunk_size=min(base.chunk_size, 500))
+    s = base.isolated(f"{DEMO}{run_id}", celebrity_threshold=threshold, chunk_size=min(base.chunk_size, 500))
     console.rule("[bold]Fanout demo: hybrid fan-out on real Kafka + Cassandra")
+    with console.status("dropping what earlier demos left"):
+        keyspaces, topics = drop_previous_demos(s)
+    if keyspaces or topics:
+        console.print(f"dropped the earlier demos' keyspaces ({', '.join(keyspaces) or 'none'}) "
+                      f"and {len(topics)} topics")
     console.print(f"keyspace [bold]{s.keyspace}[/], topics [bold]{s.app_id}.*[/], "
                   f"celebrity threshold [bold]{threshold}[/] followers, chunk size {s.chunk_size}")
     ensure_topics(s)
@@ -121,6 +173,10 @@ def run(base: Settings, users: int, posts: int, threshold: int, seed: int, log_d
         finally:
             producer.close()
     console.print("demo processes stopped; the stack keeps running ([bold]make down[/] stops it)")
+    console.print(f"This run's keyspace {s.keyspace} and topics {s.app_id}.* stay until the next demo drops them. "
+                  "Look at them from the repository's root:")
+    for command in outside_clients(s):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
 
 
 def show_feeds(processes: ProcessGroup, workload: Workload, celebs: set[int], inactive: set[int]) -> None:
