@@ -82,6 +82,9 @@ class Settings:
     serial_consistency: str = field(default="LOCAL_SERIAL", metadata={"doc": "lightweight transactions"})
     read_api_port: int = field(default=8080, metadata={"doc": "read service HTTP port"})
     ingest_api_port: int = field(default=8081, metadata={"doc": "ingest service HTTP port"})
+    page_origins: str = field(default="", metadata={
+        "doc": "comma-separated origins (scheme://host:port) the feed page is opened at; browsers there may call "
+               "the ingest API (CORS); empty: the read API's port at the host, 127.0.0.1 and localhost"})
     node_id: int = field(default=0, metadata={"doc": "post id node bits: 0 leases a free one (1-1023) at start, "
                                                      "1-1023 leases exactly that one"})
     node_lease_ttl: int = field(default=30, metadata={"doc": "seconds a node id lease outlives its last renewal"})
@@ -363,6 +366,14 @@ class Settings:
     def client_host(self) -> str:
         """Where clients connect when no explicit server list is set (a wildcard bind is not an address)."""
         return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def feed_page_origins(self) -> list[str]:
+        """Where browsers open the feed page: FANOUT_PAGE_ORIGINS, else the read API on this host by each of
+        its local names (a browser sends the origin as typed: 127.0.0.1 and localhost are two)."""
+        given = [o.strip().rstrip("/") for o in self.page_origins.split(",") if o.strip()]
+        hosts = dict.fromkeys((self.client_host, "127.0.0.1", "localhost"))
+        return given or [f"http://{h}:{self.read_api_port}" for h in hosts]
 
     @property
     def jwt_secret_path(self) -> Path:

@@ -108,16 +108,22 @@ def token(
     user_id: int = typer.Argument(..., help="the user the token authenticates (its sub)"),
     ttl: int | None = typer.Option(None, "--ttl", min=1,
                                    help="seconds it stays valid (default FANOUT_TOKEN_TTL_SECONDS)"),
+    url: bool = typer.Option(False, "--url", help="print the feed page's URL signed in as USER_ID instead"),
 ) -> None:
-    """Print a bearer token for USER_ID, signed with the local key.
+    """Print a bearer token for USER_ID, signed with the local key; with --url, the feed page signed in as
+    USER_ID (the token in the URL's fragment, which the browser sends to no server).
 
     curl -H "Authorization: Bearer $(fanout token 1)" localhost:8080/v1/feed"""
     from fanout.api.auth import mint_token
+    from fanout.read.page import page_url
 
+    s = Settings.load()
     try:
-        typer.echo(mint_token(Settings.load(), user_id, ttl))
+        token = mint_token(s, user_id, ttl)
     except (ValueError, OSError) as exc:
         _fail(exc)
+        return
+    typer.echo(page_url(s, token) if url else token)
 
 
 publish_app = typer.Typer(no_args_is_help=True, help="Publish one event to Kafka (waits for the broker's ack).")

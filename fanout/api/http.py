@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
@@ -221,15 +221,22 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-# On every response. The page loads only its own script and stylesheet and talks only to its own origin;
-# the APIs' JSON needs nothing at all. No framing (clickjacking), no MIME sniffing, no Referer.
-SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                                 b"img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),  # frame-ancestors for browsers that predate it
-]
+def security_headers(connect_to: Sequence[str] = ()) -> list[tuple[bytes, bytes]]:
+    """The headers of every response. The page loads only its own script and stylesheet and talks only to
+    its own origin and the origins in `connect_to` (the ingest API, for the read API's page); the APIs' JSON
+    needs nothing at all. No framing (clickjacking), no MIME sniffing, no Referer."""
+    connect = " ".join(("'self'", *connect_to))
+    return [
+        (b"content-security-policy", f"default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; "
+                                     "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+                                     .encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),  # frame-ancestors for browsers that predate it
+    ]
+
+
+SECURITY_HEADERS = security_headers()
 
 
 class _HeadAnswered(Exception):
@@ -237,11 +244,11 @@ class _HeadAnswered(Exception):
 
 
 class SecurityHeaders:
-    """ASGI middleware: SECURITY_HEADERS on every response, and HEAD wherever GET is (the GET's status and
-    headers, no body; a stream is ended once its headers are out)."""
+    """ASGI middleware: `headers` (SECURITY_HEADERS unless given) on every response, and HEAD wherever GET is
+    (the GET's status and headers, no body; a stream is ended once its headers are out)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, headers: Sequence[tuple[bytes, bytes]] = SECURITY_HEADERS) -> None:
+        self.app, self.headers = app, list(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -253,7 +260,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             nonlocal answered
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
+                message = {**message, "headers": [*message.get("headers", ()), *self.headers]}
             elif head and message["type"] == "http.response.body":
                 if not answered:
                     answered = True
@@ -273,10 +280,13 @@ class SecurityHeaders:
                 raise
 
 
-def add_common_routes(app: FastAPI, metrics: Metrics) -> None:
+def add_common_routes(app: FastAPI, metrics: Metrics, connect_to: Sequence[str] = ()) -> None:
+    """/healthz, /metrics, the JSON error shapes, and the security headers on every answer (a page of this
+    app may also connect to the origins in `connect_to`)."""
+    headers = security_headers(connect_to)
     # Around the whole stack, the server-error handler included, so a 500 or a 413 carries them too.
     build = app.build_middleware_stack
-    app.build_middleware_stack = lambda: SecurityHeaders(build())  # type: ignore[method-assign]
+    app.build_middleware_stack = lambda: SecurityHeaders(build(), headers)  # type: ignore[method-assign]
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

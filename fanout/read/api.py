@@ -23,12 +23,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Response
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from fanout.adapters.cassandra.session import count_requests
@@ -53,6 +52,7 @@ from fanout.core.ports import Stores
 from fanout.metrics import Metrics, tune_gc
 from fanout.read.feed import CURSOR_PATTERN, InvalidCursor, PageAt, SetsAt, home_feed, parse_cursor
 from fanout.read.notifications_api import add_notification_routes
+from fanout.read.page import add_page_routes, ingest_origins
 from fanout.read.read_cache import CachedPosts
 from fanout.read.reader_cache import ReaderPages, ReaderSetsCache
 from fanout.read.seen import SeenRecorder
@@ -61,8 +61,6 @@ from fanout.read.updates import UpdatesListener
 from fanout.settings import Settings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-STATIC = FilePath(__file__).resolve().parents[1] / "static"
-PAGE = STATIC / "feed.html"
 
 
 class FeedItem(BaseModel):
@@ -89,7 +87,7 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
                seen: SeenRecorder | None = None, clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None,
                sets: SetsAt | None = None, page_at: PageAt | None = None, hub: StreamHub | None = None) -> FastAPI:
     app = FastAPI(title="Fanout read API", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
-    add_common_routes(app, metrics)
+    add_common_routes(app, metrics, connect_to=ingest_origins(settings))  # the page writes through the ingest API
     limits = RateLimits(settings)
     require_tokens(app, verifier, metrics, limits)
 
@@ -180,17 +178,7 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
 
         return EventStream(frames(), settings.stream_send_timeout_s)
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text())
-
-    @app.get("/static/{name}", include_in_schema=False)
-    async def static(name: Annotated[str, Path(pattern=r"^[a-z]+\.(js|css)$")]) -> Response:
-        path = STATIC / name
-        if not path.is_file():
-            raise HTTPException(status_code=404, detail=f"no such file: {name}")
-        kind = "text/javascript" if name.endswith(".js") else "text/css"
-        return Response(path.read_bytes(), media_type=kind)
+    add_page_routes(app, settings)
 
 
 def build(settings: Settings) -> FastAPI:

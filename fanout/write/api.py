@@ -9,6 +9,8 @@ that disagrees is a 403), and only its author deletes a post (anyone else's dele
 that does not exist). 202 Accepted only after Kafka acknowledged
 the event; 422 for invalid input; 503 when Kafka or Cassandra cannot take it (the client retries, with
 the same Idempotency-Key for a POST: the retry gets the first response and publishes nothing new).
+
+Browsers may call it from the feed page's origins (FANOUT_PAGE_ORIGINS, CORS), and from no other.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -124,6 +127,11 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
     app = FastAPI(title="Fanout ingest API", version="1", docs_url=None, redoc_url=None)
     add_common_routes(app, metrics)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # The feed page comes from the read API, another origin, and writes here as its signed-in user. Added last,
+    # so outermost: a 413 or any error the page gets carries the headers too, and so can be shown. The token
+    # travels in a header, never in a cookie, so the browser sends no credentials and none are allowed.
+    app.add_middleware(CORSMiddleware, allow_origins=settings.feed_page_origins, allow_methods=["POST", "DELETE"],
+                       allow_headers=["Authorization", "Content-Type", "Idempotency-Key"], max_age=600)
     require_tokens(app, verifier, metrics, RateLimits(settings))
     lease_ms = settings.publish_timeout_ms + 5_000
 
