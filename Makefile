@@ -24,7 +24,7 @@ DOCKER_NODES ?= 1 3
 
 help:
 	@echo "make demo   start the stack (Kafka, Cassandra, Prometheus) and run the demo; the stack stays up"
-	@echo "make run    start the stack, then run the pipeline in the foreground (fanout up); Ctrl-C stops it"
+	@echo "make run    start the stack, then the pipeline in the foreground (fanout up), and print the live page's links; Ctrl-C stops it"
 	@echo "make test   unit + e2e tests on the real stack (started if needed, stopped after if it was down)"
 	@echo "make test-faults  kill servers and workers during fan-outs, on stacks of their own (1 node, then 3)"
 	@echo "make test-cluster  the end-to-end oracle tests on a 3-node cluster of their own"
@@ -50,7 +50,8 @@ demo:
 	@echo
 	@echo "The stack (Kafka, Cassandra, Prometheus) stays running: 'make down' stops it."
 	@echo "To keep the pipeline running on it (worker, read API, ingest API; Ctrl-C stops them): make run"
-	@echo "then, from another terminal (user 1 follows user 2, 2 posts, 1 reads; each acts with a token of its own):"
+	@echo "(it prints links to the live page, signed in as users 1 and 2), then, or from another terminal with curl"
+	@echo "(user 1 follows user 2, 2 posts, 1 reads; each acts with a token of its own):"
 	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/follows -H \"Authorization: Bearer \$$(.venv/bin/fanout token 1)\" -H 'content-type: application/json' -d '{\"followee_id\": 2}'"
 	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/posts -H \"Authorization: Bearer \$$(.venv/bin/fanout token 2)\" -H 'content-type: application/json' -d '{\"body\": \"hello\"}'"
 	@echo "  curl -s 'localhost:$${FANOUT_READ_API_PORT:-8080}/v1/feed?limit=20' -H \"Authorization: Bearer \$$(.venv/bin/fanout token 1)\""
