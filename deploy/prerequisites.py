@@ -139,7 +139,7 @@ def main(argv: list[str]) -> int:
     if purpose not in PURPOSES:
         print(f"usage: prerequisites.py [{'|'.join(PURPOSES)}] [COMMAND]", file=sys.stderr)
         return 2
-    command = argv[1] if len(argv) > 1 else f"`{purpose}`"
+    command = argv[1] if len(argv) > 1 else f"python3 deploy/prerequisites.py {purpose}"
     report = check(purpose)
     if report.missing:
         print(explain(report, command), file=sys.stderr)

@@ -69,8 +69,8 @@ def announce_pages(settings: Settings, ready_urls: Sequence[str], say: Callable[
     except (ValueError, OSError) as exc:  # e.g. RS256 without a private key: tokens come from elsewhere
         say(f"no signed-in page links: {exc}")
         return
-    say(f"the live feed, signed in (tokens valid {DEMO_TOKEN_TTL_SECONDS // 3600} h; `fanout token USER_ID --url` "
-        "for another user):")
+    say(f"the live feed, signed in (tokens valid {DEMO_TOKEN_TTL_SECONDS // 3600} h; "
+        "`.venv/bin/fanout token USER_ID --url` for another user):")
     for user, url in links:
         say(f"user {user}: {url}")
 

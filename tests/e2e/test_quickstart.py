@@ -45,7 +45,7 @@ def live(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def test_the_readme_commands_after_make_run_work_as_pasted(live: Deployment, tmp_path: Path) -> None:
-    block = readme_block("## Keep the pipeline running", "v1/feed?limit=20")
+    block = readme_block("## The pipeline, and its APIs with curl", "v1/feed?limit=20")
     run = clean_shell(block, tmp_path)
     assert run.returncode == 0, run.stderr
     assert "command not found" not in run.stderr

@@ -358,7 +358,7 @@ def test_missing_java_is_named(settings: Settings, tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("PATH", str(empty_bin))
     s = _isolated(settings, tmp_path)
     try:
-        with pytest.raises(StackError, match="Java is not installed"):
+        with pytest.raises(StackError, match="so it started nothing:\n  - java: java is not on PATH"):
             launcher.up(s, say=print)
         _assert_nothing_left(s)
     finally:
