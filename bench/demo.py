@@ -75,23 +75,35 @@ def wait_processed(settings: Settings, processes: ProcessGroup, what: str, timeo
 DEMO = "demo-"  # every demo's topics and consumer groups start with it, its keyspace with "demo_"
 
 
-def drop_previous_demos(s: Settings) -> tuple[list[str], list[str]]:
-    """Drop what earlier demos left on the stack: their keyspaces, topics and consumer groups (each run has its
-    own, so that a run never reads another's events). The keyspaces and topics dropped."""
+def demos_on_stack(s: Settings) -> tuple[list[str], list[str], list[str]]:
+    """The keyspaces, topics and consumer groups demos made on this stack (each run has its own, so that a run
+    never reads another's events)."""
     cluster, session = connect(s)
     try:
         rows = session.execute("SELECT keyspace_name FROM system_schema.keyspaces", timeout=60)
         keyspaces = sorted(r.keyspace_name for r in rows if r.keyspace_name.startswith(DEMO.replace("-", "_")))
+    finally:
+        cluster.shutdown()
+    admin = AdminClient(s.kafka_config("admin"))
+    topics = sorted(t for t in admin.list_topics(timeout=30).topics if t.startswith(DEMO))
+    groups = sorted(g.group_id for g in admin.list_consumer_groups().result(30).valid if g.group_id.startswith(DEMO))
+    return keyspaces, topics, groups
+
+
+def drop_previous_demos(s: Settings) -> tuple[list[str], list[str]]:
+    """Drop what earlier demos left on the stack: their keyspaces, topics and consumer groups. The keyspaces and
+    topics dropped."""
+    keyspaces, topics, groups = demos_on_stack(s)
+    cluster, session = connect(s)
+    try:
         for keyspace in keyspaces:
             drop_keyspace(session, keyspace)
     finally:
         cluster.shutdown()
     admin = AdminClient(s.kafka_config("admin"))
-    topics = sorted(t for t in admin.list_topics(timeout=30).topics if t.startswith(DEMO))
     if topics:
         for future in admin.delete_topics(topics, operation_timeout=30).values():
             future.result(30)
-    groups = [g.group_id for g in admin.list_consumer_groups().result(30).valid if g.group_id.startswith(DEMO)]
     if groups:
         for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
             future.result(30)

@@ -30,6 +30,7 @@ def demo(tmp_path: Path) -> str:
 
 
 def on_stack(s: Settings) -> tuple[set[str], set[str], set[str]]:
+    """What is on the stack, listed here without bench.demo, so that a wrong prefix there would not hide here."""
     cluster, session = connect(s)
     try:
         keyspaces = {r.keyspace_name for r in session.execute("SELECT keyspace_name FROM system_schema.keyspaces")}
