@@ -43,6 +43,7 @@ from fanout.core.events import (
     SeenChunk,
     Unfollowed,
     Unliked,
+    Unmentioned,
     UserSeen,
 )
 from fanout.core.ids import MAX_USER_ID, millis_of
@@ -54,7 +55,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (PostCreated, PostDeleted, Followed, Unfollowed, UserSeen, InboxChunk, CelebrityChunk, DemotionChunk,
                 InboxPurge, SeenChunk, PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged,
-                FeedUpdates, Liked, Unliked, Replied, Mentioned, NotificationChanged)
+                FeedUpdates, Liked, Unliked, Replied, Mentioned, Unmentioned, NotificationChanged)
 }
 FEED_UPDATE_TYPES = (PostStored, PostRemoved, PostDelivered, FollowChanged, CelebritySetChanged, NotificationChanged)
 
@@ -148,7 +149,7 @@ def decode_notification_event(raw: bytes | None, key: bytes | None, max_bytes: i
     """Decode an event of the notifications topic and check it sits under its key (the post liked, replied
     to or mentioned from; the user followed)."""
     event = decode(raw, max_bytes)
-    if not isinstance(event, Liked | Unliked | Replied | Mentioned | Followed | Unfollowed):
+    if not isinstance(event, NotificationEvent):
         raise InvalidEvent("unknown_type", f"{event.TYPE} does not belong on the notifications topic")
     if key != event.key:
         raise InvalidEvent("wrong_key", f"key {key!r} is not the event's key {event.key!r}")

@@ -135,6 +135,21 @@ class Mentioned(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Unmentioned(Event):
+    """`user_id` deleted post `post_id`, which mentioned these users: their mention notices are withdrawn.
+    Notifications topic, keyed by the post, as its `Mentioned` was, so the two arrive in order."""
+
+    TYPE: ClassVar[str] = "Unmentioned"
+    user_id: int
+    post_id: int
+    mentioned_ids: tuple[int, ...]
+
+    @property
+    def key(self) -> bytes:
+        return author_key(self.post_id)
+
+
+@dataclass(frozen=True, slots=True)
 class InboxChunk(Event):
     """Internal task: push `post_id` into the inboxes of `follower_ids` (one slice of a big fan-out)."""
 
@@ -320,7 +335,7 @@ class NotificationChanged(Event):
 
 AuthorEvent = PostCreated | PostDeleted | Followed | Unfollowed
 ChunkTask = InboxChunk | CelebrityChunk | DemotionChunk | InboxPurge | SeenChunk
-NotificationEvent = Liked | Unliked | Replied | Mentioned | Followed | Unfollowed
+NotificationEvent = Liked | Unliked | Replied | Mentioned | Unmentioned | Followed | Unfollowed
 FeedUpdate = PostStored | PostRemoved | PostDelivered | FollowChanged | CelebritySetChanged | NotificationChanged
 
 

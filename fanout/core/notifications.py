@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from fanout.core.events import Event, Followed, Liked, Mentioned, Replied, Unfollowed, Unliked
+from fanout.core.events import Event, Followed, Liked, Mentioned, Replied, Unfollowed, Unliked, Unmentioned
 from fanout.core.ids import EPOCH_MS
 
 KINDS = ("like", "reply", "mention", "follow")
@@ -105,8 +105,8 @@ def notices(event: Event) -> tuple[Notice, ...]:
         return (Notice(event.author_id, "like", event.post_id, event.user_id, isinstance(event, Liked), t),)
     if isinstance(event, Replied):
         return (Notice(event.author_id, "reply", event.parent_id, event.user_id, True, t),)
-    if isinstance(event, Mentioned):
-        return tuple(Notice(m, "mention", event.post_id, event.user_id, True, t)
+    if isinstance(event, Mentioned | Unmentioned):
+        return tuple(Notice(m, "mention", event.post_id, event.user_id, isinstance(event, Mentioned), t)
                      for m in dict.fromkeys(event.mentioned_ids) if m != event.user_id)
     if isinstance(event, Followed | Unfollowed):
         return (Notice(event.followee_id, "follow", event.followee_id, event.follower_id,

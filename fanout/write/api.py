@@ -41,6 +41,7 @@ from fanout.core.events import (
     Replied,
     Unfollowed,
     Unliked,
+    Unmentioned,
 )
 from fanout.core.ids import MAX_ID, MAX_USER_ID, millis_of
 from fanout.core.model import Post
@@ -230,14 +231,21 @@ def create_app(producer: EventProducer, metrics: Metrics, verifier: TokenVerifie
         post_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Writer,
         author_id: MeInQuery = None,
     ) -> Accepted:
-        """Delete a post of the caller's. A post that does not exist and another user's post get the same
-        404, so the answer tells nobody which post ids exist, and neither publishes anything."""
+        """Delete a post of the caller's; the users it mentioned lose that notification. A post that does not
+        exist and another user's post get the same 404, so the answer tells nobody which post ids exist, and
+        neither publishes anything."""
         author = forbid_other(metrics, caller, author_id, "author_id")
         stored = await stored_post(post_id)
         if stored is None or stored.author_id != author:
             metrics.ingest_requests.labels("posts", "404").inc()
             raise HTTPException(404, f"user {author} has no post {post_id}")
-        return await publish("posts", PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author))
+        deleted = PostDeleted(event_time=wall_ms(), post_id=post_id, author_id=author)
+        # The users it mentioned lose that notice; a reply's notice stays (its group counts repliers, and the
+        # author may have replied to that post again).
+        mentions = mentioned_ids(stored.body)
+        withdrawn = (Unmentioned(event_time=deleted.event_time, user_id=author, post_id=post_id,
+                                 mentioned_ids=mentions),) if mentions else ()
+        return await publish("posts", deleted, withdrawn)
 
     async def _follows(follower: int, followee: int) -> bool:
         edge = await graph.edge(followee, follower)

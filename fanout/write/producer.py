@@ -30,6 +30,7 @@ from fanout.core.events import (
     Replied,
     Unfollowed,
     Unliked,
+    Unmentioned,
     UserSeen,
 )
 from fanout.core.ids import IdSource, PostIdGenerator, millis_of
@@ -108,7 +109,7 @@ class EventProducer:
         there by name)."""
         if isinstance(event, UserSeen):
             return self.settings.reads_topic
-        if isinstance(event, Liked | Unliked | Replied | Mentioned):
+        if isinstance(event, Liked | Unliked | Replied | Mentioned | Unmentioned):
             return self.settings.notifications_topic
         return self.topic
 

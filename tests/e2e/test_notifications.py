@@ -96,6 +96,12 @@ def test_replies_mentions_and_follows_reach_their_owner(live: Deployment) -> Non
         ("follow", author, [other]), ("mention", reply, [other]), ("reply", p, [other])]
     assert notifications(d, other)["notifications"] == []  # mentioning oneself notifies nobody
 
+    # Deleting the reply withdraws its mention; the reply notice stays (the group counts repliers, not replies).
+    with d.http("ingest-api", other) as c:
+        assert c.delete(f"/v1/posts/{reply}").status_code == 202
+    page = until(d, author, lambda pg: not of(pg, "mention", reply))
+    assert sorted((n["kind"], n["target"]) for n in page["notifications"]) == [("follow", author), ("reply", p)]
+
 
 def test_pages_walk_every_group_newest_first_and_errors_are_clear(live: Deployment) -> None:
     d, author = live, AUTHOR + 2

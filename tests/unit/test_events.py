@@ -51,6 +51,7 @@ from fanout.core.events import (
     SeenChunk,
     Unfollowed,
     Unliked,
+    Unmentioned,
     UserSeen,
 )
 from fanout.core.ids import MAX_ID, MAX_USER_ID, smallest_id_at
@@ -82,8 +83,9 @@ EXAMPLES: list[Event] = [
     Unliked(event_time=T, user_id=3, post_id=123, author_id=7),
     Replied(event_time=T, user_id=3, post_id=124, parent_id=123, author_id=7),
     Mentioned(event_time=T, user_id=7, post_id=123, mentioned_ids=(3, 4)),
+    Unmentioned(event_time=T, user_id=7, post_id=123, mentioned_ids=(3, 4)),
 ]
-NOTICES = [e for e in EXAMPLES if isinstance(e, Liked | Unliked | Replied | Mentioned)]
+NOTICES = [e for e in EXAMPLES if isinstance(e, Liked | Unliked | Replied | Mentioned | Unmentioned)]
 CHUNK_TASKS = [e for e in EXAMPLES if isinstance(e, ChunkTask)]
 FEED_UPDATES = [e for e in EXAMPLES if isinstance(e, FeedUpdate)]
 ENVELOPES = [e for e in EXAMPLES if isinstance(e, FeedUpdates)]

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fanout.adapters.memory_notifications import MemoryNotifications
-from fanout.core.events import Event, Followed, Liked, Mentioned, Replied, Unfollowed, Unliked
+from fanout.core.events import Event, Followed, Liked, Mentioned, Replied, Unfollowed, Unliked, Unmentioned
 from fanout.core.notifications import Group, group_id_of, notices
 from fanout.metrics import Metrics
 from fanout.settings import Settings
@@ -120,6 +120,17 @@ def test_replies_mentions_and_follows_notify_their_owner() -> None:
         ("follow", AUTHOR, 1, (3,)), ("mention", 801, 1, (3,)), ("reply", POST, 1, (3,))]
     assert [(g.kind, g.actors) for g in groups(store, 8)] == [("mention", 1)]
     assert groups(store, 3) == []
+
+
+def test_a_deleted_post_withdraws_its_mentions_exactly_even_replayed() -> None:
+    n, store = notifier()
+    mentioned = Mentioned(event_time=T, user_id=3, post_id=801, mentioned_ids=(AUTHOR, 8))
+    also = Mentioned(event_time=T, user_id=4, post_id=802, mentioned_ids=(8,))
+    withdrawn = Unmentioned(event_time=T + 5, user_id=3, post_id=801, mentioned_ids=(AUTHOR, 8))
+    handle(n, mentioned, also, withdrawn, mentioned, withdrawn)  # a replay of both after the first pair
+    assert groups(store) == []
+    assert [(g.kind, g.target, g.actors, g.latest) for g in groups(store, 8)] == [("mention", 802, 1, (4,))]
+    assert asyncio.run(store.actors(8, "mention", 801, 3)) == (0, False)
 
 
 def test_group_ids_are_the_same_on_a_replay_and_sort_by_time() -> None:
