@@ -53,7 +53,7 @@ demo:
 	@echo "(it prints links to the live page, signed in as users 1 and 2), then, or from another terminal with curl"
 	@echo "(user 1 follows user 2, 2 posts, 1 reads; each acts with a token of its own):"
 	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/follows -H \"Authorization: Bearer \$$(.venv/bin/fanout token 1)\" -H 'content-type: application/json' -d '{\"followee_id\": 2}'"
-	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/posts -H \"Authorization: Bearer \$$(.venv/bin/fanout token 2)\" -H 'content-type: application/json' -d '{\"body\": \"hello\"}'"
+	@echo "  curl -s -XPOST localhost:$${FANOUT_INGEST_API_PORT:-8081}/v1/posts -H \"Authorization: Bearer \$$(.venv/bin/fanout token 2)\" -H 'content-type: application/json' -H 'Idempotency-Key: hello-1' -d '{\"body\": \"hello\"}'"
 	@echo "  curl -s 'localhost:$${FANOUT_READ_API_PORT:-8080}/v1/feed?limit=20' -H \"Authorization: Bearer \$$(.venv/bin/fanout token 1)\""
 
 # The stack, then the pipeline in the foreground: migrate, worker, read API, ingest API (fanout up).
