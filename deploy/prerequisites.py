@@ -64,12 +64,36 @@ def _java() -> str | None:
     return None
 
 
+GO_MINOR = 22  # vegeta v12.13's go.mod asks for Go 1.22; Debian 12's golang-go is 1.19
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _go() -> str | None:
+    """vegeta on PATH or built before (into the launcher's cache, FANOUT_CACHE_DIR), or a Go that can build it."""
+    cache = os.path.join(REPO, os.environ.get("FANOUT_CACHE_DIR", os.path.join(".fanout", "cache")))
+    if _found("vegeta") or os.path.isfile(os.path.join(cache, "bin", "vegeta")):
+        return None
+    go = _found("go")
+    if go is None:
+        return "neither vegeta nor go is on PATH"
+    try:
+        out = subprocess.run([go, "version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`go version` failed: {exc}"
+    found = re.search(r"go1\.(\d+)", out)
+    if not found or int(found.group(1)) < GO_MINOR:
+        return f"go on PATH ({go}) is {out.split()[2] if len(out.split()) > 2 else 'of an unknown version'}; " \
+               f"building vegeta needs go1.{GO_MINOR} or newer"
+    return None
+
+
 @dataclass(frozen=True)
 class Prerequisite:
     name: str
-    package: str  # the Debian package that installs it
+    package: str  # the Debian package that installs it; "" where Debian 12 has none that will do
     why: str
     missing: Callable[[], str | None]  # None when it is there, else what is wrong
+    by_hand: str = ""  # how to install it where no package will do
 
 
 def prerequisites(prometheus_bin: str | None = None) -> dict[str, Prerequisite]:
@@ -84,7 +108,11 @@ def prerequisites(prometheus_bin: str | None = None) -> dict[str, Prerequisite]:
                      _binary("kcat")),
         Prerequisite("chromium", "chromium", "runs the page test headless", _binary("chromium")),
         Prerequisite("chromedriver", "chromium-driver", "drives Chromium in the page test", _binary("chromedriver")),
-        Prerequisite("wrk", "wrk", "loads the read service in `fanout bench`", _binary("wrk")),
+        Prerequisite("wrk", "wrk", "loads the read service in `fanout bench reads` (which `make test` runs too)",
+                     _binary("wrk")),
+        Prerequisite("go", "", "builds vegeta, the open-loop load generator of `fanout bench reads`, once; and the "
+                     "compose CLI where docker has none", _go,
+                     by_hand=f"Go 1.{GO_MINOR} or newer from https://go.dev/dl/ (or vegeta on PATH)"),
         Prerequisite("docker", "docker.io", "runs docker-compose.yml (make test-docker)", _binary("docker")),
         Prerequisite("mmdebstrap", "mmdebstrap", "makes the Debian base of the local images", _binary("mmdebstrap")),
     ]
@@ -95,10 +123,10 @@ STACK = ("python", "java", "maven", "prometheus", "kcat")
 # What each purpose needs; `make demo`, `make run` and `fanout stack up` are "stack".
 PURPOSES: dict[str, tuple[str, ...]] = {
     "stack": STACK,
-    "test": (*STACK, "chromium", "chromedriver"),
-    "bench": (*STACK, "wrk"),
-    "docker": (*STACK, "docker", "mmdebstrap"),
-    "all": (*STACK, "chromium", "chromedriver", "wrk", "docker", "mmdebstrap"),
+    "test": (*STACK, "chromium", "chromedriver", "wrk", "go"),  # tests/e2e/test_bench_reads.py loads with both
+    "bench": (*STACK, "wrk", "go"),
+    "docker": (*STACK, "docker", "mmdebstrap", "go"),
+    "all": (*STACK, "chromium", "chromedriver", "wrk", "go", "docker", "mmdebstrap"),
 }
 
 
@@ -108,9 +136,12 @@ class Report:
     elsewhere: dict[str, str]  # the same for what only other purposes need
 
     def install_command(self) -> str:
+        """The apt-get line for the missing ones Debian packages ("" if none is)."""
         table = prerequisites()
-        packages = " ".join(dict.fromkeys(table[name].package for name in self.missing))
+        packages = " ".join(dict.fromkeys(table[name].package for name in self.missing if table[name].package))
         sudo = "" if os.geteuid() == 0 else "sudo "
+        if not packages:
+            return ""
         return f"{sudo}apt-get update && {sudo}apt-get install -y --no-install-recommends {packages}"
 
 
@@ -127,10 +158,12 @@ def explain(report: Report, command: str) -> str:
     table = prerequisites()
     lines = [f"{command} needs what this machine lacks, so it started nothing:"]
     lines += [f"  - {name}: {why}; it {table[name].why}" for name, why in report.missing.items()]
-    lines += ["install it all with (Debian):", f"  {report.install_command()}"]
+    if install := report.install_command():
+        lines += ["install them with (Debian):", f"  {install}"]
+    lines += [f"and by hand: {table[name].by_hand}" for name in report.missing if not table[name].package]
     if report.elsewhere:
         lines.append("also missing, for other make targets (not needed here): "
-                     + ", ".join(table[name].package for name in report.elsewhere))
+                     + ", ".join(table[name].package or name for name in report.elsewhere))
     return "\n".join(lines)
 
 

@@ -65,7 +65,8 @@ def stack_check(
     known = prerequisites.prerequisites(s.stack.prometheus_bin)
     for name in prerequisites.PURPOSES[purpose]:
         why = report.missing.get(name)
-        table.add_row(name, known[name].package, known[name].why, f"[red]no: {why}[/]" if why else "[green]yes[/]")
+        found = f"[red]no: {why}[/]" if why else "[green]yes[/]"
+        table.add_row(name, known[name].package or known[name].by_hand, known[name].why, found)
     console.print(table)
     if report.missing:
         console.print(f"install the missing ones with: [bold]{report.install_command()}[/]")

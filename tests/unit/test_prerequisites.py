@@ -54,9 +54,24 @@ def test_nothing_is_said_when_everything_is_there(tmp_path: Path) -> None:
         _stub(bin_dir, name)
     run = _run(bin_dir, "stack", "make demo", FANOUT_PROMETHEUS_BIN="prometheus")
     assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
-    tests = _run(bin_dir, "test", "make test", FANOUT_PROMETHEUS_BIN="prometheus")
-    assert tests.returncode == 1 and "  - chromium: " in tests.stderr and "  - chromedriver: " in tests.stderr
-    assert "apt-get install -y --no-install-recommends chromium chromium-driver" in tests.stderr
+    tests = _run(bin_dir, "test", "make test", FANOUT_PROMETHEUS_BIN="prometheus",
+                 FANOUT_CACHE_DIR=str(tmp_path / "cache"))
+    assert tests.returncode == 1
+    for name in ("chromium", "chromedriver", "wrk", "go"):
+        assert f"  - {name}: " in tests.stderr
+    assert "apt-get install -y --no-install-recommends chromium chromium-driver wrk\n" in tests.stderr
+    assert "and by hand: Go 1.22 or newer" in tests.stderr  # no Debian 12 package builds vegeta
+
+
+def test_a_go_too_old_for_vegeta_is_named_and_vegeta_itself_will_do(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "go").write_text("#!/bin/sh\necho 'go version go1.19.8 linux/amd64'\n")
+    (bin_dir / "go").chmod(0o755)
+    old = _run(bin_dir, "bench", FANOUT_CACHE_DIR=str(tmp_path / "cache"))
+    assert "  - go: go on PATH" in old.stderr and "is go1.19.8; building vegeta needs go1.22" in old.stderr
+    _stub(bin_dir, "vegeta")
+    assert "  - go: " not in _run(bin_dir, "bench", FANOUT_CACHE_DIR=str(tmp_path / "cache")).stderr
 
 
 def test_make_demo_checks_before_it_makes_the_venv(tmp_path: Path) -> None:
