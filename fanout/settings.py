@@ -82,6 +82,9 @@ class Settings:
     serial_consistency: str = field(default="LOCAL_SERIAL", metadata={"doc": "lightweight transactions"})
     read_api_port: int = field(default=8080, metadata={"doc": "read service HTTP port"})
     ingest_api_port: int = field(default=8081, metadata={"doc": "ingest service HTTP port"})
+    page_ingest_port: int = field(default=0, metadata={
+        "doc": "the ingest API's port as browsers reach it, where it is published elsewhere (compose); 0: "
+               "FANOUT_INGEST_API_PORT"})
     page_origins: str = field(default="", metadata={
         "doc": "comma-separated origins (scheme://host:port) the feed page is opened at; browsers there may call "
                "the ingest API (CORS); empty: the read API's port at the host, 127.0.0.1 and localhost"})
@@ -366,6 +369,11 @@ class Settings:
     def client_host(self) -> str:
         """Where clients connect when no explicit server list is set (a wildcard bind is not an address)."""
         return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def browser_ingest_port(self) -> int:
+        """The port the feed page sends its writes to."""
+        return self.page_ingest_port or self.ingest_api_port
 
     @property
     def feed_page_origins(self) -> list[str]:

@@ -34,7 +34,8 @@ def ingest_origins(settings: Settings) -> list[str]:
     for origin in settings.feed_page_origins:
         parts = urlsplit(origin)
         host = parts.hostname or settings.client_host
-        origins.append(f"{parts.scheme or 'http'}://{f'[{host}]' if ':' in host else host}:{settings.ingest_api_port}")
+        netloc = f"[{host}]" if ":" in host else host
+        origins.append(f"{parts.scheme or 'http'}://{netloc}:{settings.browser_ingest_port}")
     return list(dict.fromkeys(origins))
 
 
@@ -44,7 +45,7 @@ def add_page_routes(app: FastAPI, settings: Settings) -> None:
     @app.get("/", include_in_schema=False)
     async def page() -> HTMLResponse:
         # Read on each request, so an edited page shows on reload.
-        return HTMLResponse(PAGE.read_text().replace(INGEST_PORT_SLOT, str(settings.ingest_api_port)))
+        return HTMLResponse(PAGE.read_text().replace(INGEST_PORT_SLOT, str(settings.browser_ingest_port)))
 
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: Annotated[str, Path(pattern=r"^[a-z]+\.(js|css)$")]) -> Response:

@@ -59,6 +59,25 @@ def test_the_apis_refuse_requests_without_a_valid_token(deployment: ComposeDeplo
     assert http.get(f"{deployment.url('read')}/v1/feed", headers=forged).status_code == 401
 
 
+def test_the_page_writes_to_the_published_ingest_port(deployment: ComposeDeployment, http: httpx.Client) -> None:
+    """The ports are published elsewhere than the containers' own: the page still learns the ingest API's
+    published port, may connect there (CSP), and the ingest API lets the page's origin in (CORS)."""
+    read, ingest = deployment.url("read"), deployment.url("ingest")
+    port = ingest.rsplit(":", 1)[1]
+    assert port != "8081" and not read.endswith(":8080"), "the test needs ports other than the containers' own"
+    page = http.get(f"{read}/")
+    assert page.status_code == 200
+    assert f'<meta name="fanout-ingest-port" content="{port}">' in page.text
+    assert f"connect-src 'self' {ingest} " in page.headers["content-security-policy"]
+    preflight = http.options(f"{ingest}/v1/posts", headers={
+        "Origin": read, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,idempotency-key"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == read
+    elsewhere = http.options(f"{ingest}/v1/posts", headers={"Origin": "http://127.0.0.1:8080",
+                                                            "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in elsewhere.headers
+
+
 def test_feeds_read_through_the_read_api_equal_the_oracle(deployment: ComposeDeployment, http: httpx.Client) -> None:
     rng = random.Random(24)
     ingest = deployment.url("ingest")

@@ -82,6 +82,8 @@ def test_the_page_may_connect_to_the_ingest_api_at_each_page_origin(tmp_path: Pa
     assert ingest_origins(_settings(tmp_path)) == [f"http://127.0.0.1:{INGEST_PORT}", f"http://localhost:{INGEST_PORT}"]
     configured = _settings(tmp_path, page_origins="https://feed.example.com:8443,http://[::1]:8080")
     assert ingest_origins(configured) == [f"https://feed.example.com:{INGEST_PORT}", f"http://[::1]:{INGEST_PORT}"]
+    published = _settings(tmp_path, page_origins="http://127.0.0.1:18080", page_ingest_port=18081)  # compose
+    assert ingest_origins(published) == ["http://127.0.0.1:18081"]
 
 
 async def test_the_read_api_serves_the_page_ready_to_write_through_the_ingest_api(tmp_path: Path) -> None:
