@@ -57,6 +57,8 @@ class Probes:
         for c in self.clients.values():
             c.get("/v1/notifications/unread").raise_for_status()  # connected
         self.ms: list[float] = []
+        self.started = time.perf_counter()
+        self.timeline: list[tuple[float, float]] = []  # (seconds since the run started, ms)
 
     def probe(self, author: int) -> None:
         post = self.producer.ids.next_id()
@@ -68,6 +70,7 @@ class Probes:
             first = c.get("/v1/notifications", params={"limit": 1}).json()["notifications"]
             if first and first[0]["target"] == post:
                 self.ms.append((time.perf_counter() - acked) * 1000)
+                self.timeline.append((round(acked - self.started, 3), round(self.ms[-1], 1)))
                 return
             time.sleep(0.005)
         raise TimeoutError(f"a like of post {post} did not show in 30 s")
@@ -115,7 +118,7 @@ def steady_likes(s: Settings, processes: ProcessGroup, producer: EventProducer, 
     ms = sorted(probes.ms)
     return {"likes": sent, "rate": rate, "probes": len(ms),
             "probe_p50_ms": round(percentile(ms, 0.5), 1), "probe_p99_ms": round(percentile(ms, 0.99), 1),
-            "probe_max_ms": round(ms[-1], 1) if ms else None,
+            "probe_max_ms": round(ms[-1], 1) if ms else None, "timeline": probes.timeline,
             "notifier_p50_ms": round(histogram_quantile(after, before, DELIVERY, 0.5) * 1000, 1),
             "notifier_p99_ms": round(histogram_quantile(after, before, DELIVERY, 0.99) * 1000, 1)}
 
@@ -221,11 +224,18 @@ def report(result: dict[str, Any], out: Path) -> str:
                      "rows written per like", "like counts checked exact"],
                     [[f"{f['likes']:,}", f"{f['posts']:,}", f"{f['hot_post_likes']:,}", f"{f['likes_per_s']:,}",
                       f["rows_written_per_like"], f"{f['counts_checked']:,}"]])]
-    fig, ax = figure(6, 4)
-    grouped_bars(ax, ["p50", "p99"], {"quiet": [q["probe_p50_ms"], q["probe_p99_ms"]],
-                                      "burst": [b["probe_p50_ms"], b["probe_p99_ms"]]})
-    ax.set_ylabel("ms, like acked to GET showing it")
-    ax.set_title("Notification delivery, quiet and during a bulk fan-out")
+    fig, (bars, over_time) = figure(11, 4, ncols=2)
+    grouped_bars(bars, ["p50", "p99"], {"quiet": [q["probe_p50_ms"], q["probe_p99_ms"]],
+                                        "burst": [b["probe_p50_ms"], b["probe_p99_ms"]]})
+    bars.set_ylabel("ms, like acked to GET showing it")
+    bars.set_title("Notification delivery, quiet and during a bulk fan-out")
+    for name, run in (("quiet", q), ("burst", b)):
+        points = run.get("timeline", [])
+        over_time.plot([t for t, _ in points], [ms for _, ms in points], marker=".", label=name)
+    over_time.set_xlabel("seconds into the run (the burst is published at 0)")
+    over_time.set_ylabel("ms, like acked to GET showing it")
+    over_time.set_title("Each probe")
+    over_time.legend()
     save(fig, out / "notifications.png")
     text = "\n".join(lines) + "\n"
     (out / "notifications.md").write_text(text)
