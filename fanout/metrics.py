@@ -60,6 +60,9 @@ class Metrics:
                                                "Event time of a like, reply, mention or follow to its notification "
                                                "written, by kind", ["kind"], buckets=LATENCY_BUCKETS, registry=r)
         self.notification_reads = Counter("fanout_notification_reads", "Notification pages served", registry=r)
+        self.notification_runs = Counter("fanout_notification_runs", "Runs of notices on one target, by where their "
+                                         "starting state came from: memory (a target known whole) or the store",
+                                         ["state"], registry=r)
         # a changing graph
         self.backfilled_rows = Counter("fanout_backfilled_rows", "Inbox rows copied on follow, demotion or "
                                        "regeneration", registry=r)

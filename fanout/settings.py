@@ -227,6 +227,9 @@ class Settings:
                                                                            "after they opened"})
     notification_latest_actors: int = field(default=3, metadata={"doc": "actors a notification group names"})
     notification_run: int = field(default=50, metadata={"doc": "notices of one target written per logged batch"})
+    notification_known_actors: int = field(default=1_000_000, metadata={
+        "doc": "actors the notifier keeps in memory, of targets it saw from their first actor: a run on one of "
+               "them needs no read (fanout/write/known_targets.py)"})
     # The notifier's lane waits on no bulk work, so it takes what came in 5 ms (not FANOUT_BATCH_SECONDS) and
     # keeps 4 batches in flight (each target's notices still in order, fanout/write/runner.py): a like waits
     # neither for a 20 ms window nor for the batch before it (`fanout bench notifications`).

@@ -62,6 +62,9 @@ class MemoryNotifications:
     async def mark_read(self, owner: int, up_to: int) -> None:
         self.marks[owner] = max(self.marks.get(owner, 0), up_to)
 
+    async def read_mark(self, owner: int) -> int:
+        return self.marks.get(owner, 0)
+
     async def actors(self, owner: int, kind: str, target: int, actor: int) -> tuple[int, bool]:
         subject = (owner, kind, target)
         return self.totals.get(subject, 0), actor in self.members.get(subject, {})

@@ -243,6 +243,10 @@ class NotificationStore(Protocol):
         """The owner has read every group up to the id `up_to`; a lower mark never undoes a higher one."""
         ...
 
+    async def read_mark(self, owner: int) -> int:
+        """The id up to which the owner has read their groups (0: none)."""
+        ...
+
     async def actors(self, owner: int, kind: str, target: int, actor: int) -> tuple[int, bool]:
         """How many actors (owner, kind, target) has (a post's likes), and whether `actor` is one of them."""
         ...

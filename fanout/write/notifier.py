@@ -6,14 +6,16 @@ their own (`fanout notifier`): a celebrity's fan-out, a backlog of posts or a re
 queues in front of them, neither in Kafka nor in an event loop.
 
 Each batch's events are grouped by key (fanout/write/runner.py), and a key's notices by their (owner, kind,
-target); each target's run is decided by `fanout.core.notifications.apply` from one read of its state, and
-written in one logged batch, at most FANOUT_NOTIFICATION_RUN notices at a time. Targets run concurrently.
+target); each target's run is decided by `fanout.core.notifications.apply` from its state (kept in memory for the
+targets known whole, fanout/write/known_targets.py, else read), and written in one logged batch, at most
+FANOUT_NOTIFICATION_RUN notices at a time. Targets run concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -28,6 +30,7 @@ from fanout.core.ports import NotificationStore
 from fanout.metrics import Metrics
 from fanout.settings import Settings
 from fanout.write.faust_app import bytes_topic, consume, faust_app
+from fanout.write.known_targets import KnownTargets
 from fanout.write.runner import BatchRunner, RetryPolicy
 
 Announce = Callable[[NotificationChanged], Awaitable[None]]
@@ -46,6 +49,7 @@ class Notifier:
         self.announce = announce
         self.grouping = Grouping(settings.notification_window_seconds * 1000, settings.notification_latest_actors)
         self.run_size = max(1, settings.notification_run)
+        self.known = KnownTargets(settings.notification_retention_days * 86_400_000, settings.notification_known_actors)
 
     async def handle(self, event: Event) -> None:
         await self.handle_group([event])
@@ -64,11 +68,21 @@ class Notifier:
         owner, kind, target = run[0].subject
         for i in range(0, len(run), self.run_size):
             part = run[i:i + self.run_size]
-            state = await self.store.target_state(owner, kind, target, {n.actor for n in part})
+            known = self.known.state(run[0].subject, part)
+            self.metrics.notification_runs.labels("store" if known is None else "memory").inc()
+            if known is not None:
+                state = replace(known, read_up_to=await self.store.read_mark(owner))
+            else:
+                state = await self.store.target_state(owner, kind, target, {n.actor for n in part})
             change = notifications.apply(state, part, self.grouping)
             if change.empty:
                 continue
-            await self.store.apply(owner, kind, target, change)
+            try:
+                await self.store.apply(owner, kind, target, change)
+            except BaseException:
+                self.known.forget(run[0].subject)  # written or not: the store is asked next time
+                raise
+            self.known.applied(run[0].subject, state, change)
             self.metrics.notification_rows.labels("members").inc(len(change.joined) + len(change.left))
             self.metrics.notification_rows.labels("groups").inc(len(change.groups) + len(change.emptied))
             now = wall_ms()
@@ -95,6 +109,12 @@ def build_notifier_app(settings: Settings, metrics: Metrics, notifier_for: Calla
         await updates.send(key=update.key, value=encode(update), force=True)
 
     notifier = notifier_for(announce)
+
+    def partitions_moved(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        notifier.known.clear()  # another notifier may write these targets, or may have meanwhile
+
+    app.on_partitions_revoked.connect(partitions_moved)
+    app.on_partitions_assigned.connect(partitions_moved)
 
     async def send_dead_letter(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         delivered = await dead_letters.send(key=key, value=value, headers=headers, force=True)

@@ -64,8 +64,10 @@ async def test_pages_newest_first_with_a_cursor_and_the_unread_count(notificatio
     assert [g.target for g in rest.groups] == posts[::-1][3:]
     assert await notifications.unread_count(owner, 100) == 5
     assert await notifications.unread_count(owner, 2) == 2
+    assert await notifications.read_mark(owner) == 0
     await notifications.mark_read(owner, first.groups[1].group_id)
     await notifications.mark_read(owner, rest.groups[0].group_id)  # lower: never undoes the higher mark
+    assert await notifications.read_mark(owner) == first.groups[1].group_id
     assert await notifications.unread_count(owner, 100) == 1
     assert (await notifications.notification_page(owner, None, 1)).read_up_to == first.groups[1].group_id
     assert (await notifications.notification_page(owner, first.groups[0].group_id, 1)).read_up_to == \

@@ -4,13 +4,15 @@ the grouping rules one by one, then an oracle over random likes, unlikes, reads 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fanout.adapters.memory_notifications import MemoryNotifications
 from fanout.core.events import Event, Followed, Liked, Mentioned, Replied, Unfollowed, Unliked, Unmentioned
-from fanout.core.notifications import Group, group_id_of, notices
+from fanout.core.notifications import Group, TargetChange, group_id_of, notices
 from fanout.metrics import Metrics
 from fanout.settings import Settings
 from fanout.write.notifier import Notifier
@@ -172,3 +174,84 @@ def test_counts_stay_exact_through_any_likes_unlikes_reads_and_replays(steps: li
         counted = [g for g in groups(store) if g.target == post]
         assert sum(g.actors for g in counted) == len(users - {AUTHOR})
         assert all(set(g.latest) <= users and 0 < len(g.latest) <= 3 for g in counted)
+
+
+class FailingOnce(MemoryNotifications):
+    """Fails the next `apply` after `fail_next` is set, having written it or not (`lands`)."""
+
+    fail_next = False
+    lands = False
+
+    async def apply(self, owner: int, kind: str, target: int, change: TargetChange) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            if self.lands:
+                await super().apply(owner, kind, target, change)
+            raise TimeoutError("the write timed out")
+        await super().apply(owner, kind, target, change)
+
+
+def stored(store: MemoryNotifications) -> tuple[Any, ...]:
+    return store.members, store.totals, {s: g for s, g in store.open.items() if g}, store.groups
+
+
+cached_steps = st.lists(st.tuples(st.sampled_from(["like", "like", "unlike", "read", "replay", "rebalance", "fail",
+                                                   "fail-landed"]),
+                                  st.integers(1, 6), st.sampled_from([POST, 701])), max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cached_steps)
+def test_targets_known_in_memory_give_the_writes_that_reading_the_store_gives(
+        steps: list[tuple[str, int, int]]) -> None:
+    """The notifier that decides runs from memory (fanout/write/known_targets.py) and one that reads every
+    state from the store write the same, through likes, unlikes of open and of older groups, reads, replays,
+    rebalances and writes that fail (landed or not): memory is a hint that is never wrong."""
+    metrics = Metrics()
+    stores = [FailingOnce(30 * 86_400, now_ms=lambda: T), FailingOnce(30 * 86_400, now_ms=lambda: T)]
+    configs = [Settings(notification_window_seconds=WINDOW_S, notification_latest_actors=3, notification_run=50,
+                        notification_known_actors=known) for known in (1_000_000, 0)]
+    notifiers = [Notifier(store, s, m) for store, s, m in zip(stores, configs, (metrics, Metrics()), strict=True)]
+    sent: list[Event] = []
+    for i, (action, user, post) in enumerate(steps):
+        for n, store in zip(notifiers, stores, strict=True):
+            if action == "read" and (page := groups(store)):
+                asyncio.run(store.mark_read(AUTHOR, page[0].group_id))
+            elif action == "replay" and sent:
+                handle(n, *sent[-3:])
+            elif action == "rebalance":
+                n.known.clear()
+            elif action.startswith("fail"):
+                store.fail_next, store.lands = True, action == "fail-landed"
+                with pytest.raises(TimeoutError):
+                    handle(n, like(100 + i, T + i * 60_000, post))  # a new liker: a write to fail
+        if action in ("like", "unlike"):
+            event = like(user, T + i * 60_000, post, on=action == "like")
+            sent.append(event)
+            for n in notifiers:
+                handle(n, event)
+        assert stored(stores[0]) == stored(stores[1]), (i, action)
+    assert len(notifiers[1].known) == 0
+
+
+def test_a_new_posts_likes_after_the_first_are_decided_without_reading_the_store() -> None:
+    n, store = notifier()
+    for user in range(11, 21):
+        handle(n, like(user, T + user))
+    runs = {s.labels["state"]: s.value for s in n.metrics.notification_runs.collect()[0].samples
+            if s.name.endswith("_total")}
+    assert runs == {"store": 1.0, "memory": 9.0}
+    assert asyncio.run(store.actors(AUTHOR, "like", POST, 0)) == (10, False)
+    assert [(g.actors, g.latest) for g in groups(store)] == [(10, (20, 19, 18))]
+
+
+def test_a_target_first_seen_with_actors_is_read_from_the_store_every_time() -> None:
+    n, store = notifier()
+    handle(n, like(1))
+    n.known.clear()  # as after a restart: the post has a like this notifier did not see
+    handle(n, like(2, T + 1))
+    handle(n, like(3, T + 2))
+    runs = {s.labels["state"]: s.value for s in n.metrics.notification_runs.collect()[0].samples
+            if s.name.endswith("_total")}
+    assert runs == {"store": 3.0}
+    assert asyncio.run(store.actors(AUTHOR, "like", POST, 0)) == (3, False)

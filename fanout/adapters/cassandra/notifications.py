@@ -165,6 +165,9 @@ class CassandraNotifications:
     async def mark_read(self, owner: int, up_to: int) -> None:
         await self.db.run(self._set_mark, (up_to, up_to, owner))
 
+    async def read_mark(self, owner: int) -> int:
+        return await self._mark_loader.load(owner) or 0  # coalesced with the other owners of the iteration
+
     async def actors(self, owner: int, kind: str, target: int, actor: int) -> tuple[int, bool]:
         rows = await self.db.run(self._member, (owner, kind, target, actor))
         if rows:
