@@ -48,6 +48,7 @@ class KnownTargets:
         self.now_ms = now_ms
         self._known: OrderedDict[Subject, _Known] = OrderedDict()  # least recently used first
         self._members = 0  # actors held, over all targets, each target counting one more (one may have none)
+        self.epoch = 0  # how many times everything was forgotten: a run that started before is not remembered
 
     def __len__(self) -> int:
         return len(self._known)
@@ -70,9 +71,11 @@ class KnownTargets:
         self._known.move_to_end(subject)
         return TargetState(members, known.total, open_group, groups, 0)
 
-    def applied(self, subject: Subject, state: TargetState, change: TargetChange) -> None:
-        """`change`, made from `state`, is written: remember the target as it now stands, if it is known
-        whole (it was, or it had no actor before this run)."""
+    def applied(self, subject: Subject, state: TargetState, change: TargetChange, epoch: int) -> None:
+        """`change`, made from `state` (taken at `epoch`), is written: remember the target as it now stands,
+        if it is known whole (it was, or it had no actor before this run)."""
+        if epoch != self.epoch:
+            return  # partitions moved since the run began: another notifier may have written the target
         known = self._known.get(subject)
         if known is None:
             if state.total != 0:
@@ -89,7 +92,8 @@ class KnownTargets:
             known.open_group = None
         elif (opened := next((g for g in change.groups if g.group_id == change.open_group), None)) is not None:
             known.open_group = opened
-        # else the open group is the one the run started from, untouched
+        else:  # the run left the open group untouched
+            known.open_group = state.open_group
         if len(known.members) > MAX_MEMBERS:
             del self._known[subject]
             return
@@ -107,3 +111,4 @@ class KnownTargets:
     def clear(self) -> None:
         self._known.clear()
         self._members = 0
+        self.epoch += 1

@@ -42,14 +42,16 @@ async def _nobody(update: NotificationChanged) -> None:
 
 class Notifier:
     def __init__(self, store: NotificationStore, settings: Settings, metrics: Metrics,
-                 announce: Announce = _nobody) -> None:
-        """`announce` sends each group written to the read services (their live streams), after the write."""
+                 announce: Announce = _nobody, now_ms: Callable[[], int] = wall_ms) -> None:
+        """`announce` sends each group written to the read services (their live streams), after the write;
+        `now_ms` is the store's clock (when an open group has expired)."""
         self.store = store
         self.metrics = metrics
         self.announce = announce
         self.grouping = Grouping(settings.notification_window_seconds * 1000, settings.notification_latest_actors)
         self.run_size = max(1, settings.notification_run)
-        self.known = KnownTargets(settings.notification_retention_days * 86_400_000, settings.notification_known_actors)
+        self.known = KnownTargets(settings.notification_retention_days * 86_400_000, settings.notification_known_actors,
+                                  now_ms)
 
     async def handle(self, event: Event) -> None:
         await self.handle_group([event])
@@ -60,7 +62,12 @@ class Notifier:
         for e in events:
             for n in notifications.notices(e):
                 runs.setdefault(n.subject, []).append(n)
-        await asyncio.gather(*(self._target(run) for run in runs.values()))
+        # Every target ends before a failure is raised: the runner then handles the events again one by one,
+        # and a target's runs must never overlap (nor the next batch's, which waits for this group only).
+        outcomes = await asyncio.gather(*(self._target(run) for run in runs.values()), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         for e in events:
             self.metrics.events_consumed.labels(e.TYPE).inc()
 
@@ -68,6 +75,7 @@ class Notifier:
         owner, kind, target = run[0].subject
         for i in range(0, len(run), self.run_size):
             part = run[i:i + self.run_size]
+            epoch = self.known.epoch
             known = self.known.state(run[0].subject, part)
             self.metrics.notification_runs.labels("store" if known is None else "memory").inc()
             if known is not None:
@@ -82,7 +90,7 @@ class Notifier:
             except BaseException:
                 self.known.forget(run[0].subject)  # written or not: the store is asked next time
                 raise
-            self.known.applied(run[0].subject, state, change)
+            self.known.applied(run[0].subject, state, change, epoch)
             self.metrics.notification_rows.labels("members").inc(len(change.joined) + len(change.left))
             self.metrics.notification_rows.labels("groups").inc(len(change.groups) + len(change.emptied))
             now = wall_ms()

@@ -15,7 +15,7 @@ def write(known: KnownTargets, subject: tuple[int, str, int], *actors: int) -> N
     owner, kind, target = subject
     run = [Notice(owner, kind, target, a, True, T + a) for a in actors]
     state = known.state(subject, run) or EMPTY
-    known.applied(subject, state, apply(state, run, GROUPING))
+    known.applied(subject, state, apply(state, run, GROUPING), known.epoch)
 
 
 def held(known: KnownTargets) -> int:
@@ -44,7 +44,7 @@ def test_a_target_seen_with_actors_already_is_not_kept() -> None:
     subject = (7, "like", 1)
     before = TargetState({}, 3, None, {}, 0)
     run = [Notice(7, "like", 1, 9, True, T)]
-    known.applied(subject, before, apply(before, run, GROUPING))
+    known.applied(subject, before, apply(before, run, GROUPING), known.epoch)
     assert known.state(subject, run) is None and len(known) == 0
 
 
@@ -58,3 +58,13 @@ def test_an_open_group_past_its_retention_is_not_offered() -> None:
     now[0] += 61_000
     state = known.state(subject, [])
     assert state is not None and state.open_group is None and state.total == 1
+
+
+def test_a_run_begun_before_everything_was_forgotten_is_not_remembered() -> None:
+    known = KnownTargets(retention_ms=86_400_000, max_members=10**6, now_ms=lambda: T)
+    subject = (7, "like", 1)
+    run = [Notice(7, "like", 1, 9, True, T)]
+    epoch = known.epoch
+    known.clear()  # partitions moved while the run was being written
+    known.applied(subject, EMPTY, apply(EMPTY, run, GROUPING), epoch)
+    assert known.state(subject, run) is None and len(known) == 0
