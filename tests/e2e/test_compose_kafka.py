@@ -108,4 +108,8 @@ def test_only_the_admin_creates_topics(broker: dict[str, str]) -> None:
         assert info.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, who
     admin = AdminClient(_as(broker, "ADMIN", broker["EXTERNAL"]))
     assert admin.create_topics([NewTopic("created", 1, 1)])["created"].result(30) is None
-    assert "created" in admin.list_topics(timeout=10).topics
+    # The controller has committed the topic; the broker's metadata follows a moment later.
+    deadline = time.monotonic() + 10
+    while "created" not in admin.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, "the created topic never appeared in the broker's metadata"
+        time.sleep(0.1)
