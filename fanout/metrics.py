@@ -53,6 +53,9 @@ class Metrics:
         self.cassandra_errors = Counter("fanout_cassandra_errors", "Failed Cassandra requests, by error class",
                                         ["error"], registry=r)
         self.cassandra_retries = Counter("fanout_cassandra_retries", "Cassandra requests retried", registry=r)
+        self.bulk_requests_allowed = Gauge("fanout_bulk_requests_allowed",
+                                           "Requests a fan-out chunk may keep in flight now, as their latency "
+                                           "allows (FANOUT_BULK_LATENCY_TOLERANCE)", registry=r)
         # notification feeds (the notifier)
         self.notification_rows = Counter("fanout_notification_rows_written", "Rows the notifier wrote: actor set "
                                          "members added or removed, groups written or deleted", ["table"], registry=r)

@@ -15,7 +15,7 @@ from cassandra.cqltypes import LongType
 from cassandra.protocol import ColumnMetadata
 from cassandra.query import BatchStatement, BoundStatement, PreparedStatement
 
-from fanout.adapters.cassandra.batching import MAX_BATCH_BYTES, BulkGate, Loader, Writes
+from fanout.adapters.cassandra.batching import MAX_BATCH_BYTES, BulkGate, LatencyLimit, Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key
 from fanout.core.ports import bulk_work
 from fanout.metrics import Metrics
@@ -272,3 +272,90 @@ async def test_a_chunk_tasks_rows_yield_to_an_events_rows_and_are_all_written() 
     assert await asyncio.gather(chunk_task(), event()) == [200, 3]
     assert len(session.requests) == 203
     assert session.bulk_beside_foreground and max(session.bulk_beside_foreground) <= 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_bulk_limit_falls_while_latency_exceeds_its_tolerance_and_grows_back_at_the_floor() -> None:
+    clock = Clock()
+    limit = LatencyLimit(ceiling=64, tolerance=2.0, clock=clock)
+    limit.observe(0.002)  # the floor: what a request costs with no queue
+    assert limit.allowed() == 64
+    for _ in range(100):  # queued: 5x the floor
+        limit.observe(0.010)
+    assert limit.allowed() <= 8
+    for _ in range(20):  # within the tolerance (1.5x): no cut, so it grows
+        before = limit.limit
+        limit.observe(0.003)
+        assert limit.limit > before
+    for _ in range(200):
+        limit.observe(0.002)
+    assert limit.allowed() == 64  # never above the window it was given
+
+
+def test_the_bulk_latency_floor_is_relearned_once_two_of_its_windows_have_passed() -> None:
+    clock = Clock()
+    limit = LatencyLimit(ceiling=64, tolerance=2.0, clock=clock)
+    limit.observe(0.001)
+    clock.now += LatencyLimit.FLOOR_SECONDS + 0.1
+    limit.observe(0.005)
+    assert limit.floor == 0.001  # the window before still counts
+    clock.now += LatencyLimit.FLOOR_SECONDS + 0.1
+    limit.observe(0.005)
+    assert limit.floor == 0.005  # the node became slower for good: that is its floor now
+    for _ in range(200):
+        limit.observe(0.005)
+    assert limit.allowed() == 64
+
+
+def test_the_bulk_limit_stays_between_its_lowest_and_the_window() -> None:
+    limit = LatencyLimit(ceiling=16, tolerance=2.0, clock=Clock())
+    limit.observe(0.001)
+    for _ in range(500):
+        limit.observe(10.0)  # requests that time out
+    # each verdict at most halves it and allows a queue of its square root: 4 is where those meet
+    assert LatencyLimit.LOWEST <= limit.allowed() <= 4
+
+
+class QueueingResponse(Response):
+    def __init__(self, session: QueueingSession) -> None:
+        super().__init__(None, [])
+        self.session = session
+
+    def add_callbacks(self, callback: Any, errback: Any) -> None:
+        def done() -> None:
+            self.session.in_flight -= 1
+            callback([])
+
+        # a node that serves one request at a time: each waits for those ahead of it
+        asyncio.get_running_loop().call_later(0.001 * self.session.in_flight, done)
+
+
+@dataclass
+class QueueingSession(Session):
+    in_flight: int = 0
+    seen_in_flight: list[int] = field(default_factory=list)
+
+    def execute_async(self, stmt: Any, params: Any = None) -> Response:
+        self.requests.append(stmt)
+        self.in_flight += 1
+        self.seen_in_flight.append(self.in_flight)
+        return QueueingResponse(self)
+
+
+async def test_a_chunk_task_keeps_few_requests_queued_at_a_node_that_serves_one_at_a_time() -> None:
+    fixed, adaptive = QueueingSession(), QueueingSession()
+    stmt = prepared()
+    for session, tolerance in ((fixed, 0.0), (adaptive, 2.0)):
+        writes = Writes(db(session), rows_per_batch=1, window=32, bulk_latency_tolerance=tolerance)
+        with bulk_work():
+            assert await writes.write([(stmt, (user, 1)) for user in range(600)]) == 600
+    assert max(fixed.seen_in_flight) == 32  # the whole window queued at the node
+    settled = adaptive.seen_in_flight[200:]
+    assert sorted(settled)[len(settled) // 2] <= 6  # the median queue, once the limit has settled

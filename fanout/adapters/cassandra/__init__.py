@@ -20,7 +20,8 @@ def cassandra_stores(db: Cassandra, settings: Settings) -> Stores:
     """Every port on one session; statements are prepared here, once. The ports share one `Writes`, so the
     rows of different tables written in the same moment (a post, its timeline entry, inbox rows of other
     posts) travel in the same batches."""
-    writes = Writes(db, settings.inbox_batch_size, settings.write_window, settings.bulk_write_window)
+    writes = Writes(db, settings.inbox_batch_size, settings.write_window, settings.bulk_write_window,
+                    settings.bulk_latency_tolerance)
     return Stores(
         posts=CassandraPosts(db, writes),
         graph=CassandraGraph(db, writes, settings.chunk_size),

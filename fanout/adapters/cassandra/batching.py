@@ -15,7 +15,9 @@ Bulk writes (`fanout.core.ports.bulk_work`: a chunk task's inbox rows) are flush
 `BulkGate`: while a flush of the event path's own writes is in flight they keep at most `bulk_window`
 requests in flight, not `window`. Cassandra serves a node's requests in arrival order, so otherwise a post to
 a few followers waits behind every batch of a big fan-out already queued (~120 ms for a window of 64 batches
-of 50 rows on one node). Alone, bulk writes use the whole window, so a big fan-out on its own is not slowed.
+of 50 rows on one node). Alone, bulk writes keep as many requests in flight as Cassandra serves without
+queueing them (`LatencyLimit`, up to the whole window): a saturated node serves no more rows for a deeper
+queue, and every request of another process (the notifier's, a read service's) would wait behind it.
 
 A caller's await returns when the whole flush has settled, not when its own request has: handlers woken
 together reach their next call together and coalesce again (a stage-synchronous pipeline; every request
@@ -27,6 +29,8 @@ runner's ack rule is unchanged, nothing is committed past a row not yet written.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,12 +51,52 @@ Write = tuple[PreparedStatement, Sequence[Any]]
 MAX_BATCH_BYTES = 32 * 1024
 
 
-class BulkGate:
-    """Admits bulk requests: any number up to their own window while no foreground flush is in flight, at most
-    `contended` in flight while one is."""
+class LatencyLimit:
+    """How many bulk requests may be in flight: TCP Vegas's rule applied to request latency (as in Netflix's
+    concurrency-limits). The lowest latency of the last FLOOR_SECONDS or so is what a request costs with no
+    queue; while requests take longer than `tolerance` times that, the limit falls in proportion, otherwise it
+    grows by its square root per request. A saturated node serves no more rows for more requests in flight,
+    it only queues them, and every other client's request (the notifier's, the read services') waits in that
+    queue: the limit keeps bulk work just deep enough to keep the node busy."""
 
-    def __init__(self, contended: int) -> None:
+    FLOOR_SECONDS = 10.0  # the floor is the lowest latency of this window and the one before it
+    SMOOTHING = 0.2  # weight of each request's verdict
+    LOWEST = 2
+
+    def __init__(self, ceiling: int, tolerance: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ceiling = max(self.LOWEST, ceiling)
+        self.tolerance = tolerance
+        self.clock = clock
+        self.limit = float(self.ceiling)
+        self._floors = [math.inf, math.inf]  # lowest latency of the window before and of this one
+        self._window_ends = clock() + self.FLOOR_SECONDS
+
+    @property
+    def floor(self) -> float:
+        return min(self._floors)
+
+    def allowed(self) -> int:
+        return int(self.limit)
+
+    def observe(self, seconds: float) -> None:
+        now = self.clock()
+        if now >= self._window_ends:  # a floor expires, so a node that became slower for good is relearned
+            self._floors = [self._floors[1], math.inf]
+            self._window_ends = now + self.FLOOR_SECONDS
+        self._floors[1] = min(self._floors[1], seconds)
+        gradient = min(1.0, max(0.5, self.tolerance * self.floor / max(seconds, 1e-6)))
+        target = self.limit * gradient + math.sqrt(self.limit)
+        self.limit = min(float(self.ceiling), max(float(self.LOWEST),
+                                                  self.limit + self.SMOOTHING * (target - self.limit)))
+
+
+class BulkGate:
+    """Admits bulk requests: up to `adaptive`'s limit (or any number, when there is none) while no foreground
+    flush is in flight, at most `contended` (and that limit) while one is."""
+
+    def __init__(self, contended: int, adaptive: LatencyLimit | None = None) -> None:
         self.contended = max(1, contended)
+        self.adaptive = adaptive
         self.foreground = 0  # foreground flushes in flight
         self.in_flight = 0  # bulk requests in flight
         self._waiting: list[asyncio.Future[None]] = []
@@ -66,15 +110,22 @@ class BulkGate:
             self.foreground -= 1
             self._wake()
 
+    def allowed(self) -> float:
+        alone = math.inf if self.adaptive is None else self.adaptive.allowed()
+        return min(self.contended, alone) if self.foreground else alone
+
     async def admit(self) -> None:
-        while self.foreground and self.in_flight >= self.contended:
+        while self.in_flight >= self.allowed():
             waiter = asyncio.get_running_loop().create_future()
             self._waiting.append(waiter)
             await waiter
         self.in_flight += 1
 
-    def release(self) -> None:
+    def release(self, seconds: float | None = None) -> None:
+        """One admitted request ended, after `seconds` (None: it never reached the node)."""
         self.in_flight -= 1
+        if seconds is not None and self.adaptive is not None:
+            self.adaptive.observe(seconds)
         self._wake()
 
     def _wake(self) -> None:
@@ -87,11 +138,15 @@ class BulkGate:
 class Writes:
     """Every write of the adapter goes through `write`: coalesced into token-aware unlogged batches."""
 
-    def __init__(self, db: Cassandra, rows_per_batch: int, window: int, bulk_window: int | None = None) -> None:
+    def __init__(self, db: Cassandra, rows_per_batch: int, window: int, bulk_window: int | None = None,
+                 bulk_latency_tolerance: float = 0.0) -> None:
+        """`bulk_latency_tolerance` > 0: bulk requests in flight follow a `LatencyLimit` of that tolerance."""
         self.db = db
         self.rows_per_batch = max(1, rows_per_batch)
         self.window = window
-        self.bulk_gate = BulkGate(bulk_window or window)
+        adaptive = LatencyLimit(window, bulk_latency_tolerance) if bulk_latency_tolerance > 0 else None
+        self.bulk_gate = BulkGate(bulk_window or window, adaptive)
+        db.metrics.bulk_requests_allowed.set_function(lambda: adaptive.limit if adaptive else window)
         # Pending calls of this event-loop iteration: the event path's (False) and bulk ones (True).
         self._pending: dict[bool, list[tuple[list[BoundStatement], bool, asyncio.Future[None]]]] = {
             False: [], True: []}

@@ -12,6 +12,7 @@ import functools
 import logging
 import socket
 import struct
+import time
 from collections import namedtuple
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -51,7 +52,7 @@ class Gate(Protocol):
 
     async def admit(self) -> None: ...
 
-    def release(self) -> None: ...
+    def release(self, seconds: float | None = None) -> None: ...
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -243,6 +244,7 @@ class Cassandra:
         first_error: list[BaseException] = []
 
         async def one(i: int) -> None:
+            started = time.perf_counter()
             try:
                 await self.run(requests[i])
             except Exception as exc:
@@ -251,7 +253,7 @@ class Cassandra:
             finally:
                 slots.release()
                 if gate:
-                    gate.release()
+                    gate.release(time.perf_counter() - started)
 
         tasks = []
         for i in range(len(requests)):
