@@ -221,6 +221,7 @@ def bench_notifications(
     burst_posts: int = typer.Option(1_500, help="other posts of the burst"),
     flood: int = typer.Option(30_000, help="likes published at once, for likes/s"),
     hot: int = typer.Option(10_000, help="of those, likes of one post"),
+    probers: int = typer.Option(4, help="probes timed side by side, each one every half second"),
     out: Annotated[Path, typer.Option(help="where notifications.json, .md and .png go")] = BENCH_RESULTS,
 ) -> None:
     """Notification delivery p50/p99, quiet and while the worker is buried in bulk work; likes/s with exact counts."""
@@ -232,7 +233,7 @@ def bench_notifications(
 
     with scenarios_dropped():
         result = notifications.bench(on_stack(Settings.load()), rate, seconds, followers, burst_posts, flood, hot,
-                                     out / "work")
+                                     out / "work", probers)
     result = {"command": "fanout bench notifications " + " ".join(sys.argv[3:]),
               "commit": _git("rev-parse", "--short", "HEAD"), **result}
     out.mkdir(parents=True, exist_ok=True)

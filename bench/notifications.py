@@ -3,7 +3,9 @@ likes per second of one notifier with exact counts.
 
   quiet     likes at a steady rate on many posts for `seconds`; meanwhile probes: a like of a fresh post of a
             probe author, then its owner's GET /v1/notifications polled every 5 ms until the group is there
-            (Kafka's ack of the like to the read API showing it).
+            (Kafka's ack of the like to the read API showing it). `probers` probes run side by side, each
+            starting its next one half a second after its last ended, so a p99 rests on ~150 probes a run,
+            not ~35 (one prober's p99 was its slowest probe).
   burst     the same while the worker takes a burst of posts and one post pushed to `followers` inboxes.
   flood     `flood` likes published at once over posts of 10 likes each, one of them with `hot` likes: likes/s
             of one notifier (from its first to its last processed like), the rows it wrote per like, and
@@ -82,21 +84,24 @@ class Probes:
 
 
 def steady_likes(s: Settings, processes: ProcessGroup, producer: EventProducer, rate: float, seconds: float,
-                 what: str) -> dict[str, Any]:
-    """Likes at `rate` per second for `seconds`, with a probe every half second; the delivery figures."""
+                 what: str, probers: int) -> dict[str, Any]:
+    """Likes at `rate` per second for `seconds`, with `probers` probing side by side (each its own probe
+    authors, each probe half a second after its last); the delivery figures."""
     before = processes.scrape("notifier")
     probes = Probes(s, processes, producer)
     rng = random.Random(what)  # each run's own likes: a run that repeated another's would write nothing
     stop = threading.Event()
 
-    def probing() -> None:
-        authors = itertools.cycle(PROBE_AUTHORS)
+    def probing(i: int) -> None:
+        authors = itertools.cycle(PROBE_AUTHORS[i::probers])
+        stop.wait(0.5 * i / probers)  # staggered: the probers' probes spread over each half second
         while not stop.is_set():
             probes.probe(next(authors))
             stop.wait(0.5)
 
-    prober = threading.Thread(target=probing, daemon=True)
-    prober.start()
+    threads = [threading.Thread(target=probing, args=(i,), daemon=True) for i in range(probers)]
+    for thread in threads:
+        thread.start()
     started = time.monotonic()
     sent = 0
     with Progress(console=console, transient=True) as bar:
@@ -112,7 +117,8 @@ def steady_likes(s: Settings, processes: ProcessGroup, producer: EventProducer, 
                 time.sleep(pause)
     producer.flush()
     stop.set()
-    prober.join(60)
+    for thread in threads:
+        thread.join(60)
     probes.close()
     time.sleep(1)
     after = processes.scrape("notifier")
@@ -188,24 +194,26 @@ def worker_lag(s: Settings) -> int:
 
 
 def bench(base: Settings, rate: float, seconds: float, followers: int, burst_posts: int, n_flood: int, hot: int,
-          log_dir: Path) -> dict[str, Any]:
+          log_dir: Path, probers: int = 4) -> dict[str, Any]:
+    probers = max(1, min(probers, len(PROBE_AUTHORS)))
     s = scenario_settings(base, "notify", celebrity_threshold=followers * 2)
     with ProcessGroup(s, log_dir).start("worker", "notifier", "read-api") as processes:
         producer = EventProducer(s)
         follows: list[Event] = [Followed(event_time=1_790_000_000_000 + i, follower_id=i + 1, followee_id=BIG_AUTHOR)
                                 for i in range(followers)]
         seed_follows(s, processes, producer, follows, f"{followers:,} followers")
-        quiet = steady_likes(s, processes, producer, rate, seconds, "quiet")
+        quiet = steady_likes(s, processes, producer, rate, seconds, "quiet", probers)
         rng = random.Random(3)
         burst_events: list[Event] = [producer.new_post(rng.randrange(1, 5000), "burst") for _ in range(burst_posts)]
         publish(producer, [producer.new_post(BIG_AUTHOR, "to every follower"), *burst_events])
         lag_at_start = worker_lag(s)
-        burst = steady_likes(s, processes, producer, rate, seconds, "burst")
+        burst = steady_likes(s, processes, producer, rate, seconds, "burst", probers)
         burst["worker_lag_at_start"] = lag_at_start
         burst["worker_lag_at_end"] = worker_lag(s)
         flooded = flood(s, processes, producer, n_flood, hot)
         producer.close()
-    return {"machine": machine(), "followers": followers, "burst_posts": burst_posts, "quiet": quiet,
+    return {"machine": machine(), "followers": followers, "burst_posts": burst_posts, "probers": probers,
+            "quiet": quiet,
             "burst": burst, "burst_over_quiet_p99": round(burst["probe_p99_ms"] / max(quiet["probe_p99_ms"], 1e-3), 2),
             "flood": flooded}
 
