@@ -134,10 +134,10 @@ class Settings:
     write_window: int = field(default=64, metadata={"doc": "concurrent Cassandra requests per fan-out"})
     bulk_write_window: int = field(default=8, metadata={"doc": "requests a chunk task keeps in flight while an "
                                                                "event's own writes are (alone: write_window)"})
-    # Alone, a chunk task's requests in flight follow their latency (fanout/adapters/cassandra/batching.py
-    # `LatencyLimit`): a saturated Cassandra serves no more rows for a deeper queue, and the notifier's and the
-    # read services' requests would wait in it.
-    bulk_latency_tolerance: float = field(default=2.0, metadata={
+    # > 0: alone, a chunk task's requests in flight follow their latency (fanout/adapters/cassandra/batching.py
+    # `LatencyLimit`), so other clients' writes (the notifier's) wait behind a shorter queue, at the cost of
+    # bulk rows/s: off by default, since `fanout bench` measured bursts ~30% slower with 2.
+    bulk_latency_tolerance: float = field(default=0.0, metadata={
         "doc": "a chunk task's requests in flight are cut while their latency exceeds this multiple of the "
                "lowest of the last ~10 s (0: always write_window)"})
     inbox_batch_size: int = field(default=50, metadata={"doc": "rows per write request (>1: batches by replica set)"})

@@ -15,9 +15,9 @@ Bulk writes (`fanout.core.ports.bulk_work`: a chunk task's inbox rows) are flush
 `BulkGate`: while a flush of the event path's own writes is in flight they keep at most `bulk_window`
 requests in flight, not `window`. Cassandra serves a node's requests in arrival order, so otherwise a post to
 a few followers waits behind every batch of a big fan-out already queued (~120 ms for a window of 64 batches
-of 50 rows on one node). Alone, bulk writes keep as many requests in flight as Cassandra serves without
-queueing them (`LatencyLimit`, up to the whole window): a saturated node serves no more rows for a deeper
-queue, and every request of another process (the notifier's, a read service's) would wait behind it.
+of 50 rows on one node). Alone, bulk writes use the whole window; with a `LatencyLimit`
+(FANOUT_BULK_LATENCY_TOLERANCE > 0) only as many requests as Cassandra serves without queueing them, so the
+writes of other processes (the notifier's) wait behind a shorter queue, and bulk rows/s fall with it.
 
 A caller's await returns when the whole flush has settled, not when its own request has: handlers woken
 together reach their next call together and coalesce again (a stage-synchronous pipeline; every request
