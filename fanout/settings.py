@@ -136,7 +136,7 @@ class Settings:
                                                                "event's own writes are (alone: write_window)"})
     # > 0: alone, a chunk task's requests in flight follow their latency (fanout/adapters/cassandra/batching.py
     # `LatencyLimit`), so other clients' writes (the notifier's) wait behind a shorter queue, at the cost of
-    # bulk rows/s: off by default, since `fanout bench` measured bursts ~30% slower with 2.
+    # bulk rows/s (compare `fanout bench` with and without it): off by default.
     bulk_latency_tolerance: float = field(default=0.0, metadata={
         "doc": "a chunk task's requests in flight are cut while their latency exceeds this multiple of the "
                "lowest of the last ~10 s (0: always write_window)"})
