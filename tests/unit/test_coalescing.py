@@ -14,6 +14,7 @@ from cassandra import WriteTimeout, WriteType
 from cassandra.cqltypes import LongType
 from cassandra.protocol import ColumnMetadata
 from cassandra.query import BatchStatement, BoundStatement, PreparedStatement
+from clocks import ManualClock
 
 from fanout.adapters.cassandra.batching import MAX_BATCH_BYTES, BulkGate, LatencyLimit, Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key
@@ -274,16 +275,9 @@ async def test_a_chunk_tasks_rows_yield_to_an_events_rows_and_are_all_written() 
     assert session.bulk_beside_foreground and max(session.bulk_beside_foreground) <= 2
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def test_the_bulk_limit_falls_while_latency_exceeds_its_tolerance_and_grows_back_at_the_floor() -> None:
-    clock = Clock()
+    clock = ManualClock()
     limit = LatencyLimit(ceiling=64, tolerance=2.0, clock=clock)
     limit.observe(0.002)  # the floor: what a request costs with no queue
     assert limit.allowed() == 64
@@ -300,7 +294,7 @@ def test_the_bulk_limit_falls_while_latency_exceeds_its_tolerance_and_grows_back
 
 
 def test_the_bulk_latency_floor_is_relearned_once_two_of_its_windows_have_passed() -> None:
-    clock = Clock()
+    clock = ManualClock()
     limit = LatencyLimit(ceiling=64, tolerance=2.0, clock=clock)
     limit.observe(0.001)
     clock.now += LatencyLimit.FLOOR_SECONDS + 0.1
@@ -315,7 +309,7 @@ def test_the_bulk_latency_floor_is_relearned_once_two_of_its_windows_have_passed
 
 
 def test_the_bulk_limit_stays_between_its_lowest_and_the_window() -> None:
-    limit = LatencyLimit(ceiling=16, tolerance=2.0, clock=Clock())
+    limit = LatencyLimit(ceiling=16, tolerance=2.0, clock=ManualClock())
     limit.observe(0.001)
     for _ in range(500):
         limit.observe(10.0)  # requests that time out

@@ -7,6 +7,8 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
+from clocks import ManualClock
+
 from fanout.adapters.memory import MemoryStorage
 from fanout.core.ids import PostIdGenerator, millis_of
 from fanout.core.model import Post, Tier
@@ -42,18 +44,11 @@ class Counting:
         return await self.store.timeline_head(author_id, before, limit)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-async def world(delay: float = 0.0, **kw: float) -> tuple[Stores, Counting, CachedPosts, Clock]:
+async def world(delay: float = 0.0, **kw: float) -> tuple[Stores, Counting, CachedPosts, ManualClock]:
     stores = MemoryStorage(SETTINGS).stores()
     counting = Counting(stores.posts, delay)
-    clock = Clock()
+    clock = ManualClock(1000.0)
     options = {"post_cache_mb": 1, "post_ttl_s": 60.0, "head_size": 5, "head_ttl_ms": 2000, **kw}
     cache = CachedPosts(counting, Metrics(), clock=clock, **options)  # type: ignore[arg-type]
     return stores, counting, cache, clock

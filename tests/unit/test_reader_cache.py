@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from clocks import ManualClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,18 +38,11 @@ class CountingReaders:
         return page
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def world(max_readers: int = 100, keep: bool = True) -> tuple[Stores, CountingReaders, ReaderPages, Clock]:
+def world(max_readers: int = 100, keep: bool = True) -> tuple[Stores, CountingReaders, ReaderPages, ManualClock]:
     stores = MemoryStorage(SETTINGS).stores()
     counting = CountingReaders(stores.readers)
-    clock = Clock()
+    clock = ManualClock(1000.0)
     pages = ReaderPages(counting, Metrics(), ttl_ms=5000, max_readers=max_readers,  # type: ignore[arg-type]
                         keep=lambda page: keep, clock=clock)
     return stores, counting, pages, clock
