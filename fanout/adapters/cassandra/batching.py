@@ -55,9 +55,8 @@ class LatencyLimit:
     """How many bulk requests may be in flight: TCP Vegas's rule applied to request latency (as in Netflix's
     concurrency-limits). The lowest latency of the last FLOOR_SECONDS or so is what a request costs with no
     queue; while requests take longer than `tolerance` times that, the limit falls in proportion, otherwise it
-    grows by its square root per request. A saturated node serves no more rows for more requests in flight,
-    it only queues them, and every other client's request (the notifier's, the read services') waits in that
-    queue: the limit keeps bulk work just deep enough to keep the node busy."""
+    grows by its square root per request. Every other client's write (the notifier's, the next post's) waits
+    in the queue that bulk requests make at the node, so the limit trades bulk rows/s for a shorter one."""
 
     FLOOR_SECONDS = 10.0  # the floor is the lowest latency of this window and the one before it
     SMOOTHING = 0.2  # weight of each request's verdict
