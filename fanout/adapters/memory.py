@@ -138,7 +138,7 @@ class MemoryStorage:
     async def reader_page(self, user_id: int, before: int | None, limit: int) -> ReaderPage:
         row = self.inboxes.row(user_id, STATIC) or {}
         return ReaderPage(Activity(row.get("last_seen"), bool(row.get("regenerating"))), row.get("sets_version"),
-                          await self.inbox_head(user_id, before, limit))
+                          await self.inbox_head(user_id, before, limit), row.get("trimmed_below") or 0)
 
     async def reader_sets(self, user_id: int) -> ReaderSets:
         row = self.inboxes.row(user_id, STATIC) or {}
@@ -215,6 +215,16 @@ class MemoryStorage:
 
     async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]:
         return _head(self.inboxes, user_id, before, limit)
+
+    async def trim_inbox(self, user_id: int, keep: int) -> int:
+        ids = [pid for pid, _ in self.inboxes.rows(user_id, descending=True)]
+        if len(ids) <= keep:
+            return 0
+        boundary = ids[keep - 1]
+        for pid in ids[keep:]:  # the range tombstone, as the rows it shadows
+            self.inboxes.delete(user_id, pid)
+        self.inboxes.write(user_id, STATIC, {"trimmed_below": boundary}, ts=boundary)  # the higher boundary wins
+        return len(ids) - keep
 
     async def purge_inbox(self, user_id: int, author_id: int, as_of_us: int) -> int:
         doomed = [pid for pid, row in self.inboxes.rows(user_id) if row.get("author_id") == author_id]

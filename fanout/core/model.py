@@ -121,6 +121,7 @@ class ReaderPage:
     activity: Activity
     sets_version: object | None
     inbox: list[int]  # post ids below the cursor, newest first
+    trimmed_below: int = 0  # the inbox holds every row pushed at or above this id (a trim's boundary)
 
 
 @dataclass(frozen=True)

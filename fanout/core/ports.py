@@ -194,6 +194,11 @@ class InboxStore(Protocol):
 
     async def inbox_head(self, user_id: int, before: int | None, limit: int) -> list[int]: ...
 
+    async def trim_inbox(self, user_id: int, keep: int) -> int:
+        """Delete the rows below the user's `keep` newest and raise the inbox's `trimmed_below` (ReaderPage) to
+        the oldest row kept. Returns rows deleted."""
+        ...
+
     async def purge_inbox(self, user_id: int, author_id: int, as_of_us: int) -> int:
         """Delete the author's rows from the user's inbox as of `as_of_us` (µs): rows written later (a
         follow again) survive. Returns rows deleted."""

@@ -248,6 +248,32 @@ async def test_a_purge_removes_only_that_authors_rows_written_before_it(stores: 
     assert await stores.inboxes.inbox_head(user, None, 10) == [again, other]  # ... but the newer one survives
 
 
+async def test_a_trim_keeps_the_newest_rows_and_the_higher_boundary_whatever_the_order(stores: Stores,
+                                                                                       new_id: Iterator[int]) -> None:
+    user, author = next(new_id), next(new_id)
+    pids = [post_id() for _ in range(30)]
+    await stores.inboxes.push_rows([(user, p) for p in pids], author)
+    assert await stores.inboxes.trim_inbox(user, 40) == 0  # under the cap: nothing to do
+    assert (await stores.readers.reader_page(user, None, 1)).trimmed_below == 0
+    assert await stores.inboxes.trim_inbox(user, 20) == 10
+    assert await stores.inboxes.inbox_head(user, None, 100) == pids[::-1][:20]
+    assert (await stores.readers.reader_page(user, None, 1)).trimmed_below == pids[10]
+    assert await stores.inboxes.trim_inbox(user, 20) == 0  # a second trim at the cap: nothing more
+    await asyncio.sleep(0.002)
+    await stores.inboxes.push_rows([(user, p) for p in pids[:10]], author)  # below the boundary, after the trim:
+    assert await stores.inboxes.inbox_head(user, None, 100) == pids[::-1]  # they survive its tombstone
+    assert await stores.inboxes.trim_inbox(user, 25) == 5  # a trim to a lower boundary, written later ...
+    assert await stores.inboxes.inbox_head(user, None, 100) == pids[::-1][:25]
+    assert (await stores.readers.reader_page(user, None, 1)).trimmed_below == pids[10]  # ... never lowers it
+    newer = [post_id() for _ in range(5)]
+    await stores.inboxes.push_rows([(user, p) for p in newer], author)
+    assert await stores.inboxes.trim_inbox(user, 20) == 10
+    page = await stores.readers.reader_page(user, None, 3)
+    assert (page.inbox, page.trimmed_below) == (newer[::-1][:3], pids[15])
+    below = await stores.readers.reader_page(user, pids[3], 3)  # an empty slice still carries the boundary
+    assert (below.inbox, below.trimmed_below) == ([], pids[15])
+
+
 async def test_one_read_returns_the_readers_activity_with_their_inbox_head(stores: Stores,
                                                                          new_id: Iterator[int]) -> None:
     user, author = next(new_id), next(new_id)

@@ -16,7 +16,7 @@ from fanout.adapters.cassandra.batching import Loader, Writes
 from fanout.adapters.cassandra.session import Cassandra, bigint_key, micros
 from fanout.core.model import Activity, ReaderPage, ReaderSets, ReaderState
 
-PAGE = "post_id, last_seen, regenerating, sets_version"
+PAGE = "post_id, last_seen, regenerating, sets_version, trimmed_below"
 IN_KEYS = 100  # users per IN query of `activities`
 
 
@@ -58,10 +58,10 @@ class CassandraReaders:
             rows = await self.db.run(self._page, (user_id, before, limit))
             if not rows:  # an empty slice carries no statics
                 rows = await self.db.run(self._scalars, (user_id,))
-                return ReaderPage(*_scalars(rows[0]), []) if rows else ReaderPage(Activity(None, False), None, [])
+                return _page(rows[0], []) if rows else ReaderPage(Activity(None, False), None, [])
         if not rows:
             return ReaderPage(Activity(None, False), None, [])
-        return ReaderPage(*_scalars(rows[0]), [r.post_id for r in rows if r.post_id is not None])
+        return _page(rows[0], [r.post_id for r in rows if r.post_id is not None])
 
     async def reader_sets(self, user_id: int) -> ReaderSets:
         rows = await self.db.run(self._sets, (user_id,))
@@ -130,5 +130,7 @@ class CassandraReaders:
         return len(calls)
 
 
-def _scalars(row: Any) -> tuple[Activity, object | None]:
-    return Activity(row.last_seen, bool(row.regenerating)), row.sets_version
+def _page(row: Any, inbox: list[int]) -> ReaderPage:
+    """The reader's statics (any row of the partition carries them) with their inbox head."""
+    return ReaderPage(Activity(row.last_seen, bool(row.regenerating)), row.sets_version, inbox,
+                      row.trimmed_below or 0)
