@@ -70,6 +70,8 @@ class Metrics:
         self.backfilled_rows = Counter("fanout_backfilled_rows", "Inbox rows copied on follow, demotion or "
                                        "regeneration", registry=r)
         self.purged_rows = Counter("fanout_purged_rows", "Inbox rows removed after an unfollow", registry=r)
+        self.inbox_trims = Counter("fanout_inbox_trims", "Inboxes read to trim them to the cap", registry=r)
+        self.trimmed_rows = Counter("fanout_inbox_rows_trimmed", "Inbox rows deleted below the cap", registry=r)
         self.deletes_applied = Counter("fanout_deletes_applied", "Post deletions applied", registry=r)
         self.deletes_refused = Counter("fanout_deletes_refused", "Deletes refused: the claimed author is not the "
                                        "post's", registry=r)

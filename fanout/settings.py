@@ -146,6 +146,12 @@ class Settings:
     import_batch_rows: int = field(default=500, metadata={"doc": "rows per write request of `fanout import "
                                                                  "follows`"})
     inbox_ttl_days: int = field(default=30, metadata={"doc": "inbox rows expire after this many days"})
+    inbox_cap: int = field(default=800, metadata={"doc": "rows an inbox keeps (its newest); deeper pages are read "
+                                                         "from the timelines of the accounts followed"})
+    inbox_trim_every: int = field(default=100, metadata={"doc": "a worker trims an inbox to the cap every this many "
+                                                                "rows it pushes there"})
+    inbox_trim_readers: int = field(default=200_000, metadata={"doc": "inboxes a worker counts pushes for (least "
+                                                                       "recently pushed forgotten first)"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})
     event_max_future_ms: int = field(default=300_000, metadata={"doc": "events dated further ahead of the "
                                                                       "worker's clock are dead-lettered"})

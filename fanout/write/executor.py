@@ -27,6 +27,7 @@ from fanout.core.policy import follower_bucket
 from fanout.core.ports import Stores, bulk_work
 from fanout.metrics import Metrics
 from fanout.settings import Settings
+from fanout.write.trimming import InboxTrimmer
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class Executor:
         self._send_updates = send_updates
         self.clock_ms = clock_ms
         self.clock_us = clock_us  # write stamps (purges), on the clock the store stamps its rows with
+        self.trimmer = InboxTrimmer(stores, metrics, cap=settings.inbox_cap, every=settings.inbox_trim_every,
+                                    readers=settings.inbox_trim_readers)
         # What each step does: a coroutine of the store or topic call itself (no coroutine of ours around
         # it), or one of the methods below where a step does more than one call.
         st = self.stores
@@ -153,6 +156,7 @@ class Executor:
         self.metrics.fanout_duration.observe(time.perf_counter() - started)
         self.metrics.end_to_end_lag.labels(follower_bucket(s.audience)).observe(
             max(0.0, (written_ms - s.event_time) / 1000))
+        await self.trimmer.pushed(s.followers)
 
     async def _backfill(self, s: plans.Backfill) -> None:
         limit = self.settings.follow_backfill
@@ -160,6 +164,7 @@ class Executor:
                        else self.stores.posts.latest_posts(s.author_id, limit))
         rows = await self.stores.inboxes.push_rows(((u, p) for p in posts for u in s.user_ids), s.author_id)
         self.metrics.backfilled_rows.inc(rows)
+        await self.trimmer.pushed(u for _ in posts for u in s.user_ids)
 
     async def _purge_inbox(self, s: plans.PurgeInbox) -> None:
         self.metrics.purged_rows.inc(await self.stores.inboxes.purge_inbox(s.user_id, s.author_id, s.as_of_us))
