@@ -64,10 +64,11 @@ class FeedPage:
 
 async def read_feed(stores: Stores, user_id: int, limit: int, cursor: int | None, *, pull_authors: Sequence[int],
                     use_inbox: bool = True, hidden: AbstractSet[int] = frozenset(),
-                    inbox_head: list[int] | None = None) -> FeedPage:
-    """One page, newest first, below `cursor`: the user's inbox (if `use_inbox`) merged with the timelines
-    of `pull_authors`; deleted posts and posts of `hidden` authors (unfollowed) left out. `inbox_head`, if
-    given, is the inbox's first `limit + 1` ids below `cursor`, already read (with the reader's state)."""
+                    inbox_head: list[int] | None = None, floor: int = 0) -> FeedPage:
+    """One page, newest first, below `cursor` and at or above `floor`: the user's inbox (if `use_inbox`) merged
+    with the timelines of `pull_authors`; deleted posts and posts of `hidden` authors (unfollowed) left out.
+    `inbox_head`, if given, is the inbox's first `limit + 1` ids below `cursor`, already read (with the
+    reader's state). A page that reaches `floor` ends there, with no next cursor."""
     items: list[Post] = []
     from_inbox: set[int] = set()
     before = cursor
@@ -79,16 +80,19 @@ async def read_feed(stores: Stores, user_id: int, limit: int, cursor: int | None
             inbox, inbox_head = [inbox_head], None
         else:
             inbox = [await stores.inboxes.inbox_head(user_id, before, want)]
-        from_inbox.update(*inbox)
-        heads = [*inbox, *(await stores.posts.timeline_heads(pull_authors, before, want) if pull_authors else [])]
+        read = [*inbox, *(await stores.posts.timeline_heads(pull_authors, before, want) if pull_authors else [])]
+        # A source that came back short, or reached the floor, has nothing more for this page.
+        ended = all(len(h) < want or (h and h[-1] < floor) for h in read)
+        heads = [[pid for pid in h if pid >= floor] for h in read] if floor else read
+        from_inbox.update(*heads[:len(inbox)])
         candidates = merge_newest_first(heads, want + 1)
         ids = candidates[:want]
         posts = await stores.posts.posts(ids)
         items.extend(p for p in (posts.get(pid) for pid in ids)
                      if p is not None and not p.deleted and p.author_id not in hidden)
-        # Exhausted only if every source came back short AND the merge cut nothing off: several short
-        # heads can still hold more ids together than this round took.
-        exhausted = all(len(h) < want for h in heads) and len(candidates) <= want
+        # Exhausted only if every source ended AND the merge cut nothing off: several short heads can still
+        # hold more ids together than this round took.
+        exhausted = ended and len(candidates) <= want
         if len(items) > limit or exhausted:
             break
         before = ids[-1]
@@ -127,7 +131,10 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
 
     A returning reader's pull costs a read per followee (up to FANOUT_MAX_FOLLOWING): `may_pull`, if given,
     is asked first (the read service's per-user limit), and when it says no the page is read as for an
-    active reader (the inbox, rebuilt so far, and the celebrities), still marked regenerating."""
+    active reader (the inbox, rebuilt so far, and the celebrities), still marked regenerating.
+
+    An inbox keeps its newest FANOUT_INBOX_CAP rows (fanout/write/trimming.py): a page that goes below its
+    trim boundary is read, from there on, from the timelines of every account the reader follows."""
     first = await (page_at or stores.readers.reader_page)(user_id, before, limit + 1)
     if sets is not None:
         reader_sets = await sets(user_id, first.sets_version)
@@ -140,7 +147,20 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
         followees = await stores.graph.following(user_id, cap)
         page = await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False,
                                hidden=state.hidden)
+    elif first.trimmed_below and before is not None and before <= first.trimmed_below:
+        page = await _below_trim(stores, user_id, limit, before, state.hidden)
     else:
+        floor = first.trimmed_below
         page = await read_feed(stores, user_id, limit, before, pull_authors=state.celebrities, hidden=state.hidden,
-                               inbox_head=first.inbox)
+                               inbox_head=first.inbox, floor=floor)
+        if floor and page.next_cursor is None and len(page.items) < limit:  # the rest comes from below the trim
+            deeper = await _below_trim(stores, user_id, limit - len(page.items), floor, state.hidden)
+            page = FeedPage(page.items + deeper.items, deeper.next_cursor, page.pulled | deeper.pulled)
     return HomeFeed(page, returning)
+
+
+async def _below_trim(stores: Stores, user_id: int, limit: int, before: int, hidden: AbstractSet[int]) -> FeedPage:
+    """A page below the inbox's trim boundary (ReaderPage.trimmed_below), where its rows may be gone: from the
+    timelines of every account the reader follows, as for a returning reader."""
+    followees = await stores.graph.following(user_id, 10**9)
+    return await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False, hidden=hidden)

@@ -43,6 +43,7 @@ class _Page:
     size: int  # the rows the fetch asked for
     complete: bool  # the inbox held fewer rows than that: these are all of them
     fetched: float
+    trimmed_below: int  # the inbox's trim boundary when fetched (TTL-bounded, like the rest)
 
     def add(self, post_id: int) -> None:
         # A page that is not complete holds `size` ids, so an id older than all of them is cut off again.
@@ -77,7 +78,7 @@ class ReaderPages:
                 and (hit.complete or len(hit.neg_ids) >= limit)):
             self._pages.move_to_end(user_id)
             self.metrics.reader_page_cache.labels("hit").inc()
-            return ReaderPage(hit.activity, hit.sets_version, [-i for i in hit.neg_ids[:limit]])
+            return ReaderPage(hit.activity, hit.sets_version, [-i for i in hit.neg_ids[:limit]], hit.trimmed_below)
         self.metrics.reader_page_cache.labels("miss").inc()
         listening = self.listening()
         self._fetching[user_id] += 1
@@ -91,7 +92,7 @@ class ReaderPages:
                 self._dirty.discard(user_id)
         if listening and not dirty and self.keep(page):
             self._pages[user_id] = _Page(page.activity, page.sets_version, [-i for i in page.inbox], limit,
-                                         len(page.inbox) < limit, self.clock())
+                                         len(page.inbox) < limit, self.clock(), page.trimmed_below)
             self._pages.move_to_end(user_id)
             while len(self._pages) > self.max_readers:
                 self._pages.popitem(last=False)

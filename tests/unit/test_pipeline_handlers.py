@@ -354,6 +354,41 @@ async def test_a_delete_of_a_post_not_stored_is_refused_and_writes_nothing() -> 
     assert await w.feed(fan) == [theirs.post_id, mine.post_id]
 
 
+async def test_an_inbox_is_trimmed_to_its_cap_and_pages_below_it_come_from_the_timelines() -> None:
+    w = World(inbox_cap=10, inbox_trim_every=3, follow_backfill=0)
+    reader, quiet, busy, celebrity, gone, *fans = users(9)
+    for author in (quiet, busy, celebrity, gone):
+        await w.follow(reader, author)
+    for fan in fans:
+        await w.follow(fan, celebrity)  # the fifth follower promotes it: its posts are pulled at read
+    posts: dict[int, list[int]] = {a: [] for a in (quiet, busy, celebrity, gone)}
+    most = 0
+    for i in range(60):
+        author = busy if i % 3 else (quiet if i % 2 else celebrity)
+        if i % 10 == 5:
+            author = gone
+        posts[author].append((await w.post(author)).post_id)
+        most = max(most, len(await w.inbox(reader)))
+    assert most <= 10 + 3  # the cap, and what one worker pushes between two trims
+    trimmed_below = (await w.stores.readers.reader_page(reader, None, 1)).trimmed_below
+    assert trimmed_below == min(await w.inbox(reader)) and trimmed_below > min(posts[busy])
+    doomed = posts[busy][1]  # below the trim: deleted, it is left out of the deep pages too
+    await w.handle(PostDeleted(event_time=w.tick(), post_id=doomed, author_id=busy))
+    await w.unfollow(reader, gone)
+    expected = sorted((p for a in (quiet, busy, celebrity) for p in posts[a] if p != doomed), reverse=True)
+    paged: list[int] = []
+    cursor: int | None = None
+    while True:
+        page = (await home_feed(w.stores, w.settings, reader, 7, cursor, w.t)).page
+        paged += [p.post_id for p in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert paged == expected
+    assert w.metric("fanout_inbox_rows_trimmed_total") > 0
+
+
+
 # --- the follow graph ---------------------------------------------------------------------------------------
 
 
