@@ -153,9 +153,12 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
         floor = first.trimmed_below
         page = await read_feed(stores, user_id, limit, before, pull_authors=state.celebrities, hidden=state.hidden,
                                inbox_head=first.inbox, floor=floor)
-        if floor and page.next_cursor is None and len(page.items) < limit:  # the rest comes from below the trim
-            deeper = await _below_trim(stores, user_id, limit - len(page.items), floor, state.hidden)
-            page = FeedPage(page.items + deeper.items, deeper.next_cursor, page.pulled | deeper.pulled)
+        if floor and page.next_cursor is None:  # the inbox ended at its trim: older posts are below it
+            if len(page.items) < limit:
+                deeper = await _below_trim(stores, user_id, limit - len(page.items), floor, state.hidden)
+                page = FeedPage(page.items + deeper.items, deeper.next_cursor, page.pulled | deeper.pulled)
+            else:
+                page = FeedPage(page.items, page.items[-1].post_id, page.pulled)
     return HomeFeed(page, returning)
 
 

@@ -42,7 +42,7 @@ def test_a_busy_readers_inbox_stays_at_the_cap_and_every_post_is_still_paged(liv
     live.drain()
     posts: dict[int, list[int]] = {a: [] for a in (quiet, busy, celebrity, gone)}
     most = 0
-    for burst in range(8):
+    for _ in range(8):
         events = [post(busy if i % 3 else (quiet, celebrity, gone)[i % 9 // 3]) for i in range(30)]
         for e in events:
             posts[e.author_id].append(e.post_id)

@@ -376,15 +376,16 @@ async def test_an_inbox_is_trimmed_to_its_cap_and_pages_below_it_come_from_the_t
     await w.handle(PostDeleted(event_time=w.tick(), post_id=doomed, author_id=busy))
     await w.unfollow(reader, gone)
     expected = sorted((p for a in (quiet, busy, celebrity) for p in posts[a] if p != doomed), reverse=True)
-    paged: list[int] = []
-    cursor: int | None = None
-    while True:
-        page = (await home_feed(w.stores, w.settings, reader, 7, cursor, w.t)).page
-        paged += [p.post_id for p in page.items]
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    assert paged == expected
+    for limit in range(1, 16):  # one of them ends a page exactly at the trim boundary
+        paged: list[int] = []
+        cursor: int | None = None
+        while True:
+            page = (await home_feed(w.stores, w.settings, reader, limit, cursor, w.t)).page
+            paged += [p.post_id for p in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert paged == expected, limit
     assert w.metric("fanout_inbox_rows_trimmed_total") > 0
 
 
