@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0,
                    3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0)
+RATE_BUCKETS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)  # events per day
 
 
 class Metrics:
@@ -70,6 +71,14 @@ class Metrics:
         self.backfilled_rows = Counter("fanout_backfilled_rows", "Inbox rows copied on follow, demotion or "
                                        "regeneration", registry=r)
         self.purged_rows = Counter("fanout_purged_rows", "Inbox rows removed after an unfollow", registry=r)
+        self.author_post_rate = Histogram("fanout_author_post_rate_per_day",
+                                          "The author's decayed post rate (posts per day) at each post stored: the "
+                                          "distribution over posts, no per-author label", buckets=RATE_BUCKETS,
+                                          registry=r)
+        self.reader_view_rate = Histogram("fanout_reader_view_rate_per_day",
+                                          "The reader's decayed view rate (feed reads per day) at each feed read: "
+                                          "the distribution over reads, no per-reader label", buckets=RATE_BUCKETS,
+                                          registry=r)
         self.inbox_trims = Counter("fanout_inbox_trims", "Inboxes read to trim them to the cap", registry=r)
         self.trimmed_rows = Counter("fanout_inbox_rows_trimmed", "Inbox rows deleted below the cap", registry=r)
         self.deletes_applied = Counter("fanout_deletes_applied", "Post deletions applied", registry=r)

@@ -207,6 +207,10 @@ class Settings:
                                                                     "reader's inbox rebuild"})
     follow_backfill: int = field(default=200, metadata={"doc": "latest posts copied into an inbox on follow"})
     active_days: int = field(default=7, metadata={"doc": "followers not seen for longer get no pushes"})
+    rate_half_life_hours: float = field(default=24.0, metadata={"doc": "half-life of the decayed post and view "
+                                                                      "rates (fanout/core/rates.py)"})
+    rate_keys: int = field(default=200_000, metadata={"doc": "authors (worker) or readers (read service) a process "
+                                                             "keeps a rate for"})
     seen_debounce_seconds: int = field(default=3600, metadata={"doc": "read service emits UserSeen at most this often"})
 
     # --- retries ----------------------------------------------------------------------------------

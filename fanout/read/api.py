@@ -49,6 +49,7 @@ from fanout.core.ids import MAX_USER_ID
 from fanout.core.model import Tier
 from fanout.core.policy import is_returning
 from fanout.core.ports import Stores
+from fanout.core.rates import DecayedRates
 from fanout.metrics import Metrics, tune_gc
 from fanout.read.feed import CURSOR_PATTERN, InvalidCursor, PageAt, SetsAt, home_feed, parse_cursor
 from fanout.read.notifications_api import add_notification_routes
@@ -90,6 +91,8 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
     add_common_routes(app, metrics, connect_to=ingest_origins(settings))  # the page writes through the ingest API
     limits = RateLimits(settings)
     require_tokens(app, verifier, metrics, limits)
+    # Each reader's view rate (φc), from every feed read this process answers.
+    view_rates = DecayedRates(round(settings.rate_half_life_hours * 3_600_000), settings.rate_keys)
 
     @app.get("/v1/feed", response_model=FeedResponse, operation_id="own_feed", responses=error_responses(401))
     async def own_feed(reader: Reader, limit: Limit = 20, cursor: Cursor = None) -> Response:
@@ -115,6 +118,7 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
                                may_pull=lambda: limits.allows("pulls", str(user_id)))
         if seen is not None:
             seen.seen(user_id, now)
+        metrics.reader_view_rate.observe(view_rates.add(user_id, now))
         metrics.read_requests.observe(requests[0])
         metrics.read_latency.observe(time.perf_counter() - started)
         metrics.feed_reads.labels("200").inc()

@@ -32,6 +32,7 @@ from fanout.core.events import (
     UserSeen,
 )
 from fanout.core.ports import Stores
+from fanout.core.rates import DecayedRates
 from fanout.metrics import Metrics
 from fanout.settings import Settings
 from fanout.write.executor import Executor, SendTask, SendUpdates, no_updates
@@ -52,8 +53,10 @@ class Pipeline:
         posts, readers = PostHandlers(self.executor), ReaderHandlers(self.executor)
         graph = GraphHandlers(self.executor, seen_concurrently)
         self.graph = graph
+        self.post_rates = DecayedRates(round(settings.rate_half_life_hours * 3_600_000), settings.rate_keys)
+        self._posts = posts
         self.handlers: dict[type[Event], Callable[[Any], Awaitable[None]]] = {
-            PostCreated: posts.post_created,
+            PostCreated: self._post_created,
             InboxChunk: posts.inbox_chunk,
             PostDeleted: posts.post_deleted,
             Followed: lambda e: graph.follow_changed(e.followee_id, e.follower_id, True, e.event_time),
@@ -64,6 +67,12 @@ class Pipeline:
             UserSeen: lambda e: readers.user_seen(e.user_id, e.event_time),
             SeenChunk: readers.seen_chunk,
         }
+
+    async def _post_created(self, event: PostCreated) -> None:
+        # The author's post rate (φp), here where the author's partition is: a replay counts again, a slight
+        # overestimate for a rate that only steers a cost decision.
+        self.metrics.author_post_rate.observe(self.post_rates.add(event.author_id, event.event_time))
+        await self._posts.post_created(event)
 
     async def handle(self, event: Event) -> None:
         self.metrics.events_consumed.labels(event.TYPE).inc()

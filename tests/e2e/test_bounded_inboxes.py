@@ -64,3 +64,7 @@ def test_a_busy_readers_inbox_stays_at_the_cap_and_every_post_is_still_paged(liv
     [statics] = live.cql("SELECT trimmed_below FROM inbox WHERE user_id = %s LIMIT 1", reader)
     below = [item["via"] for item in first["items"] if item["post_id"] < statics.trimmed_below]
     assert below and set(below) == {"timeline"}
+    # The decayed rates of the per-pair rule, as distributions: one observation per post stored, per read.
+    assert live.worker_metric("fanout_author_post_rate_per_day_count") >= 8 * 30
+    reads = live.processes.scrape("read-api")
+    assert reads["fanout_reader_view_rate_per_day_count"] >= len(expected) // 9 + 1

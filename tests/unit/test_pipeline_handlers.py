@@ -387,6 +387,8 @@ async def test_an_inbox_is_trimmed_to_its_cap_and_pages_below_it_come_from_the_t
             cursor = page.next_cursor
         assert paged == expected, limit
     assert w.metric("fanout_inbox_rows_trimmed_total") > 0
+    assert w.metric("fanout_author_post_rate_per_day_count") == 60  # one observation per post
+    assert w.pipeline.post_rates.rate(busy, w.t) > w.pipeline.post_rates.rate(quiet, w.t) > 0
 
 
 
