@@ -165,8 +165,9 @@ class Settings:
     rate_limit_streams: str = field(default="10/minute", metadata={"doc": "live stream connects per user and "
                                                                         "read process"})
     rate_limit_pulls: str = field(default="1/second;20/minute", metadata={
-        "doc": "a returning reader's full pulls (a read per followee) per user and read process; beyond, the "
-               "page comes from the inbox rebuilt so far"})
+        "doc": "a returning reader's full pulls, and feed pages below an inbox's cap (a read per followee each), "
+               "per user and read process; beyond, a returning reader's page comes from the inbox rebuilt so far, "
+               "a deeper page is a 429"})
     rate_limit_unauthenticated: str = field(default="50/second;1000/minute", metadata={
         "doc": "requests that fail authentication per client address and process (429 beyond)"})
     delete_wait_ms: int = field(default=3000, metadata={"doc": "a delete of a post minted this recently waits up "

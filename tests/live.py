@@ -120,9 +120,11 @@ def own_deployment(stack: Settings, name: str, **overrides: Any) -> Iterator[Set
 @contextmanager
 def deploy(stack: Settings, log_dir: Path, name: str, **overrides: Any) -> Iterator[Deployment]:
     """An own deployment (topics, keyspace) with worker, notifier, read and ingest processes running on it. Without
-    the per-user read limit unless `overrides` set it: the oracle reads whole feeds page by page as fast as
-    the API answers (tests/e2e/test_security.py runs with every default limit)."""
+    the per-user read and pull limits unless `overrides` set them: the oracle reads whole feeds page by page as
+    fast as the API answers, below an inbox's cap too (tests/e2e/test_security.py runs with every default
+    limit)."""
     overrides.setdefault("rate_limit_reads", "")
+    overrides.setdefault("rate_limit_pulls", "")
     with own_deployment(stack, f"e2e-{name}{str(int(time.time() * 1000))[-8:]}", **overrides) as s:
         processes = ProcessGroup(s, log_dir).start("worker", "notifier", "read-api", "ingest-api")
         producer, reads_producer = EventProducer(s), EventProducer(s, principal="reader")

@@ -41,7 +41,7 @@ from fanout.api.http import (
     forbid_other,
     require_tokens,
 )
-from fanout.api.rate_limits import RateLimits
+from fanout.api.rate_limits import RateLimited, RateLimits
 from fanout.bootstrap import open_resources
 from fanout.core.clock import Clock, wall_ms
 from fanout.core.events import CelebritySetChanged, FeedUpdate, FollowChanged, PostDelivered, PostRemoved, PostStored
@@ -84,6 +84,18 @@ class FeedResponse(BaseModel):
     regenerating: bool = False  # true: answered by a read-time pull while the inbox is being rebuilt
 
 
+def pull_limit(limits: RateLimits, metrics: Metrics, settings: Settings, user_id: int) -> Callable[[], None]:
+    """Counts a feed page read below an inbox's cap against the user's pull limit; a 429 beyond it."""
+    def take() -> None:
+        try:
+            limits.take("pulls", str(user_id))
+        except RateLimited as exc:
+            metrics.rate_limited.labels("pulls").inc()
+            raise HTTPException(429, f"{exc}: a page below the newest {settings.inbox_cap} of a feed reads every "
+                                     "account followed", headers={"Retry-After": str(exc.retry_after)}) from None
+    return take
+
+
 def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: TokenVerifier,
                seen: SeenRecorder | None = None, clock_ms: Clock = wall_ms, lifespan: Lifespan | None = None,
                sets: SetsAt | None = None, page_at: PageAt | None = None, hub: StreamHub | None = None) -> FastAPI:
@@ -115,7 +127,8 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
         now = clock_ms()
         requests = count_requests()
         feed = await home_feed(stores, settings, user_id, limit, before, now, sets, page_at,
-                               may_pull=lambda: limits.allows("pulls", str(user_id)))
+                               may_pull=lambda: limits.allows("pulls", str(user_id)),
+                               take_pull=pull_limit(limits, metrics, settings, user_id))
         if seen is not None:
             seen.seen(user_id, now)
         metrics.reader_view_rate.observe(view_rates.add(user_id, now))
@@ -166,7 +179,8 @@ def add_stream_routes(app: FastAPI, hub: StreamHub, stores: Stores, settings: Se
                 async def page(cursor: int | None) -> Any:
                     return (await home_feed(stores, settings, user_id, settings.stream_replay_items, cursor,
                                             clock_ms(), sets, page_at,
-                                            may_pull=lambda: limits.allows("pulls", str(user_id)))).page
+                                            may_pull=lambda: limits.allows("pulls", str(user_id)),
+                                            take_pull=pull_limit(limits, hub.metrics, settings, user_id))).page
 
                 catch_up = await catch_up_items(page, int(last_event_id))
         except BaseException:

@@ -119,7 +119,8 @@ PageAt = Callable[[int, int | None, int], Awaitable[ReaderPage]]  # (user, befor
 
 async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int, before: int | None,
                     now_ms: int, sets: SetsAt | None = None, page_at: PageAt | None = None,
-                    may_pull: Callable[[], bool] | None = None) -> HomeFeed:
+                    may_pull: Callable[[], bool] | None = None,
+                    take_pull: Callable[[], None] | None = None) -> HomeFeed:
     """A reader's home feed page: their inbox merged with the celebrities they follow; or, for a returning
     reader (and in the pull-everything baseline), the timelines of every account they follow. Nothing is
     truncated: every celebrity followed (and every followee of a returning reader) is merged.
@@ -134,7 +135,9 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
     active reader (the inbox, rebuilt so far, and the celebrities), still marked regenerating.
 
     An inbox keeps its newest FANOUT_INBOX_CAP rows (fanout/write/trimming.py): a page that goes below its
-    trim boundary is read, from there on, from the timelines of every account the reader follows."""
+    trim boundary is read, from there on, from the timelines of every account the reader follows. That pull
+    costs as much as a returning reader's: `take_pull`, if given, is called first and raises to refuse it
+    (the read service's per-user limit, a 429)."""
     first = await (page_at or stores.readers.reader_page)(user_id, before, limit + 1)
     if sets is not None:
         reader_sets = await sets(user_id, first.sets_version)
@@ -148,22 +151,26 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
         page = await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False,
                                hidden=state.hidden)
     elif first.trimmed_below and before is not None and before <= first.trimmed_below:
-        page = await _below_trim(stores, user_id, limit, before, state.hidden)
+        page = await _below_trim(stores, user_id, limit, before, state.hidden, take_pull)
     else:
         floor = first.trimmed_below
         page = await read_feed(stores, user_id, limit, before, pull_authors=state.celebrities, hidden=state.hidden,
                                inbox_head=first.inbox, floor=floor)
         if floor and page.next_cursor is None:  # the inbox ended at its trim: older posts are below it
             if len(page.items) < limit:
-                deeper = await _below_trim(stores, user_id, limit - len(page.items), floor, state.hidden)
+                deeper = await _below_trim(stores, user_id, limit - len(page.items), floor, state.hidden,
+                                           take_pull)
                 page = FeedPage(page.items + deeper.items, deeper.next_cursor, page.pulled | deeper.pulled)
             else:
                 page = FeedPage(page.items, page.items[-1].post_id, page.pulled)
     return HomeFeed(page, returning)
 
 
-async def _below_trim(stores: Stores, user_id: int, limit: int, before: int, hidden: AbstractSet[int]) -> FeedPage:
+async def _below_trim(stores: Stores, user_id: int, limit: int, before: int, hidden: AbstractSet[int],
+                      take_pull: Callable[[], None] | None) -> FeedPage:
     """A page below the inbox's trim boundary (ReaderPage.trimmed_below), where its rows may be gone: from the
     timelines of every account the reader follows, as for a returning reader."""
+    if take_pull is not None:
+        take_pull()
     followees = await stores.graph.following(user_id, 10**9)
     return await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False, hidden=hidden)

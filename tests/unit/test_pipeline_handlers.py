@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from fanout.adapters.memory import MemoryStorage
+from fanout.api.auth import Tokens, TokenVerifier
 from fanout.core.events import (
     CelebrityChunk,
     CelebritySetChanged,
@@ -39,6 +42,7 @@ from fanout.core.events import (
 from fanout.core.ids import PostIdGenerator, millis_of
 from fanout.core.model import Tier
 from fanout.metrics import Metrics, sample
+from fanout.read.api import create_app as create_read_app
 from fanout.read.feed import home_feed
 from fanout.settings import Settings
 from fanout.write.pipeline import Pipeline, no_updates
@@ -389,6 +393,29 @@ async def test_an_inbox_is_trimmed_to_its_cap_and_pages_below_it_come_from_the_t
     assert w.metric("fanout_inbox_rows_trimmed_total") > 0
     assert w.metric("fanout_author_post_rate_per_day_count") == 60  # one observation per post
     assert w.pipeline.post_rates.rate(busy, w.t) > w.pipeline.post_rates.rate(quiet, w.t) > 0
+
+
+
+async def test_pages_below_the_cap_count_against_the_pull_limit_and_get_a_429_beyond_it(tmp_path: Path) -> None:
+    w = World(inbox_cap=5, inbox_trim_every=1, follow_backfill=0, rate_limit_pulls="2/minute",
+              jwt_secret_file=str(tmp_path / "secret"))
+    reader, author = users(2)
+    await w.follow(reader, author)
+    posts = [(await w.post(author)).post_id for _ in range(12)]
+    app = create_read_app(w.stores, w.settings, w.metrics, TokenVerifier(w.settings), clock_ms=lambda: w.t)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
+                                 headers=Tokens(w.settings).headers(reader)) as client:
+        async def page(**params: Any) -> httpx.Response:
+            return await client.get("/v1/feed", params={"limit": 3, **params})
+
+        for _ in range(3):  # the head, from the inbox: never limited
+            assert (await page()).status_code == 200
+        deep = [await page(cursor=posts[6]) for _ in range(3)]  # below the newest 5: a read per followee
+        assert [r.status_code for r in deep] == [200, 200, 429]
+        assert [p["post_id"] for p in deep[0].json()["items"]] == posts[3:6][::-1]
+        assert int(deep[2].headers["Retry-After"]) >= 1 and "every account followed" in deep[2].json()["error"]
+    assert w.metric("fanout_rate_limited_total", kind="pulls") == 1
 
 
 
