@@ -145,32 +145,31 @@ async def home_feed(stores: Stores, settings: Settings, user_id: int, limit: int
         reader_sets = await stores.readers.reader_sets(user_id)
     state = ReaderState(first.activity, reader_sets.celebrities, reader_sets.hidden)
     returning = is_returning(state.activity, now_ms, settings)
+    floor = first.trimmed_below  # the inbox holds every row pushed at or above it
     if settings.strategy is Strategy.PULL or (returning and (may_pull is None or may_pull())):
         cap = settings.max_followees_read if settings.strategy is Strategy.PULL else 10**9
-        followees = await stores.graph.following(user_id, cap)
-        page = await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False,
-                               hidden=state.hidden)
-    elif first.trimmed_below and before is not None and before <= first.trimmed_below:
-        page = await _below_trim(stores, user_id, limit, before, state.hidden, take_pull)
+        page = await _followed_timelines(stores, user_id, limit, before, state.hidden, cap)
+    elif floor and before is not None and before <= floor:
+        if take_pull is not None:
+            take_pull()
+        page = await _followed_timelines(stores, user_id, limit, before, state.hidden)
     else:
-        floor = first.trimmed_below
         page = await read_feed(stores, user_id, limit, before, pull_authors=state.celebrities, hidden=state.hidden,
                                inbox_head=first.inbox, floor=floor)
         if floor and page.next_cursor is None:  # the inbox ended at its trim: older posts are below it
             if len(page.items) < limit:
-                deeper = await _below_trim(stores, user_id, limit - len(page.items), floor, state.hidden,
-                                           take_pull)
+                if take_pull is not None:
+                    take_pull()
+                deeper = await _followed_timelines(stores, user_id, limit - len(page.items), floor, state.hidden)
                 page = FeedPage(page.items + deeper.items, deeper.next_cursor, page.pulled | deeper.pulled)
             else:
                 page = FeedPage(page.items, page.items[-1].post_id, page.pulled)
     return HomeFeed(page, returning)
 
 
-async def _below_trim(stores: Stores, user_id: int, limit: int, before: int, hidden: AbstractSet[int],
-                      take_pull: Callable[[], None] | None) -> FeedPage:
-    """A page below the inbox's trim boundary (ReaderPage.trimmed_below), where its rows may be gone: from the
-    timelines of every account the reader follows, as for a returning reader."""
-    if take_pull is not None:
-        take_pull()
-    followees = await stores.graph.following(user_id, 10**9)
+async def _followed_timelines(stores: Stores, user_id: int, limit: int, before: int | None,
+                              hidden: AbstractSet[int], cap: int = 10**9) -> FeedPage:
+    """A page from the timelines of (up to `cap` of) the accounts the reader follows, no inbox: a returning
+    reader's, the pull strategy's, and any page below an inbox's trim boundary, where its rows may be gone."""
+    followees = await stores.graph.following(user_id, cap)
     return await read_feed(stores, user_id, limit, before, pull_authors=followees, use_inbox=False, hidden=hidden)
