@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+from fanout.settings import Settings
+
 DAY_MS = 86_400_000
 
 
@@ -22,6 +24,11 @@ class DecayedRates:
         self.decay = math.log(2) / max(1, half_life_ms)  # λ, per ms
         self.max_keys = max(1, max_keys)
         self._scores: OrderedDict[int, tuple[float, int]] = OrderedDict()  # key -> (score, at ms)
+
+    @classmethod
+    def of(cls, settings: Settings) -> DecayedRates:
+        """With the half-life and key bound of the settings (FANOUT_RATE_HALF_LIFE_HOURS, FANOUT_RATE_KEYS)."""
+        return cls(round(settings.rate_half_life_hours * 3_600_000), settings.rate_keys)
 
     def add(self, key: int, at_ms: int) -> float:
         """Count one event of `key` at `at_ms`; its rate after it. An event older than the key's last one

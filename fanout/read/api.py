@@ -104,7 +104,7 @@ def create_app(stores: Stores, settings: Settings, metrics: Metrics, verifier: T
     limits = RateLimits(settings)
     require_tokens(app, verifier, metrics, limits)
     # Each reader's view rate (φc), from every feed read this process answers.
-    view_rates = DecayedRates(round(settings.rate_half_life_hours * 3_600_000), settings.rate_keys)
+    view_rates = DecayedRates.of(settings)
 
     @app.get("/v1/feed", response_model=FeedResponse, operation_id="own_feed", responses=error_responses(401))
     async def own_feed(reader: Reader, limit: Limit = 20, cursor: Cursor = None) -> Response:

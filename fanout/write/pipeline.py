@@ -53,7 +53,7 @@ class Pipeline:
         posts, readers = PostHandlers(self.executor), ReaderHandlers(self.executor)
         graph = GraphHandlers(self.executor, seen_concurrently)
         self.graph = graph
-        self.post_rates = DecayedRates(round(settings.rate_half_life_hours * 3_600_000), settings.rate_keys)
+        self.post_rates = DecayedRates.of(settings)
         self._posts = posts
         self.handlers: dict[type[Event], Callable[[Any], Awaitable[None]]] = {
             PostCreated: self._post_created,
