@@ -7,7 +7,8 @@ an inbox once its count reaches FANOUT_INBOX_TRIM_EVERY. A count starts at a ran
 100,000-row fan-out spreads its trims over the pushes that follow, not all on the same post; and an inbox the
 worker forgot (FANOUT_INBOX_TRIM_READERS, least recently pushed first) starts again the same way. Between two
 trims by one worker, that worker pushes fewer than FANOUT_INBOX_TRIM_EVERY rows to the inbox plus one push
-call's rows for it: an inbox holds at most the cap plus that, for each worker writing to it.
+call's rows for it (a follow's backfill): an inbox holds at most the cap plus that, for each worker writing to
+it.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class InboxTrimmer:
         self._pushed: OrderedDict[int, int] = OrderedDict()  # inbox -> rows pushed since its last trim
 
     def due(self, user_ids: Iterable[int]) -> list[int]:
-        """Count one row pushed per user id given (a user once per row); the inboxes due for a trim, whose counts
-        start again at 0."""
+        """Count one row pushed per user id given (a user once per row); the inboxes due for a trim (each once,
+        however many rows it got), whose counts start again at 0."""
         due: list[int] = []
         pushed = self._pushed
         for user in user_ids:
@@ -50,7 +51,7 @@ class InboxTrimmer:
             pushed[user] = count  # to the end: the most recently pushed
         while len(pushed) > self.readers:
             pushed.popitem(last=False)
-        return due
+        return list(dict.fromkeys(due))
 
     async def pushed(self, user_ids: Iterable[int]) -> None:
         """After rows were pushed to these inboxes (a user once per row): trim the inboxes due."""

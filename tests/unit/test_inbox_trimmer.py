@@ -23,6 +23,12 @@ def test_an_inbox_is_due_once_every_so_many_rows_pushed_there() -> None:
     assert 19 <= due.count(2) <= 20
 
 
+def test_an_inbox_given_many_rows_at_once_is_trimmed_once() -> None:
+    t = trimmer(every=4)
+    assert t.due([1] * 10 + [2]).count(1) == 1  # a backfill of 10 rows: one trim after it, not two
+    assert t._pushed[1] < 4
+
+
 def test_first_trims_of_a_big_fan_out_are_spread_over_the_pushes_that_follow() -> None:
     t = trimmer(every=10, readers=10_000)
     followers = list(range(10_000))
