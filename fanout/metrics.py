@@ -79,6 +79,8 @@ class Metrics:
                                           "The reader's decayed view rate (feed reads per day) at each feed read: "
                                           "the distribution over reads, no per-reader label", buckets=RATE_BUCKETS,
                                           registry=r)
+        self.lossy_skipped = Counter("fanout_lossy_rows_skipped", "Inbox rows not pushed to over-followers "
+                                     "(FANOUT_LOSSY_FOLLOWS)", registry=r)
         self.inbox_trims = Counter("fanout_inbox_trims", "Inboxes read to trim them to the cap", registry=r)
         self.trimmed_rows = Counter("fanout_inbox_rows_trimmed", "Inbox rows deleted below the cap", registry=r)
         self.deletes_applied = Counter("fanout_deletes_applied", "Post deletions applied", registry=r)

@@ -150,6 +150,9 @@ class Settings:
                                                          "from the timelines of the accounts followed"})
     inbox_trim_every: int = field(default=100, metadata={"doc": "a worker trims an inbox to the cap every this many "
                                                                 "rows it pushes there"})
+    lossy_follows: int = field(default=0, metadata={"doc": "a reader following more accounts than this gets each "
+                                                           "pushed post with probability this/follows, one draw "
+                                                           "per chunk (Bluesky's lossy timelines); 0: off"})
     inbox_trim_readers: int = field(default=200_000, metadata={"doc": "inboxes a worker counts pushes for (least "
                                                                        "recently pushed forgotten first)"})
     max_event_bytes: int = field(default=64 * 1024, metadata={"doc": "larger events are dead-lettered"})

@@ -85,8 +85,8 @@ class AuthorStatsCache:
         await self.graph.set_followings(changes)
 
     async def followers_page(self, author_id: int, after: int, limit: int,
-                             seen_since: int | None = None) -> FollowerPage:
-        return await self.graph.followers_page(author_id, after, limit, seen_since)
+                             seen_since: int | None = None, over_follows: int = 0) -> FollowerPage:
+        return await self.graph.followers_page(author_id, after, limit, seen_since, over_follows)
 
     async def following(self, user_id: int, limit: int) -> list[int]:
         return await self.graph.following(user_id, limit)
@@ -94,5 +94,5 @@ class AuthorStatsCache:
     async def following_count(self, user_id: int) -> int:
         return await self.graph.following_count(user_id)
 
-    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
-        await self.graph.set_edges_seen(user_id, followees, last_seen)
+    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int, follows: int = 0) -> None:
+        await self.graph.set_edges_seen(user_id, followees, last_seen, follows)

@@ -116,12 +116,14 @@ class MemoryStorage:
             await self.set_following(user, followee, following, t)
 
     async def followers_page(self, author_id: int, after: int, limit: int,
-                             seen_since: int | None = None) -> FollowerPage:
+                             seen_since: int | None = None, over_follows: int = 0) -> FollowerPage:
         rows = [(f, row) for f, row in self.followers.rows(author_id) if f > after][:limit]
         following = [(f, row) for f, row in rows if row.get("following")]
-        active = [f for f, row in following
+        active = [(f, row) for f, row in following
                   if seen_since is None or row.get("last_seen") is None or row["last_seen"] >= seen_since]
-        return FollowerPage(active, len(following) - len(active), rows[-1][0] if len(rows) == limit else None)
+        over = {f: row["follows"] for f, row in active if row.get("follows", 0) > over_follows} if over_follows else {}
+        return FollowerPage([f for f, _ in active], len(following) - len(active),
+                            rows[-1][0] if len(rows) == limit else None, over)
 
     async def following(self, user_id: int, limit: int) -> list[int]:
         return [f for f, row in self.followings.rows(user_id) if row.get("following")][:limit]
@@ -129,9 +131,9 @@ class MemoryStorage:
     async def following_count(self, user_id: int) -> int:
         return sum(1 for _, row in self.followings.rows(user_id) if row.get("following"))
 
-    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
+    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int, follows: int = 0) -> None:
         for author in followees:
-            self.followers.write(author, user_id, {"last_seen": last_seen})
+            self.followers.write(author, user_id, {"last_seen": last_seen, **({"follows": follows} if follows else {})})
 
     # --- readers: static columns of the inbox partition; a set element is a cell of its own ------------
 

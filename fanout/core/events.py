@@ -237,6 +237,7 @@ class SeenChunk(Event):
     rebuild: bool
     chunk: int
     chunks: int
+    follows: int  # accounts the reader follows (copied onto the edges, for FANOUT_LOSSY_FOLLOWS)
 
     @property
     def key(self) -> bytes:

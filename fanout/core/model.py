@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
@@ -93,6 +94,7 @@ class FollowerPage:
     active: list[int]  # followers to push to
     skipped_inactive: int  # followers left out because they have not read for FANOUT_ACTIVE_DAYS
     next_after: int | None  # the follower id to continue after; None at the end
+    over_followers: Mapping[int, int] = field(default_factory=dict)  # active followers following many: follows
 
 
 @dataclass(frozen=True)

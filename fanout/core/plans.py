@@ -23,7 +23,7 @@ what follows, so those decisions are as testable as the rest.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fanout.core.events import (
     CelebrityChunk,
@@ -47,6 +47,7 @@ from fanout.core.policy import (
     FollowSegment,
     FollowStep,
     decide_follows,
+    lossy_audience,
     may_delete,
     plan_fanout,
     plan_seen,
@@ -136,6 +137,7 @@ class SetEdgesSeen:
     user_id: int
     followees: tuple[int, ...]
     seen: int
+    follows: int = 0  # the user's follow count, copied with `seen` (0: not known, left as it is)
 
 
 @dataclass(slots=True)
@@ -301,6 +303,7 @@ class PostFacts:
     stats: AuthorStats  # the author's, from the worker's cache
     stored: StoredPost | None  # the post as already stored: a replay
     audience: tuple[int, ...] | None  # the active followers, listed when the post is pushed
+    over_followers: Mapping[int, int] = field(default_factory=dict)  # of those, follows above FANOUT_LOSSY_FOLLOWS
 
 
 def post_created(e: PostCreated, facts: PostFacts, settings: Settings) -> Plan:
@@ -322,13 +325,15 @@ def post_created(e: PostCreated, facts: PostFacts, settings: Settings) -> Plan:
     if fanout.chunks == 0:
         return _plan(_phase("store", save, counted), _phase("updates", SendUpdates((stored_update,))))
     assert facts.audience is not None, "a pushed post needs its audience fetched"
-    followers = facts.audience
+    followers, skipped = lossy_audience(facts.audience, facts.over_followers, e.post_id, settings.chunk_size,
+                                        settings.lossy_follows)
+    lossy = Count("lossy_skipped", None, skipped) if skipped else None
     if len(followers) <= settings.chunk_size:
         # The post and its inbox rows in the same phase (often the same batches): a read that finds a pushed
         # id before its post skips it (fanout/read/feed.py), so nothing waits for the post first. Both
         # updates in one send (PostStored first): one wait for Kafka, not two.
         push = Push(e.post_id, e.author_id, followers, e.event_time, stats.follower_count) if followers else None
-        return _plan(_phase("store and push", save, push, counted),
+        return _plan(_phase("store and push", save, push, counted, lossy),
                      _phase("updates", SendUpdates(_delivered(e.post_id, e.author_id, followers, e.event_time,
                                                               after=(stored_update,)))))
     # A big fan-out becomes chunk tasks on their own topic: they spread over workers, and a crash replays
@@ -337,7 +342,7 @@ def post_created(e: PostCreated, facts: PostFacts, settings: Settings) -> Plan:
     tasks = tuple(InboxChunk(event_time=e.event_time, post_id=e.post_id, author_id=e.author_id, follower_ids=chunk,
                              chunk=n, chunks=len(chunks), followers=stats.follower_count)
                   for n, chunk in enumerate(chunks))
-    return _plan(_phase("store", save, counted), _phase("updates", SendUpdates((stored_update,))),
+    return _plan(_phase("store", save, counted, lossy), _phase("updates", SendUpdates((stored_update,))),
                  _phase("chunk tasks", SendTasks(tasks)))
 
 
@@ -538,14 +543,15 @@ def followees_seen(step: MarkFollowees, followees: Sequence[int], settings: Sett
     timeline read. The last chunk ends a rebuild, so it is sent once Kafka holds every other: after them
     on the reader's partition."""
     if not step.rebuild and len(followees) <= settings.chunk_size:
-        inline = SetEdgesSeen(step.user_id, tuple(followees), step.seen) if followees else None
+        inline = SetEdgesSeen(step.user_id, tuple(followees), step.seen, len(followees)) if followees else None
         return _plan(_phase("edges seen", inline))
     if not followees:
         return _rebuilt(step.user_id, step.seen)
     size = settings.rebuild_chunk_authors if step.rebuild else settings.chunk_size
     chunks = slices(followees, size)
     tasks = [SeenChunk(event_time=step.event_time, user_id=step.user_id, author_ids=chunk, seen=step.seen,
-                       rebuild=step.rebuild, chunk=n, chunks=len(chunks)) for n, chunk in enumerate(chunks)]
+                       rebuild=step.rebuild, chunk=n, chunks=len(chunks), follows=len(followees))
+             for n, chunk in enumerate(chunks)]
     return _plan(_phase("chunk tasks", SendTasks(tuple(tasks[:-1])) if len(tasks) > 1 else None),
                  _phase("last chunk task", SendTasks((tasks[-1],))))
 
@@ -553,7 +559,7 @@ def followees_seen(step: MarkFollowees, followees: Sequence[int], settings: Sett
 def seen_chunk(task: SeenChunk) -> Plan:
     """One chunk of a feed read's followees: the reader's edges to them first (pushes resume, so nothing
     posted meanwhile is missed), then, for a returning reader, their recent posts into the inbox."""
-    edges = _phase("edges seen", SetEdgesSeen(task.user_id, task.author_ids, task.seen))
+    edges = _phase("edges seen", SetEdgesSeen(task.user_id, task.author_ids, task.seen, task.follows))
     if not task.rebuild:
         return _plan(edges)
     last = _rebuilt(task.user_id, task.seen) if task.chunk == task.chunks - 1 else ()

@@ -1,12 +1,13 @@
 """The decisions of the pipeline, as pure functions over facts fetched beforehand (no Kafka, no Cassandra).
 
-Handlers fetch, call one of these, and write what it returns. Every function here is cheap (O(1)) and
-tested with tables of cases.
+Handlers fetch, call one of these, and write what it returns. Every function here is cheap (O(1), but
+`lossy_audience`, one pass over a post's audience) and tested with tables of cases.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -208,3 +209,20 @@ def follower_bucket(follower_count: int) -> str:
         if follower_count < bound:
             return label
     return "10k+"
+
+
+def lossy_audience(audience: Sequence[int], follows: Mapping[int, int], post_id: int, chunk_size: int,
+                   limit: int) -> tuple[tuple[int, ...], int]:
+    """Bluesky's lossy timelines (2025): a reader who follows more than `limit` accounts gets each post with
+    probability limit/follows, so that nobody's inbox is written hundreds of times a second. One draw per
+    chunk of `chunk_size` followers, shared by every over-follower in it; the draw is a hash of the post and
+    the chunk, so a replay pushes the same rows. `follows`: the follow counts of the over-followers among the
+    audience (others need not be there). The audience kept, and how many were skipped."""
+    if limit <= 0 or not follows:
+        return tuple(audience), 0
+    kept: list[int] = []
+    for start in range(0, len(audience), chunk_size):
+        draw = zlib.crc32(f"{post_id}:{start // chunk_size}".encode()) / 2**32
+        kept.extend(f for f in audience[start:start + chunk_size] if follows.get(f, 0) <= limit
+                    or draw < limit / follows[f])
+    return tuple(kept), len(audience) - len(kept)

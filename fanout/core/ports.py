@@ -116,9 +116,10 @@ class GraphStore(Protocol):
         ...
 
     async def followers_page(self, author_id: int, after: int, limit: int,
-                             seen_since: int | None = None) -> FollowerPage:
+                             seen_since: int | None = None, over_follows: int = 0) -> FollowerPage:
         """Up to `limit` followers with id > `after`; those last seen before `seen_since` are skipped
-        (a follower never seen counts as active)."""
+        (a follower never seen counts as active). With `over_follows`, the page also says how many accounts
+        each active follower following more than that follows (FollowerPage.over_followers)."""
         ...
 
     async def following(self, user_id: int, limit: int) -> list[int]:
@@ -129,8 +130,9 @@ class GraphStore(Protocol):
         """How many accounts the user follows (counted where the rows are: no row leaves the store)."""
         ...
 
-    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
-        """Copy the user's last feed read onto their edges, so fan-out knows they are active."""
+    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int, follows: int = 0) -> None:
+        """Copy the user's last feed read onto their edges, so fan-out knows they are active; and with
+        `follows` (not 0), how many accounts they follow."""
         ...
 
 

@@ -71,7 +71,7 @@ class Executor:
             plans.SetHidden: lambda s: st.readers.set_hidden(s.changes),
             plans.SetCelebrities: lambda s: st.readers.set_celebrities(s.changes),
             plans.CommitEdges: lambda s: st.graph.set_edges(s.author_id, s.changes, s.stats),
-            plans.SetEdgesSeen: lambda s: st.graph.set_edges_seen(s.user_id, s.followees, s.seen),
+            plans.SetEdgesSeen: lambda s: st.graph.set_edges_seen(s.user_id, s.followees, s.seen, s.follows),
             plans.SetActivity: lambda s: st.readers.set_activity(s.user_id, s.activity),
             plans.AddCelebrity: lambda s: st.readers.add_celebrity(s.user_ids, s.author_id, s.version),
             plans.RemoveCelebrity: lambda s: st.readers.remove_celebrity(s.user_ids, s.author_id, s.version),
@@ -119,20 +119,28 @@ class Executor:
     # --- reads shared with the handlers ------------------------------------------------------------------
 
     async def active_followers(self, author_id: int, seen_since: int | None = None, expected: int = 0) -> list[int]:
-        """Every follower of the author seen since `seen_since` (None: every follower), in id order.
+        """Every follower of the author seen since `seen_since` (None: every follower), in id order."""
+        return (await self.audience(author_id, seen_since, expected, over_follows=0))[0]
+
+    async def audience(self, author_id: int, seen_since: int | None, expected: int,
+                       over_follows: int) -> tuple[list[int], dict[int, int]]:
+        """`active_followers`, and the follow counts of those following more than `over_follows` accounts
+        (none if 0).
 
         Pages are sequential round trips, so an author `expected` to have more than a chunk of followers is
         listed in pages of LIST_PAGE: the slowest author of a batch of events sets when it is done."""
         followers: list[int] = []
+        over: dict[int, int] = {}
         after: int | None = 0
         chunk = self.settings.chunk_size
         size = chunk if expected <= chunk else max(LIST_PAGE, chunk)
         while after is not None:
-            page = await self.stores.graph.followers_page(author_id, after, size, seen_since)
+            page = await self.stores.graph.followers_page(author_id, after, size, seen_since, over_follows)
             followers.extend(page.active)
+            over.update(page.over_followers)
             self.metrics.inactive_skipped.inc(page.skipped_inactive)
             after = page.next_after
-        return followers
+        return followers, over
 
     @property
     def announces(self) -> bool:

@@ -159,6 +159,23 @@ async def test_follower_pages_skip_unfollowed_and_inactive_followers(stores: Sto
     assert (await stores.graph.followers_page(author, 0, 10, seen_since=6_000)).active == [fans[0], fans[2], fans[4]]
 
 
+async def test_a_page_names_the_follow_counts_of_its_over_followers_when_asked(stores: Stores,
+                                                                              new_id: Iterator[int]) -> None:
+    author, other = next(new_id), next(new_id)
+    fans = [next(new_id) for _ in range(4)]
+    for n, fan in enumerate(fans):
+        await stores.graph.set_edge(author, fan, Edge(True, 1000 + n), AuthorStats(n + 1, False, n + 1))
+    await stores.graph.set_edges_seen(fans[0], [author, other], 5_000, follows=3_000)
+    await stores.graph.set_edges_seen(fans[1], [author], 5_000, follows=40)
+    await stores.graph.set_edges_seen(fans[2], [author], 5_000, follows=2_500)
+    await stores.graph.set_edges_seen(fans[2], [author], 6_000)  # a refresh without a count keeps the count
+    page = await stores.graph.followers_page(author, 0, 10, over_follows=2_000)
+    assert (page.active, dict(page.over_followers)) == (fans, {fans[0]: 3_000, fans[2]: 2_500})
+    assert (await stores.graph.followers_page(author, 0, 10)).over_followers == {}  # not asked: not listed
+    assert (await stores.graph.followers_page(author, 0, 10, seen_since=5_500, over_follows=2_000)
+            ).over_followers == {fans[2]: 2_500}  # of the active followers only
+
+
 # --- readers ----------------------------------------------------------------------------------------------
 
 

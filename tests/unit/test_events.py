@@ -68,7 +68,7 @@ EXAMPLES: list[Event] = [
     DemotionChunk(event_time=T, author_id=7, follower_ids=(4, 5), author_version=T * 1000, until_post_id=123),
     UserSeen(event_time=T, user_id=7),  # keyed by the reader; 7 like the other author-topic examples
     InboxPurge(event_time=T, user_id=3, author_id=7, as_of_us=T * 1000),
-    SeenChunk(event_time=T, user_id=3, author_ids=(7, 8), seen=T, rebuild=True, chunk=0, chunks=2),
+    SeenChunk(event_time=T, user_id=3, author_ids=(7, 8), seen=T, rebuild=True, chunk=0, chunks=2, follows=2),
     PostStored(event_time=T, post_id=123, author_id=7, tier="pull", body="hi"),
     PostRemoved(event_time=T, post_id=123, author_id=7),
     PostDelivered(event_time=T, post_id=123, author_id=7, user_ids=(1, 2)),
@@ -151,7 +151,8 @@ any_event = st.one_of(
     st.builds(InboxPurge, event_time=event_times, user_id=positive_ids, author_id=positive_ids,
               as_of_us=positive_ids),
     st.builds(SeenChunk, event_time=event_times, user_id=positive_ids, author_ids=follower_lists,
-              seen=event_times, rebuild=st.booleans(), chunk=st.integers(0, 10), chunks=st.integers(11, 20)),
+              seen=event_times, rebuild=st.booleans(), chunk=st.integers(0, 10), chunks=st.integers(11, 20),
+              follows=st.integers(0, 10**9)),
 )
 
 

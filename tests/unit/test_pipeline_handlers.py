@@ -419,6 +419,23 @@ async def test_pages_below_the_cap_count_against_the_pull_limit_and_get_a_429_be
 
 
 
+async def test_an_over_follower_gets_a_share_of_the_posts_with_the_lossy_rule_and_everyone_else_all() -> None:
+    w = World(lossy_follows=2, chunk_size=4, celebrity_threshold=1000)
+    author, *others = users(5)
+    over, normal, *fans = users(9)
+    for followee in (author, *others[:3]):
+        await w.follow(over, followee)  # four accounts: above the limit of 2
+    for reader in (normal, *fans):
+        await w.follow(reader, author)
+    await w.seen(over, w.tick())  # the read copies the follow count onto the edges
+    pushed = [(await w.post(author)).post_id for _ in range(120)]
+    got = set(await w.inbox(over))
+    assert 0.35 <= len(got & set(pushed)) / len(pushed) <= 0.65  # min(2/4, 1) of the posts, about
+    assert set(await w.inbox(normal)) >= set(pushed)  # a reader at or below the limit misses nothing
+    assert w.metric("fanout_lossy_rows_skipped_total") == len(set(pushed) - got)
+
+
+
 # --- the follow graph ---------------------------------------------------------------------------------------
 
 

@@ -285,13 +285,13 @@ def test_a_returning_reader_is_flagged_and_rebuilt() -> None:
 
 def test_most_readers_edges_are_marked_inline() -> None:
     assert plans.followees_seen(MarkFollowees(11, T, False, T), [7, 8], S) == (
-        Phase("edges seen", (SetEdgesSeen(11, (7, 8), T),)),)
+        Phase("edges seen", (SetEdgesSeen(11, (7, 8), T, 2),)),)
     assert plans.followees_seen(MarkFollowees(11, T, False, T), [], S) == ()
 
 
 def test_a_reader_following_more_than_a_chunk_gets_chunk_tasks_the_last_sent_after_the_others() -> None:
     plan = plans.followees_seen(MarkFollowees(11, T, False, T), [7, 8, 9, 10, 12], S)
-    tasks = [SeenChunk(event_time=T, user_id=11, author_ids=c, seen=T, rebuild=False, chunk=n, chunks=3)
+    tasks = [SeenChunk(event_time=T, user_id=11, author_ids=c, seen=T, rebuild=False, chunk=n, chunks=3, follows=5)
              for n, c in enumerate([(7, 8), (9, 10), (12,)])]
     assert plan == (Phase("chunk tasks", (SendTasks(tuple(tasks[:2])),)),
                     Phase("last chunk task", (SendTasks((tasks[2],)),)))
@@ -303,16 +303,16 @@ def test_a_returning_reader_following_nobody_is_rebuilt_at_once() -> None:
 
 
 def test_a_rebuild_chunk_marks_edges_then_backfills_and_its_last_chunk_ends_the_rebuild() -> None:
-    middle = SeenChunk(event_time=T, user_id=11, author_ids=(7, 8), seen=T, rebuild=True, chunk=0, chunks=2)
-    last = SeenChunk(event_time=T, user_id=11, author_ids=(9,), seen=T, rebuild=True, chunk=1, chunks=2)
+    middle = SeenChunk(event_time=T, user_id=11, author_ids=(7, 8), seen=T, rebuild=True, chunk=0, chunks=2, follows=3)
+    last = SeenChunk(event_time=T, user_id=11, author_ids=(9,), seen=T, rebuild=True, chunk=1, chunks=2, follows=3)
     assert names(plans.seen_chunk(middle)) == ["edges seen", "rebuild"]
     assert plans.seen_chunk(last) == (
-        Phase("edges seen", (SetEdgesSeen(11, (9,), T),)),
+        Phase("edges seen", (SetEdgesSeen(11, (9,), T, 3),)),
         Phase("rebuild", (RebuildFrom(11, (9,)),)),
         Phase("rebuilt", (SetActivity(11, Activity(T, False)), Count("regenerations", "finished"))),
     )
-    plain = SeenChunk(event_time=T, user_id=11, author_ids=(7,), seen=T, rebuild=False, chunk=1, chunks=2)
-    assert plans.seen_chunk(plain) == (Phase("edges seen", (SetEdgesSeen(11, (7,), T),)),)
+    plain = SeenChunk(event_time=T, user_id=11, author_ids=(7,), seen=T, rebuild=False, chunk=1, chunks=2, follows=3)
+    assert plans.seen_chunk(plain) == (Phase("edges seen", (SetEdgesSeen(11, (7,), T, 3),)),)
 
 
 def test_a_rebuild_copies_every_followee_but_the_celebrities_as_bulk_work_a_few_at_once() -> None:

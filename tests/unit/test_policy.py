@@ -18,6 +18,7 @@ from fanout.core.policy import (
     follower_bucket,
     is_celebrity_after,
     is_returning,
+    lossy_audience,
     plan_fanout,
     plan_seen,
 )
@@ -271,3 +272,24 @@ def test_stale_changes_in_a_run_commit_nothing() -> None:
     [segment] = decide_follows({7: Edge(True, 50)}, AuthorStats(1, False, 5), [(7, False, 40), (7, True, 50)], RUN, 9)
     assert segment.edges == {} and segment.stats == AuthorStats(1, False, 5)
     assert not any(s.decision.fresh for s in segment.steps)
+
+
+def test_lossy_audience_is_off_without_a_limit_and_spares_readers_at_or_below_it() -> None:
+    audience = list(range(1, 101))
+    assert lossy_audience(audience, {5: 10_000}, 77, 10, 0) == (tuple(audience), 0)
+    assert lossy_audience(audience, {5: 2_000, 6: 1_000}, 77, 10, 2_000) == (tuple(audience), 0)
+
+
+def test_lossy_audience_draws_once_per_chunk_and_the_same_on_a_replay() -> None:
+    audience = list(range(1, 1001))
+    over = {f: 4_000 for f in audience if f % 2 == 0}  # every other reader follows 4,000: kept half the time
+    kept_share = []
+    for post in range(1, 401):
+        kept, skipped = lossy_audience(audience, over, post, 100, 2_000)
+        assert lossy_audience(audience, over, post, 100, 2_000) == (kept, skipped)  # a replay: the same rows
+        assert skipped == len(audience) - len(kept) and set(audience) - set(kept) <= set(over)
+        for start in range(0, 1000, 100):  # one draw per chunk: its over-followers all go or all stay
+            chunk_over = {f for f in audience[start:start + 100] if f in over}
+            assert len(chunk_over & set(kept)) in (0, len(chunk_over))
+        kept_share.append(sum(1 for f in kept if f in over) / len(over))
+    assert 0.45 <= sum(kept_share) / len(kept_share) <= 0.55  # min(2000/4000, 1) of the posts, on average

@@ -43,12 +43,14 @@ class CassandraGraph:
                            "SET following = ?, changed_at = ? WHERE author_id = ? AND follower_id = ?")
         self._set_stats = p("UPDATE {keyspace}.followers_by_author SET follower_count = ?, is_celebrity = ?, "
                             "version = ? WHERE author_id = ?")
-        self._followers = p("SELECT follower_id, following, last_seen FROM {keyspace}.followers_by_author "
+        self._followers = p("SELECT follower_id, following, last_seen, follows FROM {keyspace}.followers_by_author "
                             "WHERE author_id = ? AND follower_id > ? LIMIT ?")
-        self._first_followers = p("SELECT author_id, follower_id, following, last_seen "
+        self._first_followers = p("SELECT author_id, follower_id, following, last_seen, follows "
                                   "FROM {keyspace}.followers_by_author WHERE author_id IN ? PER PARTITION LIMIT ?")
         self._set_edge_seen = p("UPDATE {keyspace}.followers_by_author SET last_seen = ? "
                                 "WHERE author_id = ? AND follower_id = ?")
+        self._set_edge_seen_follows = p("UPDATE {keyspace}.followers_by_author SET last_seen = ?, follows = ? "
+                                        "WHERE author_id = ? AND follower_id = ?")
         # Within one partition, so the filter costs a scan of that user's rows, on the replica.
         self._following_count = p("SELECT COUNT(*) AS n FROM {keyspace}.following_by_user WHERE user_id = ? "
                                   "AND following = true ALLOW FILTERING")
@@ -126,15 +128,17 @@ class CassandraGraph:
                                 for user, followee, following, t in changes)
 
     async def followers_page(self, author_id: int, after: int, limit: int,
-                             seen_since: int | None = None) -> FollowerPage:
+                             seen_since: int | None = None, over_follows: int = 0) -> FollowerPage:
         if after == 0 and limit <= self.page_size:  # read with the other first pages of this batch of events
             rows = await self._page_loader.load((author_id, limit)) or []
         else:
             rows = await self.db.run(self._followers, (author_id, after, limit))
         following = [r for r in rows if r.following]
-        active = [r.follower_id for r in following
-                  if seen_since is None or r.last_seen is None or r.last_seen >= seen_since]
-        return FollowerPage(active, len(following) - len(active), rows[-1].follower_id if len(rows) == limit else None)
+        active = [r for r in following if seen_since is None or r.last_seen is None or r.last_seen >= seen_since]
+        over = {r.follower_id: r.follows for r in active if r.follows and r.follows > over_follows} \
+            if over_follows else {}
+        return FollowerPage([r.follower_id for r in active], len(following) - len(active),
+                            rows[-1].follower_id if len(rows) == limit else None, over)
 
     async def _fetch_first_pages(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], list[Any]]:
         by_limit: dict[int, list[int]] = defaultdict(list)
@@ -164,5 +168,9 @@ class CassandraGraph:
         rows = await self.db.run(self._following_count, (user_id,))
         return int(rows[0].n)
 
-    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int) -> None:
-        await self.writes.write((self._set_edge_seen, (last_seen, author, user_id)) for author in followees)
+    async def set_edges_seen(self, user_id: int, followees: Iterable[int], last_seen: int, follows: int = 0) -> None:
+        if follows:
+            await self.writes.write((self._set_edge_seen_follows, (last_seen, follows, author, user_id))
+                                    for author in followees)
+        else:
+            await self.writes.write((self._set_edge_seen, (last_seen, author, user_id)) for author in followees)

@@ -27,10 +27,12 @@ class PostHandlers:
         likely = plans.needs_audience(stats, None, s)
         stored, audience = await asyncio.gather(
             x.stores.posts.stored_post(e.post_id),
-            x.active_followers(e.author_id, seen_since=since, expected=stats.follower_count) if likely else _none())
+            x.audience(e.author_id, since, stats.follower_count, s.lossy_follows) if likely else _none())
         if audience is None and plans.needs_audience(stats, stored, s):
-            audience = await x.active_followers(e.author_id, seen_since=since, expected=stats.follower_count)
-        return plans.PostFacts(stats, stored, tuple(audience) if audience is not None else None)
+            audience = await x.audience(e.author_id, since, stats.follower_count, s.lossy_follows)
+        if audience is None:
+            return plans.PostFacts(stats, stored, None)
+        return plans.PostFacts(stats, stored, tuple(audience[0]), audience[1])
 
     async def inbox_chunk(self, task: InboxChunk) -> None:
         await self.x.run(plans.inbox_chunk(task))
@@ -40,5 +42,5 @@ class PostHandlers:
         await self.x.run(plans.post_deleted(e, stored))
 
 
-async def _none() -> list[int] | None:
+async def _none() -> tuple[list[int], dict[int, int]] | None:
     return None
